@@ -1,0 +1,135 @@
+//! The camera seam: every frame source (the built-in test pattern, libcamera) implements
+//! [`Camera`] and publishes [`Frame`]s into a [`FrameSink`], so the rest of the service never
+//! knows which one is running and no test needs hardware.
+
+pub mod test_pattern;
+
+#[cfg(feature = "libcamera")]
+pub mod libcamera;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+pub use crate::frames::{Frame, FrameMut, FrameSink, Image, PixelFormat};
+
+/// Where the frames come from, as named in the config and in `/state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    TestPattern,
+    Libcamera,
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceKind::TestPattern => "test-pattern",
+            SourceKind::Libcamera => "libcamera",
+        })
+    }
+}
+
+/// A rectangle in sensor pixel coordinates (libcamera's `Rectangle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Rect {
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What the service knows about cropping, shown in `/state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CropState {
+    /// `crop = "none"` in the config.
+    Disabled,
+    /// The camera has no `ScalerCrop` control.
+    Unsupported,
+    /// Requested but no frame has reported the applied rectangle yet.
+    Pending,
+    /// The rectangle the ISP reported for the latest frame.
+    Applied(Rect),
+}
+
+impl Serialize for CropState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CropState::Disabled => s.serialize_str("none"),
+            CropState::Unsupported => s.serialize_str("unsupported"),
+            CropState::Pending => s.serialize_str("pending"),
+            CropState::Applied(r) => r.serialize(s),
+        }
+    }
+}
+
+/// The size and format of one output as actually configured (after validation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StreamInfo {
+    pub width: u32,
+    pub height: u32,
+    pub format: PixelFormat,
+}
+
+/// What a started camera reports about itself, once, for the log and `/state`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CameraInfo {
+    pub source: SourceKind,
+    /// Camera id (libcamera) or a fixed name (test pattern).
+    pub id: String,
+    pub video: StreamInfo,
+    pub still: StreamInfo,
+    /// Human-readable notes of what the camera changed from the request ("still stream
+    /// 512x512 RGB888 -> 512x512 NV12", "one stream only: still served from video").
+    pub adjustments: Vec<String>,
+}
+
+/// Tells a running camera to stop. Cheap to clone; checked between frames.
+#[derive(Clone, Debug, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A frame source. Opening happens in the backend's constructor (so a missing camera is an
+/// error at start, before any socket is bound); `run` then captures on its own thread.
+pub trait Camera: Send {
+    /// The configuration the camera actually runs with.
+    fn info(&self) -> CameraInfo;
+
+    /// Captures until `stop` is set, publishing every frame into `sink`. Must not block on
+    /// readers: `sink.publish` never waits. Returns an error only for a failure the camera
+    /// cannot recover from; a stall is not an error (the service notices the missing frames).
+    fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError>;
+}
+
+/// Failures of a camera backend.
+#[derive(Debug, thiserror::Error)]
+pub enum CameraError {
+    #[error("no camera found{}", found_list(.found))]
+    NotFound { wanted: Option<String>, found: Vec<String> },
+    #[error("camera {id}: {what}")]
+    Failed { id: String, what: String },
+    #[error("this build has no libcamera support (build with `--features libcamera`)")]
+    NotBuiltIn,
+}
+
+fn found_list(found: &[String]) -> String {
+    if found.is_empty() {
+        " (libcamera lists no cameras)".to_string()
+    } else {
+        format!("; available cameras: {}", found.join(", "))
+    }
+}

@@ -1,0 +1,65 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "picker",
+    version,
+    about = "Camera service: live MJPEG stream over HTTP, instant stills over a Unix socket"
+)]
+pub struct Cli {
+    /// Config file [default: /etc/picker/picker.toml; built-in defaults if it is missing]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config file; prints `ok` or the errors (exit 0 or 78)
+    CheckConfig,
+    /// Take a still from the running service
+    Still(StillArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StillArgs {
+    /// Still socket [default: still.socket from the config]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Image format
+    #[arg(long, value_enum, default_value_t = Format::Png)]
+    pub format: Format,
+    /// Wait for a frame captured after the request instead of taking the latest
+    #[arg(long)]
+    pub fresh: bool,
+    /// Write to FILE instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Rgb,
+    Bgr,
+    Ppm,
+    Png,
+    Jpg,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Rgb => "rgb",
+            Format::Bgr => "bgr",
+            Format::Ppm => "ppm",
+            Format::Png => "png",
+            Format::Jpg => "jpg",
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The stream encoder: turns the latest video frame into a ready-to-send MJPEG part, but
+//! only while somebody watches.
+//!
+//! It runs on its own thread (encoding is CPU work that must not stall the async runtime)
+//! and publishes each part through a `watch` channel: every stream client sends the same
+//! bytes, and a client that is busy simply picks up whatever part is current when it is
+//! ready again.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::watch;
+
+use crate::frames::{Frame, Stats};
+use crate::jpeg::Compressor;
+
+/// The multipart boundary of `/stream.mjpg`.
+pub const BOUNDARY: &str = "picker-frame";
+
+/// One encoded video frame.
+#[derive(Debug)]
+pub struct EncodedFrame {
+    pub sequence: u64,
+    /// A complete multipart part: headers, the JPEG, and the boundary that closes it.
+    /// The boundary comes right after the JPEG so browsers show a frame as soon as it
+    /// arrives, not when the next one starts.
+    pub part: Bytes,
+    /// The JPEG alone (a slice of `part`).
+    pub jpeg: Bytes,
+}
+
+/// Counts who needs JPEGs; the encoder sleeps while this is zero.
+#[derive(Clone)]
+pub struct Demand(Arc<watch::Sender<usize>>);
+
+/// Held by each stream client; dropping it releases the demand.
+pub struct DemandGuard(Demand);
+
+impl Demand {
+    pub fn new() -> Self {
+        Demand(Arc::new(watch::channel(0).0))
+    }
+
+    pub fn hold(&self) -> DemandGuard {
+        self.0.send_modify(|n| *n += 1);
+        DemandGuard(self.clone())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<usize> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Demand {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for DemandGuard {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Builds the multipart part for one JPEG.
+pub fn part(jpeg: &[u8], unix_us: u64) -> (Bytes, Bytes) {
+    let mut buf = BytesMut::with_capacity(jpeg.len() + 160);
+    let head = format!(
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\r\n",
+        jpeg.len(),
+        unix_us / 1_000_000,
+        unix_us % 1_000_000
+    );
+    buf.put_slice(head.as_bytes());
+    buf.put_slice(jpeg);
+    buf.put_slice(b"\r\n--");
+    buf.put_slice(BOUNDARY.as_bytes());
+    buf.put_slice(b"\r\n");
+    let part = buf.freeze();
+    let jpeg = part.slice(head.len()..head.len() + jpeg.len());
+    (part, jpeg)
+}
+
+/// Runs the encoder until `frames` closes (the camera side is gone) or `shutdown` fires.
+/// Blocking: call on a dedicated thread.
+pub fn run(
+    runtime: tokio::runtime::Handle,
+    mut frames: watch::Receiver<Option<Arc<Frame>>>,
+    mut demand: watch::Receiver<usize>,
+    out: watch::Sender<Option<Arc<EncodedFrame>>>,
+    quality: u8,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut compressor = match Compressor::new() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("stream encoder unavailable: {e}");
+            return;
+        }
+    };
+    // Sequence of the last frame encoded during the current watching period (0 = none), to
+    // count frames skipped while clients wait.
+    let mut last: u64 = 0;
+    loop {
+        let next = runtime.block_on(async {
+            if *demand.borrow_and_update() == 0 {
+                last = 0;
+                tokio::select! {
+                    r = demand.wait_for(|n| *n > 0) => r.ok()?,
+                    _ = shutdown.wait_for(|s| *s) => return None,
+                };
+                // Start from the newest frame at once instead of waiting for the next.
+                frames.mark_changed();
+            }
+            tokio::select! {
+                r = frames.changed() => { r.ok()?; }
+                _ = demand.changed() => {}
+                _ = shutdown.wait_for(|s| *s) => return None,
+            }
+            Some(frames.borrow_and_update().clone())
+        });
+        let Some(frame) = next else { return };
+        let Some(frame) = frame else { continue };
+        if last != 0 && frame.sequence > last + 1 {
+            stats
+                .dropped
+                .fetch_add(frame.sequence - last - 1, Ordering::Relaxed);
+        }
+        if frame.sequence == last {
+            continue;
+        }
+        last = frame.sequence;
+        match compressor.compress(&frame.video, quality) {
+            Ok(jpeg) => {
+                let (part, jpeg) = part(jpeg, frame.unix_us);
+                stats.encoded.fetch_add(1, Ordering::Relaxed);
+                out.send_replace(Some(Arc::new(EncodedFrame {
+                    sequence: frame.sequence,
+                    part,
+                    jpeg,
+                })));
+            }
+            Err(e) => tracing::warn!(sequence = frame.sequence, "cannot encode frame: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_has_headers_jpeg_and_closing_boundary() {
+        let (part, jpeg) = part(b"\xff\xd8abc\xff\xd9", 1_700_000_000_000_042);
+        let text = String::from_utf8_lossy(&part);
+        assert!(text.starts_with("Content-Type: image/jpeg\r\nContent-Length: 7\r\n"));
+        assert!(text.contains("X-Timestamp: 1700000000.000042\r\n\r\n"));
+        assert!(part.ends_with(b"\xff\xd9\r\n--picker-frame\r\n"));
+        assert_eq!(&jpeg[..], b"\xff\xd8abc\xff\xd9");
+    }
+
+    #[test]
+    fn demand_counts_guards() {
+        let d = Demand::new();
+        let rx = d.subscribe();
+        let a = d.hold();
+        let b = d.hold();
+        assert_eq!(*rx.borrow(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(*rx.borrow(), 0);
+    }
+}

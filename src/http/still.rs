@@ -1,0 +1,167 @@
+//! Routes on the still socket: `/still.{rgb,bgr,ppm,png,jpg}`, each the latest still frame
+//! at once (no camera reconfiguration, the stream never pauses), or with `?fresh=1` the
+//! first frame captured after the request arrived.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use warp::Filter;
+use warp::http::{HeaderValue, StatusCode, header};
+
+use super::text;
+use crate::app::{Shared, StillError};
+use crate::frames::{Frame, PixelFormat};
+
+/// The formats a still can be asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StillFormat {
+    Rgb,
+    Bgr,
+    Ppm,
+    Png,
+    Jpg,
+}
+
+impl StillFormat {
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        Some(match ext {
+            "rgb" => StillFormat::Rgb,
+            "bgr" => StillFormat::Bgr,
+            "ppm" => StillFormat::Ppm,
+            "png" => StillFormat::Png,
+            "jpg" | "jpeg" => StillFormat::Jpg,
+            _ => return None,
+        })
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            StillFormat::Rgb | StillFormat::Bgr => "application/octet-stream",
+            StillFormat::Ppm => "image/x-portable-pixmap",
+            StillFormat::Png => "image/png",
+            StillFormat::Jpg => "image/jpeg",
+        }
+    }
+}
+
+pub fn routes(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
+{
+    let shared = warp::any().map(move || shared.clone());
+    warp::get()
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(shared)
+        .and_then(still)
+        .recover(super::plain_rejection)
+        .unify()
+}
+
+async fn still(
+    name: String,
+    query: HashMap<String, String>,
+    shared: Arc<Shared>,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let format = name
+        .strip_prefix("still.")
+        .and_then(StillFormat::from_extension)
+        .ok_or_else(warp::reject::not_found)?;
+    let fresh = match query.get("fresh").map(String::as_str) {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") | Some("") => true,
+        Some(other) => {
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                format!("fresh={other:?}: use fresh=1\n"),
+            ));
+        }
+    };
+    let frame = match shared.still_frame(fresh).await {
+        Ok(f) => f,
+        Err(e @ StillError::Timeout(_)) => return Ok(text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n"))),
+        Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
+    };
+    let quality = shared.config.stream.quality;
+    let body = if matches!(format, StillFormat::Rgb) && is_tight_rgb(&frame) {
+        // Zero copy: the response owns a reference to the frame.
+        Ok(Bytes::from_owner(StillBytes(frame.clone())))
+    } else {
+        let frame = frame.clone();
+        tokio::task::spawn_blocking(move || encode(&frame, format, quality))
+            .await
+            .unwrap_or_else(|e| Err(format!("encoder task failed: {e}")))
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+    };
+    let mut resp = warp::reply::Response::new(body.into());
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-width", frame.still.width.into());
+    h.insert("x-height", frame.still.height.into());
+    h.insert("x-sequence", frame.sequence.into());
+    h.insert("x-timestamp-ns", frame.timestamp_ns.into());
+    Ok(resp)
+}
+
+fn is_tight_rgb(frame: &Frame) -> bool {
+    let s = &frame.still;
+    s.format == PixelFormat::Rgb24 && s.strides[0] == s.width as usize * 3 && s.offsets[0] == 0
+}
+
+/// The still image's bytes, kept alive by the frame they belong to.
+struct StillBytes(Arc<Frame>);
+
+impl AsRef<[u8]> for StillBytes {
+    fn as_ref(&self) -> &[u8] {
+        let s = &self.0.still;
+        &s.data[..s.width as usize * s.height as usize * 3]
+    }
+}
+
+fn encode(frame: &Frame, format: StillFormat, quality: u8) -> Result<Bytes, String> {
+    let still = &frame.still;
+    let (w, h) = (still.width, still.height);
+    match format {
+        StillFormat::Rgb | StillFormat::Bgr => {
+            let mut out = Vec::new();
+            crate::convert::to_rgb(still, format == StillFormat::Bgr, &mut out);
+            Ok(out.into())
+        }
+        StillFormat::Ppm => {
+            let mut out = format!("P6\n{w} {h}\n255\n").into_bytes();
+            let header = out.len();
+            let mut rgb = Vec::new();
+            crate::convert::to_rgb(still, false, &mut rgb);
+            out.reserve_exact(rgb.len());
+            out.extend_from_slice(&rgb);
+            debug_assert_eq!(out.len(), header + (w * h * 3) as usize);
+            Ok(out.into())
+        }
+        StillFormat::Png => {
+            let mut rgb = Vec::new();
+            crate::convert::to_rgb(still, false, &mut rgb);
+            let mut out = Vec::with_capacity(rgb.len() / 2);
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            // Stills are taken by a robot in a control loop: favour latency over size.
+            enc.set_compression(png::Compression::Fast);
+            let mut writer = enc.write_header().map_err(|e| format!("png: {e}"))?;
+            writer.write_image_data(&rgb).map_err(|e| format!("png: {e}"))?;
+            writer.finish().map_err(|e| format!("png: {e}"))?;
+            Ok(out.into())
+        }
+        StillFormat::Jpg => {
+            let mut c = crate::jpeg::Compressor::new().map_err(|e| e.to_string())?;
+            let jpeg = c.compress(still, quality).map_err(|e| e.to_string())?;
+            Ok(Bytes::copy_from_slice(jpeg))
+        }
+    }
+}

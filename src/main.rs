@@ -1,0 +1,85 @@
+//! The `picker` binary: logging, then config, then the service. Errors map to exit codes
+//! here and only here (78 = EX_CONFIG for a config that cannot be used).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use picker::cli::{Cli, Command};
+use picker::config::{self, Config, ConfigError};
+
+/// sysexits.h EX_CONFIG.
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let explicit = cli.config.is_some();
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    match cli.command {
+        Some(Command::CheckConfig) => match Config::load(&path, explicit) {
+            Ok(c) => {
+                if c.path.is_none() {
+                    println!("ok ({} not found: built-in defaults)", path.display());
+                } else {
+                    println!("ok");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("picker: {e}");
+                ExitCode::from(EX_CONFIG)
+            }
+        },
+        Some(Command::Still(args)) => {
+            let socket = match &args.socket {
+                Some(s) => s.clone(),
+                None => match Config::load(&path, explicit) {
+                    Ok(c) => c.still.socket,
+                    Err(e) => return config_error(&e),
+                },
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match rt
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(picker::still_client::fetch(&socket, &args)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("picker: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            picker::logging::init();
+            let config = match Config::load(&path, explicit) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            if config.path.is_none() {
+                tracing::info!("{} not found: using built-in defaults", path.display());
+            } else {
+                tracing::info!("config {}", path.display());
+            }
+            match picker::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("picker: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    tracing::error!("{e}");
+    eprintln!("picker: {e}");
+    ExitCode::from(EX_CONFIG)
+}
