@@ -197,6 +197,12 @@ pub fn open_camera(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
         SourceChoice::Auto => cfg!(feature = "libcamera"),
     };
     if !libcamera {
+        let why = if config.camera.source == SourceChoice::TestPattern {
+            "camera.source = \"test-pattern\""
+        } else {
+            "this build has no libcamera support"
+        };
+        tracing::warn!("NO CAMERA: serving the built-in TEST PATTERN ({why})");
         return Ok(Box::new(crate::camera::test_pattern::TestPattern::new(config)));
     }
     #[cfg(feature = "libcamera")]

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need (Debian packages: libjpeg-turbo,
+# ffmpeg, curl, chromium) when missing, then runs every unit and integration test against
+# the real binary with the built-in test-pattern camera.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packaging/host-deps.sh --test
+cargo test "$@"
