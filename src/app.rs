@@ -24,7 +24,7 @@ use crate::notify;
 /// Failures that stop the service.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot listen on {addr} (stream.port = {port} in {origin}): {source}")]
+    #[error("cannot listen on {addr} (stream.port = {port} in {origin})")]
     BindTcp {
         addr: SocketAddr,
         port: u16,

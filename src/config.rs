@@ -146,15 +146,20 @@ impl Config {
     /// Parses and validates TOML text that came from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_column(text, s.start))
-                .unwrap_or((1, 1));
+            let start = e.span().map(|s| s.start).unwrap_or(0);
+            let (line, column) = line_column(text, start);
+            let mut message = e.message().trim().to_string();
+            // serde names the field alone; say which table it is in, as a user writes it.
+            if let Some(rest) = message.strip_prefix("unknown field `") {
+                if let Some(table) = table_at(text, start) {
+                    message = format!("unknown key `{table}.{rest}");
+                }
+            }
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message,
             }
         })?;
         raw.validate(Some(path))
@@ -186,6 +191,17 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
         .unwrap_or(0)
         + 1;
     (line, column)
+}
+
+/// The `[table]` header in force at a byte offset.
+fn table_at(text: &str, offset: usize) -> Option<&str> {
+    text[..offset.min(text.len())]
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+        })
+        .last()
 }
 
 /// Largest frame side we accept: bigger than any Pi sensor mode we would stream.
@@ -347,7 +363,7 @@ mod tests {
     fn unknown_key_is_named_with_its_line() {
         let err = parse("[stream]\nport = 8000\nprot = 9\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("prot"), "{msg}");
+        assert!(msg.contains("unknown key `stream.prot`"), "{msg}");
         assert!(msg.starts_with("/etc/picker/picker.toml:3:"), "{msg}");
     }
 

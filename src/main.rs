@@ -59,7 +59,10 @@ fn main() -> ExitCode {
             picker::logging::init();
             let config = match Config::load(&path, explicit) {
                 Ok(c) => c,
-                Err(e) => return config_error(&e),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
             };
             if config.path.is_none() {
                 tracing::info!("{} not found: using built-in defaults", path.display());
@@ -69,8 +72,8 @@ fn main() -> ExitCode {
             match picker::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    // The log goes to stderr or the journal: either way the user sees it.
                     tracing::error!("{e:#}");
-                    eprintln!("picker: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -79,7 +82,6 @@ fn main() -> ExitCode {
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {
-    tracing::error!("{e}");
     eprintln!("picker: {e}");
     ExitCode::from(EX_CONFIG)
 }
