@@ -107,10 +107,9 @@ impl Shared {
     }
 
     pub fn online(&self) -> bool {
-        self.latest().is_some_and(|f| {
-            let (now, _) = crate::frames::now_timestamps();
-            Duration::from_nanos(now.saturating_sub(f.timestamp_ns)) < self.stall_limit()
-        })
+        self.sink
+            .since_last_frame()
+            .is_some_and(|age| age < self.stall_limit())
     }
 
     pub fn state(&self) -> State {

@@ -133,7 +133,8 @@ impl Image {
 pub struct Frame {
     /// Counts every frame the camera delivered, from 1.
     pub sequence: u64,
-    /// Capture time, CLOCK_MONOTONIC nanoseconds (libcamera's `SensorTimestamp` clock).
+    /// Capture time, CLOCK_BOOTTIME nanoseconds: the clock of libcamera's `SensorTimestamp`
+    /// (on a machine that never suspends, the same as CLOCK_MONOTONIC).
     pub timestamp_ns: u64,
     /// Capture time as Unix microseconds, for the `X-Timestamp` header.
     pub unix_us: u64,
@@ -180,6 +181,9 @@ pub struct FrameSink {
     crop: watch::Sender<CropState>,
     stats: Arc<Stats>,
     fps: Mutex<FpsMeter>,
+    /// When the latest frame was published (CLOCK_BOOTTIME ns), whatever clock the camera
+    /// stamps its frames with.
+    last_publish_ns: AtomicU64,
 }
 
 struct FpsMeter {
@@ -198,6 +202,7 @@ impl FrameSink {
                 window_start: None,
                 frames: 0,
             }),
+            last_publish_ns: AtomicU64::new(0),
         }
     }
 
@@ -228,6 +233,8 @@ impl FrameSink {
             pool.push(frame.clone());
         }
         self.stats.captured.fetch_add(1, Ordering::Relaxed);
+        self.last_publish_ns
+            .store(now_timestamps().0, Ordering::Relaxed);
         self.count_fps();
         self.tx.send_replace(Some(frame));
     }
@@ -247,6 +254,12 @@ impl FrameSink {
 
     pub fn crop(&self) -> CropState {
         *self.crop.borrow()
+    }
+
+    /// Time since the latest frame was published; `None` before the first.
+    pub fn since_last_frame(&self) -> Option<std::time::Duration> {
+        let at = self.last_publish_ns.load(Ordering::Relaxed);
+        (at != 0).then(|| std::time::Duration::from_nanos(now_timestamps().0.saturating_sub(at)))
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
@@ -271,9 +284,9 @@ impl FrameSink {
     }
 }
 
-/// Clock readings for a frame captured now.
+/// Clock readings for a frame captured now: (CLOCK_BOOTTIME ns, Unix us).
 pub fn now_timestamps() -> (u64, u64) {
-    let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+    let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0);
     (mono, unix_us_now())
