@@ -42,6 +42,29 @@ pub struct TestPattern {
     framerate: u32,
     video: (u32, u32),
     still: (u32, u32),
+    stall: Option<Stall>,
+}
+
+/// Fault injection for tests of stall handling: after `after` frames, deliver nothing for
+/// `duration`, then carry on, like a camera whose cable was wiggled. Set through the
+/// environment (`PICKER_TEST_STALL=<frames>:<milliseconds>`), never through the config.
+#[derive(Clone, Copy, Debug)]
+struct Stall {
+    after: u64,
+    duration: Duration,
+}
+
+impl Stall {
+    fn from_env() -> Option<Stall> {
+        let spec = std::env::var("PICKER_TEST_STALL").ok()?;
+        let (after, ms) = spec.split_once(':')?;
+        let stall = Stall {
+            after: after.trim().parse().ok()?,
+            duration: Duration::from_millis(ms.trim().parse().ok()?),
+        };
+        tracing::warn!("PICKER_TEST_STALL: the test pattern will stall for {:?} after frame {}", stall.duration, stall.after);
+        Some(stall)
+    }
 }
 
 impl TestPattern {
@@ -50,6 +73,7 @@ impl TestPattern {
             framerate: config.camera.framerate,
             video: (config.stream.width, config.stream.height),
             still: (config.still.width, config.still.height),
+            stall: Stall::from_env(),
         }
     }
 }
@@ -93,6 +117,9 @@ impl Camera for TestPattern {
             sink.publish(frame);
 
             next += period;
+            if let Some(stall) = self.stall.filter(|s| s.after == sequence) {
+                next += stall.duration;
+            }
             let now = Instant::now();
             if next > now {
                 // Sleep in slices so a stop request is seen within 50 ms even at 1 fps.

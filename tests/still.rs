@@ -1,0 +1,229 @@
+//! Stills over the Unix socket: every format, fresh frames, real clients (curl, `picker still`).
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn seq(r: &Response) -> u64 {
+    r.header("x-sequence").expect("X-Sequence").parse().unwrap()
+}
+
+#[test]
+fn raw_stills_are_exactly_width_height_3_with_headers() {
+    let p = Picker::start(&[]);
+    let rgb = p.unix_get("/still.rgb");
+    assert_eq!(rgb.status, 200);
+    assert_eq!(rgb.body.len(), 512 * 512 * 3);
+    assert_eq!(rgb.header("x-width"), Some("512"));
+    assert_eq!(rgb.header("x-height"), Some("512"));
+    assert!(seq(&rgb) >= 1);
+    let ts: u64 = rgb.header("x-timestamp-ns").unwrap().parse().unwrap();
+    assert!(ts > 0);
+
+    let bgr = p.unix_get("/still.bgr");
+    assert_eq!(bgr.body.len(), 512 * 512 * 3);
+    // Bottom-left pixel is inside the first colour bar, which changes as bars scroll, so
+    // compare the two images' colour sets instead: BGR is RGB with channels swapped.
+    let colours = |px: &[u8], swap: bool| {
+        let mut set: Vec<[u8; 3]> = px
+            .chunks(3)
+            .map(|c| {
+                if swap {
+                    [c[2], c[1], c[0]]
+                } else {
+                    [c[0], c[1], c[2]]
+                }
+            })
+            .collect();
+        set.sort();
+        set.dedup();
+        set
+    };
+    let row = 500 * 512 * 3..501 * 512 * 3;
+    assert_eq!(
+        colours(&rgb.body[row.clone()], false),
+        colours(&bgr.body[row], true)
+    );
+}
+
+#[test]
+fn still_rgb_is_a_plausible_picture_of_the_pattern() {
+    let p = Picker::start(&[]);
+    let rgb = p.unix_get("/still.rgb").body;
+    // A row below the frame-number label crosses all eight 75% colour bars.
+    let row = &rgb[400 * 512 * 3..401 * 512 * 3];
+    let mut colours: Vec<&[u8]> = row.chunks(3).collect();
+    colours.sort();
+    colours.dedup();
+    assert_eq!(colours.len(), 8, "{colours:?}");
+    assert!(
+        colours.contains(&&[191u8, 191, 0][..]),
+        "yellow bar: {colours:?}"
+    );
+}
+
+#[test]
+fn ppm_png_and_jpg_stills_decode() {
+    let p = Picker::start(&[]);
+    let ppm = p.unix_get("/still.ppm");
+    assert_eq!(ppm.header("content-type"), Some("image/x-portable-pixmap"));
+    let header = b"P6\n512 512\n255\n";
+    assert_eq!(&ppm.body[..header.len()], header);
+    assert_eq!(ppm.body.len(), header.len() + 512 * 512 * 3);
+
+    let png = p.unix_get("/still.png");
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    let (w, h, px) = decode_png(&png.body);
+    assert_eq!((w, h, px.len()), (512, 512, 512 * 512 * 3));
+
+    let jpg = p.unix_get("/still.jpg");
+    assert_eq!(jpg.header("content-type"), Some("image/jpeg"));
+    assert_eq!(decode_jpeg(&jpg.body).0, 512);
+}
+
+#[test]
+fn still_size_follows_the_config() {
+    let p = Picker::start(&["still.width = 640", "still.height = 512"]);
+    let rgb = p.unix_get("/still.rgb");
+    assert_eq!(rgb.body.len(), 640 * 512 * 3);
+    assert_eq!(rgb.header("x-width"), Some("640"));
+    let (w, h, _) = decode_png(&p.unix_get("/still.png").body);
+    assert_eq!((w, h), (640, 512));
+}
+
+#[test]
+fn fresh_waits_for_a_newer_frame_and_latest_does_not() {
+    let p = Picker::start(&["camera.framerate = 5"]);
+    let first = p.unix_get("/still.rgb");
+    let again = p.unix_get("/still.rgb");
+    // Latest: no waiting, so two quick requests at 5 fps mostly see the same frame.
+    assert!(seq(&again) <= seq(&first) + 1);
+    let fresh = p.unix_get("/still.rgb?fresh=1");
+    assert!(
+        seq(&fresh) > seq(&again),
+        "fresh {} vs {}",
+        seq(&fresh),
+        seq(&again)
+    );
+    let ts = |r: &Response| r.header("x-timestamp-ns").unwrap().parse::<u64>().unwrap();
+    assert!(ts(&fresh) > ts(&again));
+}
+
+#[test]
+fn fresh_times_out_with_504_when_the_camera_stalls_and_latest_still_answers() {
+    // The test pattern stalls for 6 s after frame 20 (fault injection).
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_STALL", "20:6000")]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seq(&p.unix_get("/still.rgb")) < 20 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = p.unix_get("/still.rgb?fresh=1");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains("no new frame"), "{}", r.text());
+    // The latest frame is still there at once.
+    let latest = p.unix_get("/still.rgb");
+    assert_eq!((latest.status, seq(&latest)), (200, 20));
+    assert_eq!(p.unix_get("/still.rgb?fresh=maybe").status, 400);
+}
+
+#[test]
+fn curl_over_the_unix_socket() {
+    assert!(have("curl"), "curl is needed: tests/run.sh installs it");
+    let p = Picker::start(&[]);
+    let out_file = p.dir.path().join("still.png");
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", "--unix-socket"])
+        .arg(&p.socket)
+        .arg("http://picker/still.png")
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (w, h, _) = decode_png(&std::fs::read(&out_file).unwrap());
+    assert_eq!((w, h), (512, 512));
+}
+
+#[test]
+fn picker_still_client_writes_files_and_stdout() {
+    let p = Picker::start(&[]);
+    let out_file = p.dir.path().join("s.png");
+    let st = Command::new(BIN)
+        .args(["still", "--format", "png", "--socket"])
+        .arg(&p.socket)
+        .arg("-o")
+        .arg(&out_file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(decode_png(&std::fs::read(&out_file).unwrap()).0, 512);
+    let out = Command::new(BIN)
+        .args(["still", "--format", "rgb", "--fresh", "--socket"])
+        .arg(&p.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 512 * 512 * 3);
+    // Through the config's socket path, as a user on the machine would call it.
+    let out = Command::new(BIN)
+        .args(["still", "--format", "ppm", "--config"])
+        .arg(&p.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.starts_with(b"P6\n512 512\n255\n"));
+}
+
+#[test]
+fn picker_still_names_the_socket_when_nothing_listens() {
+    let dir = temp_dir();
+    let missing = dir.path().join("none.sock");
+    let out = Command::new(BIN)
+        .args(["still", "--socket"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}
+
+#[test]
+fn unknown_still_paths_404_and_garbage_400() {
+    let p = Picker::start(&[]);
+    assert_eq!(p.unix_get("/still.gif").status, 404);
+    assert_eq!(p.unix_get("/").status, 404);
+    let r = raw_request(
+        std::os::unix::net::UnixStream::connect(&p.socket).unwrap(),
+        b"NONSENSE\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(p.unix_get("/still.rgb").status, 200);
+}
+
+#[test]
+fn stills_never_pause_the_stream() {
+    let p = Picker::start(&[]);
+    let mut m = p.mjpeg("");
+    m.read_opening();
+    m.next_part();
+    let before = metric(&p, "picker_frames_captured_total");
+    for _ in 0..20 {
+        assert_eq!(p.unix_get("/still.png").status, 200);
+        m.next_part();
+    }
+    // The camera kept running at its rate while stills were taken: same sequence source.
+    assert!(metric(&p, "picker_frames_captured_total") >= before + 19.0);
+}

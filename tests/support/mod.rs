@@ -1,0 +1,545 @@
+//! Drives the real `picker` binary: writes a config into a temp dir, starts the service with
+//! the test-pattern camera, waits for its log to say where it listens, and talks to it over
+//! real sockets. Dropping a [`Picker`] stops it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_picker");
+
+pub struct Picker {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub addr: Option<SocketAddr>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// A config for tests: test pattern, loopback, port 0, socket in `dir`, plus `extra` lines
+/// appended to the matching tables (`[camera]`, `[stream]`, `[still]` given as "camera.x = y").
+pub fn config_text(dir: &Path, extra: &[&str]) -> String {
+    let mut camera = vec!["source = \"test-pattern\"".to_string()];
+    let mut stream = vec!["bind = \"127.0.0.1\"".to_string(), "port = 0".to_string()];
+    let mut still = vec![format!("socket = \"{}\"", dir.join("still.sock").display())];
+    for line in extra {
+        let (key, value) = line.split_once('=').expect("key = value");
+        let (table, key) = key.trim().split_once('.').expect("table.key");
+        let entry = format!("{key} = {}", value.trim());
+        let list = match table {
+            "camera" => &mut camera,
+            "stream" => &mut stream,
+            "still" => &mut still,
+            other => panic!("no table {other}"),
+        };
+        list.retain(|l| !l.starts_with(&format!("{key} ")));
+        list.push(entry);
+    }
+    format!(
+        "[camera]\n{}\n[stream]\n{}\n[still]\n{}\n",
+        camera.join("\n"),
+        stream.join("\n"),
+        still.join("\n")
+    )
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    // Short paths: a Unix socket path may have at most 107 bytes.
+    tempfile::Builder::new()
+        .prefix("pk")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+impl Picker {
+    pub fn start(extra: &[&str]) -> Picker {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Picker {
+        let dir = temp_dir();
+        let text = config_text(dir.path(), extra);
+        Self::start_config(dir, &text, env)
+    }
+
+    pub fn start_config(dir: tempfile::TempDir, text: &str, env: &[(&str, &str)]) -> Picker {
+        let config = dir.path().join("picker.toml");
+        std::fs::write(&config, text).unwrap();
+        let socket = text
+            .lines()
+            .find_map(|l| l.strip_prefix("socket = \""))
+            .map(|s| PathBuf::from(s.trim_end_matches('"')))
+            .unwrap_or_else(|| dir.path().join("still.sock"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("picker starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut picker = Picker {
+            child,
+            dir,
+            config,
+            socket,
+            addr: None,
+            log,
+        };
+        picker.wait_log("ready", Duration::from_secs(20));
+        picker.addr = picker.find_log("listening on http://").map(|l| {
+            l.split("listening on http://")
+                .nth(1)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        });
+        picker
+    }
+
+    pub fn find_log(&self, needle: &str) -> Option<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`; panics with the log on timeout or exit.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.find_log(needle) {
+                return l;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "picker exited ({status}) before logging {needle:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("stream enabled")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// SIGTERM, then the exit status and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = start + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, start.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "picker ignored SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn tcp_get(&self, path: &str) -> Response {
+        http_get(TcpStream::connect(self.addr()).unwrap(), path)
+    }
+
+    pub fn unix_get(&self, path: &str) -> Response {
+        http_get(UnixStream::connect(&self.socket).unwrap(), path)
+    }
+
+    /// Opens `/stream.mjpg` (with `query`) and reads the response head.
+    pub fn mjpeg(&self, query: &str) -> Mjpeg {
+        Mjpeg::open(self.addr(), query)
+    }
+}
+
+impl Drop for Picker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A finite HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends a raw request and reads the response until the server closes (Connection: close).
+pub fn raw_request<S: Read + Write>(mut s: S, request: &[u8]) -> Response {
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+pub fn http_get<S: Read + Write>(s: S, path: &str) -> Response {
+    raw_request(
+        s,
+        format!("GET {path} HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+pub fn parse_response(buf: &[u8]) -> Response {
+    let end = find(buf, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = find(data, b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+    out
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An open `/stream.mjpg` connection, parsed part by part (the body is chunked by hyper).
+pub struct Mjpeg {
+    pub stream: TcpStream,
+    pub headers: Vec<(String, String)>,
+    pub boundary: String,
+    /// Dechunked body bytes not yet consumed.
+    body: Vec<u8>,
+    /// Raw bytes not yet dechunked.
+    raw: Vec<u8>,
+}
+
+/// One multipart part.
+#[derive(Debug)]
+pub struct Part {
+    pub headers: Vec<(String, String)>,
+    pub jpeg: Vec<u8>,
+}
+
+impl Part {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Mjpeg {
+    pub fn open(addr: SocketAddr, query: &str) -> Mjpeg {
+        Self::open_on(TcpStream::connect(addr).unwrap(), query)
+    }
+
+    /// Like `open`, with a tiny receive buffer: a reader that stops reading backs up into
+    /// the server at once instead of after megabytes of kernel buffering.
+    pub fn open_small_window(addr: SocketAddr, query: &str) -> Mjpeg {
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt,
+        };
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        setsockopt(&fd, sockopt::RcvBuf, &2048).unwrap();
+        let SocketAddr::V4(v4) = addr else {
+            panic!("IPv4 only")
+        };
+        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4)).unwrap();
+        Self::open_on(TcpStream::from(fd), query)
+    }
+
+    fn open_on(mut stream: TcpStream, query: &str) -> Mjpeg {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /stream.mjpg{query} HTTP/1.1\r\nHost: picker\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let end = loop {
+            if let Some(end) = find(&raw, b"\r\n\r\n") {
+                break end;
+            }
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed before the response head");
+            raw.extend_from_slice(&chunk[..n]);
+        };
+        let head = parse_response(&raw[..end + 4]);
+        let boundary = head
+            .header("content-type")
+            .and_then(|ct| ct.split("boundary=").nth(1))
+            .map(|b| b.trim_matches('"').to_string())
+            .unwrap_or_default();
+        let raw = raw[end + 4..].to_vec();
+        let m = Mjpeg {
+            stream,
+            headers: head.headers,
+            boundary,
+            body: Vec::new(),
+            raw,
+        };
+        m.status_check(head.status);
+        m
+    }
+
+    fn status_check(&self, status: u16) {
+        assert_eq!(status, 200, "stream refused: {:?}", self.headers);
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Moves complete chunks from `raw` to `body`.
+    fn dechunk_available(&mut self) {
+        loop {
+            let Some(eol) = find(&self.raw, b"\r\n") else {
+                return;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&self.raw[..eol]).unwrap().trim(), 16)
+                    .expect("chunk size");
+            if self.raw.len() < eol + 2 + size + 2 {
+                return;
+            }
+            self.body
+                .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.raw.drain(..eol + 2 + size + 2);
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).expect("stream read");
+        assert!(n > 0, "stream closed");
+        self.raw.extend_from_slice(&chunk[..n]);
+        self.dechunk_available();
+    }
+
+    /// Ensures at least `n` dechunked body bytes are buffered.
+    fn need(&mut self, n: usize) {
+        self.dechunk_available();
+        while self.body.len() < n {
+            self.fill();
+        }
+    }
+
+    /// Reads the opening boundary line (once, before the first part).
+    pub fn read_opening(&mut self) {
+        let line = format!("--{}\r\n", self.boundary);
+        self.need(line.len());
+        assert_eq!(String::from_utf8_lossy(&self.body[..line.len()]), line);
+        self.body.drain(..line.len());
+    }
+
+    /// Reads one part and the boundary that must follow its JPEG.
+    pub fn next_part(&mut self) -> Part {
+        let end = loop {
+            if let Some(end) = find(&self.body, b"\r\n\r\n") {
+                break end;
+            }
+            self.fill();
+        };
+        let head = String::from_utf8_lossy(&self.body[..end]).into_owned();
+        let headers: Vec<(String, String)> = head
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        self.body.drain(..end + 4);
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .expect("part has Content-Length")
+            .1
+            .parse()
+            .unwrap();
+        let trailer = format!("\r\n--{}\r\n", self.boundary);
+        self.need(len + trailer.len());
+        let jpeg = self.body[..len].to_vec();
+        assert_eq!(
+            String::from_utf8_lossy(&self.body[len..len + trailer.len()]),
+            trailer,
+            "boundary must follow the JPEG"
+        );
+        self.body.drain(..len + trailer.len());
+        Part { headers, jpeg }
+    }
+
+    /// Reads the part's JPEG bytes only, then returns how long the closing boundary took to
+    /// arrive after them (it must come with the JPEG, not with the next frame).
+    pub fn boundary_delay_after_next_jpeg(&mut self) -> Duration {
+        let end = loop {
+            if let Some(end) = find(&self.body, b"\r\n\r\n") {
+                break end;
+            }
+            self.fill();
+        };
+        let head = String::from_utf8_lossy(&self.body[..end]).into_owned();
+        let len: usize = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.body.drain(..end + 4);
+        self.need(len);
+        let got_jpeg = Instant::now();
+        let trailer = format!("\r\n--{}\r\n", self.boundary);
+        self.need(len + trailer.len());
+        let delay = got_jpeg.elapsed();
+        self.body.drain(..len + trailer.len());
+        delay
+    }
+}
+
+/// Decodes a JPEG, returning (width, height, RGB pixels).
+pub fn decode_jpeg(jpeg: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut d = jpeg_decoder::Decoder::new(jpeg);
+    let pixels = d.decode().expect("a valid JPEG");
+    let info = d.info().unwrap();
+    (u32::from(info.width), u32::from(info.height), pixels)
+}
+
+/// Decodes a PNG, returning (width, height, RGB pixels).
+pub fn decode_png(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().expect("a valid PNG");
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// Counters from `/metrics`.
+pub fn metric(p: &Picker, name: &str) -> f64 {
+    let text = p.tcp_get("/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
