@@ -197,11 +197,11 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn table_at(text: &str, offset: usize) -> Option<&str> {
     text[..offset.min(text.len())]
         .lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let l = l.trim();
             l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
         })
-        .last()
 }
 
 /// Largest frame side we accept: bigger than any Pi sensor mode we would stream.

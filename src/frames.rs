@@ -97,11 +97,11 @@ impl Image {
     ) {
         let (sizes, planes) = format.plane_sizes(width as usize, height as usize);
         let mut offset = 0;
-        for i in 0..planes {
-            let stride = strides.get(i).copied().unwrap_or(sizes[i].0).max(sizes[i].0);
+        for (i, (min_stride, rows)) in sizes.iter().take(planes).enumerate() {
+            let stride = strides.get(i).copied().unwrap_or(*min_stride).max(*min_stride);
             self.strides[i] = stride;
             self.offsets[i] = offset;
-            offset += stride * sizes[i].1;
+            offset += stride * rows;
         }
         self.width = width;
         self.height = height;

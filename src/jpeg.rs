@@ -250,7 +250,7 @@ mod tests {
             row[192..].fill(255);
         }
         let mut c = Compressor::new().unwrap();
-        let (_, _, px) = decode(&c.compress(&img, 90).unwrap().to_vec());
+        let (_, _, px) = decode(c.compress(&img, 90).unwrap());
         assert!(px[189..192].iter().zip([10u8, 220, 30]).all(|(a, b)| a.abs_diff(b) <= 6));
     }
 

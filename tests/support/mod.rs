@@ -284,10 +284,7 @@ pub fn parse_response(buf: &[u8]) -> Response {
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = find(data, b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = find(data, b"\r\n") {
         let size =
             usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap().trim(), 16).unwrap();
         if size == 0 {

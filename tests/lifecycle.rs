@@ -1,0 +1,367 @@
+//! The service's life: readiness and watchdog over a real NOTIFY_SOCKET, signals, the socket
+//! file, stalls, and every way a bad config or a busy port is reported.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Collects sd-notify datagrams sent to a socket the test owns.
+struct NotifySocket {
+    sock: UnixDatagram,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    fn new() -> Self {
+        let dir = temp_dir();
+        let path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            sock,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Messages received within `d`.
+    fn collect(&self, d: Duration) -> Vec<String> {
+        let deadline = Instant::now() + d;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        out
+    }
+}
+
+fn count(msgs: &[String], needle: &str) -> usize {
+    msgs.iter()
+        .filter(|m| m.lines().any(|l| l == needle))
+        .count()
+}
+
+#[test]
+fn sd_notify_ready_status_watchdog_and_stopping() {
+    let notify = NotifySocket::new();
+    let path = notify.path.to_str().unwrap().to_string();
+    let mut p = Picker::start_with_env(
+        &[],
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "400000")],
+    );
+    let msgs = notify.collect(Duration::from_millis(1200));
+    assert_eq!(count(&msgs, "READY=1"), 1, "{msgs:?}");
+    let ready = msgs.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(
+        ready.contains(&format!(
+            "STATUS=streaming at http://{}/stream.mjpg",
+            p.addr()
+        )),
+        "{ready}"
+    );
+    // Fed every 100 ms while frames flow: about 12 in 1.2 s.
+    assert!(count(&msgs, "WATCHDOG=1") >= 5, "{msgs:?}");
+    // STATUS follows the number of stream clients.
+    let m = p.mjpeg("");
+    let msgs = notify.collect(Duration::from_millis(1200));
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("STATUS=") && m.contains("1 client")),
+        "{msgs:?}"
+    );
+    drop(m);
+    let (status, _) = p.terminate();
+    assert!(status.success());
+    let msgs = notify.collect(Duration::from_millis(200));
+    assert_eq!(count(&msgs, "STOPPING=1"), 1, "{msgs:?}");
+}
+
+#[test]
+fn ready_comes_after_the_first_frame_and_the_sockets() {
+    let notify = NotifySocket::new();
+    let path = notify.path.to_str().unwrap().to_string();
+    let p = Picker::start_with_env(&[], &[("NOTIFY_SOCKET", &path)]);
+    let msgs = notify.collect(Duration::from_millis(300));
+    assert_eq!(count(&msgs, "READY=1"), 1, "{msgs:?}");
+    // Without WATCHDOG_USEC there is no watchdog to feed.
+    assert_eq!(count(&msgs, "WATCHDOG=1"), 0, "{msgs:?}");
+    // By READY both sockets answer and a frame exists.
+    assert_eq!(p.unix_get("/still.rgb").status, 200);
+    assert_eq!(p.tcp_get("/state").status, 200);
+}
+
+#[test]
+fn a_stalled_camera_goes_offline_stops_the_watchdog_and_clients_resume() {
+    let notify = NotifySocket::new();
+    let path = notify.path.to_str().unwrap().to_string();
+    // Frames stop after frame 45 (1.5 s) for 4 s.
+    let p = Picker::start_with_env(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &path),
+            ("WATCHDOG_USEC", "400000"),
+            ("PICKER_TEST_STALL", "45:4000"),
+        ],
+    );
+    let mut m = p.mjpeg("");
+    m.read_opening();
+    let mut last = 0.0f64;
+    loop {
+        let part = m.next_part();
+        last = part.header("x-timestamp").unwrap().parse().unwrap_or(last);
+        let state: serde_json::Value = serde_json::from_slice(&p.tcp_get("/state").body).unwrap();
+        if state["frames"]["sequence"] == 45 {
+            break;
+        }
+    }
+    notify.collect(Duration::from_millis(100));
+    // During the stall: no watchdog pings after the first few hundred ms, and offline state.
+    std::thread::sleep(Duration::from_millis(2600));
+    let msgs = notify.collect(Duration::from_millis(800));
+    assert_eq!(
+        count(&msgs, "WATCHDOG=1"),
+        0,
+        "watchdog fed while stalled: {msgs:?}"
+    );
+    let state: serde_json::Value = serde_json::from_slice(&p.tcp_get("/state").body).unwrap();
+    assert_eq!(state["online"], false, "{state}");
+    assert!(p.find_log("camera offline").is_some(), "{}", p.log_text());
+    // The stream client is still connected and gets frames again after the stall.
+    let part = m.next_part();
+    let ts: f64 = part.header("x-timestamp").unwrap().parse().unwrap();
+    assert!(
+        ts > last + 3.0,
+        "a frame from after the stall: {ts} vs {last}"
+    );
+    let msgs = notify.collect(Duration::from_millis(600));
+    assert!(count(&msgs, "WATCHDOG=1") >= 1, "{msgs:?}");
+    let state: serde_json::Value = serde_json::from_slice(&p.tcp_get("/state").body).unwrap();
+    assert_eq!(state["online"], true);
+}
+
+#[test]
+fn sigterm_and_sigint_exit_0_quickly_and_remove_the_socket() {
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let mut p = Picker::start(&[]);
+        let _client = p.mjpeg("");
+        assert!(p.socket.exists());
+        let start = Instant::now();
+        nix::sys::signal::kill(p.pid(), signal).unwrap();
+        let status = loop {
+            if let Some(s) = p.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no exit after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = start.elapsed();
+        assert!(status.success(), "{signal}: {status}\n{}", p.log_text());
+        assert!(
+            took < Duration::from_secs(1),
+            "{signal}: exit took {took:?}"
+        );
+        assert!(!p.socket.exists(), "socket file left behind");
+    }
+}
+
+#[test]
+fn socket_is_0660_parent_is_created_and_stale_files_are_replaced() {
+    let dir = temp_dir();
+    let socket = dir.path().join("run/picker/still.sock");
+    // A stale socket file from a crashed run, in an existing directory.
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let text = config_text(
+        dir.path(),
+        &[&format!("still.socket = \"{}\"", socket.display())],
+    );
+    let p = Picker::start_config(dir, &text, &[]);
+    let mode = std::fs::metadata(&p.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    assert_eq!(p.unix_get("/still.rgb").status, 200);
+
+    // A directory that does not exist yet is created.
+    let dir = temp_dir();
+    let socket = dir.path().join("a/b/still.sock");
+    let text = config_text(
+        dir.path(),
+        &[&format!("still.socket = \"{}\"", socket.display())],
+    );
+    let p2 = Picker::start_config(dir, &text, &[]);
+    assert_eq!(p2.unix_get("/still.rgb").status, 200);
+}
+
+#[test]
+fn a_second_instance_on_the_same_socket_is_refused() {
+    let p = Picker::start(&[]);
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&p.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("still.socket") && err.contains(&p.socket.display().to_string()),
+        "{err}"
+    );
+    // The first instance is unharmed.
+    assert_eq!(p.unix_get("/still.rgb").status, 200);
+}
+
+fn run_with_config(text: &str) -> (std::process::Output, String) {
+    let dir = temp_dir();
+    let path = dir.path().join("picker.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new("timeout")
+        .arg("10")
+        .arg(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    (out, path.display().to_string())
+}
+
+#[test]
+fn invalid_toml_exits_78_naming_file_line_and_column() {
+    let (out, path) = run_with_config("[stream]\nport = 8000\nwidth = 51 2\n");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{path}:3:")), "{err}");
+}
+
+#[test]
+fn unknown_key_exits_78_naming_the_key() {
+    let (out, path) = run_with_config("[camera]\nsource = \"test-pattern\"\nframe_rate = 30\n");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("camera.frame_rate") && err.contains(&format!("{path}:3:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_exit_78_naming_each_key() {
+    let (out, _) =
+        run_with_config("[stream]\nquality = 0\nport = 8000\n[camera]\nsource = \"usb\"\n");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stream.quality") && err.contains("camera.source"),
+        "{err}"
+    );
+}
+
+#[test]
+fn port_in_use_names_the_port_and_the_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = temp_dir();
+    let text = config_text(dir.path(), &[&format!("stream.port = {port}")]);
+    let (out, _) = run_with_config(&text);
+    assert!(!out.status.success());
+    assert_ne!(out.status.code(), Some(124), "it should fail, not run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("stream.port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_prints_ok_or_the_errors() {
+    let dir = temp_dir();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, config_text(dir.path(), &[])).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/picker.toml");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", shipped])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[still]\nwidth = -3\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2:", bad.display())), "{err}");
+
+    let missing = dir.path().join("missing.toml");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("picker {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["check-config", "still", "--config"] {
+        assert!(help.contains(word), "{help}");
+    }
+}
+
+#[test]
+fn the_log_says_loudly_that_it_serves_a_test_pattern_and_where() {
+    let p = Picker::start(&["stream.bind = \"0.0.0.0\""]);
+    assert!(
+        p.find_log("NO CAMERA")
+            .is_some_and(|l| l.contains("TEST PATTERN")),
+        "{}",
+        p.log_text()
+    );
+    let port = p.addr().port();
+    assert!(
+        p.find_log(&format!(":{port}/stream.mjpg"))
+            .is_some_and(|l| l.contains("stream at http://")),
+        "{}",
+        p.log_text()
+    );
+}
