@@ -2,6 +2,7 @@
 //! [`Camera`] and publishes [`Frame`]s into a [`FrameSink`], so the rest of the service never
 //! knows which one is running and no test needs hardware.
 
+pub mod crop;
 pub mod test_pattern;
 
 #[cfg(feature = "libcamera")]
@@ -119,7 +120,10 @@ pub trait Camera: Send {
 #[derive(Debug, thiserror::Error)]
 pub enum CameraError {
     #[error("no camera found{}", found_list(.found))]
-    NotFound { wanted: Option<String>, found: Vec<String> },
+    NotFound {
+        wanted: Option<String>,
+        found: Vec<String>,
+    },
     #[error("camera {id}: {what}")]
     Failed { id: String, what: String },
     #[error("this build has no libcamera support (build with `--features libcamera`)")]
