@@ -168,7 +168,9 @@ impl Shared {
         }
         let mut compressor = match self.compressors.lock().unwrap().pop() {
             Some(c) => c,
-            None => crate::jpeg::Compressor::new().map_err(|e| StillError::Encode(e.to_string()))?,
+            None => {
+                crate::jpeg::Compressor::new().map_err(|e| StillError::Encode(e.to_string()))?
+            }
         };
         let quality = self.config.stream.quality;
         let (compressor, jpeg) = tokio::task::spawn_blocking(move || {
@@ -202,7 +204,9 @@ pub fn open_camera(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
             "this build has no libcamera support"
         };
         tracing::warn!("NO CAMERA: serving the built-in TEST PATTERN ({why})");
-        return Ok(Box::new(crate::camera::test_pattern::TestPattern::new(config)));
+        return Ok(Box::new(crate::camera::test_pattern::TestPattern::new(
+            config,
+        )));
     }
     #[cfg(feature = "libcamera")]
     {
@@ -227,21 +231,24 @@ pub struct Listeners {
 pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
     let tcp = if config.stream.enabled {
         let addr = SocketAddr::new(config.stream.bind, config.stream.port);
-        let listener = TcpListener::bind(addr).await.map_err(|source| AppError::BindTcp {
-            addr,
-            port: config.stream.port,
-            origin: config.origin(),
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::BindTcp {
+                addr,
+                port: config.stream.port,
+                origin: config.origin(),
+                source,
+            })?;
         Some(listener)
     } else {
         None
     };
-    let (unix, socket_guard) = bind_unix(&config.still.socket).map_err(|what| AppError::BindUnix {
-        path: config.still.socket.clone(),
-        origin: config.origin(),
-        what,
-    })?;
+    let (unix, socket_guard) =
+        bind_unix(&config.still.socket).map_err(|what| AppError::BindUnix {
+            path: config.still.socket.clone(),
+            origin: config.origin(),
+            what,
+        })?;
     Ok(Listeners {
         tcp,
         unix,
@@ -274,7 +281,9 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), String> {
         Ok(m) if m.file_type().is_socket() => {
             // A socket file: stale unless somebody still answers on it.
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err("another process is listening on it (is picker already running?)".into());
+                return Err(
+                    "another process is listening on it (is picker already running?)".into(),
+                );
             }
             std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket: {e}"))?;
         }
@@ -284,7 +293,9 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), String> {
     let listener = UnixListener::bind(path).map_err(|e| e.to_string())?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("cannot set mode 0660: {e}"))?;
-    let inode = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?.ino();
+    let inode = std::fs::symlink_metadata(path)
+        .map_err(|e| e.to_string())?
+        .ino();
     Ok((
         listener,
         SocketGuard {
@@ -353,7 +364,9 @@ pub async fn run(
         let (quality, stop_rx) = (shared.config.stream.quality, stop_rx.clone());
         std::thread::Builder::new()
             .name("encoder".into())
-            .spawn(move || crate::encoder::run(runtime, frames, demand, encoded_tx, quality, stats, stop_rx))
+            .spawn(move || {
+                crate::encoder::run(runtime, frames, demand, encoded_tx, quality, stats, stop_rx)
+            })
             .map_err(|e| AppError::CameraThread(e.to_string()))?
     };
 
@@ -366,7 +379,9 @@ pub async fn run(
     } = listeners;
     let mut stream_url = None;
     if let Some(tcp) = tcp {
-        let addr = tcp.local_addr().map_err(|e| AppError::CameraThread(e.to_string()))?;
+        let addr = tcp
+            .local_addr()
+            .map_err(|e| AppError::CameraThread(e.to_string()))?;
         tracing::info!("listening on http://{addr}");
         for url in crate::net::stream_urls(addr) {
             tracing::info!("stream at {url}");
@@ -430,7 +445,10 @@ pub async fn run(
         let _ = camera_thread.join();
         let _ = encoder_thread.join();
     });
-    if tokio::time::timeout(Duration::from_millis(400), joined).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(400), joined)
+        .await
+        .is_err()
+    {
         tracing::warn!("camera did not stop within 400 ms; exiting anyway");
     }
     tracing::debug!("camera and encoder stopped");

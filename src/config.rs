@@ -195,13 +195,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// The `[table]` header in force at a byte offset.
 fn table_at(text: &str, offset: usize) -> Option<&str> {
-    text[..offset.min(text.len())]
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
-        })
+    text[..offset.min(text.len())].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+    })
 }
 
 /// Largest frame side we accept: bigger than any Pi sensor mode we would stream.
@@ -417,6 +414,9 @@ mod tests {
         let missing = Path::new("/nonexistent/picker.toml");
         assert!(Config::load(missing, false).unwrap().path.is_none());
         let err = Config::load(missing, true).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/picker.toml"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/picker.toml"),
+            "{err}"
+        );
     }
 }

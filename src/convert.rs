@@ -12,7 +12,10 @@ use crate::frames::{Image, PixelFormat};
 pub fn split_uv(uv: &[u8], stride: usize, width: usize, rows: usize, u: &mut [u8], v: &mut [u8]) {
     for row in 0..rows {
         let src = &uv[row * stride..][..width * 2];
-        let (du, dv) = (&mut u[row * width..][..width], &mut v[row * width..][..width]);
+        let (du, dv) = (
+            &mut u[row * width..][..width],
+            &mut v[row * width..][..width],
+        );
         for (i, pair) in src.chunks_exact(2).enumerate() {
             du[i] = pair[0];
             dv[i] = pair[1];
@@ -98,7 +101,10 @@ pub fn to_rgb(src: &Image, bgr: bool, out: &mut Vec<u8>) {
                 for col in 0..w {
                     let (u, v) = if src.format == PixelFormat::I420 {
                         let i = (row / 2) * src.strides[1] + col / 2;
-                        (src.plane(1)[i], src.plane(2)[(row / 2) * src.strides[2] + col / 2])
+                        (
+                            src.plane(1)[i],
+                            src.plane(2)[(row / 2) * src.strides[2] + col / 2],
+                        )
                     } else {
                         let i = (row / 2) * src.strides[1] + (col / 2) * 2;
                         (src.plane(1)[i], src.plane(1)[i + 1])
@@ -168,7 +174,8 @@ pub fn from_rgb(src: &Image, dst: &mut Image) {
                 for x in (0..w).step_by(2) {
                     let a = rgb_to_yuv(px(x, y));
                     let b = rgb_to_yuv(px((x + 1).min(w - 1), y));
-                    dst.plane_mut(0)[y * s0 + x * 2..][..4].copy_from_slice(&[a[0], a[1], b[0], a[2]]);
+                    dst.plane_mut(0)[y * s0 + x * 2..][..4]
+                        .copy_from_slice(&[a[0], a[1], b[0], a[2]]);
                 }
             }
         }
@@ -181,7 +188,14 @@ mod tests {
 
     #[test]
     fn yuv_round_trip_is_close() {
-        for rgb in [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [12, 200, 99]] {
+        for rgb in [
+            [0, 0, 0],
+            [255, 255, 255],
+            [255, 0, 0],
+            [0, 255, 0],
+            [0, 0, 255],
+            [12, 200, 99],
+        ] {
             let yuv = rgb_to_yuv(rgb);
             let back = yuv_to_rgb(yuv[0], yuv[1], yuv[2]);
             for (a, b) in rgb.iter().zip(back) {
@@ -200,7 +214,12 @@ mod tests {
         }
         let mut want = Vec::new();
         to_rgb(&src, false, &mut want);
-        for format in [PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Yuyv, PixelFormat::Bgr24] {
+        for format in [
+            PixelFormat::I420,
+            PixelFormat::Nv12,
+            PixelFormat::Yuyv,
+            PixelFormat::Bgr24,
+        ] {
             let mut dst = Image::new(6, 4, format);
             from_rgb(&src, &mut dst);
             let mut got = Vec::new();
@@ -214,7 +233,8 @@ mod tests {
     #[test]
     fn bgr_swaps_channels() {
         let mut src = Image::new(2, 2, PixelFormat::Rgb24);
-        src.data.copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        src.data
+            .copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         let mut out = Vec::new();
         to_rgb(&src, true, &mut out);
         assert_eq!(out, [3, 2, 1, 6, 5, 4, 9, 8, 7, 12, 11, 10]);

@@ -98,7 +98,11 @@ impl Image {
         let (sizes, planes) = format.plane_sizes(width as usize, height as usize);
         let mut offset = 0;
         for (i, (min_stride, rows)) in sizes.iter().take(planes).enumerate() {
-            let stride = strides.get(i).copied().unwrap_or(*min_stride).max(*min_stride);
+            let stride = strides
+                .get(i)
+                .copied()
+                .unwrap_or(*min_stride)
+                .max(*min_stride);
             self.strides[i] = stride;
             self.offsets[i] = offset;
             offset += stride * rows;
@@ -113,14 +117,18 @@ impl Image {
     /// The rows of plane `i` (with stride padding); shorter if `data` is too short, so
     /// consumers check lengths instead of panicking here.
     pub fn plane(&self, i: usize) -> &[u8] {
-        let (sizes, _) = self.format.plane_sizes(self.width as usize, self.height as usize);
+        let (sizes, _) = self
+            .format
+            .plane_sizes(self.width as usize, self.height as usize);
         let start = self.offsets[i].min(self.data.len());
         let end = (self.offsets[i] + self.strides[i] * sizes[i].1).min(self.data.len());
         &self.data[start..end]
     }
 
     pub fn plane_mut(&mut self, i: usize) -> &mut [u8] {
-        let (sizes, _) = self.format.plane_sizes(self.width as usize, self.height as usize);
+        let (sizes, _) = self
+            .format
+            .plane_sizes(self.width as usize, self.height as usize);
         let start = self.offsets[i];
         let len = self.strides[i] * sizes[i].1;
         &mut self.data[start..start + len]

@@ -64,7 +64,10 @@ impl Compressor {
                 self.compress_planes(image, planes, strides, tj::TJSAMP_TJSAMP_420, quality)
             }
             PixelFormat::Nv12 => {
-                let (cw, ch) = (image.width.div_ceil(2) as usize, image.height.div_ceil(2) as usize);
+                let (cw, ch) = (
+                    image.width.div_ceil(2) as usize,
+                    image.height.div_ceil(2) as usize,
+                );
                 let mut chroma = std::mem::take(&mut self.chroma);
                 chroma.resize(cw * ch * 2, 0);
                 let (u, v) = chroma.split_at_mut(cw * ch);
@@ -90,7 +93,13 @@ impl Compressor {
                 let (u, v) = uv.split_at_mut(cw * h);
                 crate::convert::split_yuyv(image.plane(0), image.strides[0], w, h, y, u, v);
                 let result = self
-                    .compress_planes(image, [y, u, v], [w, cw, cw], tj::TJSAMP_TJSAMP_422, quality)
+                    .compress_planes(
+                        image,
+                        [y, u, v],
+                        [w, cw, cw],
+                        tj::TJSAMP_TJSAMP_422,
+                        quality,
+                    )
                     .map(|jpeg| jpeg.len());
                 self.chroma = chroma;
                 result.map(|len| &self.out[..len])
@@ -130,7 +139,11 @@ impl Compressor {
     fn reserve(&mut self, image: &Image, subsamp: tj::TJSAMP) {
         // SAFETY: pure size computation.
         let need = unsafe {
-            tj::tjBufSize(image.width as c_int, image.height as c_int, subsamp as c_int)
+            tj::tjBufSize(
+                image.width as c_int,
+                image.height as c_int,
+                subsamp as c_int,
+            )
         } as usize;
         if self.out.len() < need {
             self.out.resize(need, 0);
@@ -146,7 +159,11 @@ impl Compressor {
         quality: u8,
     ) -> Result<&[u8], JpegError> {
         let (w, h) = (image.width as usize, image.height as usize);
-        let chroma_rows = if subsamp == tj::TJSAMP_TJSAMP_420 { h.div_ceil(2) } else { h };
+        let chroma_rows = if subsamp == tj::TJSAMP_TJSAMP_420 {
+            h.div_ceil(2)
+        } else {
+            h
+        };
         let chroma_width = w.div_ceil(2);
         // TurboJPEG reads `rows * stride` from each plane: check before handing it pointers.
         let fits = |plane: &[u8], stride: usize, rows: usize, width: usize| {
@@ -165,7 +182,11 @@ impl Compressor {
         }
         self.reserve(image, subsamp);
         let mut src = [planes[0].as_ptr(), planes[1].as_ptr(), planes[2].as_ptr()];
-        let c_strides = [strides[0] as c_int, strides[1] as c_int, strides[2] as c_int];
+        let c_strides = [
+            strides[0] as c_int,
+            strides[1] as c_int,
+            strides[2] as c_int,
+        ];
         let mut out_ptr = self.out.as_mut_ptr();
         let mut size = self.out.len() as c_ulong;
         // SAFETY: plane bounds checked above; output as in `compress`.
@@ -234,7 +255,11 @@ mod tests {
             assert_eq!((w, h), (64, 48), "{format:?}");
             let mid = (24 * 64 + 32) * 3;
             for (got, want) in px[mid..mid + 3].iter().zip([200u8, 40, 90]) {
-                assert!(got.abs_diff(want) <= 6, "{format:?}: {:?}", &px[mid..mid + 3]);
+                assert!(
+                    got.abs_diff(want) <= 6,
+                    "{format:?}: {:?}",
+                    &px[mid..mid + 3]
+                );
             }
         }
     }
@@ -251,7 +276,12 @@ mod tests {
         }
         let mut c = Compressor::new().unwrap();
         let (_, _, px) = decode(c.compress(&img, 90).unwrap());
-        assert!(px[189..192].iter().zip([10u8, 220, 30]).all(|(a, b)| a.abs_diff(b) <= 6));
+        assert!(
+            px[189..192]
+                .iter()
+                .zip([10u8, 220, 30])
+                .all(|(a, b)| a.abs_diff(b) <= 6)
+        );
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub fn stream_urls(bound: SocketAddr) -> Vec<String> {
                     continue;
                 };
                 // Link-local IPv6 needs a zone id no browser accepts in a URL.
-                let link_local_v6 = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+                let link_local_v6 =
+                    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
                 if ip.is_loopback() || link_local_v6 || (ip.is_ipv6() && !want_v6) {
                     continue;
                 }

@@ -67,7 +67,9 @@ pub async fn monitor(shared: Arc<Shared>, url: Option<String>) {
             Err(_) => {}
         }
         if online && !shared.online() {
-            tracing::warn!("camera offline: no frame for more than {stall:?}; watchdog no longer fed");
+            tracing::warn!(
+                "camera offline: no frame for more than {stall:?}; watchdog no longer fed"
+            );
             online = false;
         }
         let now_clients = shared.stats.stream_clients.load(Ordering::Relaxed);

@@ -10,12 +10,14 @@ use hyper_util::rt::TokioIo;
 use crate::cli::StillArgs;
 
 pub async fn fetch(socket: &Path, args: &StillArgs) -> anyhow::Result<()> {
-    let stream = tokio::net::UnixStream::connect(socket).await.with_context(|| {
-        format!(
-            "cannot connect to still socket {} (is picker running? are you in group picker?)",
-            socket.display()
-        )
-    })?;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to still socket {} (is picker running? are you in group picker?)",
+                socket.display()
+            )
+        })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let uri = format!(
@@ -28,12 +30,23 @@ pub async fn fetch(socket: &Path, args: &StillArgs) -> anyhow::Result<()> {
         .body(Empty::<bytes::Bytes>::new())?;
     let resp = sender.send_request(req).await.context("request failed")?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.context("reading the response")?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .context("reading the response")?
+        .to_bytes();
     if !status.is_success() {
-        bail!("{} {}: {}", status.as_u16(), status.canonical_reason().unwrap_or(""), String::from_utf8_lossy(&body).trim());
+        bail!(
+            "{} {}: {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            String::from_utf8_lossy(&body).trim()
+        );
     }
     match &args.output {
-        Some(path) => std::fs::write(path, &body).with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => std::fs::write(path, &body)
+            .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(&body).context("writing to standard output")?;

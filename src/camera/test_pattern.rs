@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Camera, CameraError, CameraInfo, FrameSink, PixelFormat, SourceKind, StopFlag, StreamInfo};
+use super::{
+    Camera, CameraError, CameraInfo, FrameSink, PixelFormat, SourceKind, StopFlag, StreamInfo,
+};
 use crate::config::Config;
 use crate::frames::{Image, now_timestamps};
 
@@ -62,7 +64,11 @@ impl Stall {
             after: after.trim().parse().ok()?,
             duration: Duration::from_millis(ms.trim().parse().ok()?),
         };
-        tracing::warn!("PICKER_TEST_STALL: the test pattern will stall for {:?} after frame {}", stall.duration, stall.after);
+        tracing::warn!(
+            "PICKER_TEST_STALL: the test pattern will stall for {:?} after frame {}",
+            stall.duration,
+            stall.after
+        );
         Some(stall)
     }
 }
@@ -110,8 +116,12 @@ impl Camera for TestPattern {
             frame.sequence = sequence;
             frame.timestamp_ns = mono;
             frame.unix_us = unix;
-            frame.still.reshape(self.still.0, self.still.1, PixelFormat::Rgb24);
-            frame.video.reshape(self.video.0, self.video.1, PixelFormat::I420);
+            frame
+                .still
+                .reshape(self.still.0, self.still.1, PixelFormat::Rgb24);
+            frame
+                .video
+                .reshape(self.video.0, self.video.1, PixelFormat::I420);
             still_rows.draw_rgb(&mut frame.still, sequence);
             video_rows.draw_i420(&mut frame.video, sequence);
             sink.publish(frame);
@@ -254,7 +264,9 @@ impl Label {
         let max_x = stride / bpp;
         for row in self.y..self.y + self.height {
             for col in self.x..(self.x + self.width).min(max_x) {
-                if let Some(px) = plane.get_mut((row * stride + col * bpp)..(row * stride + col * bpp + bpp)) {
+                if let Some(px) =
+                    plane.get_mut((row * stride + col * bpp)..(row * stride + col * bpp + bpp))
+                {
                     px.copy_from_slice(colour);
                 }
             }
@@ -277,7 +289,9 @@ impl Label {
                     }
                     for y in y0..y0 + self.scale {
                         for x in x0..x0 + self.scale {
-                            if let Some(px) = plane.get_mut(y * stride + x * bpp..y * stride + x * bpp + bpp) {
+                            if let Some(px) =
+                                plane.get_mut(y * stride + x * bpp..y * stride + x * bpp + bpp)
+                            {
                                 px.copy_from_slice(fg);
                             }
                         }
@@ -323,7 +337,8 @@ mod tests {
             stop.stop();
             assert!(seen[0].sequence < seen[1].sequence);
             // The bars scrolled: a row below the label differs between frames.
-            let row = |f: &crate::frames::Frame| f.still.data[400 * 640 * 3..401 * 640 * 3].to_vec();
+            let row =
+                |f: &crate::frames::Frame| f.still.data[400 * 640 * 3..401 * 640 * 3].to_vec();
             assert_ne!(row(&seen[0]), row(&seen[2]));
         });
     }

@@ -77,8 +77,16 @@ where
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let result = match io {
-                Io::Tcp(s) => watcher.watch(builder.serve_connection(TokioIo::new(s), service)).await,
-                Io::Unix(s) => watcher.watch(builder.serve_connection(TokioIo::new(s), service)).await,
+                Io::Tcp(s) => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(s), service))
+                        .await
+                }
+                Io::Unix(s) => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(s), service))
+                        .await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!("connection ended: {e}");

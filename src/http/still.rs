@@ -82,7 +82,9 @@ async fn still(
     };
     let frame = match shared.still_frame(fresh).await {
         Ok(f) => f,
-        Err(e @ StillError::Timeout(_)) => return Ok(text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n"))),
+        Err(e @ StillError::Timeout(_)) => {
+            return Ok(text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n")));
+        }
         Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
     };
     let quality = shared.config.stream.quality;
@@ -101,7 +103,10 @@ async fn still(
     };
     let mut resp = warp::reply::Response::new(body.into());
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-width", frame.still.width.into());
     h.insert("x-height", frame.still.height.into());
@@ -154,7 +159,9 @@ fn encode(frame: &Frame, format: StillFormat, quality: u8) -> Result<Bytes, Stri
             // Stills are taken by a robot in a control loop: favour latency over size.
             enc.set_compression(png::Compression::Fast);
             let mut writer = enc.write_header().map_err(|e| format!("png: {e}"))?;
-            writer.write_image_data(&rgb).map_err(|e| format!("png: {e}"))?;
+            writer
+                .write_image_data(&rgb)
+                .map_err(|e| format!("png: {e}"))?;
             writer.finish().map_err(|e| format!("png: {e}"))?;
             Ok(out.into())
         }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
-use warp::{Filter, Reply};
 use warp::http::{HeaderValue, StatusCode, header};
+use warp::{Filter, Reply};
 
 use super::text;
 use crate::app::Shared;
@@ -25,7 +25,9 @@ pub fn routes(
         let shared = shared.clone();
         warp::any().map(move || shared.clone())
     };
-    let index = warp::path::end().and(with()).map(|s: Arc<Shared>| index(&s));
+    let index = warp::path::end()
+        .and(with())
+        .map(|s: Arc<Shared>| index(&s));
     let stream = warp::path!("stream.mjpg")
         .and(warp::query::<HashMap<String, String>>())
         .and(with())
@@ -34,16 +36,31 @@ pub fn routes(
     let state = warp::path!("state")
         .and(with())
         .map(|s: Arc<Shared>| json(&s.state()));
-    let metrics = warp::path!("metrics").and(with()).map(|s: Arc<Shared>| metrics(&s));
+    let metrics = warp::path!("metrics")
+        .and(with())
+        .map(|s: Arc<Shared>| metrics(&s));
     warp::get()
-        .and(index.or(stream).unify().or(snapshot).unify().or(state).unify().or(metrics).unify())
+        .and(
+            index
+                .or(stream)
+                .unify()
+                .or(snapshot)
+                .unify()
+                .or(state)
+                .unify()
+                .or(metrics)
+                .unify(),
+        )
         .recover(super::plain_rejection)
         .unify()
 }
 
 fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
     let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
@@ -91,7 +108,10 @@ struct Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.shared.stats.stream_clients.fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .stream_clients
+            .fetch_sub(1, Ordering::Relaxed);
         tracing::debug!("stream client left");
     }
 }
@@ -144,7 +164,10 @@ fn stream(shared: Arc<Shared>, query: HashMap<String, String>) -> warp::reply::R
                     break f;
                 }
             };
-            Some((Ok(frame.part.clone()), (client, rx, None, Some(tokio::time::Instant::now()))))
+            Some((
+                Ok(frame.part.clone()),
+                (client, rx, None, Some(tokio::time::Instant::now())),
+            ))
         }
     });
     let mut resp = warp::reply::stream(body).into_response();
@@ -176,14 +199,47 @@ fn metrics(s: &Shared) -> warp::reply::Response {
     let st = s.state();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
     };
-    metric("picker_frames_captured_total", "counter", "Frames delivered by the camera.", st.frames.captured.to_string());
-    metric("picker_frames_encoded_total", "counter", "Video frames encoded to JPEG for stream clients.", st.frames.encoded.to_string());
-    metric("picker_frames_dropped_total", "counter", "Frames skipped by the encoder while clients were watching.", st.frames.dropped.to_string());
-    metric("picker_stream_clients", "gauge", "Connected /stream.mjpg clients.", st.clients.to_string());
-    metric("picker_camera_online", "gauge", "1 while frames arrive.", u8::from(st.online).to_string());
-    metric("picker_fps", "gauge", "Frames per second delivered by the camera.", format!("{:.2}", st.fps));
+    metric(
+        "picker_frames_captured_total",
+        "counter",
+        "Frames delivered by the camera.",
+        st.frames.captured.to_string(),
+    );
+    metric(
+        "picker_frames_encoded_total",
+        "counter",
+        "Video frames encoded to JPEG for stream clients.",
+        st.frames.encoded.to_string(),
+    );
+    metric(
+        "picker_frames_dropped_total",
+        "counter",
+        "Frames skipped by the encoder while clients were watching.",
+        st.frames.dropped.to_string(),
+    );
+    metric(
+        "picker_stream_clients",
+        "gauge",
+        "Connected /stream.mjpg clients.",
+        st.clients.to_string(),
+    );
+    metric(
+        "picker_camera_online",
+        "gauge",
+        "1 while frames arrive.",
+        u8::from(st.online).to_string(),
+    );
+    metric(
+        "picker_fps",
+        "gauge",
+        "Frames per second delivered by the camera.",
+        format!("{:.2}", st.fps),
+    );
     let mut resp = warp::reply::Response::new(out.into());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
