@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Builds the picker .deb the Debian way (dpkg-buildpackage -b with debian/) inside a cached Debian
+# chroot, copies the packages to an output directory and runs lintian on them.
+#
+#   packaging/build-deb.sh [--suite forky|trixie] [--arch amd64|arm64] [--out DIR] [--nocheck]
+#
+#   --suite   forky (default; libcamera 0.7, built with this machine's rustup toolchain) or
+#             trixie (libcamera 0.4, Debian's rustc 1.85)
+#   --arch    amd64 (default) or arm64 (cross-built: dpkg-buildpackage -aarm64, Debian's rustc
+#             and libstd-rust-dev:arm64; trixie only, as rustup cannot fetch other targets here)
+#   --out     where the .deb files go (default: target/deb/ in the repository)
+#   --nocheck skip the tests during the build (DEB_BUILD_OPTIONS=nocheck)
+#
+# The source is the working tree (tracked and untracked files, minus what .gitignore ignores),
+# so uncommitted changes are built too. The chroot (packaging/chroot.sh), the crate download
+# cache and cargo's build directory live under /var/cache/picker-build and survive between runs:
+# a rebuild after a small change takes a minute or two instead of a full build.
+# Exit status: non-zero if the build fails or lintian reports an error.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+suite=forky
+arch=amd64
+out=$repo/target/deb
+nocheck=0
+while (($#)); do
+    case "$1" in
+        --suite) suite=$2; shift 2 ;;
+        --arch) arch=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --nocheck) nocheck=1; shift ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "build-deb: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+case "$suite" in forky | trixie) ;; *) echo "build-deb: --suite must be forky or trixie" >&2; exit 2 ;; esac
+case "$arch" in amd64 | arm64) ;; *) echo "build-deb: --arch must be amd64 or arm64" >&2; exit 2 ;; esac
+build_arch=$(dpkg --print-architecture)
+
+chroot_args=()
+dpkg_args=(-b -us -uc)
+profiles=()
+if [[ $suite == forky ]]; then
+    # forky's libcamera with the rustup toolchain bound in; the build profile drops Debian's
+    # cargo/rustc from the build dependencies (see debian/control).
+    chroot_args+=(--host-toolchain)
+    profiles+=(pkg.picker.host-toolchain)
+fi
+apt_arch=()
+if [[ $arch != "$build_arch" ]]; then
+    if [[ $suite == forky ]]; then
+        echo "build-deb: cross builds need Debian's rustc (--suite trixie): rustup has no $arch target here" >&2
+        exit 2
+    fi
+    dpkg_args+=("-a$arch")
+    apt_arch=(-a "$arch")
+    profiles+=(cross)
+fi
+if ((nocheck)); then
+    profiles+=(nocheck)
+fi
+if ((${#profiles[@]})); then
+    dpkg_args+=("-P$(IFS=,; echo "${profiles[*]}")")
+fi
+
+build_opts="parallel=$(nproc)"
+((nocheck)) && build_opts+=" nocheck"
+
+t0=$SECONDS
+echo "build-deb: chroot $suite" >&2
+"$here/chroot.sh" "$suite"
+
+# Inside the chroot: unpack the source fresh, install the build dependencies (they differ per
+# suite, arch and profile, so apt works them out from debian/control), build, lint.
+cache=/var/cache/picker-build
+tag=$suite-$arch${chroot_args:+-host}
+script=$(
+    cat <<EOF
+set -euo pipefail
+shopt -s nullglob
+exec 3>&1 1>&2  # stdout carries the tar of the results; everything else goes to stderr
+rm -rf /build/picker && mkdir -p /build/picker/src
+tar -x -C /build/picker/src
+export DEBIAN_FRONTEND=noninteractive
+if [ -n "${apt_arch[*]}" ]; then dpkg --add-architecture $arch; fi
+apt-get update -qq
+apt-get build-dep -y -qq --no-install-recommends ${apt_arch[*]} ${profiles:+-P $(IFS=,; echo "${profiles[*]}")} /build/picker/src >/dev/null
+command -v lintian >/dev/null || apt-get install -y -qq --no-install-recommends lintian >/dev/null
+cd /build/picker/src
+export CARGO_HOME=$cache/cargo-home CARGO_TARGET_DIR=$cache/cargo-target/$tag
+export DEB_BUILD_OPTIONS="$build_opts"
+mkdir -p "\$CARGO_HOME" "\$CARGO_TARGET_DIR"
+dpkg-buildpackage ${dpkg_args[*]}
+cd /build/picker
+echo "lintian:"
+lintian --fail-on error --display-info --tag-display-limit 0 picker_*.deb
+tar -c picker_*.deb picker-dbgsym_*deb picker_*.buildinfo picker_*.changes >&3
+EOF
+)
+
+mkdir -p "$out"
+staging=$(mktemp -d)
+trap 'rm -rf "$staging"' EXIT
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -c) |
+    "$here/in-chroot.sh" "$suite" "${chroot_args[@]}" -- bash -c "$script" >"$staging/out.tar"
+tar -x -C "$out" -f "$staging/out.tar"
+echo "build-deb: $(cd "$out" && ls picker_*_"$arch".deb) in $out ($((SECONDS - t0)) s)" >&2
