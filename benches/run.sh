@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind BENCHMARKS.md and keeps their output in target/bench-results/.
+#   benches/run.sh                 # all: encode callgrind still idle load floor (~15 min)
+#   benches/run.sh load floor      # some of them
+#   SECONDS_PER_RUN=5 REPEAT=1 benches/run.sh   # a quick smoke run
+# The machine is shared and noisy: each figure is a median over REPEAT runs, and the encode
+# comparison is also given in callgrind instruction counts, which noise does not move.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPEAT=${REPEAT:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-20}
+CLIENTS=${CLIENTS:-1,50,100,200}
+out=target/bench-results
+mkdir -p "$out"
+what=("$@")
+[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load floor)
+
+# Release builds of the server and of the bench programs (the bench profile is release).
+cargo build --release --quiet
+cargo bench --no-run --quiet 2>/dev/null || cargo bench --no-run
+bench_exe() {
+    cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
+}
+
+for w in "${what[@]}"; do
+    echo "::: $w"
+    case $w in
+    encode)
+        cargo bench --quiet --bench encode -- --blocks 20 --per-block 100 | tee "$out/encode.md"
+        ;;
+    callgrind)
+        # Instructions per encode: the difference between N and 0 encodes, divided by N.
+        exe=$(bench_exe encode)
+        n=50
+        {
+            echo "| path | instructions per encode (callgrind) |"
+            echo "|---|---|"
+            for path in ours direct; do
+                ir() {
+                    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$exe" \
+                        --only "$path" --iters "$1" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+                }
+                a=$(ir 0)
+                b=$(ir "$n")
+                echo "| $path | $(((b - a) / n)) |"
+            done
+        } | tee "$out/callgrind.md"
+        ;;
+    still)
+        cargo bench --quiet --bench still -- --requests 1000 --repeat "$REPEAT" | tee "$out/still.md"
+        ;;
+    idle)
+        cargo bench --quiet --bench load -- --idle 30 --repeat "$REPEAT" | tee "$out/idle.md"
+        ;;
+    load)
+        cargo bench --quiet --bench load -- --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN" \
+            --repeat "$REPEAT" | tee "$out/load.md"
+        ;;
+    floor)
+        cargo bench --quiet --bench load -- --floor --clients "$CLIENTS" \
+            --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" | tee "$out/floor.md"
+        ;;
+    *)
+        echo "unknown benchmark $w (encode callgrind still idle load floor)" >&2
+        exit 2
+        ;;
+    esac
+done
