@@ -5,7 +5,7 @@
 #   packaging/build-deb.sh [--suite forky|trixie] [--arch amd64|arm64] [--out DIR] [--nocheck]
 #
 #   --suite   forky (default; libcamera 0.7, built with this machine's rustup toolchain) or
-#             trixie (libcamera 0.4, Debian's rustc 1.85)
+#             trixie (libcamera 0.4, Debian's rustc-web 1.96)
 #   --arch    amd64 (default) or arm64 (cross-built: dpkg-buildpackage -aarm64, Debian's rustc
 #             and libstd-rust-dev:arm64; trixie only, as rustup cannot fetch other targets here)
 #   --out     where the .deb files go (default: target/deb/ in the repository)
@@ -86,6 +86,8 @@ tar -x -C /build/picker/src
 export DEBIAN_FRONTEND=noninteractive
 if [ -n "${apt_arch[*]}" ]; then dpkg --add-architecture $arch; fi
 apt-get update -qq
+# apt-get build-dep does not add the cross compilers (sbuild would).
+if [ -n "${apt_arch[*]}" ]; then apt-get install -y -qq --no-install-recommends crossbuild-essential-$arch >/dev/null; fi
 apt-get build-dep -y -qq --no-install-recommends ${apt_arch[*]} ${profiles:+-P $(IFS=,; echo "${profiles[*]}")} /build/picker/src >/dev/null
 command -v lintian >/dev/null || apt-get install -y -qq --no-install-recommends lintian >/dev/null
 cd /build/picker/src
