@@ -118,7 +118,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
     let cameras = mgr.cameras();
     let cam = find_camera(&mgr, &cameras, &wanted)?;
     let id = cam.id().to_string();
-    let neg = negotiate(&cam, &wanted)?;
+    let neg = negotiate(&cam, &wanted, true)?;
     let stream_info = |i: usize| {
         let c = neg.config.get(i).expect("negotiated stream exists");
         let size = c.get_size();
@@ -166,6 +166,8 @@ fn find_camera<'a>(
 fn negotiate(
     cam: &libcamera::camera::Camera<'_>,
     wanted: &Wanted,
+    // Log what libcamera changed: once, at open, not again when capture starts.
+    log: bool,
 ) -> Result<Negotiated, CameraError> {
     let id = cam.id().to_string();
     let mut adjustments = Vec::new();
@@ -208,7 +210,9 @@ fn negotiate(
     let mut status = config.validate();
     if status.is_invalid() && sensor_mode.take().is_some() {
         // The pipeline refused our sensor mode: let it choose.
-        tracing::warn!(camera = %id, "sensor mode refused; letting libcamera choose");
+        if log {
+            tracing::warn!(camera = %id, "sensor mode refused; letting libcamera choose");
+        }
         config.set_sensor_configuration(SensorConfiguration::new());
         status = config.validate();
     }
@@ -220,7 +224,9 @@ fn negotiate(
             ));
         }
         CameraConfigurationStatus::Adjusted => {
-            tracing::info!(camera = %id, "libcamera adjusted the configuration: {}", config.to_string_repr());
+            if log {
+                tracing::info!(camera = %id, "libcamera adjusted the configuration to {}", config.to_string_repr());
+            }
         }
         CameraConfigurationStatus::Valid => {}
     }
@@ -253,9 +259,7 @@ fn negotiate(
         describe("still", wanted.still, RGB888, still, &mut adjustments)?;
     }
     describe("video", wanted.video, YUV420, video, &mut adjustments)?;
-    for note in &adjustments {
-        tracing::warn!(camera = %id, "adjusted: {note}");
-    }
+    // The notes themselves are logged once by the app, from `CameraInfo::adjustments`.
 
     let (crop, crop_state) = match wanted.crop {
         Crop::None => (None, CropState::Disabled),
@@ -276,7 +280,9 @@ fn negotiate(
                 (Some(rect), CropState::Pending)
             }
             None => {
-                tracing::warn!(camera = %id, "camera has no ScalerCrop control: streaming uncropped (crop = \"unsupported\")");
+                if log {
+                    tracing::warn!(camera = %id, "camera has no ScalerCrop control: streaming uncropped (crop = \"unsupported\")");
+                }
                 (None, CropState::Unsupported)
             }
         },
@@ -371,7 +377,7 @@ impl Camera for LibcameraCamera {
                 format!("cannot acquire (in use by another process?): {e}"),
             )
         })?;
-        let mut neg = negotiate(&active, &self.wanted)?;
+        let mut neg = negotiate(&active, &self.wanted, false)?;
         active
             .configure(&mut neg.config)
             .map_err(|e| failed(&id, format!("configure: {e}")))?;
