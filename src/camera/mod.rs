@@ -119,7 +119,7 @@ pub trait Camera: Send {
 /// Failures of a camera backend.
 #[derive(Debug, thiserror::Error)]
 pub enum CameraError {
-    #[error("no camera found{}", found_list(.found))]
+    #[error("{}{} (camera.id in the config)", wanted_text(.wanted), found_list(.found))]
     NotFound {
         wanted: Option<String>,
         found: Vec<String>,
@@ -130,10 +130,45 @@ pub enum CameraError {
     NotBuiltIn,
 }
 
+fn wanted_text(wanted: &Option<String>) -> String {
+    match wanted {
+        Some(id) => format!("camera {id:?} not found"),
+        None => "no camera found".to_string(),
+    }
+}
+
 fn found_list(found: &[String]) -> String {
     if found.is_empty() {
-        " (libcamera lists no cameras)".to_string()
+        ": libcamera lists no cameras".to_string()
     } else {
         format!("; available cameras: {}", found.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_camera_names_what_was_wanted_and_what_exists() {
+        let e = CameraError::NotFound {
+            wanted: Some("imx708".into()),
+            found: vec![
+                "Virtual0".into(),
+                "/base/soc/i2c0mux/i2c@1/imx219@10".into(),
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "camera \"imx708\" not found; available cameras: Virtual0, /base/soc/i2c0mux/i2c@1/imx219@10 (camera.id in the config)"
+        );
+        let e = CameraError::NotFound {
+            wanted: None,
+            found: vec![],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no camera found: libcamera lists no cameras (camera.id in the config)"
+        );
     }
 }
