@@ -50,10 +50,18 @@ fn row_colours(w: u32, rgb: &[u8], y: u32) -> Vec<[u8; 3]> {
 
 #[test]
 fn chromium_shows_the_live_stream_on_the_preview_page() {
-    assert!(
-        have("chromium"),
-        "chromium is needed: tests/run.sh installs it"
-    );
+    if !have("chromium") {
+        // A package build (dpkg-buildpackage runs the tests) has no browser; tests/run.sh
+        // and CI install it and set PICKER_REQUIRE_BROWSER so the test can't be skipped there.
+        assert!(
+            std::env::var_os("PICKER_REQUIRE_BROWSER").is_none(),
+            "chromium is required (PICKER_REQUIRE_BROWSER is set) but not installed"
+        );
+        eprintln!(
+            "SKIPPED: chromium is not installed; the preview page was not checked in a browser"
+        );
+        return;
+    }
     let p = Picker::start(&[]);
     let dir = temp_dir();
     let url = p.url("/");
