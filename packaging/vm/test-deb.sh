@@ -49,8 +49,8 @@ step() {
         fail "$name ($((SECONDS - t0))s)" "${out//$'\n'/$'\n'      }"
     fi
 }
-# with_timeout SECS CMD...: CMD (a shell function too, run in a subshell) killed with its
-# children after SECS; status 124 then.
+# with_timeout SECS CMD...: CMD (also a shell function, run in a subshell) killed with its
+# children after SECS; status 124 then. For lib.sh's functions without a time limit of their own.
 with_timeout() {
     local t=$1 pid i
     shift
@@ -73,11 +73,12 @@ kill_tree() {
     for child in $(ps -o pid= --ppid "$1"); do kill_tree "$child"; done
     kill "$1" 2>/dev/null
 }
-# Runs a shell command line in the VM as root, with a timeout (default 60 s).
+# vm [--timeout SECS] CMD...: a shell command line in the VM as root (lib.sh's vm_run: killed
+# after SECS, default 60).
 vm() {
     local t=60
     if [[ "$1" == --timeout ]]; then t=$2; shift 2; fi
-    with_timeout "$t" vm_ssh "$*"
+    vm_run --timeout "$t" "$*"
 }
 
 cleanup() {
