@@ -263,13 +263,14 @@ impl Label {
     fn fill(&self, plane: &mut [u8], stride: usize, bpp: usize, colour: &[u8]) {
         let max_x = stride / bpp;
         for row in self.y..self.y + self.height {
-            for col in self.x..(self.x + self.width).min(max_x) {
-                if let Some(px) =
-                    plane.get_mut((row * stride + col * bpp)..(row * stride + col * bpp + bpp))
-                {
-                    px.copy_from_slice(colour);
-                }
-            }
+            paint_run(
+                plane,
+                row * stride,
+                self.x,
+                (self.x + self.width).min(max_x),
+                bpp,
+                colour,
+            );
         }
     }
 
@@ -288,15 +289,36 @@ impl Label {
                         continue;
                     }
                     for y in y0..y0 + self.scale {
-                        for x in x0..x0 + self.scale {
-                            if let Some(px) =
-                                plane.get_mut(y * stride + x * bpp..y * stride + x * bpp + bpp)
-                            {
-                                px.copy_from_slice(fg);
-                            }
-                        }
+                        paint_run(plane, y * stride, x0, x0 + self.scale, bpp, fg);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Paints pixels `x0..x1` of the row starting at byte `row_start` with `colour`, skipping
+/// those that don't fit in `plane`. A whole run at once: per-pixel `copy_from_slice` of a
+/// runtime-sized colour was a `memcpy` call per pixel, most of the idle service's CPU.
+fn paint_run(plane: &mut [u8], row_start: usize, x0: usize, x1: usize, bpp: usize, colour: &[u8]) {
+    let start = row_start + x0 * bpp;
+    if x1 <= x0 || start >= plane.len() {
+        return;
+    }
+    let pixels = (x1 - x0).min((plane.len() - start) / bpp);
+    let run = &mut plane[start..start + pixels * bpp];
+    match *colour {
+        [c] => run.fill(c),
+        [a, b, c] => {
+            for px in run.chunks_exact_mut(3) {
+                px[0] = a;
+                px[1] = b;
+                px[2] = c;
+            }
+        }
+        _ => {
+            for px in run.chunks_exact_mut(bpp) {
+                px.copy_from_slice(colour);
             }
         }
     }
@@ -308,6 +330,26 @@ mod tests {
     use crate::camera::CropState;
     use crate::frames::Stats;
     use std::sync::Arc;
+
+    #[test]
+    fn paint_run_matches_per_pixel_painting_including_clipping() {
+        for (bpp, colour) in [(1, &[7u8][..]), (3, &[1u8, 2, 3][..])] {
+            for len in [0, 5, 29, 30, 31, 64] {
+                for (row_start, x0, x1) in [(0, 0, 10), (4, 2, 9), (12, 3, 40), (30, 0, 3)] {
+                    let mut fast = vec![0u8; len];
+                    paint_run(&mut fast, row_start, x0, x1, bpp, colour);
+                    let mut slow = vec![0u8; len];
+                    for x in x0..x1 {
+                        let at = row_start + x * bpp;
+                        if let Some(px) = slow.get_mut(at..at + bpp) {
+                            px.copy_from_slice(colour);
+                        }
+                    }
+                    assert_eq!(fast, slow, "bpp {bpp} len {len} {row_start} {x0}..{x1}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn frames_move_and_have_configured_sizes() {
