@@ -4,17 +4,46 @@
 use super::Rect;
 
 /// The largest square centred in `max` (the `ScalerCrop` maximum, i.e. the sensor area the
-/// ISP can read), with even offsets and size as the ISP wants for 4:2:0 output.
+/// ISP can read), with even coordinates and an even side as the ISP wants for 4:2:0 output.
+/// Centred to within one pixel: an odd margin or an odd offset of `max` moves the square by
+/// one pixel, never out of `max`.
 pub fn center_square(max: Rect) -> Rect {
-    let side = max.width.min(max.height) & !1;
-    let dx = ((max.width - side) / 2) & !1;
-    let dy = ((max.height - side) / 2) & !1;
-    Rect {
-        x: max.x + dx as i32,
-        y: max.y + dy as i32,
-        width: side,
-        height: side,
+    let mut side = max.width.min(max.height) & !1;
+    loop {
+        match (
+            even_start(max.x, max.width, side),
+            even_start(max.y, max.height, side),
+        ) {
+            (Some(x), Some(y)) => {
+                return Rect {
+                    x,
+                    y,
+                    width: side,
+                    height: side,
+                };
+            }
+            // Only when an odd offset leaves no room on an axis exactly `side` long.
+            _ if side >= 2 => side -= 2,
+            _ => {
+                return Rect {
+                    x: max.x,
+                    y: max.y,
+                    width: 0,
+                    height: 0,
+                };
+            }
+        }
     }
+}
+
+/// An even start for `side` pixels centred in `len` pixels from `lo`, staying inside.
+fn even_start(lo: i32, len: u32, side: u32) -> Option<i32> {
+    let (lo, len, side) = (i64::from(lo), i64::from(len), i64::from(side));
+    let centred = lo + (len - side) / 2;
+    [centred, centred + 1, centred - 1]
+        .into_iter()
+        .find(|s| s % 2 == 0 && *s >= lo && s + side <= lo + len)
+        .and_then(|s| i32::try_from(s).ok())
 }
 
 /// Picks the sensor mode for streaming: among `modes` (sizes the sensor outputs), those that
@@ -142,6 +171,42 @@ mod tests {
     }
 
     #[test]
+    fn odd_offsets_are_moved_to_even_coordinates_inside_the_area() {
+        // IMX477-sized area starting at odd coordinates: x moves one pixel right; y has no
+        // room on a 3040 side, so the square shrinks by 2 to stay inside and even.
+        let max = Rect {
+            x: 1,
+            y: 3,
+            width: 4056,
+            height: 3040,
+        };
+        let r = center_square(max);
+        assert_eq!(
+            r,
+            Rect {
+                x: 510,
+                y: 4,
+                width: 3038,
+                height: 3038
+            }
+        );
+        assert_eq!((r.x % 2, r.y % 2), (0, 0));
+        assert!(r.x >= max.x && r.x + r.width as i32 <= max.x + max.width as i32);
+        assert!(r.y >= max.y && r.y + r.height as i32 <= max.y + max.height as i32);
+        // An odd margin: (2592 - 1944) / 2 = 324 from an odd x = 7 -> 331 -> 332.
+        let r = center_square(Rect {
+            x: 7,
+            y: 0,
+            width: 2592,
+            height: 1944,
+        });
+        assert_eq!((r.x, r.y, r.width), (332, 0, 1944));
+        // Degenerate areas do not panic.
+        assert_eq!(center_square(full(1, 1)).width, 0);
+        assert_eq!(center_square(full(0, 480)).width, 0);
+    }
+
+    #[test]
     fn square_input_is_unchanged() {
         assert_eq!(center_square(full(512, 512)), full(512, 512));
     }
@@ -173,7 +238,7 @@ mod tests {
             full_fov_mode(&modes, (3280, 2464), (512, 512)),
             Some((1640, 1232))
         );
-        // 640x480 is 4:3 and binned on IMX219? It is, but too small for 512 square? 480 < 512.
+        // A cropped mode alone: no full-field-of-view mode to offer.
         assert_eq!(
             full_fov_mode(&[(1920, 1080)], (3280, 2464), (512, 512)),
             None
