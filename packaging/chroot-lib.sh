@@ -82,17 +82,17 @@ picker_debootstrap() {
 
 # chroot_run [--overlay] [--apt-cache SUITE] [--bind SRC:DST]... [--env K=V]... [--cwd DIR] ROOT -- CMD...
 #   --overlay  the command's writes go to a throw-away layer (overlayfs), ROOT stays as it was
-#   --apt-cache  apt's /var/cache/apt/archives is the shared download cache $PICKER_CACHE/debs/SUITE:
-#              so a package is fetched once for all chroots and images of the suite. With
-#              --overlay it is mounted as an overlay too (apt's lock file and partial downloads
-#              private to the run, so runs never wait on each other) and the .debs the run fetched
-#              are moved into the cache afterwards; without, the run holds the cache's lock.
+#   --apt-cache  apt's /var/cache/apt/archives shows the shared download cache
+#              $PICKER_CACHE/debs/SUITE, so a package is fetched once for all chroots and images
+#              of the suite. It is an overlay (apt's lock file and partial downloads private to
+#              the run, so concurrent runs never wait on each other or clash); the .debs the run
+#              fetched are moved into the cache afterwards.
 #   --bind     bind-mount host SRC at DST inside the chroot
 #   --env      environment of CMD (which otherwise gets only HOME, PATH, LANG, TERM, proxies)
 #   --cwd      working directory of CMD inside the chroot (default /)
 # stdin, stdout and stderr pass through; the exit status is CMD's.
 chroot_run() {
-    local overlay=0 cwd=/ root tmp="" rc=0 v apt="" lock=()
+    local overlay=0 cwd=/ root tmp="" rc=0 v apt=""
     local binds=() envs=(HOME=/root LANG=C.UTF-8 "TERM=${TERM:-dumb}" DEBIAN_FRONTEND=noninteractive
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
     # Proxies, if the host needs them to reach the registries.
@@ -111,17 +111,18 @@ chroot_run() {
         esac
     done
     [[ -d ${root:-} ]] || { echo "chroot_run: no chroot at '${root:-}'" >&2; return 2; }
-    if ((overlay)); then
+    # Upper layers (and overlayfs work dirs) on the cache's file system, not in a tmpfs.
+    if ((overlay)) || [[ -n $apt ]]; then
         mkdir -p "$PICKER_CACHE/tmp"
+        # Layers of runs killed with -9 (no cleanup ran) a day or more ago.
+        find "$PICKER_CACHE/tmp" -mindepth 1 -maxdepth 1 -name 'overlay.*' -mmin +1440 \
+            -exec rm -rf --one-file-system {} + 2>/dev/null || true
         tmp=$(mktemp -d "$PICKER_CACHE/tmp/overlay.XXXXXX")
     fi
-    if [[ -n $apt ]]; then
-        mkdir -p "$apt/partial"
-        ((overlay)) || lock=(flock -w 1800 "$apt.lock")
-    fi
+    [[ -z $apt ]] || mkdir -p "$apt/partial"
     # --kill-child: if this shell is killed, the whole process tree in the namespace dies with it.
-    "${lock[@]}" unshare --mount --propagation private --pid --fork --kill-child -- \
-        bash -c "$_chroot_setup" chroot-setup "$root" "$tmp" "$cwd" "$apt" \
+    unshare --mount --propagation private --pid --fork --kill-child -- \
+        bash -c "$_chroot_setup" chroot-setup "$root" "$tmp" "$overlay" "$cwd" "$apt" \
         "${#binds[@]}" "${binds[@]}" "${#envs[@]}" "${envs[@]}" "$@" || rc=$?
     # The overlays' mounts died with the namespace; their upper layers are plain files now.
     if [[ -n $tmp ]]; then
@@ -138,10 +139,10 @@ chroot_run() {
 # shellcheck disable=SC2016 # expanded by the inner bash
 _chroot_setup='
 set -euo pipefail
-root=$1 tmp=$2 cwd=$3 apt=$4; shift 4
+root=$1 tmp=$2 overlay=$3 cwd=$4 apt=$5; shift 5
 binds=("${@:2:$1}"); shift $(($1 + 1))
 envs=("${@:2:$1}"); shift $(($1 + 1))
-if [[ -n $tmp ]]; then
+if ((overlay)); then
     mkdir -p "$tmp/upper" "$tmp/work" "$tmp/merged"
     mount -t overlay overlay -o "lowerdir=$root,upperdir=$tmp/upper,workdir=$tmp/work" "$tmp/merged"
     root=$tmp/merged
@@ -154,7 +155,7 @@ cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 # The bundle is copied, not bind-mounted: the postinst of ca-certificates renames a new bundle onto
 # that path (EBUSY on a mount point). Only into the throw-away layer: a persistent chroot gets
 # the host bundle once, after its packages are installed (chroot.sh).
-if [[ -n $tmp && -f /etc/ssl/certs/ca-certificates.crt ]]; then
+if ((overlay)) && [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
     mkdir -p "$root/etc/ssl/certs"
     cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 fi
@@ -163,12 +164,10 @@ for b in "${binds[@]}"; do
     if [[ -d $src ]]; then mkdir -p "$root$dst"; else mkdir -p "$(dirname "$root$dst")"; touch "$root$dst"; fi
     mount --bind "$src" "$root$dst"
 done
-if [[ -n $apt && -n $tmp ]]; then
+if [[ -n $apt ]]; then
     mkdir -p "$tmp/apt-upper" "$tmp/apt-work"
     mount -t overlay overlay -o "lowerdir=$apt,upperdir=$tmp/apt-upper,workdir=$tmp/apt-work" \
         "$root/var/cache/apt/archives"
-elif [[ -n $apt ]]; then
-    mount --bind "$apt" "$root/var/cache/apt/archives"
 fi
 rc=0
 chroot "$root" /usr/bin/env -i "${envs[@]}" /bin/sh -c '"'"'cd "$1" && shift && exec "$@"'"'"' sh "$cwd" "$@" || rc=$?
