@@ -200,6 +200,8 @@ struct ClientStats {
     latencies_us: Vec<u32>,
     /// X-Timestamp of each of those frames.
     stamps: Vec<u64>,
+    /// When each of those arrived (Unix us).
+    received: Vec<u64>,
     error: Option<String>,
 }
 
@@ -285,6 +287,9 @@ fn run_once(n: usize, seconds: f64, floor: bool) -> Row {
         for s in stats.iter().filter_map(|s| s.error.as_ref()).take(3) {
             eprintln!("client error: {s}");
         }
+        if std::env::var_os("LOAD_DIAG").is_some() {
+            diagnose(&stats);
+        }
         let window_s = (window.end.get() - window.start.get()) as f64 / 1e6;
         let (captured, skipped) = match (c0, c1) {
             (Some(a), Some(b)) => (b.0 - a.0, (b.1 - a.1) as f64),
@@ -368,6 +373,7 @@ async fn client(
                     stats.frames += 1;
                     stats.bytes += len as u64;
                     stats.stamps.push(ts);
+                    stats.received.push(now);
                     stats
                         .latencies_us
                         .push(now.saturating_sub(ts).min(u32::MAX as u64) as u32);
@@ -666,5 +672,41 @@ fn floor_server(fps: u32) {
         } else {
             next = now;
         }
+    }
+}
+
+/// `LOAD_DIAG=1`: where frames were lost. A frame no client got was never encoded (the
+/// encoder or camera skipped it); a frame some clients missed was lost in the fan-out. For
+/// the latter, how long the frame was the newest one: from its first receipt by any client
+/// to the first receipt of the next frame.
+fn diagnose(stats: &[ClientStats]) {
+    use std::collections::BTreeMap;
+    let mut first: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
+    for s in stats {
+        for (&ts, &at) in s.stamps.iter().zip(&s.received) {
+            let e = first.entry(ts).or_insert((at, 0));
+            e.0 = e.0.min(at);
+            e.1 += 1;
+        }
+    }
+    let frames: Vec<(u64, u64, usize)> = first.iter().map(|(&ts, &(at, n))| (ts, at, n)).collect();
+    let n = stats.len();
+    let partial: Vec<_> = frames
+        .windows(2)
+        .filter(|w| w[0].2 < n)
+        .map(|w| (w[0].2, (w[1].1 as i64 - w[0].1 as i64) as f64 / 1000.0))
+        .collect();
+    let gaps = frames
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 > 50_000)
+        .count();
+    eprintln!(
+        "diag: {} frames seen, {} capture gaps > 50 ms (frames nobody got), {} frames missed by some clients",
+        frames.len(),
+        gaps,
+        partial.len()
+    );
+    for (got, newest_ms) in partial.iter().take(20) {
+        eprintln!("diag:   frame got by {got}/{n} clients, newest for {newest_ms:.1} ms");
     }
 }
