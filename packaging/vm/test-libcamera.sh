@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Proves the libcamera backend on a real libcamera camera: libcamera's virtual pipeline
-# handler (colour bars, NV12 only, no ScalerCrop) in a forky VM under QEMU.
+# Proves the libcamera backend on a real libcamera camera: libcamera's virtual pipeline handler
+# (colour bars, NV12 only, no ScalerCrop, so the adjusted-format and no-crop paths) in a forky
+# VM under QEMU.
 #
-#   packaging/vm/test-libcamera.sh [--deb FILE]
+#   packaging/vm/test-libcamera.sh [--binary FILE | --deb FILE]
 #
-# Takes the picker binary from the forky .deb (built with the libcamera feature; built here
-# with packaging/build-deb.sh unless --deb is given), runs it in the VM with
-# source = "libcamera", and checks from the host, through the port forward, that the stream
-# decodes to 512x512 frames of the colour-bar pattern, and in the VM that stills arrive over
-# the socket. Prints PASS/FAIL per check; exits 1 if any failed.
+# Without an option it builds picker with the libcamera feature in the cached forky chroot
+# (packaging/in-chroot.sh forky --host-toolchain -- cargo build --release --features libcamera).
+# Then it boots the VM (packaging/vm/lib.sh), runs picker there with source = "libcamera" at
+# 512x512 and a still socket, and checks: start and the adjustments logged; /state; from the
+# host through the port forward, that /stream.mjpg decodes (ffmpeg) to 512x512 frames of the
+# colour bars; that stills arrive over the socket (curl --unix-socket in the VM) with
+# the right size, colours and byte order; a missing camera id fails at start naming the cameras;
+# SIGTERM stops it promptly. Prints PASS/FAIL per check; exits 1 if any failed.
+
+# Commands for the VM are single-quoted on purpose: they expand there, not here. vm_start's
+# optional argument is an image, not this script's arguments.
+# shellcheck disable=SC2016,SC2119
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,48 +24,95 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=packaging/vm/lib.sh
 source "$here/lib.sh"
 
-deb=""
-[[ ${1:-} == --deb ]] && deb=$(realpath "$2")
+deb="" binary=""
+case "${1:-}" in
+    --deb) deb=$(realpath "$2") ;;
+    --binary) binary=$(realpath "$2") ;;
+    "") ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+esac
 work=$(mktemp -d /tmp/picker-test-libcamera.XXXXXX)
 failures=0
+t_start=$SECONDS
 pass() { printf 'PASS  %s\n' "$1"; }
 fail() {
     printf 'FAIL  %s\n' "$1"
     [[ -n ${2:-} ]] && printf '%s\n' "$2" | sed 's/^/      /'
     failures=$((failures + 1))
 }
+indent() { sed 's/^/      /'; }
 vm() { vm_run --timeout 90 "$1"; }
 trap 'vm_stop >/dev/null 2>&1; rm -rf "$work"' EXIT
 
-if [[ -z $deb ]]; then
-    if timeout 3600 "$repo/packaging/build-deb.sh" --suite forky --nocheck --out "$work/deb" >"$work/build.log" 2>&1; then
-        deb=$(ls "$work"/deb/picker_*_amd64.deb)
-        pass "build the forky .deb (libcamera feature)"
+# --- the binary --------------------------------------------------------------------------------
+if [[ -n $deb ]]; then
+    dpkg-deb -x "$deb" "$work/x" || { fail "unpack $deb"; exit 1; }
+    binary=$work/x/usr/bin/picker
+elif [[ -z $binary ]]; then
+    t0=$SECONDS
+    if timeout 3600 bash "$repo/packaging/in-chroot.sh" forky --host-toolchain -- \
+        cargo build --release --locked --features libcamera >"$work/build.log" 2>&1; then
+        binary=$repo/target/chroot-forky-host/release/picker
+        pass "cargo build --release --features libcamera in the forky chroot ($((SECONDS - t0))s)"
     else
-        fail "build the forky .deb" "$(tail -30 "$work/build.log")"
+        fail "cargo build --features libcamera in the forky chroot" "$(tail -30 "$work/build.log")"
         exit 1
     fi
 fi
-dpkg-deb -x "$deb" "$work/x" && pass "binary from $(basename "$deb")" || { fail "unpack $deb"; exit 1; }
+echo "      binary: $binary"
 
-if vm_start >"$work/boot.log" 2>&1; then pass "boot the forky VM"; else fail "boot the forky VM" "$(tail -20 "$work/boot.log")"; exit 1; fi
+# --- boot and start ----------------------------------------------------------------------------
+t0=$SECONDS
+if vm_start >"$work/boot.log" 2>&1; then
+    pass "boot the forky VM ($((SECONDS - t0))s)"
+else
+    fail "boot the forky VM" "$(tail -20 "$work/boot.log")"
+    exit 1
+fi
 port=$(vm_host_port 8000)
+vm_copy_in "$binary" /root/picker || { fail "copy picker into the VM"; exit 1; }
 
-timeout 120 vm_copy_in "$work/x/usr/bin/picker" /root/picker || fail "copy picker into the VM"
+# The configuration of the proof: the 512x512 sizes, a still socket, the real camera.
 vm 'cat >/root/picker.toml <<TOML
 [camera]
 source = "libcamera"
+framerate = 30
+crop = "center-square"
 [stream]
 port = 8000
+width = 512
+height = 512
 [still]
 socket = "/run/pk/still.sock"
+width = 512
+height = 512
 TOML
-(/root/picker --config /root/picker.toml >/root/picker.log 2>&1 &)
-for i in $(seq 120); do grep -q " ready " /root/picker.log && exit 0; pgrep -x picker >/dev/null || break; sleep 0.5; done
-cat /root/picker.log; exit 1' >"$work/start.log" 2>&1 &&
-    pass "picker starts with source = \"libcamera\" and reports ready" ||
-    { fail "picker starts with the virtual camera" "$(tail -20 "$work/start.log")"; exit 1; }
+cat /usr/share/libcamera/pipeline/virtual/virtual.yaml'
+
+t0=$SECONDS
+if vm '(RUST_LOG=info /root/picker --config /root/picker.toml >/root/picker.log 2>&1 &)
+    for i in $(seq 240); do
+        grep -q " ready" /root/picker.log && exit 0
+        pgrep -x picker >/dev/null || break
+        sleep 0.5
+    done
+    cat /root/picker.log; exit 1' >"$work/start.log" 2>&1; then
+    pass "picker starts with source = \"libcamera\" and reports ready ($((SECONDS - t0))s)"
+else
+    fail "picker starts with the virtual camera" "$(tail -30 "$work/start.log")"
+    exit 1
+fi
+# picker's own lines (libcamera's, which start with "[", are left out).
 vm 'grep -v "^\[" /root/picker.log' | sed 's/^/      log: /'
+
+adjusted=$(vm 'grep -F "camera adjusted the configuration" /root/picker.log')
+if [[ -n $adjusted ]] && grep -q NV12 <<<"$adjusted"; then
+    pass "libcamera's adjustments are logged (RGB888/YUV420 asked, NV12 given)"
+    indent <<<"$adjusted"
+else
+    fail "libcamera's adjustments are logged" "$(vm 'cat /root/picker.log')"
+fi
 
 state=$(curl -s -m 20 "http://127.0.0.1:$port/state")
 if python3 -c '
@@ -66,45 +121,160 @@ s = json.loads(sys.argv[1])
 assert s["source"] == "libcamera" and s["online"] is True, s
 assert s["stream"]["width"] == 512 and s["stream"]["height"] == 512, s
 assert s["crop"] == "unsupported", s        # the virtual camera has no ScalerCrop
-assert any("NV12" in a for a in s["adjustments"]), s   # RGB888/YUV420 asked, NV12 given
-' "$state"; then pass "/state: libcamera online, 512x512, crop unsupported, NV12 adjustment reported"; else fail "/state" "$state"; fi
-
-# Three frames through the port forward, decoded by ffmpeg on the host.
-if timeout 90 ffmpeg -nostdin -v error -i "http://127.0.0.1:$port/stream.mjpg" -frames:v 3 \
-    -f rawvideo -pix_fmt rgb24 "$work/frames.rgb" && [[ $(stat -c %s "$work/frames.rgb") -eq $((3 * 512 * 512 * 3)) ]]; then
-    pass "host decodes 3 frames of 512x512 from /stream.mjpg"
+assert any("NV12" in a for a in s["adjustments"]), s
+print(json.dumps({k: s[k] for k in ("online", "source", "fps", "frames", "crop", "adjustments")}))
+' "$state" >"$work/state.out" 2>&1; then
+    pass "/state: libcamera online, 512x512, crop \"unsupported\", adjustments listed"
+    indent <"$work/state.out"
 else
-    fail "host decodes 3 frames of 512x512 from /stream.mjpg"
+    fail "/state" "$(cat "$work/state.out"; echo "$state")"
 fi
-# libcamera's "bars" pattern: eight vertical bars, white yellow cyan green magenta red blue black.
-if python3 - "$work/frames.rgb" <<'PY'
+
+# --- the stream, decoded on the host -----------------------------------------------------------
+# bars.py FILE FORMAT FRAMES: checks that every 512x512 frame in FILE (raw rgb24 or bgr24) shows
+# libcamera's colour bars (white yellow cyan green magenta red blue black, 64 px each; the
+# virtual camera scrolls them sideways, so any rotation of that order) on rows at 1/4, 1/2, 3/4
+# of the height. Prints the bars and their offset per frame.
+cat >"$work/bars.py" <<'PY'
 import sys
-data = open(sys.argv[1], "rb").read()
-w = 512
-row = data[(256 * w) * 3:(257 * w) * 3]           # the middle row of the first frame
-want = ["white", "yellow", "cyan", "green", "magenta", "red", "blue", "black"]
-def name(r, g, b):
-    hi = lambda v: v > 128
-    return {(1,1,1): "white", (1,1,0): "yellow", (0,1,1): "cyan", (0,1,0): "green",
-            (1,0,1): "magenta", (1,0,0): "red", (0,0,1): "blue", (0,0,0): "black"}[(hi(r), hi(g), hi(b))]
-got = [name(*row[(x * w // 8 + w // 16) * 3:(x * w // 8 + w // 16) * 3 + 3]) for x in range(8)]
-print("      bars:", " ".join(got))
-sys.exit(0 if got == want else 1)
+path, fmt, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+W = H = 512
+data = open(path, "rb").read()
+assert len(data) == frames * W * H * 3, "%d bytes, want %d" % (len(data), frames * W * H * 3)
+BARS = ["white", "yellow", "cyan", "green", "magenta", "red", "blue", "black"]
+NAMES = {(1, 1, 1): "white", (1, 1, 0): "yellow", (0, 1, 1): "cyan", (0, 1, 0): "green",
+         (1, 0, 1): "magenta", (1, 0, 0): "red", (0, 0, 1): "blue", (0, 0, 0): "black"}
+def runs(row):
+    out = []
+    for x in range(W):
+        p = row[x * 3:x * 3 + 3]
+        r, g, b = (p[0], p[1], p[2]) if fmt == "rgb" else (p[2], p[1], p[0])
+        if max(r, g, b) - min(r, g, b) > 40 and min(r, g, b) > 60 and max(r, g, b) < 200:
+            name = None  # a blend at an edge
+        else:
+            name = NAMES[(r > 128, g > 128, b > 128)]
+        if out and out[-1][0] == name:
+            out[-1][1] += 1
+        else:
+            out.append([name, 1, x])
+    # Drop edge blends (JPEG and chroma subsampling smear each edge over a few pixels).
+    return [r for r in out if r[0] is not None and r[1] >= 8]
+ok = True
+for f in range(frames):
+    frame = data[f * W * H * 3:(f + 1) * W * H * 3]
+    for y in (H // 4, H // 2, 3 * H // 4):
+        rs = runs(frame[y * W * 3:(y + 1) * W * 3])
+        if len(rs) > 1 and rs[0][0] == rs[-1][0]:   # one bar split by the wrap-around
+            rs[0][1] += rs[-1][1]
+            rs[0][2] = rs[-1][2]
+            rs.pop()
+        names = [r[0] for r in rs]
+        good = (len(names) == 8 and names[0] in BARS
+                and all(names[i] == BARS[(BARS.index(names[0]) + i) % 8] for i in range(8))
+                and all(abs(r[1] - 64) <= 6 for r in rs))
+        if y == H // 2:
+            white = [r for r in rs if r[0] == "white"]
+            print("      frame %d: %s (white bar at x=%s)" % (f, " ".join("%s:%d" % (r[0], r[1]) for r in rs), white[0][2] if white else "?"))
+        if not good:
+            print("      frame %d row %d: not the colour bars" % (f, y))
+            ok = False
+sys.exit(0 if ok else 1)
 PY
-then pass "the frames show libcamera's colour bars"; else fail "the frames show libcamera's colour bars"; fi
 
-out=$(vm 'curl -s -m 20 --unix-socket /run/pk/still.sock http://picker/still.rgb | wc -c; curl -s -m 20 --unix-socket /run/pk/still.sock http://picker/still.png | head -c 24 | od -An -tx1 | tr -d " \n"')
-rgb=$(echo "$out" | head -1)
-png=$(echo "$out" | tail -1)
-[[ $rgb == 786432 ]] && pass "still over the socket: /still.rgb is 512*512*3 bytes" || fail "/still.rgb size" "$out"
-# PNG signature, IHDR, width 512 (0x200), height 512.
-[[ $png == 89504e470d0a1a0a0000000d4948445200000200000002* ]] && pass "still over the socket: /still.png is a 512x512 PNG" || fail "/still.png" "$png"
+if timeout 90 ffmpeg -nostdin -v error -i "http://127.0.0.1:$port/stream.mjpg" -frames:v 3 \
+    -f rawvideo -pix_fmt rgb24 "$work/frames.rgb" 2>"$work/ffmpeg.err" &&
+    [[ $(stat -c %s "$work/frames.rgb") -eq $((3 * 512 * 512 * 3)) ]]; then
+    pass "host decodes 3 frames of 512x512 from /stream.mjpg through the port forward"
+else
+    fail "host decodes 3 frames of 512x512 from /stream.mjpg" "$(cat "$work/ffmpeg.err")"
+fi
+if python3 "$work/bars.py" "$work/frames.rgb" rgb 3 >"$work/bars.out" 2>&1; then
+    pass "the stream shows libcamera's colour bars (8 bars, 64 px each, in order)"
+else
+    fail "the stream shows libcamera's colour bars"
+fi
+cat "$work/bars.out"
 
-if vm 'pkill -TERM -x picker; for i in $(seq 20); do pgrep -x picker >/dev/null || exit 0; sleep 0.1; done; exit 1'; then
+# ffprobe's view of the stream: codec and size as a browser would see them.
+probe=$(timeout 60 ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height \
+    -of csv=p=0 "http://127.0.0.1:$port/stream.mjpg" 2>&1)
+if [[ $probe == "mjpeg,512,512" ]]; then pass "ffprobe: $probe"; else fail "ffprobe of /stream.mjpg" "$probe"; fi
+
+# --- stills over the socket --------------------------------------------------------------------
+still() { # still PATH OUT: fetched in the VM with curl --unix-socket, headers to OUT.h
+    vm_run --timeout 60 "curl -sS --fail -m 20 -D /tmp/h --unix-socket /run/pk/still.sock http://picker$1 && cat /tmp/h >&2" \
+        >"$2" 2>"$2.h"
+}
+if still /still.rgb "$work/still.rgb" && [[ $(stat -c %s "$work/still.rgb") -eq $((512 * 512 * 3)) ]]; then
+    pass "still over the socket: /still.rgb is 512*512*3 = 786432 bytes"
+    grep -i '^x-' "$work/still.rgb.h" | tr -d '\r' | indent
+else
+    fail "still over the socket: /still.rgb" "$(stat -c %s "$work/still.rgb" 2>&1; cat "$work/still.rgb.h")"
+fi
+if python3 "$work/bars.py" "$work/still.rgb" rgb 1 >"$work/still.out" 2>&1; then
+    pass "/still.rgb shows the colour bars in R,G,B byte order (NV12 still converted)"
+else
+    fail "/still.rgb shows the colour bars in R,G,B byte order"
+fi
+cat "$work/still.out"
+if still /still.bgr "$work/still.bgr" && python3 "$work/bars.py" "$work/still.bgr" bgr 1 >"$work/bgr.out" 2>&1; then
+    pass "/still.bgr shows the colour bars in B,G,R byte order"
+else
+    fail "/still.bgr shows the colour bars in B,G,R byte order" "$(cat "$work/bgr.out")"
+fi
+if still /still.png "$work/still.png" && python3 -c '
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+assert d[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+assert struct.unpack(">II", d[16:24]) == (512, 512), struct.unpack(">II", d[16:24])
+' "$work/still.png"; then
+    pass "/still.png is a 512x512 PNG"
+else
+    fail "/still.png is a 512x512 PNG"
+fi
+seq_of() { grep -i '^x-sequence:' "$1.h" | tr -dc 0-9; }
+if still /still.rgb "$work/s1" && still "/still.rgb?fresh=1" "$work/s2" &&
+    (($(seq_of "$work/s2") > $(seq_of "$work/s1"))); then
+    pass "?fresh=1 waits for a newer frame (X-Sequence $(seq_of "$work/s1") -> $(seq_of "$work/s2"))"
+else
+    fail "?fresh=1 returns a newer frame" "$(cat "$work/s1.h" "$work/s2.h")"
+fi
+
+# --- stop, and a camera that is not there ------------------------------------------------------
+if vm 'pkill -TERM -x picker
+       for i in $(seq 20); do pgrep -x picker >/dev/null || exit 0; sleep 0.1; done; exit 1'; then
     pass "SIGTERM stops picker and the camera within 2 s"
 else
-    fail "SIGTERM stops picker"
+    fail "SIGTERM stops picker within 2 s" "$(vm 'tail -5 /root/picker.log')"
+fi
+# picker's own lines: no warning beyond the expected adjustments and the missing ScalerCrop;
+# libcamera's (they start with "["): no error, e.g. none caused by what picker asks of it.
+if vm 'grep -v "^\[" /root/picker.log | grep -E " (ERROR|WARN) " |
+           grep -v "camera adjusted the configuration\|no ScalerCrop control"
+       grep "^\[" /root/picker.log | grep -E "\] +ERROR "; true' >"$work/warn.out" &&
+    [[ ! -s $work/warn.out ]]; then
+    pass "no unexpected warnings from picker, no errors from libcamera"
+else
+    fail "unexpected warnings or errors in the log" "$(cat "$work/warn.out")"
+fi
+vm 'grep "^\[" /root/picker.log | grep -E "\] +(WARN|ERROR) "' | sed 's/^/      libcamera: /'
+
+missing=$(vm 'sed "s/^\[camera\]/[camera]\nid = \"no-such-camera\"/" /root/picker.toml >/root/missing.toml
+    timeout 60 /root/picker --config /root/missing.toml >/root/missing.log 2>&1
+    status=$?
+    grep -v "^\[" /root/missing.log
+    echo "exit status $status"')
+if grep -q 'camera "no-such-camera" not found; available cameras: Virtual0' <<<"$missing" &&
+    ! grep -q 'exit status 0$' <<<"$missing" && ! grep -q 'exit status 124$' <<<"$missing"; then
+    pass "camera.id = \"no-such-camera\": exits non-zero at start, naming the cameras there are"
+    tail -n 2 <<<"$missing" | indent
+else
+    fail "a missing camera fails at start with the list of cameras" "$missing"
 fi
 
-((failures)) && { echo "test-libcamera: $failures check(s) FAILED"; exit 1; }
-echo "test-libcamera: all checks PASS"
+echo
+if ((failures)); then
+    echo "test-libcamera: $failures check(s) FAILED ($((SECONDS - t_start))s)"
+    exit 1
+fi
+echo "test-libcamera: all checks PASS ($((SECONDS - t_start))s)"

@@ -18,9 +18,10 @@
 //! buffers into an empty pooled frame, requeues the request at once and passes the filled
 //! frame to [`Camera::run`], which publishes it into the (borrowed) [`FrameSink`] and hands
 //! the owner a fresh empty frame. In flight: the pipeline's buffers (one request each) and
-//! [`FRAMES_LENT`] frames; nothing is allocated per frame in steady state except the crate's
-//! small per-call list of plane slices. A stalled camera simply sends no frames; the owner
-//! and `run` both wake every 100 ms to honour the stop flag.
+//! [`FRAMES_LENT`] frames. Frame memory is recycled, so nothing is allocated per frame in
+//! steady state beyond the libcamera crate's own small bookkeeping (the list of plane slices
+//! `data()` returns, its completion channel). A stalled camera simply sends no frames; the
+//! owner and `run` both wake every 100 ms to honour the stop flag.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -841,11 +842,19 @@ fn scaler_crop_max(cam: &libcamera::camera::Camera<'_>) -> Option<Rectangle> {
 }
 
 /// A sensor configuration for the smallest full-field-of-view raw mode that is big enough,
-/// or `None` when the camera lists no raw modes (virtual and USB cameras).
+/// or `None` for cameras without a pixel array or raw modes (virtual and USB cameras).
 fn choose_sensor_mode(
     cam: &libcamera::camera::Camera<'_>,
     wanted: &Wanted,
 ) -> Option<(SensorConfiguration, (u32, u32))> {
+    // Properties first: only real sensors have them, and asking a camera without a sensor
+    // for a raw stream makes libcamera log an error.
+    let full = cam.properties().get::<properties::PixelArraySize>().ok()?.0;
+    let active = cam
+        .properties()
+        .get::<properties::PixelArrayActiveAreas>()
+        .ok()
+        .and_then(|a| a.0.first().copied())?;
     let raw = cam.generate_configuration(&[StreamRole::Raw])?;
     let stream = raw.get(0)?;
     let formats = stream.formats();
@@ -856,7 +865,6 @@ fn choose_sensor_mode(
             modes.push(((s.width, s.height), bits));
         }
     }
-    let full = cam.properties().get::<properties::PixelArraySize>().ok()?.0;
     let need = (
         wanted.still.0.max(wanted.video.0),
         wanted.still.1.max(wanted.video.1),
@@ -870,11 +878,6 @@ fn choose_sensor_mode(
         .map(|(_, b)| *b)
         .max()
         .filter(|b| *b > 0)?;
-    let active = cam
-        .properties()
-        .get::<properties::PixelArrayActiveAreas>()
-        .ok()
-        .and_then(|a| a.0.first().copied())?;
     let mut sc = SensorConfiguration::new();
     sc.set_bit_depth(bits);
     sc.set_analog_crop(active);
