@@ -131,7 +131,7 @@ fi
 
 # The package on top of a private copy of the root (hard links: cheap, and the cache stays clean).
 root=$work/root
-cp -al "$sysroot" "$root"
+cp -al "$sysroot" "$root" 2>/dev/null || { rm -rf "$root"; cp -a "$sysroot" "$root"; } # another filesystem
 dpkg-deb -x "$deb" "$root"
 bin=$root/usr/bin/picker
 qemu=(qemu-aarch64-static -L "$root")
