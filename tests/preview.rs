@@ -6,27 +6,32 @@ use std::process::Command;
 
 use support::*;
 
+/// Headless Chromium as a test client: no sandbox (root), no background traffic (the network
+/// here is closed), a fresh profile per call, at most 60 s.
+fn chromium(dir: &std::path::Path, name: &str) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60").arg("chromium").args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--window-size=600,650",
+    ]);
+    cmd.arg(format!(
+        "--user-data-dir={}",
+        dir.join(format!("profile-{name}")).display()
+    ));
+    cmd
+}
+
 /// Screenshot of `url` by headless Chromium, decoded to (width, height, RGB).
 fn screenshot(url: &str, dir: &std::path::Path, name: &str) -> (u32, u32, Vec<u8>) {
     let shot = dir.join(format!("{name}.png"));
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=600,650",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.join(format!("profile-{name}")).display()
-        ))
+    let out = chromium(dir, name)
         .arg(format!("--screenshot={}", shot.display()))
         .arg(url)
         .output()
@@ -66,21 +71,8 @@ fn chromium_shows_the_live_stream_on_the_preview_page() {
     let dir = temp_dir();
     let url = p.url("/");
 
-    let dom = Command::new("timeout")
-        .arg("60")
-        .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--dump-dom",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile-dom").display()
-        ))
+    let dom = chromium(dir.path(), "dom")
+        .arg("--dump-dom")
         .arg(&url)
         .output()
         .unwrap();
