@@ -225,10 +225,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
@@ -255,19 +252,9 @@ pub fn parse_response(buf: &[u8]) -> Response {
     let end = find(buf, b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let (status_line, rest) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = parse_headers(rest);
     let mut body = buf[end + 4..].to_vec();
     let chunked = headers
         .iter()
@@ -296,6 +283,22 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `Name: value` lines (any other line, such as a status line, is skipped).
+fn parse_headers(head: &str) -> Vec<(String, String)> {
+    head.split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The first header called `name`, case-insensitively.
+fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -320,10 +323,7 @@ pub struct Part {
 
 impl Part {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 }
 
@@ -395,10 +395,7 @@ impl Mjpeg {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     /// Moves complete chunks from `raw` to `body`.
@@ -443,28 +440,26 @@ impl Mjpeg {
         self.body.drain(..line.len());
     }
 
-    /// Reads one part and the boundary that must follow its JPEG.
-    pub fn next_part(&mut self) -> Part {
+    /// Reads a part's headers; returns them with the JPEG's length.
+    fn read_part_head(&mut self) -> (Vec<(String, String)>, usize) {
         let end = loop {
             if let Some(end) = find(&self.body, b"\r\n\r\n") {
                 break end;
             }
             self.fill();
         };
-        let head = String::from_utf8_lossy(&self.body[..end]).into_owned();
-        let headers: Vec<(String, String)> = head
-            .split("\r\n")
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
+        let headers = parse_headers(&String::from_utf8_lossy(&self.body[..end]));
         self.body.drain(..end + 4);
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        let len = header_value(&headers, "content-length")
             .expect("part has Content-Length")
-            .1
             .parse()
             .unwrap();
+        (headers, len)
+    }
+
+    /// Reads one part and the boundary that must follow its JPEG.
+    pub fn next_part(&mut self) -> Part {
+        let (headers, len) = self.read_part_head();
         let trailer = format!("\r\n--{}\r\n", self.boundary);
         self.need(len + trailer.len());
         let jpeg = self.body[..len].to_vec();
@@ -480,20 +475,7 @@ impl Mjpeg {
     /// Reads the part's JPEG bytes only, then returns how long the closing boundary took to
     /// arrive after them (it must come with the JPEG, not with the next frame).
     pub fn boundary_delay_after_next_jpeg(&mut self) -> Duration {
-        let end = loop {
-            if let Some(end) = find(&self.body, b"\r\n\r\n") {
-                break end;
-            }
-            self.fill();
-        };
-        let head = String::from_utf8_lossy(&self.body[..end]).into_owned();
-        let len: usize = head
-            .split("\r\n")
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        self.body.drain(..end + 4);
+        let (_, len) = self.read_part_head();
         self.need(len);
         let got_jpeg = Instant::now();
         let trailer = format!("\r\n--{}\r\n", self.boundary);
