@@ -70,6 +70,12 @@ picker_sources() {
 picker_debootstrap() {
     local dir=$1 suite=$2 mirror=$3 script=()
     shift 3
+    # A fresh machine has no debootstrap: install it here, where it is first needed, so every
+    # script that builds a chroot or an image works there too (CI starts on fresh machines).
+    if ! command -v debootstrap >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+    fi
     # debootstrap of bookworm knows trixie, not forky: forky is bootstrapped like sid.
     [[ -e /usr/share/debootstrap/scripts/$suite ]] || script=(/usr/share/debootstrap/scripts/sid)
     mkdir -p "$PICKER_CACHE/debs/$suite/partial"
