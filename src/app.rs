@@ -329,6 +329,12 @@ pub async fn run(
     let sink = Arc::new(FrameSink::new(stats.clone(), initial_crop));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (encoded_tx, encoded_rx) = watch::channel(None);
+    let (parts_tx, parts_rx) = watch::channel(None);
+    tokio::spawn(crate::encoder::publish(
+        parts_rx,
+        encoded_tx,
+        stop_rx.clone(),
+    ));
     let demand = Demand::new();
     let shared = Arc::new(Shared {
         stream_slots: Arc::new(Semaphore::new(config.stream.max_clients)),
@@ -365,7 +371,7 @@ pub async fn run(
         std::thread::Builder::new()
             .name("encoder".into())
             .spawn(move || {
-                crate::encoder::run(runtime, frames, demand, encoded_tx, quality, stats, stop_rx)
+                crate::encoder::run(runtime, frames, demand, parts_tx, quality, stats, stop_rx)
             })
             .map_err(|e| AppError::CameraThread(e.to_string()))?
     };

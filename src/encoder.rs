@@ -2,9 +2,9 @@
 //! only while somebody watches.
 //!
 //! It runs on its own thread (encoding is CPU work that must not stall the async runtime)
-//! and publishes each part through a `watch` channel: every stream client sends the same
-//! bytes, and a client that is busy simply picks up whatever part is current when it is
-//! ready again.
+//! and hands each part to [`publish`], a task on the runtime that puts it into the `watch`
+//! channel the stream clients read: every client sends the same bytes, and a client that is
+//! busy simply picks up whatever part is current when it is ready again.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -81,6 +81,29 @@ pub fn part(jpeg: &[u8], unix_us: u64) -> (Bytes, Bytes) {
     let part = buf.freeze();
     let jpeg = part.slice(head.len()..head.len() + jpeg.len());
     (part, jpeg)
+}
+
+/// Forwards the encoder thread's parts to the stream clients until `shutdown` fires or the
+/// encoder is gone; then drops `out`, which ends every stream body.
+///
+/// Why a hop through the runtime: publishing wakes every client task. Woken from the encoder
+/// thread, each wake goes through the runtime's shared injection queue (a lock, and often a
+/// worker unpark, per client); woken from a task on a worker, they go to that worker's local
+/// run queue, and the other worker steals its share. One cross-thread wake per frame instead
+/// of one per client and frame.
+pub async fn publish(
+    mut parts: watch::Receiver<Option<Arc<EncodedFrame>>>,
+    out: watch::Sender<Option<Arc<EncodedFrame>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = parts.changed() => if r.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        let part = parts.borrow_and_update().clone();
+        out.send_replace(part);
+    }
 }
 
 /// Runs the encoder until `frames` closes (the camera side is gone) or `shutdown` fires.

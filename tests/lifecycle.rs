@@ -181,6 +181,30 @@ fn sigterm_and_sigint_exit_0_quickly_and_remove_the_socket() {
 }
 
 #[test]
+fn sigterm_ends_every_stream_body_properly() {
+    let mut p = Picker::start(&[]);
+    // A full-rate client waits on the frame channel alone; a paced one may be asleep between
+    // frames. Both must see the body end with the last chunk, not a cut connection.
+    let mut clients = [p.mjpeg(""), p.mjpeg("?fps=1")];
+    for m in &mut clients {
+        m.read_opening();
+        m.next_part();
+    }
+    let start = Instant::now();
+    nix::sys::signal::kill(p.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    for (m, what) in clients.iter_mut().zip(["full rate", "?fps=1"]) {
+        assert!(m.read_to_close(), "{what}: stream cut off instead of ended");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "streams took {:?} to end",
+        start.elapsed()
+    );
+    let (status, _) = p.terminate();
+    assert!(status.success(), "{status}\n{}", p.log_text());
+}
+
+#[test]
 fn socket_is_0660_parent_is_created_and_stale_files_are_replaced() {
     let dir = temp_dir();
     let socket = dir.path().join("run/picker/still.sock");

@@ -116,6 +116,14 @@ impl Drop for Client {
     }
 }
 
+/// `?fps=N`: the least time between two frames sent to this client.
+struct Pacing {
+    min: Duration,
+    last: Option<tokio::time::Instant>,
+    /// Only a pacing sleep waits on shutdown itself; the frame wait ends when the channel closes.
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
 fn stream(shared: Arc<Shared>, query: HashMap<String, String>) -> warp::reply::Response {
     let min_interval = match query.get("fps").map(|v| v.parse::<f64>()) {
         None => None,
@@ -140,36 +148,43 @@ fn stream(shared: Arc<Shared>, query: HashMap<String, String>) -> warp::reply::R
     let mut rx = shared.encoded.clone();
     // Only frames encoded after this client arrived (a stale one would show a jump back).
     rx.mark_unchanged();
-    let shutdown = shared.shutdown.clone();
+    let pacing = min_interval.map(|min| Pacing {
+        min,
+        last: None,
+        shutdown: shared.shutdown.clone(),
+    });
     let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
-    let state = (client, rx, Some(opening), None::<tokio::time::Instant>);
-    let body = futures_util::stream::unfold(state, move |(client, mut rx, opening, last)| {
-        let mut shutdown = shutdown.clone();
-        async move {
+    let state = (client, rx, Some(opening), pacing);
+    let body =
+        futures_util::stream::unfold(state, |(client, mut rx, opening, mut pacing)| async move {
             if let Some(opening) = opening {
-                return Some((Ok::<_, Infallible>(opening), (client, rx, None, last)));
+                return Some((Ok::<_, Infallible>(opening), (client, rx, None, pacing)));
             }
-            if let (Some(last), Some(min)) = (last, min_interval) {
+            if let Some(Pacing {
+                min,
+                last: Some(last),
+                shutdown,
+            }) = &mut pacing
+            {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(last + min) => {}
+                    _ = tokio::time::sleep_until(*last + *min) => {}
                     _ = shutdown.wait_for(|s| *s) => return None,
                 }
             }
+            // The hot path of the fan-out, run once per frame by every client: it waits on the
+            // frame channel alone. Shutdown reaches it as that channel closing (see
+            // `encoder::publish`), so no second waiter is registered per client and frame.
             let frame: Arc<EncodedFrame> = loop {
-                tokio::select! {
-                    r = rx.changed() => r.ok()?,
-                    _ = shutdown.wait_for(|s| *s) => return None,
-                }
+                rx.changed().await.ok()?;
                 if let Some(f) = rx.borrow_and_update().clone() {
                     break f;
                 }
             };
-            Some((
-                Ok(frame.part.clone()),
-                (client, rx, None, Some(tokio::time::Instant::now())),
-            ))
-        }
-    });
+            if let Some(p) = &mut pacing {
+                p.last = Some(tokio::time::Instant::now());
+            }
+            Some((Ok(frame.part.clone()), (client, rx, None, pacing)))
+        });
     let mut resp = warp::reply::stream(body).into_response();
     let h = resp.headers_mut();
     h.insert(

@@ -312,6 +312,8 @@ pub struct Mjpeg {
     body: Vec<u8>,
     /// Raw bytes not yet dechunked.
     raw: Vec<u8>,
+    /// The last chunk (size 0) arrived: the server ended the body properly.
+    ended: bool,
 }
 
 /// One multipart part.
@@ -385,6 +387,7 @@ impl Mjpeg {
             boundary,
             body: Vec::new(),
             raw,
+            ended: false,
         };
         m.status_check(head.status);
         m
@@ -410,6 +413,7 @@ impl Mjpeg {
             if self.raw.len() < eol + 2 + size + 2 {
                 return;
             }
+            self.ended |= size == 0;
             self.body
                 .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
             self.raw.drain(..eol + 2 + size + 2);
@@ -422,6 +426,20 @@ impl Mjpeg {
         assert!(n > 0, "stream closed");
         self.raw.extend_from_slice(&chunk[..n]);
         self.dechunk_available();
+    }
+
+    /// Reads until the connection closes; true if the body was ended properly (the last,
+    /// empty chunk) rather than cut off.
+    pub fn read_to_close(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        while let Ok(n) = self.stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            self.raw.extend_from_slice(&chunk[..n]);
+            self.dechunk_available();
+        }
+        self.ended
     }
 
     /// Ensures at least `n` dechunked body bytes are buffered.
