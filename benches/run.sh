@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks behind BENCHMARKS.md and keeps their output in target/bench-results/.
-#   benches/run.sh                 # all: encode callgrind still idle load floor (~15 min)
-#   benches/run.sh load floor      # some of them
+#   benches/run.sh                 # all: encode callgrind still idle load (~20 min)
+#   benches/run.sh load still      # some of them (floor: the floor alone)
 #   SECONDS_PER_RUN=5 REPEAT=1 benches/run.sh   # a quick smoke run
 # The machine is shared and noisy: each figure is a median over REPEAT runs, and the encode
 # comparison is also given in callgrind instruction counts, which noise does not move.
@@ -14,7 +14,7 @@ CLIENTS=${CLIENTS:-1,50,100,200}
 out=target/bench-results
 mkdir -p "$out"
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load floor)
+[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load) # load runs the floor too
 
 # Release builds of the server and of the bench programs (the bench profile is release).
 cargo build --release --quiet
@@ -55,8 +55,9 @@ for w in "${what[@]}"; do
         cargo bench --quiet --bench load -- --idle 30 --repeat "$REPEAT" | tee "$out/idle.md"
         ;;
     load)
-        cargo bench --quiet --bench load -- --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN" \
-            --repeat "$REPEAT" | tee "$out/load.md"
+        # Each run of the service followed by one of the floor, under the same machine load.
+        cargo bench --quiet --bench load -- --paired --clients "$CLIENTS" \
+            --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" | tee "$out/load.md"
         ;;
     floor)
         cargo bench --quiet --bench load -- --floor --clients "$CLIENTS" \
