@@ -16,11 +16,15 @@ mkdir -p "$out"
 what=("$@")
 [ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load) # load runs the floor too
 
+packaging/host-deps.sh --bench
 # Release builds of the server and of the bench programs (the bench profile is release).
 cargo build --release --quiet
 cargo bench --no-run --quiet 2>/dev/null || cargo bench --no-run
+# The bench program's own executable: cargo also lists the picker binary it builds for the
+# benches, in no fixed order.
 bench_exe() {
     cargo bench --no-run --bench "$1" --message-format=json 2>/dev/null |
+        grep -F "\"kind\":[\"bench\"],\"crate_types\":[\"bin\"],\"name\":\"$1\"" |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
 }
 

@@ -5,6 +5,11 @@
 //! so they arrive at every phase of the camera's cycle rather than always right after a
 //! capture (back to back, each would wait almost a whole period).
 //!
+//! Every request to the service is followed by one, over the same kind of connection, to a
+//! floor: a minimal server in this program that answers with the same number of bytes over a
+//! bare Unix socket. Both see the same machine weather, request by request, so a slow spell
+//! of the (shared) machine shows in the floor's columns too.
+//!
 //! cargo bench --bench still -- --requests 1000 --repeat 3
 
 #[path = "common/mod.rs"]
@@ -28,9 +33,11 @@ fn main() {
          {repeat} run(s)"
     );
     println!(
-        "| run | mode | p50 ms | p99 ms | max ms | frame age at receipt p50 ms | p99 ms | distinct frames |"
+        "| run | mode | p50 ms | p99 ms | max ms | frame age at receipt p50 ms | p99 ms | distinct frames | floor p50 ms | floor p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let floor_dir = tempfile::tempdir().unwrap();
+    let floor = floor_server(floor_dir.path());
     let modes = [
         ("latest (keep-alive)", false, true),
         ("latest (new connection)", false, false),
@@ -42,7 +49,7 @@ fn main() {
         common::wait_for_socket(&server.socket);
         std::thread::sleep(Duration::from_millis(500));
         for (i, (name, fresh, keep_alive)) in modes.iter().enumerate() {
-            let r = measure(&server.socket, requests, *fresh, *keep_alive);
+            let r = measure(&server.socket, &floor, requests, *fresh, *keep_alive);
             r.print(&run.to_string(), name);
             summary[i].push(r);
         }
@@ -57,6 +64,8 @@ fn main() {
             age50: m(|r| r.age50),
             age99: m(|r| r.age99),
             distinct: m(|r| r.distinct as f64) as usize,
+            floor50: m(|r| r.floor50),
+            floor99: m(|r| r.floor99),
         }
         .print("median", name);
     }
@@ -70,18 +79,54 @@ struct Result {
     age50: f64,
     age99: f64,
     distinct: usize,
+    floor50: f64,
+    floor99: f64,
 }
 
 impl Result {
     fn print(&self, run: &str, mode: &str) {
         println!(
-            "| {run} | {mode} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {} |",
-            self.p50, self.p99, self.max, self.age50, self.age99, self.distinct
+            "| {run} | {mode} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {} | {:.3} | {:.3} |",
+            self.p50,
+            self.p99,
+            self.max,
+            self.age50,
+            self.age99,
+            self.distinct,
+            self.floor50,
+            self.floor99
         );
     }
 }
 
-fn measure(socket: &Path, requests: usize, fresh: bool, keep_alive: bool) -> Result {
+/// One side of the comparison: a socket, and the connection kept to it when keep-alive.
+struct Target<'a> {
+    socket: &'a Path,
+    conn: Option<UnixStream>,
+    keep_alive: bool,
+}
+
+impl Target<'_> {
+    /// One request: (ms from sending to the last body byte, X-Sequence, X-Timestamp-Ns).
+    fn get(&mut self, request: &str, buf: &mut [u8]) -> (f64, u64, u64) {
+        let t0 = Instant::now();
+        let s = match &mut self.conn {
+            Some(s) if self.keep_alive => s,
+            _ => self
+                .conn
+                .insert(UnixStream::connect(self.socket).expect("connect to the still socket")),
+        };
+        s.write_all(request.as_bytes()).unwrap();
+        let (seq, ts_ns) = read_response(s, buf);
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if !self.keep_alive {
+            self.conn = None;
+        }
+        (ms, seq, ts_ns)
+    }
+}
+
+fn measure(socket: &Path, floor: &Path, requests: usize, fresh: bool, keep_alive: bool) -> Result {
     let path = if fresh {
         "/still.rgb?fresh=1"
     } else {
@@ -89,8 +134,18 @@ fn measure(socket: &Path, requests: usize, fresh: bool, keep_alive: bool) -> Res
     };
     let request = format!("GET {path} HTTP/1.1\r\nHost: picker\r\n\r\n");
     let mut buf = vec![0u8; RGB_BYTES + 4096];
-    let mut conn: Option<UnixStream> = None;
+    let mut picker = Target {
+        socket,
+        conn: None,
+        keep_alive,
+    };
+    let mut floor = Target {
+        socket: floor,
+        conn: None,
+        keep_alive,
+    };
     let mut lat = Vec::with_capacity(requests);
+    let mut floor_lat = Vec::with_capacity(requests);
     let mut age = Vec::with_capacity(requests);
     let mut seqs = Vec::with_capacity(requests);
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ common::unix_us();
@@ -102,22 +157,15 @@ fn measure(socket: &Path, requests: usize, fresh: bool, keep_alive: bool) -> Res
             rng ^= rng << 17;
             std::thread::sleep(Duration::from_micros(rng % 33_334));
         }
-        let t0 = Instant::now();
-        let s = match &mut conn {
-            Some(s) if keep_alive => s,
-            _ => conn.insert(UnixStream::connect(socket).expect("connect to the still socket")),
-        };
-        s.write_all(request.as_bytes()).unwrap();
-        let (seq, ts_ns) = read_response(s, &mut buf);
+        let (ms, seq, ts_ns) = picker.get(&request, &mut buf);
         let now_ns = common::boottime_ns();
-        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+        lat.push(ms);
         age.push(now_ns.saturating_sub(ts_ns) as f64 / 1e6);
         seqs.push(seq);
-        if !keep_alive {
-            conn = None;
-        }
+        floor_lat.push(floor.get(&request, &mut buf).0);
     }
     lat.sort_by(|a, b| a.total_cmp(b));
+    floor_lat.sort_by(|a, b| a.total_cmp(b));
     age.sort_by(|a, b| a.total_cmp(b));
     seqs.sort_unstable();
     seqs.dedup();
@@ -128,11 +176,47 @@ fn measure(socket: &Path, requests: usize, fresh: bool, keep_alive: bool) -> Res
         age50: percentile(&age, 50.0).unwrap(),
         age99: percentile(&age, 99.0).unwrap(),
         distinct: seqs.len(),
+        floor50: percentile(&floor_lat, 50.0).unwrap(),
+        floor99: percentile(&floor_lat, 99.0).unwrap(),
     }
 }
 
-/// Reads one response; returns (X-Sequence, X-Timestamp-Ns). Panics unless it is a 200
-/// with exactly 512*512*3 body bytes.
+/// The floor: a minimal server on a Unix socket in `dir`, a thread per connection that reads
+/// a request head and answers with a fixed 786432-byte body in two plain writes. No HTTP
+/// parsing, no runtime, no frame: what moving the bytes costs.
+fn floor_server(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("floor.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let body = std::sync::Arc::new(vec![0x80u8; RGB_BYTES]);
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                loop {
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    req.clear();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {RGB_BYTES}\r\nx-sequence: 0\r\n\
+                         x-timestamp-ns: 0\r\n\r\n"
+                    );
+                    if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    path
+}
+
 fn read_response(s: &mut UnixStream, buf: &mut [u8]) -> (u64, u64) {
     let mut have = 0;
     let head_end = loop {

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages picker needs on this machine: to build it (libjpeg-turbo,
-# pkg-config) and, with --test, the real clients the tests drive (ffmpeg/ffprobe, curl,
-# headless Chromium). Installs only what is missing, so it is quick when all is there.
+# pkg-config); with --test, the real clients the tests drive (ffmpeg/ffprobe, curl, headless
+# Chromium); with --bench, what the benchmarks compare against (tjbench, valgrind). Installs
+# only what is missing, so it is quick when all is there.
 set -euo pipefail
 
 pkgs=(libturbojpeg0-dev pkg-config)
-if [[ "${1:-}" == "--test" ]]; then
-    pkgs+=(ffmpeg curl chromium)
-fi
+for flag in "$@"; do
+    case $flag in
+        --test) pkgs+=(ffmpeg curl chromium) ;;
+        # The benchmarks' yardsticks: libjpeg-turbo's own tjbench, callgrind's instruction counts.
+        --bench) pkgs+=(libjpeg-turbo-progs valgrind) ;;
+        *) echo "host-deps.sh: unknown option $flag (--test, --bench)" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
