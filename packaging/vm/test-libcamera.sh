@@ -157,8 +157,10 @@ def runs(row):
             out[-1][1] += 1
         else:
             out.append([name, 1, x])
-    # Drop edge blends (JPEG and chroma subsampling smear each edge over a few pixels).
-    return [r for r in out if r[0] is not None and r[1] >= 8]
+    # Drop edge blends (JPEG and chroma subsampling smear each edge over a few pixels), but
+    # keep the runs at the image borders however short: they are the two pieces of the bar
+    # the scrolling splits, joined below.
+    return [r for r in out if r[0] is not None and (r[1] >= 8 or r[2] == 0 or r[2] + r[1] == W)]
 ok = True
 for f in range(frames):
     frame = data[f * W * H * 3:(f + 1) * W * H * 3]
