@@ -65,7 +65,12 @@ fn main() {
     for &n in &clients {
         let (mut rows, mut floors, mut pair_ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeat {
-            let row = run_once(n, seconds, (floor && !paired).then_some(None));
+            let against = if floor && !paired {
+                Against::Floor { jpeg_bytes: None }
+            } else {
+                Against::Picker
+            };
+            let row = run_once(n, seconds, against);
             row.print(if paired { "picker" } else { "run" });
             if paired {
                 // Right after, under the same machine load: the ratio of the two is what
@@ -73,28 +78,31 @@ fn main() {
                 // The same JPEG size as the service's frames had (their labels make them
                 // vary), so both move the same bytes.
                 let bytes = (row.jpeg_kb * 1024.0).round() as usize;
-                let f = run_once(n, seconds, Some(Some(bytes)));
+                let f = run_once(
+                    n,
+                    seconds,
+                    Against::Floor {
+                        jpeg_bytes: Some(bytes),
+                    },
+                );
                 f.print("floor");
                 pair_ratios.push(row.cpu_us_per_frame / f.cpu_us_per_frame);
                 floors.push(f);
             }
             rows.push(row);
         }
-        summary.push(Row::median(&rows));
         if paired {
-            summary.push(Row::median(&floors));
+            summary.push(("picker median", Row::median(&rows)));
+            summary.push(("floor median", Row::median(&floors)));
             ratios.push((n, pair_ratios));
+        } else {
+            summary.push(("median", Row::median(&rows)));
         }
     }
     println!();
     println!("# medians over {repeat} run(s)");
     header();
-    for (i, row) in summary.iter().enumerate() {
-        let label = match (paired, i % 2) {
-            (false, _) => "median",
-            (true, 0) => "picker median",
-            (true, _) => "floor median",
-        };
+    for (label, row) in &summary {
         row.print(label);
     }
     if paired {
@@ -263,12 +271,20 @@ struct Window {
     end: Cell<u64>,
 }
 
-/// One run against picker, or with `floor` = `Some(jpeg_bytes)` against the floor server.
-fn run_once(n: usize, seconds: f64, floor: Option<Option<usize>>) -> Row {
-    let target = if let Some(jpeg_bytes) = floor {
-        start_floor(jpeg_bytes)
-    } else {
-        Target::Picker(common::Server::start(n.max(256), ""))
+/// What a run loads.
+#[derive(Clone, Copy)]
+enum Against {
+    Picker,
+    /// The floor server, its JPEG padded to `jpeg_bytes` if given.
+    Floor {
+        jpeg_bytes: Option<usize>,
+    },
+}
+
+fn run_once(n: usize, seconds: f64, against: Against) -> Row {
+    let target = match against {
+        Against::Floor { jpeg_bytes } => start_floor(jpeg_bytes),
+        Against::Picker => Target::Picker(common::Server::start(n.max(256), "")),
     };
     let port = target.port();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -689,13 +705,8 @@ fn floor_server(fps: u32, jpeg_bytes: Option<&str>) {
             for s in listener.incoming() {
                 let Ok(mut s) = s else { continue };
                 let _ = s.set_nodelay(true);
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while find(&head, b"\r\n\r\n").is_none() {
-                    match s.read(&mut b) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
+                if !common::read_request_head(&mut s) {
+                    continue;
                 }
                 let opening = format!("--{}\r\n", std::str::from_utf8(BOUNDARY).unwrap());
                 let resp = format!(

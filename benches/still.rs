@@ -188,25 +188,17 @@ fn floor_server(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("floor.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     std::thread::spawn(move || {
+        let head: std::sync::Arc<str> = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {RGB_BYTES}\r\nx-sequence: 0\r\n\
+             x-timestamp-ns: 0\r\n\r\n"
+        )
+        .into();
         let body = std::sync::Arc::new(vec![0x80u8; RGB_BYTES]);
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let body = body.clone();
+            let (head, body) = (head.clone(), body.clone());
             std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut b = [0u8; 1024];
-                loop {
-                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&b[..n]),
-                        }
-                    }
-                    req.clear();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {RGB_BYTES}\r\nx-sequence: 0\r\n\
-                         x-timestamp-ns: 0\r\n\r\n"
-                    );
+                while common::read_request_head(&mut conn) {
                     if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
                         return;
                     }

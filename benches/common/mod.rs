@@ -271,6 +271,20 @@ pub fn boottime_ns() -> u64 {
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
+/// Reads from `r` until the end of a request head (a blank line); false if the peer closed
+/// or failed first. For the benchmarks' floor servers, which answer any request alike.
+pub fn read_request_head(r: &mut impl std::io::Read) -> bool {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match r.read(&mut b) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&b[..n]),
+        }
+    }
+    true
+}
+
 /// Whether `path` exists and is a socket (the server may take a moment to create it).
 pub fn wait_for_socket(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
