@@ -3,6 +3,9 @@
 //! knows which one is running and no test needs hardware.
 
 pub mod crop;
+#[cfg(test)]
+mod pi_model;
+pub mod plan;
 pub mod test_pattern;
 
 #[cfg(feature = "libcamera")]
@@ -52,6 +55,8 @@ pub enum CropState {
     Pending,
     /// The rectangle the ISP reported for the latest frame.
     Applied(Rect),
+    /// The ISP applied a crop of another shape than the output: the picture is squashed.
+    NotSquare(Rect),
 }
 
 impl Serialize for CropState {
@@ -61,6 +66,12 @@ impl Serialize for CropState {
             CropState::Unsupported => s.serialize_str("unsupported"),
             CropState::Pending => s.serialize_str("pending"),
             CropState::Applied(r) => r.serialize(s),
+            CropState::NotSquare(r) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("not-square", r)?;
+                m.end()
+            }
         }
     }
 }
