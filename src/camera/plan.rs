@@ -174,29 +174,45 @@ pub fn centred_crop(area: Rect, aspect: (u32, u32)) -> Rect {
     } else {
         (w, w * ah / aw)
     };
-    cw &= !1;
-    ch &= !1;
-    let start = |lo: i32, len: u64, side: u64| -> i32 {
-        let s = i64::from(lo) + ((len - side) / 2) as i64;
-        let s = if s % 2 != 0 { s + 1 } else { s };
-        // Never past the end: step back by 2 if rounding pushed us out.
-        let s = if s + side as i64 > i64::from(lo) + len as i64 {
-            s - 2
+    loop {
+        cw &= !1;
+        ch &= !1;
+        if cw == 0 || ch == 0 {
+            return Rect {
+                x: area.x,
+                y: area.y,
+                width: 0,
+                height: 0,
+            };
+        }
+        if let (Some(x), Some(y)) = (even_start(area.x, w, cw), even_start(area.y, h, ch)) {
+            return Rect {
+                x,
+                y,
+                width: cw as u32,
+                height: ch as u32,
+            };
+        }
+        // Only when an odd offset leaves no room on an axis the crop fills: shrink a little,
+        // keeping the shape.
+        if w * ah >= h * aw {
+            ch -= 2;
+            cw = ch * aw / ah;
         } else {
-            s
-        };
-        i32::try_from(s.max(i64::from(lo))).unwrap_or(lo)
-    };
-    if cw == 0 || ch == 0 {
-        cw = 0;
-        ch = 0;
+            cw -= 2;
+            ch = cw * ah / aw;
+        }
     }
-    Rect {
-        x: start(area.x, w, cw),
-        y: start(area.y, h, ch),
-        width: cw as u32,
-        height: ch as u32,
-    }
+}
+
+/// An even start for `side` pixels centred in `len` pixels from `lo`, staying inside.
+fn even_start(lo: i32, len: u64, side: u64) -> Option<i32> {
+    let (lo, len, side) = (i64::from(lo), len as i64, side as i64);
+    let centred = lo + (len - side) / 2;
+    [centred, centred + 1, centred - 1]
+        .into_iter()
+        .find(|s| s % 2 == 0 && *s >= lo && s + side <= lo + len)
+        .and_then(|s| i32::try_from(s).ok())
 }
 
 /// Outputs of different shapes cannot share one crop without one being squashed. Raspberry
