@@ -112,6 +112,30 @@ pub fn candidate_modes(modes: &[RawMode], need: (u32, u32)) -> Vec<RawMode> {
     ok
 }
 
+/// Configures each candidate in turn (through `try_mode`, which returns the post-configure
+/// limits) and keeps the first whose `ScalerCrop` maximum covers the whole active area. This is
+/// what picamera2 does for its `crop_limits`; it asks libcamera instead of trusting the
+/// binning factors, since some binned modes are cropped as well. `Ok(None)` when no mode sees
+/// the whole sensor, or the camera has no pixel array or `ScalerCrop` (then libcamera
+/// chooses). A mode the camera refuses is skipped.
+pub fn choose_mode<E>(
+    active: (u32, u32),
+    modes: &[RawMode],
+    need: (u32, u32),
+    mut try_mode: impl FnMut(RawMode) -> Result<Option<ModeLimits>, E>,
+) -> Result<Option<(RawMode, ModeLimits)>, E> {
+    for mode in candidate_modes(modes, need) {
+        let Some(limits) = try_mode(mode)? else {
+            continue;
+        };
+        match crop_area(Some(active), &limits) {
+            Ok(Some(area)) if full_field_of_view(active, area) => return Ok(Some((mode, limits))),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
 /// True when the configured mode's crop limits (its analogue crop) cover the whole active
 /// area: within 1% on each side, so a sensor losing a few border pixels in a binned mode
 /// still counts.
