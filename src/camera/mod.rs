@@ -3,6 +3,8 @@
 //! knows which one is running and no test needs hardware.
 
 pub mod crop;
+pub mod fake;
+pub mod owner;
 #[cfg(test)]
 mod pi_model;
 pub mod plan;
@@ -24,6 +26,8 @@ pub use crate::frames::{Frame, FrameMut, FrameSink, Image, PixelFormat};
 pub enum SourceKind {
     TestPattern,
     Libcamera,
+    /// The fake pipeline of the tests (`PICKER_TEST_PIPELINE`).
+    Fake,
 }
 
 impl std::fmt::Display for SourceKind {
@@ -31,6 +35,7 @@ impl std::fmt::Display for SourceKind {
         f.write_str(match self {
             SourceKind::TestPattern => "test-pattern",
             SourceKind::Libcamera => "libcamera",
+            SourceKind::Fake => "fake",
         })
     }
 }
