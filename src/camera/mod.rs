@@ -2,7 +2,6 @@
 //! [`Camera`] and publishes [`Frame`]s into a [`FrameSink`], so the rest of the service never
 //! knows which one is running and no test needs hardware.
 
-pub mod crop;
 pub mod fake;
 pub mod owner;
 #[cfg(test)]
@@ -135,19 +134,29 @@ pub trait Camera: Send {
 /// Failures of a camera backend.
 #[derive(Debug, thiserror::Error)]
 pub enum CameraError {
-    #[error("{}{} (camera.id in the config)", wanted_text(.wanted), found_list(.found))]
+    #[error("{}{} (camera.id, camera.model or camera.index in the config)", wanted_text(.wanted), found_list(.found))]
     NotFound {
         wanted: Option<String>,
         found: Vec<String>,
     },
     #[error("camera {id}: {what}")]
     Failed { id: String, what: String },
+    /// The config asks for something this camera cannot do (exit 78).
+    #[error("camera {id}: {source}")]
+    Config {
+        id: String,
+        #[source]
+        source: plan::PlanError,
+    },
     #[error("this build has no libcamera support (build with `--features libcamera`)")]
     NotBuiltIn,
 }
 
 fn wanted_text(wanted: &Option<String>) -> String {
     match wanted {
+        Some(what) if what.starts_with("model ") || what.starts_with("index ") => {
+            format!("no camera with {what}")
+        }
         Some(id) => format!("camera {id:?} not found"),
         None => "no camera found".to_string(),
     }
@@ -176,7 +185,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "camera \"imx708\" not found; available cameras: Virtual0, /base/soc/i2c0mux/i2c@1/imx219@10 (camera.id in the config)"
+            "camera \"imx708\" not found; available cameras: Virtual0, /base/soc/i2c0mux/i2c@1/imx219@10 (camera.id, camera.model or camera.index in the config)"
         );
         let e = CameraError::NotFound {
             wanted: None,
@@ -184,7 +193,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "no camera found: libcamera lists no cameras (camera.id in the config)"
+            "no camera found: libcamera lists no cameras (camera.id, camera.model or camera.index in the config)"
         );
     }
 }

@@ -417,7 +417,7 @@ pub fn old_logic(
             bit_depth,
         }
     });
-    let crop = super::crop::center_square(before.scaler_crop_max.unwrap());
+    let crop = plan::centred_crop(before.scaler_crop_max.unwrap(), (1, 1));
     let mut configured = configure(sensor, isp, mode, &outputs).expect("configures");
     configured.apply_scaler_crop(crop);
     let (min, max) = before.frame_duration.unwrap();
@@ -603,9 +603,7 @@ mod tests {
             &[(512, 512), (512, 512)],
         )
         .unwrap();
-        c.apply_scaler_crop(super::super::crop::center_square(r(
-            65535, 65535, 65535, 65535,
-        )));
+        c.apply_scaler_crop(plan::centred_crop(r(65535, 65535, 65535, 65535), (1, 1)));
         assert_eq!(c.isp_crops[0], r(0, 0, 2304, 1296));
     }
 

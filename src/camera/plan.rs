@@ -300,6 +300,23 @@ pub fn orientation(rotation: u32, hflip: bool, vflip: bool) -> Orientation {
     }
 }
 
+/// The orientation to ask libcamera for, and what to report when the camera cannot give
+/// `wanted`. Only a sensor camera (a pixel array, flips in the sensor or ISP) honours it:
+/// libcamera's virtual camera accepts any orientation in `validate()` and then ignores it, so
+/// asking it would claim a flip nobody does.
+pub fn orientation_for(wanted: Orientation, sensor: bool) -> (Orientation, Option<String>) {
+    if sensor || wanted == Orientation::Rotate0 {
+        (wanted, None)
+    } else {
+        (
+            Orientation::Rotate0,
+            Some(format!(
+                "orientation: asked {wanted:?}, got Rotate0 (the camera has no sensor that can flip)"
+            )),
+        )
+    }
+}
+
 /// Compares the crop the ISP reports for a frame with the one planned: the same shape as the
 /// output (within 1%) is fine, anything else means a squashed picture.
 pub fn crop_applied(applied: Rect, aspect: (u32, u32)) -> super::CropState {
@@ -359,6 +376,24 @@ mod tests {
             None
         );
         assert_eq!(choose_camera(&[], &Selector::default()), None);
+    }
+
+    #[test]
+    fn orientation_only_where_a_sensor_can_flip() {
+        assert_eq!(
+            orientation_for(Orientation::Rotate180, true),
+            (Orientation::Rotate180, None)
+        );
+        let (o, note) = orientation_for(Orientation::Rotate180, false);
+        assert_eq!(o, Orientation::Rotate0);
+        assert!(
+            note.unwrap()
+                .starts_with("orientation: asked Rotate180, got Rotate0")
+        );
+        assert_eq!(
+            orientation_for(Orientation::Rotate0, false),
+            (Orientation::Rotate0, None)
+        );
     }
 
     #[test]
