@@ -192,6 +192,9 @@ impl Shared {
 
 /// Opens the camera the config asks for.
 pub fn open_camera(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
+    if let Some(script) = crate::camera::fake::from_env() {
+        return crate::camera::fake::open(config, script?);
+    }
     let libcamera = match config.camera.source {
         SourceChoice::TestPattern => false,
         SourceChoice::Libcamera => true,
@@ -451,11 +454,13 @@ pub async fn run(
         let _ = camera_thread.join();
         let _ = encoder_thread.join();
     });
-    if tokio::time::timeout(Duration::from_millis(400), joined)
+    // Longer than the camera's own stop grace (camera::owner::STOP_GRACE), so the camera
+    // thread reports a slow libcamera stop itself.
+    if tokio::time::timeout(Duration::from_secs(3), joined)
         .await
         .is_err()
     {
-        tracing::warn!("camera did not stop within 400 ms; exiting anyway");
+        tracing::warn!("camera did not stop within 3 s; exiting anyway");
     }
     tracing::debug!("camera and encoder stopped");
     outcome

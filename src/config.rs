@@ -27,8 +27,13 @@ pub struct RawConfig {
 pub struct RawCamera {
     pub source: Option<String>,
     pub id: Option<String>,
+    pub model: Option<String>,
+    pub index: Option<usize>,
     pub framerate: Option<u32>,
     pub crop: Option<String>,
+    pub rotation: Option<u32>,
+    pub hflip: Option<bool>,
+    pub vflip: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,10 +75,16 @@ pub enum Crop {
 #[derive(Clone, Debug)]
 pub struct CameraConfig {
     pub source: SourceChoice,
-    /// libcamera camera id; `None` = the first camera.
+    /// libcamera camera id, sensor model or index; none of them = the first camera.
     pub id: Option<String>,
+    pub model: Option<String>,
+    pub index: Option<usize>,
     pub framerate: u32,
     pub crop: Crop,
+    /// 0 or 180 degrees (the Pi ISP flips; it cannot turn by 90).
+    pub rotation: u32,
+    pub hflip: bool,
+    pub vflip: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -288,6 +299,26 @@ impl RawConfig {
             ));
         }
         let id = self.camera.id.filter(|s| !s.is_empty());
+        let model = self.camera.model.filter(|s| !s.is_empty());
+        let index = self.camera.index;
+        let chosen_by = [
+            id.as_ref().map(|_| "camera.id"),
+            model.as_ref().map(|_| "camera.model"),
+            index.map(|_| "camera.index"),
+        ];
+        let chosen_by: Vec<&str> = chosen_by.into_iter().flatten().collect();
+        if chosen_by.len() > 1 {
+            errors.push(format!(
+                "{}: give only one way to choose the camera",
+                chosen_by.join(", ")
+            ));
+        }
+        let rotation = self.camera.rotation.unwrap_or(0);
+        if rotation != 0 && rotation != 180 {
+            errors.push(format!(
+                "camera.rotation = {rotation}: must be 0 or 180 (the ISP can flip, not turn by 90)"
+            ));
+        }
 
         if !errors.is_empty() {
             return Err(ConfigError::Invalid {
@@ -302,8 +333,13 @@ impl RawConfig {
             camera: CameraConfig {
                 source,
                 id,
+                model,
+                index,
                 framerate,
                 crop,
+                rotation,
+                hflip: self.camera.hflip.unwrap_or(false),
+                vflip: self.camera.vflip.unwrap_or(false),
             },
             stream: StreamConfig {
                 enabled: self.stream.enabled.unwrap_or(true),
@@ -380,6 +416,26 @@ mod tests {
     fn wrong_type_names_the_line() {
         let err = parse("[stream]\nport = \"eighty\"\n").unwrap_err();
         assert!(err.to_string().contains(":2:"), "{err}");
+    }
+
+    #[test]
+    fn camera_choice_and_orientation() {
+        let c = parse("[camera]\nmodel = \"imx708\"\nrotation = 180\nhflip = true\n").unwrap();
+        assert_eq!(c.camera.model.as_deref(), Some("imx708"));
+        assert_eq!(
+            (c.camera.rotation, c.camera.hflip, c.camera.vflip),
+            (180, true, false)
+        );
+        let err = parse("[camera]\nid = \"x\"\nindex = 1\nrotation = 90\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("camera.id, camera.index: give only one way"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("camera.rotation = 90: must be 0 or 180"),
+            "{msg}"
+        );
     }
 
     #[test]

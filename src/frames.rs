@@ -180,6 +180,14 @@ pub struct Stats {
     pub stream_clients: AtomicU64,
     /// Frames per second over the last second, times 1000.
     pub fps_milli: AtomicU64,
+    /// Written by the camera owner (`camera::owner`): frames flagged startup or error by the
+    /// camera (requeued, never published), gaps in its frame sequence, frames that found no
+    /// empty buffer, camera restarts.
+    pub frames_startup: AtomicU64,
+    pub frames_error: AtomicU64,
+    pub sequence_gaps: AtomicU64,
+    pub frames_lost: AtomicU64,
+    pub camera_restarts: AtomicU64,
 }
 
 /// Where a camera publishes frames.

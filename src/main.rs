@@ -74,7 +74,13 @@ fn main() -> ExitCode {
                 Err(e) => {
                     // The log goes to stderr or the journal: either way the user sees it.
                     tracing::error!("{e:#}");
-                    ExitCode::FAILURE
+                    match e.downcast_ref::<picker::camera::CameraError>() {
+                        // What the config asks of this camera cannot be done.
+                        Some(picker::camera::CameraError::Config { .. }) => {
+                            ExitCode::from(EX_CONFIG)
+                        }
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }

@@ -1,40 +1,37 @@
 //! The real camera, through libcamera: one `CameraConfiguration` with two streams, a still
 //! stream (RGB, the ISP's main output, which must be the larger) and a video stream (YUV
-//! 4:2:0 in the JPEG colour space, the low-resolution output), both cropped to a centred
-//! square by the ISP (`ScalerCrop`), frame rate through `FrameDurationLimits`. Whatever
+//! 4:2:0 in the JPEG colour space, the low-resolution output), both cropped by the ISP
+//! (`ScalerCrop`) to a centred rectangle of the output's shape and the full sensor height,
+//! frame rate through `FrameDurationLimits`, orientation through the configuration.
+//!
+//! Order matters on a Raspberry Pi: control limits are placeholders until `configure()`. So
+//! this module only gathers facts and applies decisions; the decisions are
+//! [`super::plan`]'s, made from limits read *after* configure: each full-field-of-view
+//! candidate sensor mode is configured (output size and bit depth only, all the Pi pipeline
+//! uses) and its `ScalerCrop` maximum read, the first that covers the whole active area kept;
+//! then the crop and the frame period are planned from that configuration's limits.
+//!
+//! Threads: every libcamera object lives on the owner thread ([`super::owner`]); [`LcPipeline`]
+//! is the [`Pipeline`] the owner loop drives (good frames only, counts, restarts). Whatever
 //! validation changes is accepted when the pixels are readable, and described once in
 //! [`CameraInfo::adjustments`].
-//!
-//! Ownership: libcamera's objects borrow one another (manager -> camera -> active camera ->
-//! requests and buffers) and none of them may move between threads, while [`Camera`] must be
-//! `Send`. So [`open`] starts one dedicated thread, the *owner*, which creates, uses and
-//! destroys every libcamera object: it opens, acquires, configures, maps the buffers and
-//! starts the camera, then reports [`CameraInfo`] (or the error: missing camera with the list
-//! of ids, camera busy, configuration impossible) back through a channel, all before any
-//! socket is bound. The [`LibcameraCamera`] handle holds only channels and the join handle.
-//!
-//! Per frame: libcamera's completion callback only sends the request into a channel (it never
-//! blocks and never encodes). The owner takes it, copies the planes out of the memory-mapped
-//! buffers into an empty pooled frame, requeues the request at once and passes the filled
-//! frame to [`Camera::run`], which publishes it into the (borrowed) [`FrameSink`] and hands
-//! the owner a fresh empty frame. In flight: the pipeline's buffers (one request each) and
-//! [`FRAMES_LENT`] frames. Frame memory is recycled, so nothing is allocated per frame in
-//! steady state beyond the libcamera crate's own small bookkeeping (the list of plane slices
-//! `data()` returns, its completion channel). A stalled camera simply sends no frames; the
-//! owner and `run` both wake every 100 ms to honour the stop flag.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
-use libcamera::camera::{CameraConfiguration, CameraConfigurationStatus, SensorConfiguration};
+use libcamera::camera::{
+    ActiveCamera, CameraConfiguration, CameraConfigurationStatus, Orientation as LcOrientation,
+    SensorConfiguration,
+};
 use libcamera::camera_manager::{CameraList, CameraManager};
 use libcamera::color_space::ColorSpace;
 use libcamera::control::ControlList;
 use libcamera::control_value::ControlValue;
 use libcamera::controls;
+use libcamera::framebuffer::AsFrameBuffer;
+use libcamera::framebuffer::FrameMetadataStatus;
 use libcamera::framebuffer_allocator::{FrameBuffer, FrameBufferAllocator};
 use libcamera::framebuffer_map::MemoryMappedFrameBuffer;
 use libcamera::geometry::{Rectangle, Size};
@@ -43,24 +40,17 @@ use libcamera::properties;
 use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::{Stream, StreamRole};
 
-use super::crop::{center_square, full_fov_mode};
+use super::owner::{self, Completion, FrameStatus, Next, Pipeline};
+use super::plan::{self, ModeLimits, Orientation, RawMode, Selector};
 use super::{
-    Camera, CameraError, CameraInfo, CropState, FrameMut, FrameSink, PixelFormat, Rect, SourceKind,
-    StopFlag, StreamInfo,
+    Camera, CameraError, CameraInfo, CropState, FrameMut, PixelFormat, Rect, SourceKind, StreamInfo,
 };
 use crate::config::{Config, Crop};
 use crate::frames::{Image, now_timestamps, unix_us_now};
 
-/// Empty frames lent to the owner thread at a time: one being filled while the previous one
-/// is on its way to the sink.
-const FRAMES_LENT: usize = 2;
 /// How long libcamera may take to enumerate, configure and start the camera (slow under
-/// emulation; instant on a Pi).
+/// emulation; instant on a Pi; a few configures when choosing the sensor mode).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Wake-up period of both loops, so `stop` is honoured promptly even when no frame comes.
-const TICK: Duration = Duration::from_millis(100);
-/// How long `run` waits for the owner to stop the camera after `stop` was set.
-const STOP_GRACE: Duration = Duration::from_millis(300);
 
 const fn fourcc(code: &[u8; 4]) -> u32 {
     u32::from_le_bytes(*code)
@@ -117,191 +107,66 @@ fn rect(r: Rectangle) -> Rect {
     }
 }
 
+fn rectangle(r: Rect) -> Rectangle {
+    Rectangle {
+        x: r.x,
+        y: r.y,
+        width: r.width,
+        height: r.height,
+    }
+}
+
+fn lc_orientation(o: Orientation) -> LcOrientation {
+    match o {
+        Orientation::Rotate0 => LcOrientation::Rotate0,
+        Orientation::Rotate0Mirror => LcOrientation::Rotate0Mirror,
+        Orientation::Rotate180 => LcOrientation::Rotate180,
+        Orientation::Rotate180Mirror => LcOrientation::Rotate180Mirror,
+    }
+}
+
 /// What we ask of the camera.
 #[derive(Clone, Debug)]
 struct Wanted {
-    id: Option<String>,
+    selector: Selector,
     video: (u32, u32),
     still: (u32, u32),
     framerate: u32,
     crop: Crop,
+    orientation: Orientation,
 }
 
-/// Messages from the owner thread.
-enum Event {
-    /// The camera is configured and streaming (frames are requeued unread until `run`).
-    Opened(Box<Opened>),
-    /// A filled frame, and the crop the ISP reported for it.
-    Frame {
-        frame: FrameMut,
-        crop: Option<CropState>,
-    },
-    /// The owner stopped the camera and released everything (or never got it).
-    Ended(Result<(), CameraError>),
+impl Wanted {
+    /// How the camera was asked for, for error messages.
+    fn what(&self) -> Option<String> {
+        let s = &self.selector;
+        s.id.clone()
+            .or_else(|| s.model.as_ref().map(|m| format!("model {m:?}")))
+            .or_else(|| s.index.map(|i| format!("index {i}")))
+    }
 }
 
-/// Handle on the owner thread; see the module docs.
-pub struct LibcameraCamera {
-    info: CameraInfo,
-    crop: CropState,
-    /// Sends the stop flag, which starts delivery; dropped unsent, it stops the owner.
-    start: Option<SyncSender<StopFlag>>,
-    empty: SyncSender<FrameMut>,
-    events: Receiver<Event>,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// Opens the camera named in the config (or the first), configures and starts it on its own
-/// thread, and reports what it got. Fails with the list of cameras when the wanted one is
-/// missing, and with libcamera's reason when it is busy or cannot be configured.
+/// Opens the camera the config names (by id, model or index; else the first), configures and
+/// starts it on its own thread, and reports what it got. Fails with the list of cameras when
+/// the wanted one is missing, with libcamera's reason when it is busy or cannot be
+/// configured, and with [`CameraError::Config`] when the config asks what it cannot do.
 pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
+    let c = &config.camera;
     let wanted = Wanted {
-        id: config.camera.id.clone(),
+        selector: Selector {
+            id: c.id.clone(),
+            model: c.model.clone(),
+            index: c.index,
+        },
         video: (config.stream.width, config.stream.height),
         still: (config.still.width, config.still.height),
-        framerate: config.camera.framerate,
-        crop: config.camera.crop,
+        framerate: c.framerate,
+        crop: c.crop,
+        orientation: plan::orientation(c.rotation, c.hflip, c.vflip),
     };
-    let what = wanted.id.clone().unwrap_or_else(|| "-".to_string());
-    let (start_tx, start_rx) = sync_channel(1);
-    let (empty_tx, empty_rx) = sync_channel(FRAMES_LENT);
-    // Frame events never exceed the frames lent; plus Opened and Ended.
-    let (event_tx, event_rx) = sync_channel(FRAMES_LENT + 2);
-    let thread = std::thread::Builder::new()
-        .name("libcamera".into())
-        .spawn(move || {
-            let result = owner(&wanted, &start_rx, &empty_rx, &event_tx);
-            let _ = event_tx.try_send(Event::Ended(result));
-        })
-        .map_err(|e| failed(&what, format!("cannot start the libcamera thread: {e}")))?;
-    match event_rx.recv_timeout(OPEN_TIMEOUT) {
-        Ok(Event::Opened(info)) => {
-            let crop = info.crop;
-            Ok(Box::new(LibcameraCamera {
-                info: info.info,
-                crop,
-                start: Some(start_tx),
-                empty: empty_tx,
-                events: event_rx,
-                thread: Some(thread),
-            }))
-        }
-        Ok(Event::Ended(Err(e))) => {
-            let _ = thread.join();
-            Err(e)
-        }
-        Ok(_) => Err(failed(&what, "the libcamera thread ended while opening")),
-        Err(RecvTimeoutError::Timeout) => Err(failed(
-            &what,
-            format!(
-                "libcamera did not open the camera within {} s",
-                OPEN_TIMEOUT.as_secs()
-            ),
-        )),
-        Err(RecvTimeoutError::Disconnected) => {
-            let _ = thread.join();
-            Err(failed(&what, "the libcamera thread panicked while opening"))
-        }
-    }
-}
-
-impl Camera for LibcameraCamera {
-    fn info(&self) -> CameraInfo {
-        self.info.clone()
-    }
-
-    fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError> {
-        let id = self.info.id.clone();
-        let start = self
-            .start
-            .take()
-            .ok_or_else(|| failed(&id, "the camera can run only once"))?;
-        sink.set_crop(self.crop);
-        for _ in 0..FRAMES_LENT {
-            let _ = self.empty.try_send(sink.acquire());
-        }
-        if start.send(stop.clone()).is_err() {
-            return Err(self.ended(&id));
-        }
-        let mut stopping: Option<Instant> = None;
-        loop {
-            match self.events.recv_timeout(TICK) {
-                Ok(Event::Frame { frame, crop }) => {
-                    if let Some(crop) = crop {
-                        sink.set_crop(crop);
-                    }
-                    sink.publish(frame);
-                    // One back for the one returned: FRAMES_LENT stay lent. Fails only when
-                    // the owner is gone, which the next recv reports.
-                    let _ = self.empty.try_send(sink.acquire());
-                }
-                Ok(Event::Ended(result)) => {
-                    if let Some(t) = self.thread.take() {
-                        let _ = t.join();
-                    }
-                    return result;
-                }
-                Ok(Event::Opened(_)) => {}
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Err(self.ended(&id)),
-            }
-            if stop.is_stopped() {
-                let since = *stopping.get_or_insert_with(Instant::now);
-                if since.elapsed() > STOP_GRACE {
-                    tracing::warn!(camera = %id, "libcamera did not stop within {STOP_GRACE:?}; leaving it");
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-impl LibcameraCamera {
-    /// The owner thread is gone without saying why: it panicked.
-    fn ended(&mut self, id: &str) -> CameraError {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        failed(id, "the libcamera thread panicked")
-    }
-}
-
-impl Drop for LibcameraCamera {
-    /// Not run (or run gave up waiting): tell the owner to release the camera, and give it a
-    /// moment, so libcamera is not torn down by process exit under its feet.
-    fn drop(&mut self) {
-        self.start = None;
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(1);
-            loop {
-                match self
-                    .events
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                {
-                    Ok(Event::Ended(_)) | Err(RecvTimeoutError::Disconnected) => {
-                        let _ = thread.join();
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(RecvTimeoutError::Timeout) => return,
-                }
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for LibcameraCamera {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LibcameraCamera")
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What `open` learns from the owner.
-struct Opened {
-    info: CameraInfo,
-    crop: CropState,
+    let what = wanted.what().unwrap_or_else(|| "-".to_string());
+    let camera = owner::spawn(&what, OPEN_TIMEOUT, move |owner| owner_body(&wanted, owner))?;
+    Ok(Box::new(camera))
 }
 
 /// The size, format and row stride of one configured stream, as we copy it.
@@ -315,17 +180,130 @@ struct Layout {
 
 type MappedBuffer = MemoryMappedFrameBuffer<FrameBuffer>;
 
-/// The owner thread: everything libcamera, from the manager to the last request.
-fn owner(
-    wanted: &Wanted,
-    start: &Receiver<StopFlag>,
-    empty: &Receiver<FrameMut>,
-    events: &SyncSender<Event>,
-) -> Result<(), CameraError> {
+/// The libcamera side of the owner loop. Field order is drop order: requests come back
+/// (in `Drop`) before the allocator frees their buffers and before the camera is released.
+struct LcPipeline<'d> {
+    id: String,
+    completed: Receiver<Request>,
+    /// Requests the camera refused to take back: kept, not freed under it.
+    parked: Vec<Request>,
+    disconnected: Arc<AtomicBool>,
+    video: (Stream, Layout),
+    still: Option<(Stream, Layout)>,
+    crop: Option<Rectangle>,
+    start_controls: ControlList,
+    _alloc: FrameBufferAllocator,
+    active: ActiveCamera<'d>,
+}
+
+impl LcPipeline<'_> {
+    /// The controls every request carries. The controls of the config (`[controls]`) are
+    /// added here too, where the runtime changes are taken per request.
+    fn request_controls(&mut self, req: &mut Request) {
+        if let Some(crop) = self.crop {
+            let _ = req.controls_mut().set(controls::ScalerCrop(crop));
+        }
+    }
+}
+
+impl Pipeline for LcPipeline<'_> {
+    type Request = Request;
+
+    fn next(&mut self, timeout: Duration) -> Next<Request> {
+        match self.completed.recv_timeout(timeout) {
+            Ok(r) => Next::Request(r),
+            Err(RecvTimeoutError::Timeout) => Next::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+
+    fn completion(&self, req: &Request) -> Completion {
+        let meta = req
+            .buffer::<MappedBuffer>(&self.video.0)
+            .and_then(|b| b.metadata());
+        let frame = match meta.as_ref().map(|m| m.status()) {
+            Some(FrameMetadataStatus::Success) => FrameStatus::Success,
+            Some(FrameMetadataStatus::Startup) => FrameStatus::Startup,
+            Some(FrameMetadataStatus::Cancelled) => FrameStatus::Cancelled,
+            Some(FrameMetadataStatus::Error) | None => FrameStatus::Error,
+        };
+        Completion {
+            cancelled: req.status() == RequestStatus::Cancelled,
+            frame,
+            sequence: meta.as_ref().map(|m| m.sequence()),
+            crop: req
+                .metadata()
+                .get::<controls::ScalerCrop>()
+                .ok()
+                .map(|c| rect(c.0)),
+        }
+    }
+
+    fn fill(&self, req: &Request, frame: &mut FrameMut) -> bool {
+        fill(
+            frame,
+            req,
+            (&self.video.0, self.video.1),
+            self.still.as_ref().map(|(s, l)| (s, *l)),
+        )
+    }
+
+    fn requeue(&mut self, mut req: Request) -> Result<(), Request> {
+        req.reuse(ReuseFlag::REUSE_BUFFERS);
+        self.request_controls(&mut req);
+        self.active.queue_request(req).map_err(|(req, e)| {
+            tracing::debug!(camera = %self.id, "cannot requeue a request: {e}");
+            req
+        })
+    }
+
+    fn disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::Relaxed)
+    }
+
+    fn restart(&mut self, mut held: Vec<Request>) -> Result<(), String> {
+        if let Err(e) = self.active.stop() {
+            tracing::warn!(camera = %self.id, "stop before restart: {e}");
+        }
+        // Stopping completes every queued request (cancelled): take them all back.
+        while let Ok(r) = self.completed.try_recv() {
+            held.push(r);
+        }
+        held.append(&mut self.parked);
+        self.disconnected.store(false, Ordering::Relaxed);
+        let started = self.active.start(Some(&self.start_controls));
+        let mut result = started.map_err(|e| format!("start: {e}"));
+        for req in held {
+            if result.is_err() {
+                self.parked.push(req);
+                continue;
+            }
+            if let Err(req) = self.requeue(req) {
+                self.parked.push(req);
+                result = Err("the camera refused the requests".to_string());
+            }
+        }
+        result
+    }
+}
+
+impl Drop for LcPipeline<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.active.stop() {
+            tracing::warn!(camera = %self.id, "stop: {e}");
+        }
+        // Stopping completes (cancels) every queued request: free them here, before the
+        // buffers, the allocator and the camera go.
+        while self.completed.try_recv().is_ok() {}
+    }
+}
+
+/// The owner thread's work: everything libcamera, from the manager to the last request.
+fn owner_body(wanted: &Wanted, owner: &owner::Owner) -> Result<(), CameraError> {
     let mgr =
         CameraManager::new().map_err(|e| failed("-", format!("cannot start libcamera: {e}")))?;
     let cameras = mgr.cameras();
-    let cam = find_camera(&mgr, &cameras, wanted)?;
+    let cam = find_camera(&cameras, wanted)?;
     let id = cam.id().to_string();
     let mut active = cam.acquire().map_err(|e| {
         failed(
@@ -333,10 +311,7 @@ fn owner(
             format!("cannot acquire the camera (in use by another process?): {e}"),
         )
     })?;
-    let mut neg = negotiate(&active, wanted)?;
-    active
-        .configure(&mut neg.config)
-        .map_err(|e| failed(&id, format!("configure: {e}")))?;
+    let mut neg = negotiate(&mut active, wanted)?;
 
     // Streams and layouts as configured (configure may still fix strides).
     let stream_at = |i: usize| -> Result<(Stream, Layout), CameraError> {
@@ -359,12 +334,12 @@ fn owner(
         Ok((stream, layout))
     };
     let (video_stream, video_layout) = stream_at(neg.video)?;
-    let (still_stream, still_layout) = if neg.still != neg.video {
-        let (s, l) = stream_at(neg.still)?;
-        (Some(s), l)
+    let still = if neg.still != neg.video {
+        Some(stream_at(neg.still)?)
     } else {
-        (None, video_layout)
+        None
     };
+    let still_layout = still.as_ref().map_or(video_layout, |(_, l)| *l);
     let stream_info = |l: Layout| StreamInfo {
         width: l.width,
         height: l.height,
@@ -389,13 +364,13 @@ fn owner(
             .collect()
     };
     let video_bufs = map(&video_stream)?;
-    let mut still_bufs = match &still_stream {
-        Some(s) => map(s)?.into_iter().map(Some).collect(),
+    let mut still_bufs: Vec<Option<MappedBuffer>> = match &still {
+        Some((s, _)) => map(s)?.into_iter().map(Some).collect(),
         None => Vec::new(),
     };
     let mut requests = Vec::with_capacity(video_bufs.len());
     for (i, vb) in video_bufs.into_iter().enumerate() {
-        let sb = match &still_stream {
+        let sb = match &still {
             Some(_) => match still_bufs.get_mut(i).and_then(Option::take) {
                 Some(b) => Some(b),
                 None => break, // fewer still buffers: that many requests
@@ -407,12 +382,9 @@ fn owner(
             .ok_or_else(|| failed(&id, "cannot create a request"))?;
         req.add_buffer(&video_stream, vb)
             .map_err(|e| failed(&id, format!("add buffer: {e}")))?;
-        if let (Some(s), Some(b)) = (&still_stream, sb) {
+        if let (Some((s, _)), Some(b)) = (&still, sb) {
             req.add_buffer(s, b)
                 .map_err(|e| failed(&id, format!("add buffer: {e}")))?;
-        }
-        if let Some(crop) = neg.crop {
-            let _ = req.controls_mut().set(controls::ScalerCrop(crop));
         }
         requests.push(req);
     }
@@ -431,12 +403,27 @@ fn owner(
     if let Some(crop) = neg.crop {
         let _ = start_controls.set(controls::ScalerCrop(crop));
     }
+    // The controls of the config join `start_controls` here (once, after configure).
     active
         .start(Some(&start_controls))
         .map_err(|e| failed(&id, format!("start: {e}")))?;
+    let mut pipeline = LcPipeline {
+        id: id.clone(),
+        completed,
+        parked: Vec::new(),
+        disconnected,
+        video: (video_stream, video_layout),
+        still,
+        crop: neg.crop,
+        start_controls,
+        _alloc: alloc,
+        active,
+    };
     let count = requests.len();
-    for req in requests {
-        active
+    for mut req in requests {
+        pipeline.request_controls(&mut req);
+        pipeline
+            .active
             .queue_request(req)
             .map_err(|(_, e)| failed(&id, format!("queue request: {e}")))?;
     }
@@ -450,127 +437,44 @@ fn owner(
         buffers = count,
         "libcamera streaming"
     );
-    if events
-        .send(Event::Opened(Box::new(Opened {
-            info,
-            crop: neg.crop_state,
-        })))
-        .is_err()
-    {
-        // `open` gave up waiting.
-        let _ = active.stop();
+    if !owner.opened(info, neg.crop_state) {
+        // `open` gave up waiting; dropping the pipeline stops the camera.
         return Ok(());
     }
-
-    let mut stop: Option<StopFlag> = None;
-    // A lent frame kept for the next request after a failed copy.
-    let mut spare: Option<FrameMut> = None;
-    // Requests libcamera refused to take back (camera gone): kept, not freed under it.
-    let mut parked = Vec::new();
-    let mut sequence = 0u64;
-    let (mut warned_short, mut warned_gone, mut warned_no_crop) = (false, false, false);
-    let result = loop {
-        if stop.is_none() {
-            match start.try_recv() {
-                Ok(s) => stop = Some(s),
-                Err(TryRecvError::Empty) => {}
-                // Dropped without running.
-                Err(TryRecvError::Disconnected) => break Ok(()),
-            }
-        }
-        if stop.as_ref().is_some_and(StopFlag::is_stopped) {
-            break Ok(());
-        }
-        if disconnected.load(Ordering::Relaxed) && !warned_gone {
-            tracing::error!(camera = %id, "camera disconnected: no more frames");
-            warned_gone = true;
-        }
-        let mut req = match completed.recv_timeout(TICK) {
-            Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => {
-                break Err(failed(&id, "libcamera dropped the completion channel"));
-            }
-        };
-        // Before `run` there is nowhere to put frames: straight back to the camera.
-        if stop.is_some() && req.status() == RequestStatus::Complete {
-            let frame = spare.take().or_else(|| empty.try_recv().ok());
-            if let Some(mut frame) = frame {
-                sequence += 1;
-                let ok = fill(
-                    &mut frame,
-                    &req,
-                    sequence,
-                    (&video_stream, video_layout),
-                    still_stream.as_ref().map(|s| (s, still_layout)),
-                );
-                if ok {
-                    let crop = match req.metadata().get::<controls::ScalerCrop>() {
-                        Ok(c) => Some(CropState::Applied(rect(c.0))),
-                        Err(_) => {
-                            if neg.crop.is_some() && !warned_no_crop {
-                                tracing::warn!(camera = %id, "frames carry no ScalerCrop metadata: the applied crop is unknown");
-                                warned_no_crop = true;
-                            }
-                            None
-                        }
-                    };
-                    // Never full: at most FRAMES_LENT frames exist to send.
-                    let _ = events.try_send(Event::Frame { frame, crop });
-                } else {
-                    if !warned_short {
-                        tracing::warn!(camera = %id, sequence, "frame with missing or short planes dropped");
-                        warned_short = true;
-                    }
-                    spare = Some(frame);
-                }
-            }
-            // No empty frame: `run` is behind; this frame is skipped.
-        }
-        // Back to the camera at once: the data is copied.
-        req.reuse(ReuseFlag::REUSE_BUFFERS);
-        if let Some(crop) = neg.crop {
-            let _ = req.controls_mut().set(controls::ScalerCrop(crop));
-        }
-        if let Err((req, e)) = active.queue_request(req) {
-            if !warned_gone {
-                tracing::error!(camera = %id, "cannot requeue a request ({e}): no more frames");
-                warned_gone = true;
-            }
-            parked.push(req);
-        }
-    };
-    if let Err(e) = active.stop() {
-        tracing::warn!(camera = %id, "stop: {e}");
-    }
-    // Stopping completes (cancels) every queued request: free them here, before the buffers,
-    // the allocator and the camera go.
-    while completed.try_recv().is_ok() {}
-    drop(parked);
-    result
+    let aspect = neg.crop.map(|_| wanted.still);
+    owner.drive(&id, &mut pipeline, aspect)
 }
 
+/// The camera the selector names, from libcamera's list (id and `Model` property).
 fn find_camera<'a>(
-    mgr: &'a CameraManager,
     cameras: &'a CameraList<'a>,
     wanted: &Wanted,
 ) -> Result<libcamera::camera::Camera<'a>, CameraError> {
-    let found: Vec<String> = cameras.iter().map(|c| c.id().to_string()).collect();
-    let cam = match &wanted.id {
-        Some(id) => mgr.get(id),
-        None => cameras.get(0),
+    let listed: Vec<(String, Option<String>)> = cameras
+        .iter()
+        .map(|c| {
+            let model = c.properties().get::<properties::Model>().ok().map(|m| m.0);
+            (c.id().to_string(), model)
+        })
+        .collect();
+    let not_found = || CameraError::NotFound {
+        wanted: wanted.what(),
+        found: listed
+            .iter()
+            .map(|(id, model)| match model {
+                Some(m) if m != id => format!("{id} ({m})"),
+                _ => id.clone(),
+            })
+            .collect(),
     };
-    cam.ok_or(CameraError::NotFound {
-        wanted: wanted.id.clone(),
-        found,
-    })
+    let index = plan::choose_camera(&listed, &wanted.selector).ok_or_else(not_found)?;
+    cameras.get(index).ok_or_else(not_found)
 }
 
 /// Copies the request's buffers into `frame`. False when a plane is missing or short.
 fn fill(
     frame: &mut FrameMut,
     req: &Request,
-    sequence: u64,
     (video_stream, video_layout): (&Stream, Layout),
     still: Option<(&Stream, Layout)>,
 ) -> bool {
@@ -582,7 +486,6 @@ fn fill(
         .filter(|t| *t > 0)
         .unwrap_or_else(|| now_timestamps().0);
     let f = &mut **frame;
-    f.sequence = sequence;
     f.timestamp_ns = timestamp;
     f.unix_us = unix_us_now();
     let video_ok = req
@@ -616,15 +519,22 @@ struct Negotiated {
     frame_period_us: Option<i64>,
 }
 
-/// Builds and validates the configuration: two streams if the camera can, else one. Notes
-/// every change libcamera made (or that we made to get readable pixels).
-fn negotiate(
+/// A configuration as generated and adjusted by us, validated.
+struct Built {
+    config: CameraConfiguration,
+    two: bool,
+    status: CameraConfigurationStatus,
+}
+
+/// Generates and validates the configuration: two streams if the camera can, else one; the
+/// given sensor mode (output size and bit depth only: all the Pi pipeline looks at).
+fn build(
     cam: &libcamera::camera::Camera<'_>,
     wanted: &Wanted,
-) -> Result<Negotiated, CameraError> {
-    let id = cam.id().to_string();
-    let mut adjustments = Vec::new();
-
+    mode: Option<RawMode>,
+    orientation: Orientation,
+) -> Result<Built, CameraError> {
+    let id = cam.id();
     // Still first: on a Pi, output 0 is the main (larger) output and output 1 the
     // low-resolution one, which must be YUV.
     let (mut config, two) =
@@ -633,11 +543,7 @@ fn negotiate(
             _ => {
                 let c = cam
                     .generate_configuration(&[StreamRole::VideoRecording])
-                    .ok_or_else(|| failed(&id, "cannot generate any stream configuration"))?;
-                adjustments.push(
-                    "the camera gives one stream only: stills are copied from the video stream"
-                        .to_string(),
-                );
+                    .ok_or_else(|| failed(id, "cannot generate any stream configuration"))?;
                 (c, false)
             }
         };
@@ -655,20 +561,14 @@ fn negotiate(
         // they are; on a Pi the RGB stream then gets the matching sRGB.
         v.set_color_space(Some(ColorSpace::sycc()));
     }
-
-    // Prefer a sensor mode that covers the whole pixel array (binned), so the centred square
-    // spans the full sensor height.
-    let mut sensor_mode = None;
-    if let Some((mode, size)) = choose_sensor_mode(cam, wanted) {
-        config.set_sensor_configuration(mode);
-        sensor_mode = Some(size);
+    config.set_orientation(lc_orientation(orientation));
+    if let Some(mode) = mode {
+        let mut sc = SensorConfiguration::new();
+        sc.set_bit_depth(mode.bit_depth);
+        sc.set_output_size(mode.width, mode.height);
+        config.set_sensor_configuration(sc);
     }
     let mut status = config.validate();
-    if status.is_invalid() && sensor_mode.take().is_some() {
-        tracing::warn!(camera = %id, "sensor mode refused; letting libcamera choose");
-        config.set_sensor_configuration(SensorConfiguration::new());
-        status = config.validate();
-    }
     // A format we cannot read (MJPEG from a webcam, Bayer): pick one we can, if offered.
     let mut retried = false;
     let mut streams = vec![(video, &VIDEO_PREFERENCE[..])];
@@ -699,6 +599,127 @@ fn negotiate(
     if retried {
         status = config.validate();
     }
+    Ok(Built {
+        config,
+        two,
+        status,
+    })
+}
+
+/// The limits that matter, as the camera reports them now (after configure).
+fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
+    let ctrls = cam.controls();
+    let scaler_crop_max = ctrls
+        .find(controls::ControlId::ScalerCrop.id())
+        .ok()
+        .and_then(|info| Rectangle::try_from(info.max()).ok())
+        .map(rect);
+    let scaler_crop_maximum = cam
+        .properties()
+        .get::<properties::ScalerCropMaximum>()
+        .ok()
+        .map(|m| rect(m.0));
+    let frame_duration = ctrls
+        .find(controls::ControlId::FrameDurationLimits.id())
+        .ok()
+        .map(|info| {
+            let v = |v: ControlValue| i64::try_from(v).unwrap_or(0);
+            (v(info.min()), v(info.max()))
+        });
+    ModeLimits {
+        scaler_crop_max,
+        scaler_crop_maximum,
+        frame_duration,
+    }
+}
+
+/// The sensor's raw modes and active area, or `None` for cameras without a pixel array
+/// (virtual and USB cameras: asking them for a raw stream makes libcamera log an error).
+fn sensor_facts(cam: &libcamera::camera::Camera<'_>) -> Option<((u32, u32), Vec<RawMode>)> {
+    let active = cam
+        .properties()
+        .get::<properties::PixelArrayActiveAreas>()
+        .ok()
+        .and_then(|a| a.0.first().copied())?;
+    let raw = cam.generate_configuration(&[StreamRole::Raw])?;
+    let stream = raw.get(0)?;
+    let formats = stream.formats();
+    let mut modes = Vec::new();
+    for pf in formats.pixel_formats().into_iter() {
+        let bits = pf.info().map(|i| i.bits_per_pixel).unwrap_or(0);
+        for s in formats.sizes(pf) {
+            modes.push(RawMode {
+                width: s.width,
+                height: s.height,
+                bit_depth: bits,
+            });
+        }
+    }
+    Some(((active.width, active.height), modes))
+}
+
+/// Chooses the sensor mode (configuring candidates), configures the camera for good and plans
+/// crop and frame period from the limits it then reports. Notes every change libcamera made
+/// (or that we made to get readable pixels).
+fn negotiate(active: &mut ActiveCamera<'_>, wanted: &Wanted) -> Result<Negotiated, CameraError> {
+    let id = active.id().to_string();
+    let mut adjustments = Vec::new();
+    let facts = sensor_facts(active);
+    let (orientation, note) = plan::orientation_for(wanted.orientation, facts.is_some());
+    adjustments.extend(note);
+    let need = (
+        wanted.still.0.max(wanted.video.0),
+        wanted.still.1.max(wanted.video.1),
+    );
+
+    // The mode: configure each candidate and read what it really sees.
+    let mut last: Option<(Option<RawMode>, Built)> = None;
+    let mut chosen: Option<RawMode> = None;
+    if let Some((area, modes)) = &facts {
+        let found = plan::choose_mode(*area, modes, need, |mode| {
+            let mut b = build(active, wanted, Some(mode), orientation)?;
+            if b.status.is_invalid() {
+                return Ok(None);
+            }
+            if let Err(e) = active.configure(&mut b.config) {
+                tracing::debug!(camera = %id, ?mode, "configure: {e}");
+                return Ok(None);
+            }
+            let l = limits(active);
+            last = Some((Some(mode), b));
+            Ok::<_, CameraError>(Some(l))
+        })?;
+        match found {
+            Some((mode, _)) => chosen = Some(mode),
+            None => adjustments.push(
+                "no sensor mode covers the whole sensor: libcamera chose the mode".to_string(),
+            ),
+        }
+    }
+    let built = match last {
+        Some((mode, b)) if mode == chosen => b,
+        _ => {
+            let mut b = build(active, wanted, chosen, orientation)?;
+            if !b.status.is_invalid() {
+                active
+                    .configure(&mut b.config)
+                    .map_err(|e| failed(&id, format!("configure: {e}")))?;
+            }
+            b
+        }
+    };
+    let Built {
+        config,
+        two,
+        status,
+        ..
+    } = built;
+    if !two {
+        adjustments.push(
+            "the camera gives one stream only: stills are copied from the video stream".to_string(),
+        );
+    }
+    let (still, video) = if two { (0, 1) } else { (0, 0) };
     match status {
         CameraConfigurationStatus::Invalid => {
             return Err(failed(
@@ -748,27 +769,66 @@ fn negotiate(
         describe("still", wanted.still, RGB888, still)?;
     }
     describe("video", wanted.video, YUV420, video)?;
+    let got = config.orientation();
+    if got != lc_orientation(orientation) {
+        adjustments.push(format!("orientation: asked {orientation:?}, got {got:?}"));
+    }
 
-    let frame_period_us = frame_period(cam, wanted.framerate, &mut adjustments);
+    // A sensor behind an ISP (a Pi): one crop for both outputs, see plan::check_aspects.
+    let size_of = |i: usize| {
+        let s = config.get(i).expect("stream exists").get_size();
+        (s.width, s.height)
+    };
+    if two {
+        plan::check_aspects(size_of(still), size_of(video), facts.is_some()).map_err(|source| {
+            CameraError::Config {
+                id: id.clone(),
+                source,
+            }
+        })?;
+    }
 
+    // Limits after configure: the real ones.
+    let limits = limits(active);
+    let (period, clamped) = plan::frame_period(wanted.framerate, limits.frame_duration);
+    let frame_period_us = match limits.frame_duration {
+        Some(_) => {
+            if clamped {
+                adjustments.push(format!(
+                    "frame rate: asked {} fps, got {:.2} fps (the camera's FrameDurationLimits)",
+                    wanted.framerate,
+                    1e6 / period as f64
+                ));
+            }
+            Some(period)
+        }
+        None => {
+            adjustments.push(format!(
+                "no FrameDurationLimits control: the camera runs at its own frame rate, not {} fps",
+                wanted.framerate
+            ));
+            None
+        }
+    };
     let (crop, crop_state) = match wanted.crop {
         Crop::None => (None, CropState::Disabled),
-        Crop::CenterSquare => match scaler_crop_max(cam) {
-            Some(max) => {
-                let r = center_square(rect(max));
-                let r = Rectangle {
-                    x: r.x,
-                    y: r.y,
-                    width: r.width,
-                    height: r.height,
-                };
-                (Some(r), CropState::Pending)
+        Crop::CenterSquare => {
+            let area = plan::crop_area(facts.as_ref().map(|(a, _)| *a), &limits)
+                .map_err(|e| failed(&id, e))?;
+            match area {
+                Some(area) => {
+                    let aspect = size_of(still);
+                    (
+                        Some(rectangle(plan::centred_crop(area, aspect))),
+                        CropState::Pending,
+                    )
+                }
+                None => {
+                    tracing::warn!(camera = %id, "camera has no ScalerCrop control: streaming uncropped (crop = \"unsupported\")");
+                    (None, CropState::Unsupported)
+                }
             }
-            None => {
-                tracing::warn!(camera = %id, "camera has no ScalerCrop control: streaming uncropped (crop = \"unsupported\")");
-                (None, CropState::Unsupported)
-            }
-        },
+        }
     };
     Ok(Negotiated {
         config,
@@ -777,115 +837,9 @@ fn negotiate(
         adjustments,
         crop,
         crop_state,
-        sensor_mode,
+        sensor_mode: chosen.map(|m| (m.width, m.height)),
         frame_period_us,
     })
-}
-
-/// The frame period for `framerate`, within the camera's `FrameDurationLimits`; `None` when
-/// the camera has no such control (it then runs at its own rate, noted as an adjustment).
-fn frame_period(
-    cam: &libcamera::camera::Camera<'_>,
-    framerate: u32,
-    adjustments: &mut Vec<String>,
-) -> Option<i64> {
-    let Ok(info) = cam
-        .controls()
-        .find(controls::ControlId::FrameDurationLimits.id())
-    else {
-        adjustments.push(format!(
-            "no FrameDurationLimits control: the camera runs at its own frame rate, not {framerate} fps"
-        ));
-        return None;
-    };
-    let limit = |v: ControlValue| i64::try_from(v).ok().filter(|v| *v > 0);
-    let (period, clamped) = clamp_period(framerate, limit(info.min()), limit(info.max()));
-    if clamped {
-        adjustments.push(format!(
-            "frame rate: asked {framerate} fps, got {:.2} fps (the camera's FrameDurationLimits)",
-            1e6 / period as f64
-        ));
-    }
-    Some(period)
-}
-
-/// Frame period in microseconds for `framerate`, clamped to `[min, max]` where known; true
-/// when clamping changed it.
-fn clamp_period(framerate: u32, min: Option<i64>, max: Option<i64>) -> (i64, bool) {
-    let want = 1_000_000 / i64::from(framerate.max(1));
-    let mut period = want;
-    if let Some(min) = min {
-        period = period.max(min);
-    }
-    if let Some(max) = max.filter(|m| *m >= min.unwrap_or(0)) {
-        period = period.min(max);
-    }
-    (period, period != want)
-}
-
-/// The area `ScalerCrop` may select from: its control maximum, else the active pixel array.
-/// `None` when the camera has no `ScalerCrop` control at all.
-fn scaler_crop_max(cam: &libcamera::camera::Camera<'_>) -> Option<Rectangle> {
-    let info = cam
-        .controls()
-        .find(controls::ControlId::ScalerCrop.id())
-        .ok()?;
-    let from_control = Rectangle::try_from(info.max())
-        .ok()
-        .filter(|r| r.width > 0 && r.height > 0);
-    from_control.or_else(|| {
-        cam.properties()
-            .get::<properties::PixelArrayActiveAreas>()
-            .ok()
-            .and_then(|a| a.0.first().copied())
-    })
-}
-
-/// A sensor configuration for the smallest full-field-of-view raw mode that is big enough,
-/// or `None` for cameras without a pixel array or raw modes (virtual and USB cameras).
-fn choose_sensor_mode(
-    cam: &libcamera::camera::Camera<'_>,
-    wanted: &Wanted,
-) -> Option<(SensorConfiguration, (u32, u32))> {
-    // Properties first: only real sensors have them, and asking a camera without a sensor
-    // for a raw stream makes libcamera log an error.
-    let full = cam.properties().get::<properties::PixelArraySize>().ok()?.0;
-    let active = cam
-        .properties()
-        .get::<properties::PixelArrayActiveAreas>()
-        .ok()
-        .and_then(|a| a.0.first().copied())?;
-    let raw = cam.generate_configuration(&[StreamRole::Raw])?;
-    let stream = raw.get(0)?;
-    let formats = stream.formats();
-    let mut modes = Vec::new();
-    for pf in formats.pixel_formats().into_iter() {
-        let bits = pf.info().map(|i| i.bits_per_pixel).unwrap_or(0);
-        for s in formats.sizes(pf) {
-            modes.push(((s.width, s.height), bits));
-        }
-    }
-    let need = (
-        wanted.still.0.max(wanted.video.0),
-        wanted.still.1.max(wanted.video.1),
-    );
-    let sizes: Vec<(u32, u32)> = modes.iter().map(|(m, _)| *m).collect();
-    let (w, h) = full_fov_mode(&sizes, (full.width, full.height), need)?;
-    // The deepest raw format of that size (10 bit unpacked over 8 bit compressed, say).
-    let bits = modes
-        .iter()
-        .filter(|(m, _)| *m == (w, h))
-        .map(|(_, b)| *b)
-        .max()
-        .filter(|b| *b > 0)?;
-    let mut sc = SensorConfiguration::new();
-    sc.set_bit_depth(bits);
-    sc.set_analog_crop(active);
-    sc.set_output_size(w, h);
-    if w > 0 && h > 0 && active.width % w == 0 && active.height % h == 0 {
-        sc.set_binning(active.width / w, active.height / h);
-    }
-    Some((sc, (w, h)))
 }
 
 /// Copies a camera buffer's planes into `dst`, keeping the camera's strides (so rows need no
@@ -960,24 +914,6 @@ mod tests {
         );
         assert_eq!(pick_format(&[mjpg, YUYV], &STILL_PREFERENCE), Some(YUYV));
         assert_eq!(pick_format(&[mjpg], &VIDEO_PREFERENCE), None);
-    }
-
-    #[test]
-    fn frame_period_is_clamped_to_the_camera_limits() {
-        assert_eq!(clamp_period(30, None, None), (33_333, false));
-        assert_eq!(
-            clamp_period(30, Some(16_666), Some(1_000_000)),
-            (33_333, false)
-        );
-        // IMX477 at full resolution cannot do 30 fps.
-        assert_eq!(
-            clamp_period(30, Some(100_000), Some(200_000)),
-            (100_000, true)
-        );
-        assert_eq!(clamp_period(1, Some(1_000), Some(500_000)), (500_000, true));
-        // Nonsense maximum below the minimum is ignored.
-        assert_eq!(clamp_period(30, Some(40_000), Some(10)), (40_000, true));
-        assert_eq!(clamp_period(0, None, None), (1_000_000, false));
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! [`Camera`] and publishes [`Frame`]s into a [`FrameSink`], so the rest of the service never
 //! knows which one is running and no test needs hardware.
 
-pub mod crop;
+pub mod fake;
+pub mod owner;
+#[cfg(test)]
+mod pi_model;
+pub mod plan;
 pub mod test_pattern;
 
 #[cfg(feature = "libcamera")]
@@ -21,6 +25,8 @@ pub use crate::frames::{Frame, FrameMut, FrameSink, Image, PixelFormat};
 pub enum SourceKind {
     TestPattern,
     Libcamera,
+    /// The fake pipeline of the tests (`PICKER_TEST_PIPELINE`).
+    Fake,
 }
 
 impl std::fmt::Display for SourceKind {
@@ -28,6 +34,7 @@ impl std::fmt::Display for SourceKind {
         f.write_str(match self {
             SourceKind::TestPattern => "test-pattern",
             SourceKind::Libcamera => "libcamera",
+            SourceKind::Fake => "fake",
         })
     }
 }
@@ -52,6 +59,8 @@ pub enum CropState {
     Pending,
     /// The rectangle the ISP reported for the latest frame.
     Applied(Rect),
+    /// The ISP applied a crop of another shape than the output: the picture is squashed.
+    NotSquare(Rect),
 }
 
 impl Serialize for CropState {
@@ -61,6 +70,12 @@ impl Serialize for CropState {
             CropState::Unsupported => s.serialize_str("unsupported"),
             CropState::Pending => s.serialize_str("pending"),
             CropState::Applied(r) => r.serialize(s),
+            CropState::NotSquare(r) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("not-square", r)?;
+                m.end()
+            }
         }
     }
 }
@@ -119,19 +134,29 @@ pub trait Camera: Send {
 /// Failures of a camera backend.
 #[derive(Debug, thiserror::Error)]
 pub enum CameraError {
-    #[error("{}{} (camera.id in the config)", wanted_text(.wanted), found_list(.found))]
+    #[error("{}{} (camera.id, camera.model or camera.index in the config)", wanted_text(.wanted), found_list(.found))]
     NotFound {
         wanted: Option<String>,
         found: Vec<String>,
     },
     #[error("camera {id}: {what}")]
     Failed { id: String, what: String },
+    /// The config asks for something this camera cannot do (exit 78).
+    #[error("camera {id}: {source}")]
+    Config {
+        id: String,
+        #[source]
+        source: plan::PlanError,
+    },
     #[error("this build has no libcamera support (build with `--features libcamera`)")]
     NotBuiltIn,
 }
 
 fn wanted_text(wanted: &Option<String>) -> String {
     match wanted {
+        Some(what) if what.starts_with("model ") || what.starts_with("index ") => {
+            format!("no camera with {what}")
+        }
         Some(id) => format!("camera {id:?} not found"),
         None => "no camera found".to_string(),
     }
@@ -160,7 +185,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "camera \"imx708\" not found; available cameras: Virtual0, /base/soc/i2c0mux/i2c@1/imx219@10 (camera.id in the config)"
+            "camera \"imx708\" not found; available cameras: Virtual0, /base/soc/i2c0mux/i2c@1/imx219@10 (camera.id, camera.model or camera.index in the config)"
         );
         let e = CameraError::NotFound {
             wanted: None,
@@ -168,7 +193,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "no camera found: libcamera lists no cameras (camera.id in the config)"
+            "no camera found: libcamera lists no cameras (camera.id, camera.model or camera.index in the config)"
         );
     }
 }

@@ -255,6 +255,40 @@ fn metrics(s: &Shared) -> warp::reply::Response {
         "Frames per second delivered by the camera.",
         format!("{:.2}", st.fps),
     );
+    for (name, help, v) in [
+        (
+            "picker_frames_startup_total",
+            "Frames the camera flagged as startup (not settled), never published.",
+            &s.stats.frames_startup,
+        ),
+        (
+            "picker_frames_error_total",
+            "Frames the camera flagged as errors, never published.",
+            &s.stats.frames_error,
+        ),
+        (
+            "picker_sequence_gaps_total",
+            "Frames missing from the camera's frame sequence.",
+            &s.stats.sequence_gaps,
+        ),
+        (
+            "picker_frames_lost_total",
+            "Good frames skipped because no empty buffer was free.",
+            &s.stats.frames_lost,
+        ),
+        (
+            "picker_camera_restarts_total",
+            "Camera restarts after it stopped delivering.",
+            &s.stats.camera_restarts,
+        ),
+    ] {
+        metric(
+            name,
+            "counter",
+            help,
+            v.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+        );
+    }
     let mut resp = warp::reply::Response::new(out.into());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

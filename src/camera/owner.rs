@@ -1,0 +1,468 @@
+//! The owner thread of a request-based camera pipeline (libcamera, or the fake beside it),
+//! written once against the small [`Pipeline`] trait so tests drive the same code a Pi runs.
+//!
+//! Ownership: libcamera's objects borrow one another and may not move between threads, while
+//! [`Camera`] must be `Send`. So [`spawn`] starts one dedicated thread, the *owner*, which
+//! builds the pipeline, reports [`Opened`] (or the error) through a channel before any socket is
+//! bound, and then runs [`Owner::drive`]. The [`OwnerCamera`] handle holds only channels and
+//! the join handle.
+//!
+//! Per completed request the owner decides: only buffers with status *success* are copied
+//! and published; *startup* frames (exposure and white balance not settled yet) and *error*
+//! frames go straight back to the camera, counted; gaps in the camera's frame sequence are
+//! counted; a frame that finds no empty buffer (the publisher is behind) is counted as lost.
+//! READY therefore follows the first good frame (the service waits for the first published
+//! one).
+//!
+//! Recovery: a request cancelled while running (the Pi's "Camera frontend has timed out!"
+//! cancels everything and stays in error) or the camera's `disconnected` signal makes the
+//! owner stop, start and requeue, up to [`MAX_RESTARTS`] times with a doubling backoff, each
+//! attempt logged; an attempt fails when it is refused, cancelled again, or brings no good
+//! frame within [`RESTART_WAIT`]. Then the owner ends with an error at once, the service exits
+//! non-zero and systemd restarts it, instead of the watchdog killing a wedged process later.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Camera, CameraError, CameraInfo, CropState, FrameMut, FrameSink, Rect, StopFlag};
+use crate::frames::Stats;
+
+/// Empty frames lent to the owner thread at a time: one being filled while the previous one
+/// is on its way to the sink.
+pub const FRAMES_LENT: usize = 2;
+/// Wake-up period of both loops, so `stop` is honoured promptly even when no frame comes.
+pub const TICK: Duration = Duration::from_millis(100);
+/// How long `run` waits for the owner to stop the camera after `stop` was set. Stopping a Pi
+/// camera under load can take a while; the service's own join waits longer than this.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Restart attempts after the camera stops delivering, before giving up.
+pub const MAX_RESTARTS: u32 = 3;
+/// Backoff before the first restart; doubled for each further one.
+pub const RESTART_BACKOFF: Duration = Duration::from_millis(200);
+/// How long a restarted camera may take to deliver its first good frame (the Pi's startup
+/// frames come first).
+pub const RESTART_WAIT: Duration = Duration::from_secs(2);
+
+/// What a buffer's metadata says about the frame in it (libcamera `FrameMetadata::Status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameStatus {
+    Success,
+    /// Since libcamera 0.5.1 the Pi flags the first frames after start: exposure and white
+    /// balance are not settled.
+    Startup,
+    /// Hidden or corrupt sensor frames.
+    Error,
+    Cancelled,
+}
+
+/// What the owner needs to know about one completed request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The request itself was cancelled (stop, or a pipeline in error).
+    pub cancelled: bool,
+    pub frame: FrameStatus,
+    /// The camera's frame sequence number, when it reports one.
+    pub sequence: Option<u32>,
+    /// The `ScalerCrop` the ISP applied, from the request's metadata.
+    pub crop: Option<Rect>,
+}
+
+/// A result of waiting for the next completed request.
+pub enum Next<R> {
+    Request(R),
+    Timeout,
+    /// The pipeline can deliver nothing more (its completion channel is gone).
+    Closed,
+}
+
+/// A request-based camera, as the owner drives it. Implemented over libcamera in
+/// `libcamera.rs` and by the fake in `fake.rs`.
+pub trait Pipeline {
+    type Request;
+
+    /// Waits up to `timeout` for a completed request.
+    fn next(&mut self, timeout: Duration) -> Next<Self::Request>;
+    fn completion(&self, req: &Self::Request) -> Completion;
+    /// Copies the request's buffers into `frame` and stamps its time (the owner numbers
+    /// it); false when a plane is missing or short.
+    fn fill(&self, req: &Self::Request, frame: &mut FrameMut) -> bool;
+    /// Reuses the request and queues it again, with the controls every request carries (see
+    /// [`Pipeline::request_controls`]). Gives the request back when the camera refuses it.
+    fn requeue(&mut self, req: Self::Request) -> Result<(), Self::Request>;
+    /// True once the camera reported it was disconnected (cleared by a restart).
+    fn disconnected(&self) -> bool;
+    /// Stops the camera, takes back every request (those in `held` and those still queued),
+    /// starts it again and queues them all.
+    fn restart(&mut self, held: Vec<Self::Request>) -> Result<(), String>;
+}
+
+/// Messages from the owner thread.
+pub enum Event {
+    /// The camera is configured and streaming (frames are requeued unread until `run`).
+    Opened(Box<Opened>),
+    /// A filled frame, and the crop state it showed when that changed.
+    Frame {
+        frame: FrameMut,
+        crop: Option<CropState>,
+    },
+    /// The owner stopped the camera and released everything (or never got it).
+    Ended(Result<(), CameraError>),
+}
+
+/// What `open` learns from the owner.
+pub struct Opened {
+    pub info: CameraInfo,
+    pub crop: CropState,
+}
+
+fn failed(id: &str, what: impl std::fmt::Display) -> CameraError {
+    CameraError::Failed {
+        id: id.to_string(),
+        what: what.to_string(),
+    }
+}
+
+/// The owner's ends of the channels.
+pub struct Owner {
+    start: Receiver<(StopFlag, Arc<Stats>)>,
+    empty: Receiver<FrameMut>,
+    events: SyncSender<Event>,
+}
+
+/// Starts the owner thread running `body` and waits up to `open_timeout` for it to report
+/// [`Opened`] (through [`Owner::opened`]) or fail.
+pub fn spawn(
+    what: &str,
+    open_timeout: Duration,
+    body: impl FnOnce(&Owner) -> Result<(), CameraError> + Send + 'static,
+) -> Result<OwnerCamera, CameraError> {
+    let (start_tx, start_rx) = sync_channel(1);
+    let (empty_tx, empty_rx) = sync_channel(FRAMES_LENT);
+    // Frame events never exceed the frames lent; plus Opened and Ended.
+    let (event_tx, event_rx) = sync_channel(FRAMES_LENT + 2);
+    let owner = Owner {
+        start: start_rx,
+        empty: empty_rx,
+        events: event_tx,
+    };
+    let thread = std::thread::Builder::new()
+        .name("camera-owner".into())
+        .spawn(move || {
+            let result = body(&owner);
+            let _ = owner.events.try_send(Event::Ended(result));
+        })
+        .map_err(|e| failed(what, format!("cannot start the camera thread: {e}")))?;
+    match event_rx.recv_timeout(open_timeout) {
+        Ok(Event::Opened(opened)) => Ok(OwnerCamera {
+            info: opened.info,
+            crop: opened.crop,
+            start: Some(start_tx),
+            empty: empty_tx,
+            events: event_rx,
+            thread: Some(thread),
+        }),
+        Ok(Event::Ended(Err(e))) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Ok(_) => Err(failed(what, "the camera thread ended while opening")),
+        Err(RecvTimeoutError::Timeout) => Err(failed(
+            what,
+            format!(
+                "the camera did not open within {} s",
+                open_timeout.as_secs()
+            ),
+        )),
+        Err(RecvTimeoutError::Disconnected) => {
+            let _ = thread.join();
+            Err(failed(what, "the camera thread panicked while opening"))
+        }
+    }
+}
+
+/// Counts kept by the owner, written into [`Stats`] once the service runs.
+#[derive(Debug, Default)]
+struct Counts {
+    startup: u64,
+    error: u64,
+    gaps: u64,
+    lost: u64,
+    restarts: u64,
+}
+
+impl Counts {
+    fn flush(&self, stats: &Stats) {
+        stats.frames_startup.store(self.startup, Ordering::Relaxed);
+        stats.frames_error.store(self.error, Ordering::Relaxed);
+        stats.sequence_gaps.store(self.gaps, Ordering::Relaxed);
+        stats.frames_lost.store(self.lost, Ordering::Relaxed);
+        stats
+            .camera_restarts
+            .store(self.restarts, Ordering::Relaxed);
+    }
+}
+
+impl Owner {
+    /// Reports a camera that opened; false when `open` gave up waiting (then stop).
+    pub fn opened(&self, info: CameraInfo, crop: CropState) -> bool {
+        self.events
+            .send(Event::Opened(Box::new(Opened { info, crop })))
+            .is_ok()
+    }
+
+    /// Runs the camera until stopped, or until it fails beyond recovery. `crop_aspect` is
+    /// the output shape the planned crop has, to check the crop the ISP reports.
+    pub fn drive<P: Pipeline>(
+        &self,
+        id: &str,
+        p: &mut P,
+        crop_aspect: Option<(u32, u32)>,
+    ) -> Result<(), CameraError> {
+        let mut running: Option<(StopFlag, Arc<Stats>)> = None;
+        // A lent frame kept for the next request after a failed copy.
+        let mut spare: Option<FrameMut> = None;
+        // Requests the camera refused or cancelled, for the next restart.
+        let mut held: Vec<P::Request> = Vec::new();
+        let mut counts = Counts::default();
+        let mut sequence = 0u64;
+        let mut last_seq: Option<u32> = None;
+        let mut last_crop: Option<CropState> = None;
+        let (mut warned_short, mut warned_crop) = (false, false);
+        // Consecutive restarts since the last good frame, and when the last one was made.
+        let mut restarts = 0u32;
+        let mut restarted_at: Option<Instant> = None;
+        let mut broken: Option<String> = None;
+        loop {
+            if running.is_none() {
+                match self.start.try_recv() {
+                    Ok(r) => running = Some(r),
+                    Err(TryRecvError::Empty) => {}
+                    // Dropped without running.
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            if let Some((stop, stats)) = &running {
+                counts.flush(stats);
+                if stop.is_stopped() {
+                    return Ok(());
+                }
+            }
+            if broken.is_none() && p.disconnected() {
+                broken = Some("the camera was disconnected".to_string());
+            }
+            if broken.is_none() && restarted_at.is_some_and(|t| t.elapsed() > RESTART_WAIT) {
+                broken = Some(format!(
+                    "no good frame within {RESTART_WAIT:?} of restarting"
+                ));
+            }
+            if let Some(why) = broken.take() {
+                if restarts >= MAX_RESTARTS {
+                    tracing::error!(camera = %id, "{why}; giving up after {MAX_RESTARTS} restarts");
+                    return Err(failed(
+                        id,
+                        format!("{why}; {MAX_RESTARTS} restarts brought no frames back"),
+                    ));
+                }
+                restarts += 1;
+                counts.restarts += 1;
+                let backoff = RESTART_BACKOFF * 2u32.pow(restarts - 1);
+                tracing::warn!(
+                    camera = %id,
+                    "{why}: restarting the camera in {backoff:?} (attempt {restarts} of {MAX_RESTARTS})"
+                );
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if running.as_ref().is_some_and(|(s, _)| s.is_stopped()) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
+                }
+                if let Err(e) = p.restart(std::mem::take(&mut held)) {
+                    tracing::warn!(camera = %id, "restart attempt {restarts} failed: {e}");
+                }
+                restarted_at = Some(Instant::now());
+                last_seq = None;
+                continue;
+            }
+
+            let req = match p.next(TICK) {
+                Next::Request(r) => r,
+                Next::Timeout => continue,
+                Next::Closed => return Err(failed(id, "the camera's completion channel closed")),
+            };
+            let c = p.completion(&req);
+            if c.cancelled || c.frame == FrameStatus::Cancelled {
+                // Not by us: we only stop when leaving. The pipeline is in error.
+                held.push(req);
+                broken.get_or_insert_with(|| "the camera cancelled its requests".to_string());
+                continue;
+            }
+            if let Some(s) = c.sequence {
+                if let Some(prev) = last_seq {
+                    let jump = s.wrapping_sub(prev);
+                    if jump > 1 && jump < u32::MAX / 2 {
+                        counts.gaps += u64::from(jump - 1);
+                    }
+                }
+                last_seq = Some(s);
+            }
+            match c.frame {
+                FrameStatus::Success => {
+                    if restarts > 0 {
+                        tracing::info!(camera = %id, "camera delivers again after {restarts} restart(s)");
+                        restarts = 0;
+                    }
+                    restarted_at = None;
+                    if running.is_some() {
+                        match spare.take().or_else(|| self.empty.try_recv().ok()) {
+                            Some(mut frame) => {
+                                sequence += 1;
+                                if p.fill(&req, &mut frame) {
+                                    frame.sequence = sequence;
+                                    let crop = c.crop.map(|applied| match crop_aspect {
+                                        Some(a) => super::plan::crop_applied(applied, a),
+                                        None => CropState::Applied(applied),
+                                    });
+                                    if let Some(CropState::NotSquare(applied)) = crop {
+                                        if !warned_crop {
+                                            tracing::error!(camera = %id, ?applied, "the ISP applied a crop of another shape than the output: the picture is squashed");
+                                            warned_crop = true;
+                                        }
+                                    }
+                                    let crop = crop.filter(|c| last_crop != Some(*c));
+                                    if crop.is_some() {
+                                        last_crop = crop;
+                                    }
+                                    // Never full: at most FRAMES_LENT frames exist to send.
+                                    let _ = self.events.try_send(Event::Frame { frame, crop });
+                                } else {
+                                    if !warned_short {
+                                        tracing::warn!(camera = %id, sequence, "frame with missing or short planes dropped");
+                                        warned_short = true;
+                                    }
+                                    spare = Some(frame);
+                                }
+                            }
+                            // `run` is behind: this frame is skipped.
+                            None => counts.lost += 1,
+                        }
+                    }
+                }
+                FrameStatus::Startup => counts.startup += 1,
+                FrameStatus::Error | FrameStatus::Cancelled => counts.error += 1,
+            }
+            // Back to the camera at once: the data is copied.
+            if let Err(req) = p.requeue(req) {
+                held.push(req);
+                broken.get_or_insert_with(|| "the camera refused a request".to_string());
+            }
+        }
+    }
+}
+
+/// Handle on the owner thread; see the module docs.
+pub struct OwnerCamera {
+    info: CameraInfo,
+    crop: CropState,
+    /// Sends the stop flag, which starts delivery; dropped unsent, it stops the owner.
+    start: Option<SyncSender<(StopFlag, Arc<Stats>)>>,
+    empty: SyncSender<FrameMut>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Camera for OwnerCamera {
+    fn info(&self) -> CameraInfo {
+        self.info.clone()
+    }
+
+    fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError> {
+        let id = self.info.id.clone();
+        let start = self
+            .start
+            .take()
+            .ok_or_else(|| failed(&id, "the camera can run only once"))?;
+        sink.set_crop(self.crop);
+        for _ in 0..FRAMES_LENT {
+            let _ = self.empty.try_send(sink.acquire());
+        }
+        if start.send((stop.clone(), sink.stats().clone())).is_err() {
+            return Err(self.ended(&id));
+        }
+        let mut stopping: Option<Instant> = None;
+        loop {
+            match self.events.recv_timeout(TICK) {
+                Ok(Event::Frame { frame, crop }) => {
+                    if let Some(crop) = crop {
+                        sink.set_crop(crop);
+                    }
+                    sink.publish(frame);
+                    // One back for the one returned: FRAMES_LENT stay lent. Fails only when
+                    // the owner is gone, which the next recv reports.
+                    let _ = self.empty.try_send(sink.acquire());
+                }
+                Ok(Event::Ended(result)) => {
+                    if let Some(t) = self.thread.take() {
+                        let _ = t.join();
+                    }
+                    return result;
+                }
+                Ok(Event::Opened(_)) => {}
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(self.ended(&id)),
+            }
+            if stop.is_stopped() {
+                let since = *stopping.get_or_insert_with(Instant::now);
+                if since.elapsed() > STOP_GRACE {
+                    tracing::warn!(camera = %id, "the camera did not stop within {STOP_GRACE:?}; leaving it");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl OwnerCamera {
+    /// The owner thread is gone without saying why: it panicked.
+    fn ended(&mut self, id: &str) -> CameraError {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        failed(id, "the camera thread panicked")
+    }
+}
+
+impl Drop for OwnerCamera {
+    /// Not run (or run gave up waiting): tell the owner to release the camera, and give it a
+    /// moment, so libcamera is not torn down by process exit under its feet.
+    fn drop(&mut self) {
+        self.start = None;
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            loop {
+                match self
+                    .events
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    Ok(Event::Ended(_)) | Err(RecvTimeoutError::Disconnected) => {
+                        let _ = thread.join();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(RecvTimeoutError::Timeout) => return,
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for OwnerCamera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerCamera")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,638 @@
+//! A Raspberry Pi-faithful model of the camera for tests: recorded facts of the Pi cameras
+//! (IMX708 Camera Module 3, IMX477 HQ, IMX219 Module 2, OV5647 Module 1: raw modes with their
+//! analogue crops and frame rates as `rpicam-hello --list-cameras` prints them, the controls
+//! each advertises) and a small Rust model of what Raspberry Pi's libcamera does with them
+//! (0.7.0+rpt20260205, `src/libcamera/pipeline/rpi/`): the mode choice (`findBestFormat`), the
+//! per-output ISP crops set at configure (`vc4.cpp` one crop from the largest output, `pisp.cpp`
+//! one per output), the control limits before configure (ipa_base.cpp placeholders) and after
+//! (the mode's analogue crop and frame durations), and the crop clamping of every request
+//! (`applyScalerCrop`, `scaleIspCrop`). Written from reading that source; no code copied.
+//!
+//! The virtual camera in the VM has none of this, so these tests are where the Pi path of
+//! [`super::plan`] is shown right, and where today's old logic is shown wrong.
+
+use super::Rect;
+use super::plan::{self, ModeLimits, PlanError, RawMode};
+
+const fn r(x: i32, y: i32, width: u32, height: u32) -> Rect {
+    Rect {
+        x,
+        y,
+        width,
+        height,
+    }
+}
+
+/// One sensor mode: output size, bit depth, analogue crop (active-area coordinates) and the
+/// fastest frame rate of the mode (from `rpicam-hello --list-cameras`).
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    pub size: (u32, u32),
+    pub bits: u32,
+    pub crop: Rect,
+    pub fps: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Sensor {
+    pub model: &'static str,
+    pub active: (u32, u32),
+    pub modes: &'static [Mode],
+    /// Has a lens driver: the IPA then adds AfMode, AfRange, LensPosition (0-32 dioptres).
+    /// For the controls tests (pi-controls).
+    #[allow(dead_code)]
+    pub autofocus: bool,
+}
+
+const fn m(w: u32, h: u32, bits: u32, crop: Rect, fps: f64) -> Mode {
+    Mode {
+        size: (w, h),
+        bits,
+        crop,
+        fps,
+    }
+}
+
+pub const IMX708: Sensor = Sensor {
+    model: "imx708",
+    active: (4608, 2592),
+    modes: &[
+        m(1536, 864, 10, r(768, 432, 3072, 1728), 120.13),
+        m(2304, 1296, 10, r(0, 0, 4608, 2592), 56.03),
+        m(4608, 2592, 10, r(0, 0, 4608, 2592), 14.35),
+    ],
+    autofocus: true,
+};
+
+pub const IMX477: Sensor = Sensor {
+    model: "imx477",
+    active: (4056, 3040),
+    modes: &[
+        m(1332, 990, 10, r(696, 528, 2664, 1980), 120.05),
+        m(2028, 1080, 12, r(0, 440, 4056, 2160), 50.03),
+        m(2028, 1520, 12, r(0, 0, 4056, 3040), 40.01),
+        m(4056, 3040, 12, r(0, 0, 4056, 3040), 10.00),
+    ],
+    autofocus: false,
+};
+
+pub const IMX219: Sensor = Sensor {
+    model: "imx219",
+    active: (3280, 2464),
+    modes: &[
+        m(640, 480, 10, r(1000, 752, 1280, 960), 103.33),
+        m(1640, 1232, 10, r(0, 0, 3280, 2464), 41.85),
+        m(1920, 1080, 10, r(680, 692, 1920, 1080), 47.57),
+        m(3280, 2464, 10, r(0, 0, 3280, 2464), 21.19),
+        // The same sizes as 8-bit formats.
+        m(640, 480, 8, r(1000, 752, 1280, 960), 103.33),
+        m(1640, 1232, 8, r(0, 0, 3280, 2464), 41.85),
+        m(1920, 1080, 8, r(680, 692, 1920, 1080), 47.57),
+        m(3280, 2464, 8, r(0, 0, 3280, 2464), 21.19),
+    ],
+    autofocus: false,
+};
+
+pub const OV5647: Sensor = Sensor {
+    model: "ov5647",
+    active: (2592, 1944),
+    modes: &[
+        m(640, 480, 10, r(16, 0, 2560, 1920), 58.92),
+        m(1296, 972, 10, r(0, 0, 2592, 1944), 46.34),
+        m(1920, 1080, 10, r(348, 434, 1928, 1080), 32.81),
+        m(2592, 1944, 10, r(0, 0, 2592, 1944), 15.63),
+    ],
+    autofocus: false,
+};
+
+pub const SENSORS: [Sensor; 4] = [IMX708, IMX477, IMX219, OV5647];
+
+/// Raspberry Pi 4 / Zero 2 W (`rpi/vc4`) or Pi 5 (`rpi/pisp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isp {
+    Vc4,
+    Pisp,
+}
+
+/// The IPA's limits before `configure()` (ipa_base.cpp): ScalerCrop max
+/// (65535,65535,65535,65535), no ScalerCropMaximum yet, FrameDurationLimits from the default
+/// frame durations (1/30 s .. 120 ms as the issue recorded).
+pub fn limits_before_configure() -> ModeLimits {
+    ModeLimits {
+        scaler_crop_max: Some(r(65535, 65535, 65535, 65535)),
+        scaler_crop_maximum: Some(r(0, 0, 0, 0)),
+        frame_duration: Some((33_333, 120_000)),
+    }
+}
+
+/// A configured camera, as the pipeline holds it.
+#[derive(Clone, Debug)]
+pub struct Configured {
+    pub mode: Mode,
+    /// One ISP crop per output on pisp, one for all on vc4, in mode pixels.
+    pub isp_crops: Vec<Rect>,
+    pub min_crops: Vec<(u32, u32)>,
+    pub outputs: Vec<(u32, u32)>,
+}
+
+fn score(desired: f64, actual: f64) -> f64 {
+    let mut s = desired - actual;
+    if s < 0.0 {
+        s = -s / 8.0;
+    }
+    if actual != desired {
+        s *= 2.0;
+    }
+    s
+}
+
+/// `findBestFormat`: the mode closest to `req` in size and aspect ratio, penalising other
+/// bit depths; ties go to the later mode.
+pub fn find_best_format(sensor: &Sensor, req: (u32, u32), bits: u32) -> Mode {
+    let mut best = sensor.modes[0];
+    let mut best_score = f64::MAX;
+    for mode in sensor.modes {
+        let req_ar = f64::from(req.0) / f64::from(req.1);
+        let fmt_ar = f64::from(mode.size.0) / f64::from(mode.size.1);
+        let s = score(f64::from(req.0), f64::from(mode.size.0))
+            + score(f64::from(req.1), f64::from(mode.size.1))
+            + 1500.0 * score(req_ar, fmt_ar)
+            + f64::from(mode.bits.abs_diff(bits)) * 500.0;
+        if s <= best_score {
+            best_score = s;
+            best = *mode;
+        }
+    }
+    best
+}
+
+/// Size::boundedToAspectRatio.
+fn bounded_to_aspect(size: (u32, u32), ratio: (u32, u32)) -> (u32, u32) {
+    let r1 = u64::from(size.0) * u64::from(ratio.1);
+    let r2 = u64::from(ratio.0) * u64::from(size.1);
+    if r1 > r2 {
+        ((r2 / u64::from(ratio.1)) as u32, size.1)
+    } else {
+        (size.0, (r1 / u64::from(ratio.0)) as u32)
+    }
+}
+
+/// Size::expandedToAspectRatio.
+fn expanded_to_aspect(size: (u32, u32), ratio: (u32, u32)) -> (u32, u32) {
+    let r1 = u64::from(size.0) * u64::from(ratio.1);
+    let r2 = u64::from(ratio.0) * u64::from(size.1);
+    if r1 < r2 {
+        ((r2 / u64::from(ratio.1)) as u32, size.1)
+    } else {
+        (size.0, (r1 / u64::from(ratio.0)) as u32)
+    }
+}
+
+/// Size::centeredTo(Rectangle(size).center()) and friends.
+fn centred_to(size: (u32, u32), centre: (i32, i32)) -> Rect {
+    r(
+        centre.0 - (size.0 / 2) as i32,
+        centre.1 - (size.1 / 2) as i32,
+        size.0,
+        size.1,
+    )
+}
+
+fn centre(rc: Rect) -> (i32, i32) {
+    (rc.x + (rc.width / 2) as i32, rc.y + (rc.height / 2) as i32)
+}
+
+/// Rectangle::scaledBy(numerator, denominator).
+fn scaled_by(rc: Rect, num: (u32, u32), den: (u32, u32)) -> Rect {
+    r(
+        (i64::from(rc.x) * i64::from(num.0) / i64::from(den.0)) as i32,
+        (i64::from(rc.y) * i64::from(num.1) / i64::from(den.1)) as i32,
+        (u64::from(rc.width) * u64::from(num.0) / u64::from(den.0)) as u32,
+        (u64::from(rc.height) * u64::from(num.1) / u64::from(den.1)) as u32,
+    )
+}
+
+/// Rectangle::enclosedIn(boundary at the origin).
+fn enclosed_in(rc: Rect, bound: (u32, u32)) -> Rect {
+    let (w, h) = (rc.width.min(bound.0), rc.height.min(bound.1));
+    let clamp = |v: i32, hi: i64| i64::from(v).clamp(0, hi.max(0)) as i32;
+    r(
+        clamp(rc.x, i64::from(bound.0) - i64::from(w)),
+        clamp(rc.y, i64::from(bound.1) - i64::from(h)),
+        w,
+        h,
+    )
+}
+
+/// `configure()`: the sensor configuration must name a mode exactly (size and bit depth),
+/// else the configuration is invalid; without one the largest output picks the mode at the
+/// default 12-bit depth. Then the ISP crops are set from the outputs' shapes.
+pub fn configure(
+    sensor: &Sensor,
+    isp: Isp,
+    sensor_config: Option<RawMode>,
+    outputs: &[(u32, u32)],
+) -> Result<Configured, &'static str> {
+    let largest = *outputs.iter().max().ok_or("no outputs")?;
+    let mode = match sensor_config {
+        Some(sc) => {
+            let mode = find_best_format(sensor, (sc.width, sc.height), sc.bit_depth);
+            if mode.size != (sc.width, sc.height) || mode.bits != sc.bit_depth {
+                return Err("Invalid sensor configuration: bitDepth/size mismatch");
+            }
+            mode
+        }
+        None => find_best_format(sensor, largest, 12),
+    };
+    let whole = r(0, 0, mode.size.0, mode.size.1);
+    let (isp_crops, min_crops) = match isp {
+        Isp::Vc4 => {
+            let size = bounded_to_aspect(mode.size, largest);
+            // The smallest selection the ISP allows (the driver's answer to a 1x1 crop).
+            (vec![centred_to(size, centre(whole))], vec![(32, 32)])
+        }
+        Isp::Pisp => outputs
+            .iter()
+            .map(|out| {
+                let size = bounded_to_aspect(mode.size, *out);
+                let min = (
+                    ((out.0 - 1) / 16 + 2).max(32),
+                    ((out.1 - 1) / 16 + 2).max(32),
+                );
+                (centred_to(size, centre(whole)), min)
+            })
+            .unzip(),
+    };
+    Ok(Configured {
+        mode,
+        isp_crops,
+        min_crops,
+        outputs: outputs.to_vec(),
+    })
+}
+
+impl Configured {
+    /// The limits the camera advertises after configure: ScalerCrop up to the mode's analogue
+    /// crop, ScalerCropMaximum the same, FrameDurationLimits of the mode.
+    pub fn limits(&self) -> ModeLimits {
+        ModeLimits {
+            scaler_crop_max: Some(self.mode.crop),
+            scaler_crop_maximum: Some(self.mode.crop),
+            frame_duration: Some(((1e6 / self.mode.fps) as i64, 1_000_000_000)),
+        }
+    }
+
+    /// scaleIspCrop: mode pixels to sensor (active-area) coordinates.
+    pub fn native(&self, isp_crop: Rect) -> Rect {
+        let c = scaled_by(isp_crop, self.mode.crop_size(), self.mode.size);
+        r(
+            c.x + self.mode.crop.x,
+            c.y + self.mode.crop.y,
+            c.width,
+            c.height,
+        )
+    }
+
+    /// applyScalerCrop with one `ScalerCrop` for every output.
+    pub fn apply_scaler_crop(&mut self, native: Rect) {
+        let native = if native.width == 0 || native.height == 0 {
+            r(0, 0, 1, 1)
+        } else {
+            native
+        };
+        for i in 0..self.isp_crops.len() {
+            let moved = r(
+                native.x - self.mode.crop.x,
+                native.y - self.mode.crop.y,
+                native.width,
+                native.height,
+            );
+            let isp = scaled_by(moved, self.mode.size, self.mode.crop_size());
+            let min = expanded_to_aspect(self.min_crops[i], (native.width, native.height));
+            let size = (isp.width.max(min.0), isp.height.max(min.1));
+            self.isp_crops[i] = enclosed_in(centred_to(size, centre(isp)), self.mode.size);
+        }
+    }
+
+    /// The sensor area each output shows, in sensor coordinates.
+    pub fn output_crops(&self) -> Vec<Rect> {
+        (0..self.outputs.len())
+            .map(|i| self.native(self.isp_crops[i.min(self.isp_crops.len() - 1)]))
+            .collect()
+    }
+
+    /// The `ScalerCrop` reported in each request's metadata (the first output's crop).
+    pub fn reported_crop(&self) -> Rect {
+        self.native(self.isp_crops[0])
+    }
+}
+
+impl Mode {
+    fn crop_size(&self) -> (u32, u32) {
+        (self.crop.width, self.crop.height)
+    }
+}
+
+pub fn raw_modes(sensor: &Sensor) -> Vec<RawMode> {
+    sensor
+        .modes
+        .iter()
+        .map(|m| RawMode {
+            width: m.size.0,
+            height: m.size.1,
+            bit_depth: m.bits,
+        })
+        .collect()
+}
+
+/// What the camera ends up doing with a plan.
+#[derive(Debug)]
+pub struct Outcome {
+    pub configured: Configured,
+    /// The crop each output shows, in sensor coordinates.
+    pub output_crops: Vec<Rect>,
+    pub reported: Rect,
+    pub frame_period: i64,
+}
+
+/// The backend's steps, against the model: choose the mode by configuring candidates, read the
+/// limits after configure, plan the crop and frame period from them, configure, apply.
+pub fn new_logic(
+    sensor: &Sensor,
+    isp: Isp,
+    still: (u32, u32),
+    video: (u32, u32),
+    framerate: u32,
+) -> Result<Outcome, PlanError> {
+    let outputs = [still, video];
+    plan::check_aspects(still, video, true)?;
+    let need = (still.0.max(video.0), still.1.max(video.1));
+    let chosen = plan::choose_mode(sensor.active, &raw_modes(sensor), need, |mode| {
+        Ok::<_, PlanError>(
+            configure(sensor, isp, Some(mode), &outputs)
+                .ok()
+                .map(|c| c.limits()),
+        )
+    })?;
+    let mode = chosen.map(|(m, _)| m);
+    let mut configured = configure(sensor, isp, mode, &outputs).expect("a chosen mode configures");
+    let limits = configured.limits();
+    let area = plan::crop_area(Some(sensor.active), &limits)?.expect("the Pi has ScalerCrop");
+    let crop = plan::centred_crop(area, still);
+    configured.apply_scaler_crop(crop);
+    let (frame_period, _) = plan::frame_period(framerate, limits.frame_duration);
+    Ok(Outcome {
+        output_crops: configured.output_crops(),
+        reported: configured.reported_crop(),
+        configured,
+        frame_period,
+    })
+}
+
+/// Today's logic before this change, kept here to show where it goes wrong: a mode of the
+/// sensor's aspect ratio (`full_fov_mode`), the crop from the limits read *before*
+/// configure, the frame period from the placeholder `FrameDurationLimits`.
+pub fn old_logic(
+    sensor: &Sensor,
+    isp: Isp,
+    still: (u32, u32),
+    video: (u32, u32),
+    framerate: u32,
+) -> Outcome {
+    let outputs = [still, video];
+    let before = limits_before_configure();
+    let need = (still.0.max(video.0), still.1.max(video.1));
+    let sizes: Vec<(u32, u32)> = sensor.modes.iter().map(|m| m.size).collect();
+    let mode = old_full_fov_mode(&sizes, sensor.active, need).map(|(w, h)| {
+        let bit_depth = sensor
+            .modes
+            .iter()
+            .filter(|m| m.size == (w, h))
+            .map(|m| m.bits)
+            .max()
+            .unwrap_or(0);
+        RawMode {
+            width: w,
+            height: h,
+            bit_depth,
+        }
+    });
+    let crop = plan::centred_crop(before.scaler_crop_max.unwrap(), (1, 1));
+    let mut configured = configure(sensor, isp, mode, &outputs).expect("configures");
+    configured.apply_scaler_crop(crop);
+    let (min, max) = before.frame_duration.unwrap();
+    let want = 1_000_000 / i64::from(framerate);
+    Outcome {
+        output_crops: configured.output_crops(),
+        reported: configured.reported_crop(),
+        configured,
+        frame_period: want.max(min).min(max),
+    }
+}
+
+/// `crop::full_fov_mode` as it was: any mode of the sensor's aspect ratio counts as full field.
+fn old_full_fov_mode(
+    modes: &[(u32, u32)],
+    full: (u32, u32),
+    need: (u32, u32),
+) -> Option<(u32, u32)> {
+    let covers = |(w, h): (u32, u32)| {
+        let lhs = u64::from(w) * u64::from(full.1);
+        let rhs = u64::from(h) * u64::from(full.0);
+        lhs.abs_diff(rhs) * 100 <= rhs
+    };
+    let mut full_fov: Vec<(u32, u32)> = modes.iter().copied().filter(|m| covers(*m)).collect();
+    full_fov.sort_by_key(|(w, h)| u64::from(*w) * u64::from(*h));
+    full_fov
+        .iter()
+        .copied()
+        .find(|(w, h)| *w.min(h) >= need.0.max(need.1))
+        .or_else(|| full_fov.last().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUTS: [((u32, u32), (u32, u32)); 4] = [
+        ((512, 512), (512, 512)),
+        ((480, 480), (480, 480)),
+        ((1024, 1024), (512, 512)),
+        ((640, 480), (640, 480)),
+    ];
+    const ISPS: [Isp; 2] = [Isp::Vc4, Isp::Pisp];
+
+    /// Every camera, pipeline and output size of the issue.
+    fn cases() -> impl Iterator<Item = (Sensor, Isp, (u32, u32), (u32, u32))> {
+        SENSORS.into_iter().flat_map(|s| {
+            ISPS.into_iter()
+                .flat_map(move |isp| OUTPUTS.into_iter().map(move |(st, v)| (s, isp, st, v)))
+        })
+    }
+
+    /// What a right outcome is: the mode sees the whole active area; every output shows a
+    /// crop of its own shape (nothing squashed), as tall as the sensor (or as wide, for an
+    /// output wider than the sensor); the reported crop is the planned one.
+    fn check(o: &Outcome, sensor: &Sensor, still: (u32, u32), video: (u32, u32)) -> Vec<String> {
+        let mut wrong = Vec::new();
+        let crop = o.configured.mode.crop;
+        if !plan::full_field_of_view(sensor.active, crop) {
+            wrong.push(format!(
+                "mode {:?} sees only {:?} of {:?}",
+                o.configured.mode.size, crop, sensor.active
+            ));
+        }
+        for (c, out) in o.output_crops.iter().zip([still, video]) {
+            let lhs = u64::from(c.width) * u64::from(out.1);
+            let rhs = u64::from(c.height) * u64::from(out.0);
+            if lhs.abs_diff(rhs) * 100 > rhs {
+                wrong.push(format!("output {out:?} shows {c:?}: squashed"));
+            }
+            let tall = u64::from(c.height) * 100 >= u64::from(sensor.active.1) * 99;
+            let wide = u64::from(c.width) * 100 >= u64::from(sensor.active.0) * 99;
+            if !(tall || wide) {
+                wrong.push(format!(
+                    "output {out:?} shows {c:?}: not the full sensor height"
+                ));
+            }
+        }
+        wrong
+    }
+
+    #[test]
+    fn every_pi_camera_gets_a_full_height_crop_of_the_output_shape() {
+        let mut failures = Vec::new();
+        for (sensor, isp, still, video) in cases() {
+            let o = new_logic(&sensor, isp, still, video, 30).expect("plans");
+            for w in check(&o, &sensor, still, video) {
+                failures.push(format!("{} {isp:?} {still:?}: {w}", sensor.model));
+            }
+            assert_eq!(o.reported, o.output_crops[0], "{} {isp:?}", sensor.model);
+            assert_eq!(
+                plan::crop_applied(o.reported, still),
+                super::super::CropState::Applied(o.reported)
+            );
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn the_smallest_full_field_mode_is_chosen() {
+        let want = [
+            ("imx708", (2304, 1296)),
+            ("imx477", (2028, 1520)),
+            ("imx219", (1640, 1232)),
+            ("ov5647", (1296, 972)),
+        ];
+        for (sensor, isp, still, video) in cases() {
+            let o = new_logic(&sensor, isp, still, video, 30).unwrap();
+            let mut expected = want.iter().find(|(m, _)| *m == sensor.model).unwrap().1;
+            if sensor.model == "ov5647" && still.1 > 972 {
+                // 1296x972 is too small for a 1024x1024 still: the full-resolution mode.
+                expected = (2592, 1944);
+            }
+            assert_eq!(
+                o.configured.mode.size, expected,
+                "{} {isp:?} {still:?}",
+                sensor.model
+            );
+        }
+    }
+
+    #[test]
+    fn frame_durations_come_from_the_configured_mode() {
+        // 60 fps is possible in IMX708's 2304x1296 mode? No: 56 fps; 50 fps is.
+        let o = new_logic(&IMX708, Isp::Pisp, (512, 512), (512, 512), 50).unwrap();
+        assert_eq!(o.frame_period, 20_000);
+        let o = new_logic(&IMX708, Isp::Pisp, (512, 512), (512, 512), 60).unwrap();
+        assert_eq!(o.frame_period, (1e6 / 56.03) as i64);
+        // Slow rates are allowed by the mode (the placeholder stopped at 120 ms).
+        let o = new_logic(&IMX219, Isp::Vc4, (512, 512), (512, 512), 2).unwrap();
+        assert_eq!(o.frame_period, 500_000);
+    }
+
+    #[test]
+    fn placeholder_limits_before_configure_are_refused() {
+        for sensor in SENSORS {
+            assert!(matches!(
+                plan::crop_area(Some(sensor.active), &limits_before_configure()),
+                Err(PlanError::Placeholder { .. })
+            ));
+            // After configure they are real.
+            let c = configure(&sensor, Isp::Pisp, None, &[(512, 512)]).unwrap();
+            assert!(plan::crop_area(Some(sensor.active), &c.limits()).is_ok());
+        }
+    }
+
+    #[test]
+    fn outputs_of_different_shapes_are_refused() {
+        for sensor in SENSORS {
+            for isp in ISPS {
+                let e = new_logic(&sensor, isp, (640, 480), (512, 512), 30).unwrap_err();
+                assert!(matches!(e, PlanError::AspectMismatch { .. }), "{e}");
+            }
+        }
+        // Why: on vc4 one crop serves both, so the square video of a 4:3 still is squashed.
+        let c = configure(&IMX219, Isp::Vc4, None, &[(640, 480), (512, 512)]).unwrap();
+        let video = c.output_crops()[1];
+        assert_ne!(video.width, video.height, "{video:?}");
+    }
+
+    #[test]
+    fn a_sensor_configuration_must_name_a_mode_exactly() {
+        let bad = RawMode {
+            width: 2304,
+            height: 1296,
+            bit_depth: 12,
+        };
+        assert!(configure(&IMX708, Isp::Pisp, Some(bad), &[(512, 512)]).is_err());
+    }
+
+    #[test]
+    fn the_model_reproduces_the_squashed_whole_mode_of_the_issue() {
+        // Asking the placeholder-derived crop gives the whole mode on IMX708: (0,0,2304,1296)
+        // in mode pixels, i.e. the whole sensor squeezed into 512x512.
+        let mut c = configure(
+            &IMX708,
+            Isp::Pisp,
+            Some(RawMode {
+                width: 2304,
+                height: 1296,
+                bit_depth: 10,
+            }),
+            &[(512, 512), (512, 512)],
+        )
+        .unwrap();
+        c.apply_scaler_crop(plan::centred_crop(r(65535, 65535, 65535, 65535), (1, 1)));
+        assert_eq!(c.isp_crops[0], r(0, 0, 2304, 1296));
+    }
+
+    /// Today's logic on the same table: the list of what goes wrong. This is the record of
+    /// the bug; `every_pi_camera_gets_...` fails with the same list if the old logic comes back.
+    #[test]
+    fn old_logic_is_wrong_on_every_pi_camera() {
+        let mut right = Vec::new();
+        for (sensor, isp, still, video) in cases() {
+            let o = old_logic(&sensor, isp, still, video, 30);
+            if check(&o, &sensor, still, video).is_empty() {
+                right.push(format!("{} {isp:?} {still:?}", sensor.model));
+            }
+        }
+        // Only a 4:3 output on a 4:3 sensor came out right (the whole mode was the right
+        // crop by chance); every square output, the default, was squashed or cropped.
+        assert_eq!(
+            right,
+            [
+                "imx219 Vc4 (640, 480)",
+                "imx219 Pisp (640, 480)",
+                "ov5647 Vc4 (640, 480)",
+                "ov5647 Pisp (640, 480)"
+            ]
+        );
+        // 60 fps was clamped to 30 by the placeholder limits.
+        assert_eq!(
+            old_logic(&IMX708, Isp::Pisp, (512, 512), (512, 512), 60).frame_period,
+            33_333
+        );
+    }
+}

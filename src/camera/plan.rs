@@ -1,0 +1,514 @@
+//! Camera planning: which camera, which sensor mode, which crop, which frame period and which
+//! orientation, as plain functions of facts recorded from libcamera (no libcamera types), so
+//! the Raspberry Pi logic is tested on any machine against recorded facts of real sensors
+//! (see `pi_model`).
+//!
+//! The one rule that shapes this module: on the Raspberry Pi pipelines the limits that matter
+//! (`ScalerCrop`, `FrameDurationLimits`) are placeholders until `configure()` (max
+//! `(65535,65535,65535,65535)`, `ScalerCropMaximum` empty); the real values are the configured
+//! sensor mode's analogue crop and frame durations. So the backend configures first, records
+//! [`ModeLimits`], and only then asks this module for the crop and the frame period; limits
+//! that still look like placeholders are refused instead of being turned into a crop.
+
+use serde::Serialize;
+
+use super::Rect;
+
+/// One raw sensor mode as libcamera lists it (`StreamRole::Raw` formats and sizes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawMode {
+    pub width: u32,
+    pub height: u32,
+    pub bit_depth: u32,
+}
+
+/// What a camera reported after `configure()`, for one candidate configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModeLimits {
+    /// `ScalerCrop` control maximum; `None` when the camera has no `ScalerCrop` control.
+    pub scaler_crop_max: Option<Rect>,
+    /// The `ScalerCropMaximum` property (empty before configure on a Pi).
+    pub scaler_crop_maximum: Option<Rect>,
+    /// `FrameDurationLimits` (min, max) in microseconds, when the camera has the control.
+    pub frame_duration: Option<(i64, i64)>,
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "ScalerCrop limits {max:?} look like placeholders (active area {active:?}, ScalerCropMaximum {maximum:?}): read before configure?"
+    )]
+    Placeholder {
+        max: Rect,
+        active: (u32, u32),
+        maximum: Option<Rect>,
+    },
+    #[error(
+        "still {still_w}x{still_h} and stream {video_w}x{video_h} have different aspect ratios, \
+         but the ISP applies one crop to both outputs: the stream would be squashed \
+         (make still.width/height and stream.width/height the same shape)"
+    )]
+    AspectMismatch {
+        still_w: u32,
+        still_h: u32,
+        video_w: u32,
+        video_h: u32,
+    },
+}
+
+/// How to pick the camera, from the `[camera]` table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selector {
+    pub id: Option<String>,
+    /// Sensor model as libcamera's `Model` property says it ("imx708"); a model with a
+    /// suffix ("imx708_wide") matches its base name too.
+    pub model: Option<String>,
+    pub index: Option<usize>,
+}
+
+/// The cameras libcamera lists, as (id, model).
+pub fn choose_camera(cameras: &[(String, Option<String>)], sel: &Selector) -> Option<usize> {
+    if let Some(id) = &sel.id {
+        return cameras.iter().position(|(c, _)| c == id);
+    }
+    if let Some(model) = &sel.model {
+        let want = model.to_ascii_lowercase();
+        return cameras.iter().position(|(_, m)| {
+            m.as_deref().is_some_and(|m| {
+                let m = m.to_ascii_lowercase();
+                m == want || m.strip_prefix(&want).is_some_and(|s| s.starts_with('_'))
+            })
+        });
+    }
+    let index = sel.index.unwrap_or(0);
+    (index < cameras.len()).then_some(index)
+}
+
+/// Candidate raw modes for a full field of view, in the order to try them: the smallest mode
+/// whose shorter side still covers the larger output comes first (binned modes are faster and
+/// less noisy), then the bigger ones, then the smaller ones (used only when nothing is big
+/// enough). One entry per size, with the deepest bit depth offered. Whether a mode really sees
+/// the whole sensor is known only after configuring it ([`full_field_of_view`]): binned modes
+/// can be cropped too.
+pub fn candidate_modes(modes: &[RawMode], need: (u32, u32)) -> Vec<RawMode> {
+    let mut by_size: Vec<RawMode> = Vec::new();
+    for m in modes.iter().filter(|m| m.width > 0 && m.height > 0) {
+        match by_size
+            .iter_mut()
+            .find(|b| (b.width, b.height) == (m.width, m.height))
+        {
+            Some(b) => b.bit_depth = b.bit_depth.max(m.bit_depth),
+            None => by_size.push(*m),
+        }
+    }
+    by_size.sort_by_key(|m| u64::from(m.width) * u64::from(m.height));
+    let side = need.0.max(need.1);
+    let big_enough = |m: &RawMode| m.width.min(m.height) >= side;
+    let (mut ok, mut small): (Vec<RawMode>, Vec<RawMode>) =
+        by_size.into_iter().partition(|m| big_enough(m));
+    small.reverse();
+    ok.extend(small);
+    ok
+}
+
+/// Configures each candidate in turn (through `try_mode`, which returns the post-configure
+/// limits) and keeps the first whose `ScalerCrop` maximum covers the whole active area. This is
+/// what picamera2 does for its `crop_limits`; it asks libcamera instead of trusting the
+/// binning factors, since some binned modes are cropped as well. `Ok(None)` when no mode sees
+/// the whole sensor, or the camera has no pixel array or `ScalerCrop` (then libcamera
+/// chooses). A mode the camera refuses is skipped.
+pub fn choose_mode<E>(
+    active: (u32, u32),
+    modes: &[RawMode],
+    need: (u32, u32),
+    mut try_mode: impl FnMut(RawMode) -> Result<Option<ModeLimits>, E>,
+) -> Result<Option<(RawMode, ModeLimits)>, E> {
+    for mode in candidate_modes(modes, need) {
+        let Some(limits) = try_mode(mode)? else {
+            continue;
+        };
+        match crop_area(Some(active), &limits) {
+            Ok(Some(area)) if full_field_of_view(active, area) => return Ok(Some((mode, limits))),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// True when the configured mode's crop limits (its analogue crop) cover the whole active
+/// area: within 1% on each side, so a sensor losing a few border pixels in a binned mode
+/// still counts.
+pub fn full_field_of_view(active: (u32, u32), max: Rect) -> bool {
+    let near = |got: u32, full: u32| u64::from(got) * 100 >= u64::from(full) * 99;
+    let slack = |off: i32, full: u32| i64::from(off).unsigned_abs() * 100 <= u64::from(full);
+    near(max.width, active.0)
+        && near(max.height, active.1)
+        && slack(max.x, active.0)
+        && slack(max.y, active.1)
+}
+
+/// The area `ScalerCrop` may select from after configure, checked: a maximum larger than the
+/// active area, or an empty `ScalerCropMaximum` next to it, is a placeholder and refused.
+/// `Ok(None)` when the camera has no `ScalerCrop` at all.
+pub fn crop_area(
+    active: Option<(u32, u32)>,
+    limits: &ModeLimits,
+) -> Result<Option<Rect>, PlanError> {
+    let Some(max) = limits.scaler_crop_max else {
+        return Ok(None);
+    };
+    let Some(active) = active else {
+        // No pixel array to check against (not a sensor camera): take the control as is.
+        return Ok(Some(max).filter(|m| m.width > 0 && m.height > 0));
+    };
+    let placeholder = || PlanError::Placeholder {
+        max,
+        active,
+        maximum: limits.scaler_crop_maximum,
+    };
+    let end_x = i64::from(max.x) + i64::from(max.width);
+    let end_y = i64::from(max.y) + i64::from(max.height);
+    if max.width == 0
+        || max.height == 0
+        || max.x < 0
+        || max.y < 0
+        || end_x > i64::from(active.0)
+        || end_y > i64::from(active.1)
+    {
+        return Err(placeholder());
+    }
+    if limits
+        .scaler_crop_maximum
+        .is_some_and(|m| m.width == 0 || m.height == 0)
+    {
+        return Err(placeholder());
+    }
+    Ok(Some(max))
+}
+
+/// The crop for an output of `aspect` (width, height): the largest centred rectangle of that
+/// shape inside `area`, so for a square output the centred square of the full sensor height
+/// (on a landscape sensor). Even coordinates and sizes, as the ISP wants for 4:2:0 output.
+pub fn centred_crop(area: Rect, aspect: (u32, u32)) -> Rect {
+    let (aw, ah) = (u64::from(aspect.0.max(1)), u64::from(aspect.1.max(1)));
+    let (w, h) = (u64::from(area.width), u64::from(area.height));
+    let (mut cw, mut ch) = if w * ah >= h * aw {
+        (h * aw / ah, h)
+    } else {
+        (w, w * ah / aw)
+    };
+    loop {
+        cw &= !1;
+        ch &= !1;
+        if cw == 0 || ch == 0 {
+            return Rect {
+                x: area.x,
+                y: area.y,
+                width: 0,
+                height: 0,
+            };
+        }
+        if let (Some(x), Some(y)) = (even_start(area.x, w, cw), even_start(area.y, h, ch)) {
+            return Rect {
+                x,
+                y,
+                width: cw as u32,
+                height: ch as u32,
+            };
+        }
+        // Only when an odd offset leaves no room on an axis the crop fills: shrink a little,
+        // keeping the shape.
+        if w * ah >= h * aw {
+            ch -= 2;
+            cw = ch * aw / ah;
+        } else {
+            cw -= 2;
+            ch = cw * ah / aw;
+        }
+    }
+}
+
+/// An even start for `side` pixels centred in `len` pixels from `lo`, staying inside.
+fn even_start(lo: i32, len: u64, side: u64) -> Option<i32> {
+    let (lo, len, side) = (i64::from(lo), len as i64, side as i64);
+    let centred = lo + (len - side) / 2;
+    [centred, centred + 1, centred - 1]
+        .into_iter()
+        .find(|s| s % 2 == 0 && *s >= lo && s + side <= lo + len)
+        .and_then(|s| i32::try_from(s).ok())
+}
+
+/// Outputs of different shapes cannot share one crop without one being squashed. Raspberry
+/// Pi's vc4 has one ISP crop for both outputs; picker sets one `ScalerCrop` on every pipeline,
+/// which the Pi applies to each output. So with a crop asked for (or on a one-crop ISP) the
+/// shapes must match.
+pub fn check_aspects(
+    still: (u32, u32),
+    video: (u32, u32),
+    shared_crop: bool,
+) -> Result<(), PlanError> {
+    let same = u64::from(still.0) * u64::from(video.1) == u64::from(still.1) * u64::from(video.0);
+    if same || !shared_crop {
+        return Ok(());
+    }
+    Err(PlanError::AspectMismatch {
+        still_w: still.0,
+        still_h: still.1,
+        video_w: video.0,
+        video_h: video.1,
+    })
+}
+
+/// Frame period in microseconds for `framerate`, clamped to the post-configure
+/// `FrameDurationLimits` where known; true when clamping changed it.
+pub fn frame_period(framerate: u32, limits: Option<(i64, i64)>) -> (i64, bool) {
+    let want = 1_000_000 / i64::from(framerate.max(1));
+    let Some((min, max)) = limits else {
+        return (want, false);
+    };
+    let min = Some(min).filter(|m| *m > 0);
+    let max = Some(max).filter(|m| *m > 0 && *m >= min.unwrap_or(0));
+    let mut period = want;
+    if let Some(min) = min {
+        period = period.max(min);
+    }
+    if let Some(max) = max {
+        period = period.min(max);
+    }
+    (period, period != want)
+}
+
+/// libcamera's `Orientation` (EXIF values), without libcamera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Orientation {
+    Rotate0,
+    Rotate0Mirror,
+    Rotate180,
+    Rotate180Mirror,
+}
+
+/// `camera.rotation` (0 or 180), `camera.hflip`, `camera.vflip` as one orientation: a 180°
+/// rotation is both flips, and flips cancel in pairs.
+pub fn orientation(rotation: u32, hflip: bool, vflip: bool) -> Orientation {
+    let turned = rotation == 180;
+    match (hflip ^ turned, vflip ^ turned) {
+        (false, false) => Orientation::Rotate0,
+        (true, false) => Orientation::Rotate0Mirror,
+        (true, true) => Orientation::Rotate180,
+        (false, true) => Orientation::Rotate180Mirror,
+    }
+}
+
+/// The orientation to ask libcamera for, and what to report when the camera cannot give
+/// `wanted`. Only a sensor camera (a pixel array, flips in the sensor or ISP) honours it:
+/// libcamera's virtual camera accepts any orientation in `validate()` and then ignores it, so
+/// asking it would claim a flip nobody does.
+pub fn orientation_for(wanted: Orientation, sensor: bool) -> (Orientation, Option<String>) {
+    if sensor || wanted == Orientation::Rotate0 {
+        (wanted, None)
+    } else {
+        (
+            Orientation::Rotate0,
+            Some(format!(
+                "orientation: asked {wanted:?}, got Rotate0 (the camera has no sensor that can flip)"
+            )),
+        )
+    }
+}
+
+/// Compares the crop the ISP reports for a frame with the one planned: the same shape as the
+/// output (within 1%) is fine, anything else means a squashed picture.
+pub fn crop_applied(applied: Rect, aspect: (u32, u32)) -> super::CropState {
+    let lhs = u64::from(applied.width) * u64::from(aspect.1);
+    let rhs = u64::from(applied.height) * u64::from(aspect.0);
+    if applied.width > 0 && applied.height > 0 && lhs.abs_diff(rhs) * 100 <= rhs {
+        super::CropState::Applied(applied)
+    } else {
+        super::CropState::NotSquare(applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(x: i32, y: i32, width: u32, height: u32) -> Rect {
+        Rect {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn cameras_are_chosen_by_id_model_or_index() {
+        let cams = vec![
+            (
+                "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a".to_string(),
+                Some("imx708_wide".to_string()),
+            ),
+            (
+                "/base/axi/pcie@120000/rp1/i2c@80000/imx219@10".to_string(),
+                Some("imx219".to_string()),
+            ),
+        ];
+        let by = |id: Option<&str>, model: Option<&str>, index: Option<usize>| {
+            choose_camera(
+                &cams,
+                &Selector {
+                    id: id.map(String::from),
+                    model: model.map(String::from),
+                    index,
+                },
+            )
+        };
+        assert_eq!(by(None, None, None), Some(0));
+        assert_eq!(by(None, Some("IMX219"), None), Some(1));
+        assert_eq!(by(None, Some("imx708"), None), Some(0));
+        assert_eq!(by(None, Some("imx70"), None), None);
+        assert_eq!(by(None, None, Some(1)), Some(1));
+        assert_eq!(by(None, None, Some(2)), None);
+        assert_eq!(by(Some(&cams[1].0), None, None), Some(1));
+        assert_eq!(
+            by(Some("/base/soc/i2c0mux/i2c@1/imx219@10"), None, None),
+            None
+        );
+        assert_eq!(choose_camera(&[], &Selector::default()), None);
+    }
+
+    #[test]
+    fn orientation_only_where_a_sensor_can_flip() {
+        assert_eq!(
+            orientation_for(Orientation::Rotate180, true),
+            (Orientation::Rotate180, None)
+        );
+        let (o, note) = orientation_for(Orientation::Rotate180, false);
+        assert_eq!(o, Orientation::Rotate0);
+        assert!(
+            note.unwrap()
+                .starts_with("orientation: asked Rotate180, got Rotate0")
+        );
+        assert_eq!(
+            orientation_for(Orientation::Rotate0, false),
+            (Orientation::Rotate0, None)
+        );
+    }
+
+    #[test]
+    fn orientation_composes_rotation_and_flips() {
+        assert_eq!(orientation(0, false, false), Orientation::Rotate0);
+        assert_eq!(orientation(180, false, false), Orientation::Rotate180);
+        assert_eq!(orientation(0, true, true), Orientation::Rotate180);
+        assert_eq!(orientation(0, true, false), Orientation::Rotate0Mirror);
+        assert_eq!(orientation(0, false, true), Orientation::Rotate180Mirror);
+        assert_eq!(orientation(180, true, false), Orientation::Rotate180Mirror);
+        assert_eq!(orientation(180, true, true), Orientation::Rotate0);
+    }
+
+    #[test]
+    fn centred_crops_of_the_output_shape() {
+        assert_eq!(
+            centred_crop(r(0, 0, 4608, 2592), (512, 512)),
+            r(1008, 0, 2592, 2592)
+        );
+        assert_eq!(
+            centred_crop(r(0, 0, 4608, 2592), (640, 480)),
+            r(576, 0, 3456, 2592)
+        );
+        // Portrait output on a landscape sensor: full height still.
+        assert_eq!(centred_crop(r(0, 0, 3280, 2464), (480, 640)).height, 2464);
+        // Wider output than the sensor: full width.
+        assert_eq!(
+            centred_crop(r(0, 0, 2592, 1944), (1920, 1080)),
+            r(0, 244, 2592, 1458)
+        );
+        // Odd offsets stay even and inside.
+        let c = centred_crop(r(1, 3, 4056, 3040), (1, 1));
+        assert_eq!((c.x % 2, c.y % 2), (0, 0));
+        assert!(c.y >= 3 && c.y + c.height as i32 <= 3043, "{c:?}");
+        assert_eq!(centred_crop(r(0, 0, 1, 1), (1, 1)).width, 0);
+    }
+
+    #[test]
+    fn placeholder_limits_are_refused() {
+        let placeholder = ModeLimits {
+            scaler_crop_max: Some(r(65535, 65535, 65535, 65535)),
+            scaler_crop_maximum: Some(r(0, 0, 0, 0)),
+            frame_duration: Some((33_333, 120_000)),
+        };
+        assert!(matches!(
+            crop_area(Some((4608, 2592)), &placeholder),
+            Err(PlanError::Placeholder { .. })
+        ));
+        // A real maximum but an empty ScalerCropMaximum: still before configure.
+        let half = ModeLimits {
+            scaler_crop_max: Some(r(0, 0, 4608, 2592)),
+            scaler_crop_maximum: Some(r(0, 0, 0, 0)),
+            frame_duration: None,
+        };
+        assert!(crop_area(Some((4608, 2592)), &half).is_err());
+        let real = ModeLimits {
+            scaler_crop_max: Some(r(0, 0, 4608, 2592)),
+            scaler_crop_maximum: Some(r(0, 0, 4608, 2592)),
+            frame_duration: None,
+        };
+        assert_eq!(
+            crop_area(Some((4608, 2592)), &real),
+            Ok(Some(r(0, 0, 4608, 2592)))
+        );
+        assert_eq!(
+            crop_area(Some((4608, 2592)), &ModeLimits::default()),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn frame_period_within_limits() {
+        assert_eq!(frame_period(30, None), (33_333, false));
+        assert_eq!(frame_period(60, Some((8_333, 1_000_000))), (16_666, false));
+        assert_eq!(frame_period(30, Some((100_000, 200_000))), (100_000, true));
+        assert_eq!(frame_period(1, Some((1_000, 500_000))), (500_000, true));
+        assert_eq!(frame_period(30, Some((40_000, 10))), (40_000, true));
+        assert_eq!(frame_period(0, None), (1_000_000, false));
+    }
+
+    #[test]
+    fn aspect_mismatch_refused_only_with_a_shared_crop() {
+        assert!(check_aspects((512, 512), (256, 256), true).is_ok());
+        assert!(check_aspects((640, 480), (512, 512), false).is_ok());
+        let e = check_aspects((640, 480), (512, 512), true).unwrap_err();
+        assert!(
+            e.to_string().contains("still 640x480 and stream 512x512"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn applied_crop_is_checked_against_the_output_shape() {
+        use super::super::CropState;
+        let sq = r(1008, 0, 2592, 2592);
+        assert_eq!(crop_applied(sq, (512, 512)), CropState::Applied(sq));
+        let whole = r(0, 0, 4608, 2592);
+        assert_eq!(crop_applied(whole, (512, 512)), CropState::NotSquare(whole));
+        assert_eq!(
+            crop_applied(r(0, 0, 0, 0), (1, 1)),
+            CropState::NotSquare(r(0, 0, 0, 0))
+        );
+    }
+
+    #[test]
+    fn candidates_start_with_the_smallest_big_enough_mode() {
+        let m = |width, height| RawMode {
+            width,
+            height,
+            bit_depth: 10,
+        };
+        let modes = [m(1536, 864), m(2304, 1296), m(4608, 2592), m(2304, 1296)];
+        let c = candidate_modes(&modes, (512, 512));
+        assert_eq!(c, vec![m(1536, 864), m(2304, 1296), m(4608, 2592)]);
+        let c = candidate_modes(&modes, (1024, 1024));
+        assert_eq!(c, vec![m(2304, 1296), m(4608, 2592), m(1536, 864)]);
+    }
+}

@@ -1,0 +1,151 @@
+//! The camera owner loop through the real binary, with the fake pipeline
+//! (`PICKER_TEST_PIPELINE`) standing in for what only a Raspberry Pi camera does: startup and
+//! error frames first, a frontend timeout that cancels every request, a crop in the wrong
+//! shape.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Waits for the process to exit, up to `limit` (a bound against hanging, not a timing
+/// assertion).
+fn wait_exit(p: &mut Picker, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn only_good_frames_are_published_and_ready_follows_the_first() {
+    let dir = temp_dir();
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut p = Picker::start_with_env(
+        &[],
+        &[
+            ("PICKER_TEST_PIPELINE", "startup"),
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+        ],
+    );
+    // READY=1 arrives once good frames flow; by then the camera had delivered its two error
+    // and six startup frames, all counted and none published.
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = notify.recv(&mut buf).expect("READY=1 within 20 s");
+        if String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .any(|l| l == "READY=1")
+        {
+            break;
+        }
+    }
+    assert_eq!(metric(&p, "picker_frames_error_total"), 2.0);
+    assert_eq!(metric(&p, "picker_frames_startup_total"), 6.0);
+    assert!(metric(&p, "picker_frames_captured_total") >= 1.0);
+    // Every published frame is a good one: the fake paints good frames 180, startup 60,
+    // error 0. The first frame the still socket has is the first good one or later.
+    let still = p.unix_get("/still.rgb");
+    assert_eq!(still.status, 200, "{}", still.text());
+    assert!(
+        still.body.iter().all(|b| *b == 180),
+        "a frame that was not a good one was published"
+    );
+    assert_eq!(
+        still.header("x-sequence"),
+        Some("1"),
+        "the first published frame is number 1"
+    );
+    // The sensor skipped two frame numbers after the startup frames.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&p, "picker_sequence_gaps_total") < 2.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&p, "picker_sequence_gaps_total"), 2.0);
+    assert_eq!(metric(&p, "picker_camera_restarts_total"), 0.0);
+    let state = p.tcp_get("/state").text();
+    assert!(
+        state.contains(r#""crop":{"x":1008,"y":0,"width":2592,"height":2592}"#),
+        "{state}"
+    );
+    let (status, _) = p.terminate();
+    assert!(status.success(), "{status:?}\n{}", p.log_text());
+}
+
+#[test]
+fn a_camera_that_cancels_everything_is_restarted_then_picker_exits_non_zero() {
+    let mut p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", "cancel:5")]);
+    let status = wait_exit(&mut p, Duration::from_secs(30)).unwrap_or_else(|| {
+        panic!(
+            "still running 30 s after the camera died:\n{}",
+            p.log_text()
+        )
+    });
+    assert!(!status.success(), "{status:?}\n{}", p.log_text());
+    assert_ne!(
+        status.code(),
+        None,
+        "exited on a signal (watchdog?): {status:?}"
+    );
+    let log = p.log_text();
+    for attempt in 1..=3 {
+        assert!(
+            log.contains(&format!("(attempt {attempt} of 3)")),
+            "restart attempt {attempt} not logged:\n{log}"
+        );
+    }
+    assert!(!log.contains("(attempt 4 of 3)"), "{log}");
+    assert!(log.contains("3 restarts brought no frames back"), "{log}");
+}
+
+#[test]
+fn a_camera_that_comes_back_after_one_restart_keeps_streaming() {
+    let mut p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", "cancel-once:5")]);
+    p.wait_log(
+        "camera delivers again after 1 restart",
+        Duration::from_secs(20),
+    );
+    let before = metric(&p, "picker_frames_captured_total");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&p, "picker_frames_captured_total") <= before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metric(&p, "picker_frames_captured_total") > before);
+    assert_eq!(metric(&p, "picker_camera_restarts_total"), 1.0);
+    assert!(p.child.try_wait().unwrap().is_none(), "{}", p.log_text());
+    let (status, _) = p.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_crop_of_the_wrong_shape_is_reported_in_state_and_logged_once() {
+    let mut p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", "squashed")]);
+    let state = p.tcp_get("/state").text();
+    assert!(
+        state.contains(r#""crop":{"not-square":{"x":0,"y":0,"width":4608,"height":2592}}"#),
+        "{state}"
+    );
+    // Let more frames report the same crop: still one error line.
+    let seq = |p: &Picker| {
+        p.unix_get("/still.rgb?fresh=1")
+            .header("x-sequence")
+            .map(String::from)
+    };
+    let first = seq(&p);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seq(&p) == first && Instant::now() < deadline {}
+    let (_, _) = p.terminate();
+    let log = p.log_text();
+    assert_eq!(log.matches("the picture is squashed").count(), 1, "{log}");
+}
