@@ -1169,7 +1169,8 @@ fn log_report(key: &str, r: &Report) {
     let value = r.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
     let note = r.note.as_deref().unwrap_or("");
     match r.status {
-        Status::Applied => tracing::info!("controls.{key}: applied {value} {note}"),
+        Status::Applied if note.is_empty() => tracing::info!("controls.{key}: applied {value}"),
+        Status::Applied => tracing::info!("controls.{key}: applied {value} ({note})"),
         Status::Adjusted => {
             tracing::warn!("controls.{key} = {}: adjusted to {value}: {note}", r.asked)
         }
