@@ -615,7 +615,8 @@ impl Plan {
         value: Option<serde_json::Value>,
         note: Option<String>,
     ) {
-        let asked = serde_json::to_value(asked).unwrap_or(serde_json::Value::Null);
+        let asked = tidy(serde_json::to_value(asked).unwrap_or(serde_json::Value::Null));
+        let value = value.map(tidy);
         self.reports.insert(
             key,
             Report {
@@ -634,6 +635,20 @@ impl Plan {
     /// The value of control `id` this plan sets, if any.
     pub fn value(&self, id: Id) -> Option<Value> {
         self.values.iter().find(|(i, _)| *i == id).map(|(_, v)| *v)
+    }
+}
+
+/// Numbers in reports as written (0.1, not the 0.10000000149011612 an f32 widens to): every
+/// fractional number here comes from an f32, so its shortest f32 form is the true one.
+fn tidy(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Number(n) if n.is_f64() => {
+            let short = (n.as_f64().unwrap_or(0.0) as f32).to_string();
+            short.parse::<f64>().map(J::from).unwrap_or(J::Number(n))
+        }
+        J::Array(a) => J::Array(a.into_iter().map(tidy).collect()),
+        other => other,
     }
 }
 
