@@ -1659,6 +1659,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_documents_every_key_with_a_valid_example() {
+        let text = include_str!("../../config/picker.toml");
+        let table = &text[text.find("[controls]").expect("a [controls] table")..];
+        for key in KEYS {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(&format!("#{key} = ")))
+                .unwrap_or_else(|| panic!("{key} is not documented in config/picker.toml"));
+            let c: ControlsConfig = toml::from_str(&line[1..]).unwrap();
+            assert!(!c.is_empty() && c.check("").is_empty(), "{line}");
+        }
+    }
+
+    #[test]
     fn handle_hands_a_change_to_the_camera_once() {
         let h = ControlsHandle::new(&toml("brightness = 0.2"));
         assert!(h.take_change().is_none());
