@@ -43,6 +43,7 @@ use libcamera::properties;
 use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::{Stream, StreamRole};
 
+use super::controls::ControlsHandle;
 use super::crop::{center_square, full_fov_mode};
 use super::{
     Camera, CameraError, CameraInfo, CropState, FrameMut, FrameSink, PixelFormat, Rect, SourceKind,
@@ -149,6 +150,7 @@ pub struct LibcameraCamera {
     empty: SyncSender<FrameMut>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
+    controls: Arc<ControlsHandle>,
 }
 
 /// Opens the camera named in the config (or the first), configures and starts it on its own
@@ -162,6 +164,8 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
         framerate: config.camera.framerate,
         crop: config.camera.crop,
     };
+    let controls = Arc::new(ControlsHandle::new(&config.controls));
+    let owner_controls = controls.clone();
     let what = wanted.id.clone().unwrap_or_else(|| "-".to_string());
     let (start_tx, start_rx) = sync_channel(1);
     let (empty_tx, empty_rx) = sync_channel(FRAMES_LENT);
@@ -170,7 +174,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
     let thread = std::thread::Builder::new()
         .name("libcamera".into())
         .spawn(move || {
-            let result = owner(&wanted, &start_rx, &empty_rx, &event_tx);
+            let result = owner(&wanted, &owner_controls, &start_rx, &empty_rx, &event_tx);
             let _ = event_tx.try_send(Event::Ended(result));
         })
         .map_err(|e| failed(&what, format!("cannot start the libcamera thread: {e}")))?;
@@ -184,6 +188,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
                 empty: empty_tx,
                 events: event_rx,
                 thread: Some(thread),
+                controls,
             }))
         }
         Ok(Event::Ended(Err(e))) => {
@@ -208,6 +213,10 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
 impl Camera for LibcameraCamera {
     fn info(&self) -> CameraInfo {
         self.info.clone()
+    }
+
+    fn controls(&self) -> Option<Arc<ControlsHandle>> {
+        Some(self.controls.clone())
     }
 
     fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError> {
@@ -318,6 +327,7 @@ type MappedBuffer = MemoryMappedFrameBuffer<FrameBuffer>;
 /// The owner thread: everything libcamera, from the manager to the last request.
 fn owner(
     wanted: &Wanted,
+    controls_plan: &ControlsHandle,
     start: &Receiver<StopFlag>,
     empty: &Receiver<FrameMut>,
     events: &SyncSender<Event>,
@@ -431,6 +441,9 @@ fn owner(
     if let Some(crop) = neg.crop {
         let _ = start_controls.set(controls::ScalerCrop(crop));
     }
+    // After configure: the Pi's limits are the sensor mode's now, not placeholders.
+    let plan = controls_plan.start(&super::libcamera_controls::facts(active.controls()));
+    super::libcamera_controls::add(&mut start_controls, &plan.values);
     active
         .start(Some(&start_controls))
         .map_err(|e| failed(&id, format!("start: {e}")))?;
@@ -531,6 +544,9 @@ fn owner(
         req.reuse(ReuseFlag::REUSE_BUFFERS);
         if let Some(crop) = neg.crop {
             let _ = req.controls_mut().set(controls::ScalerCrop(crop));
+        }
+        if let Some(change) = controls_plan.take_change() {
+            super::libcamera_controls::add(req.controls_mut(), &change.values);
         }
         if let Err((req, e)) = active.queue_request(req) {
             if !warned_gone {
