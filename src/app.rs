@@ -1,6 +1,7 @@
 //! The running service: opens the camera, binds the sockets, wires camera -> encoder ->
 //! clients together, and is the one place that decides shutdown.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 
+use crate::camera::controls::{ControlFacts, ControlsHandle};
 use crate::camera::{Camera, CameraError, CameraInfo, CropState, StopFlag, StreamInfo};
 use crate::config::{Config, Crop, SourceChoice};
 use crate::encoder::{Demand, EncodedFrame};
@@ -63,6 +65,8 @@ pub enum StillError {
 pub struct Shared {
     pub config: Config,
     pub info: CameraInfo,
+    /// The camera's controls (`/controls` on the still socket, `controls` in `/state`).
+    pub controls: Arc<ControlsHandle>,
     pub sink: Arc<FrameSink>,
     pub stats: Arc<Stats>,
     pub encoded: watch::Receiver<Option<Arc<EncodedFrame>>>,
@@ -86,6 +90,8 @@ pub struct State {
     pub frames: FrameCounts,
     pub crop: CropState,
     pub adjustments: Vec<String>,
+    /// `[controls]` per key: applied / adjusted / unsupported, and the values in force.
+    pub controls: BTreeMap<&'static str, crate::camera::controls::Report>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +141,7 @@ impl Shared {
             },
             crop: self.sink.crop(),
             adjustments: self.info.adjustments.clone(),
+            controls: self.controls.state().in_force,
         }
     }
 
@@ -339,7 +346,14 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let demand = Demand::new();
+    // A camera without controls still answers /controls: every key reported unsupported.
+    let controls = camera.controls().unwrap_or_else(|| {
+        let handle = ControlsHandle::new(&config.controls);
+        handle.start(&ControlFacts::none());
+        Arc::new(handle)
+    });
     let shared = Arc::new(Shared {
+        controls,
         stream_slots: Arc::new(Semaphore::new(config.stream.max_clients)),
         config,
         info,

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::camera::controls::ControlsConfig;
+
 /// The config file used when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/picker/picker.toml";
 
@@ -20,6 +22,8 @@ pub struct RawConfig {
     pub stream: RawStream,
     #[serde(default)]
     pub still: RawStill,
+    #[serde(default)]
+    pub controls: ControlsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +117,8 @@ pub struct Config {
     pub camera: CameraConfig,
     pub stream: StreamConfig,
     pub still: StillConfig,
+    /// `[controls]`: checked for ranges here, applied as far as the camera allows.
+    pub controls: ControlsConfig,
 }
 
 /// Why a config could not be used.
@@ -319,6 +325,7 @@ impl RawConfig {
                 "camera.rotation = {rotation}: must be 0 or 180 (the ISP can flip, not turn by 90)"
             ));
         }
+        errors.extend(self.controls.check("controls."));
 
         if !errors.is_empty() {
             return Err(ConfigError::Invalid {
@@ -355,6 +362,7 @@ impl RawConfig {
                 width: still_width,
                 height: still_height,
             },
+            controls: self.controls,
         })
     }
 }

@@ -4,11 +4,13 @@
 //! # Layout
 //! - [`config`]: the TOML file, parsed strictly and validated into typed settings.
 //! - [`camera`]: the camera seam ([`camera::Camera`]); the built-in test pattern and, with
-//!   the `libcamera` feature, the real libcamera pipeline.
+//!   the `libcamera` feature, the real libcamera pipeline; [`camera::controls`] plans the
+//!   `[controls]` table (focus, exposure...) against what the camera advertises.
 //! - [`frames`]: frame buffers, their pool, and the latest-frame broadcast.
 //! - [`jpeg`] and [`convert`]: libjpeg-turbo encoding from YUV planes; pixel conversions.
 //! - [`encoder`]: encodes stream frames while (and only while) somebody watches.
-//! - [`http`]: accept loops and the routes of the stream port and the still socket.
+//! - [`http`]: accept loops and the routes of the stream port and the still socket
+//!   (stills, and `/controls` for runtime control changes).
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
 //! - [`app`]: wires it all together and decides shutdown.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.

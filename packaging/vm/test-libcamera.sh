@@ -13,7 +13,8 @@
 # colour bars; that stills arrive over the socket (curl --unix-socket in the VM) with
 # the right size, colours and byte order; a missing camera id fails at start naming the cameras;
 # SIGTERM stops it promptly; rotation = 180 is reported adjusted; libcamera's log reaches the
-# journal with its priorities under systemd. Prints PASS/FAIL per check; exits 1 if any failed.
+# journal with its priorities under systemd; [controls] reported unsupported and /controls on
+# the socket only (controls_checks). Prints PASS/FAIL per check; exits 1 if any failed.
 
 # Commands for the VM are single-quoted on purpose: they expand there, not here. vm_start's
 # optional argument is an image, not this script's arguments.
@@ -45,6 +46,93 @@ fail() {
 indent() { sed 's/^/      /'; }
 vm() { vm_run --timeout 90 "$1"; }
 trap 'vm_stop >/dev/null 2>&1; rm -rf "$work"' EXIT
+
+# controls_checks: the [controls] table and /controls on a camera that has none of the controls
+# (libcamera's virtual camera advertises only FrameDurationLimits and FaceDetectMode): every
+# key reported "unsupported" in /state and the log, picker still ready; /controls over the
+# still socket (GET, PUT, DELETE; a bad key refused naming it); absent on the TCP port.
+controls_checks() {
+    local out
+    vm 'cp /root/picker.toml /root/controls.toml
+        printf "[controls]\nlens-position = 4\nexposure-time = 10000\nanalogue-gain = 2.0\nawb-mode = \"daylight\"\ndenoise = \"fast\"\n" >>/root/controls.toml'
+    if vm '(RUST_LOG=info /root/picker --config /root/controls.toml >/root/controls.log 2>&1 &)
+        for i in $(seq 240); do
+            grep -q " ready" /root/controls.log && exit 0
+            pgrep -x picker >/dev/null || break
+            sleep 0.5
+        done
+        cat /root/controls.log; exit 1' >"$work/controls-start.log" 2>&1; then
+        pass "[controls] on the virtual camera: picker starts and reports ready"
+    else
+        fail "[controls] on the virtual camera: picker starts" "$(tail -30 "$work/controls-start.log")"
+        return
+    fi
+    out=$(curl -s -m 20 "http://127.0.0.1:$port/state")
+    if python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+c = s["controls"]
+assert s["online"] is True, s
+keys = ["lens-position", "exposure-time", "analogue-gain", "awb-mode", "denoise"]
+assert sorted(c) == sorted(keys), c
+assert all(c[k]["status"] == "unsupported" and "value" not in c[k] for k in keys), c
+print(json.dumps(c))
+' "$out" >"$work/controls-state.out" 2>&1; then
+        pass "/state: every [controls] key \"unsupported\" on the virtual camera (not an error)"
+        indent <"$work/controls-state.out"
+    else
+        fail "/state reports the controls unsupported" "$(cat "$work/controls-state.out"; echo "$out")"
+    fi
+    if vm 'grep -q "controls.lens-position = 4.0: unsupported" /root/controls.log &&
+           ! grep -v "^\[" /root/controls.log | grep -E " ERROR "'; then
+        pass "the log names each unsupported key once, no error"
+    else
+        fail "the log reports unsupported controls" "$(vm 'grep -v "^\[" /root/controls.log')"
+    fi
+    sock() { vm "curl -sS -m 20 -w '\n%{http_code}' --unix-socket /run/pk/still.sock $*"; }
+    out=$(sock http://picker/controls)
+    if [[ ${out##*$'\n'} == 200 ]] && python3 -c '
+import json, sys
+c = json.loads(sys.argv[1])
+assert c["camera"] == {}, c["camera"]        # none of our controls
+assert c["config"]["lens-position"] == 4.0, c
+' "${out%$'\n'*}"; then
+        pass "GET /controls over the socket: the config, and no controls on this camera"
+    else
+        fail "GET /controls over the socket" "$out"
+    fi
+    out=$(sock "-X PUT -d '{\"lens-position\": 10, \"brightness\": 0.2}' http://picker/controls")
+    if [[ ${out##*$'\n'} == 200 ]] && python3 -c '
+import json, sys
+c = json.loads(sys.argv[1])
+assert c["runtime"] == {"lens-position": 10.0, "brightness": 0.2}, c
+assert c["in_force"]["brightness"]["status"] == "unsupported", c
+' "${out%$'\n'*}"; then
+        pass "PUT /controls over the socket merges (reported unsupported here)"
+    else
+        fail "PUT /controls over the socket" "$out"
+    fi
+    out=$(sock "-X PUT -d '{\"lens-positon\": 1}' http://picker/controls")
+    if [[ ${out##*$'\n'} == 400 ]] && grep -q 'unknown key "lens-positon"' <<<"$out"; then
+        pass "PUT /controls with a misspelt key: 400 naming it"
+    else
+        fail "PUT /controls with a misspelt key" "$out"
+    fi
+    out=$(sock "-X DELETE http://picker/controls")
+    if [[ ${out##*$'\n'} == 200 ]] && grep -q '"runtime":{}' <<<"$out"; then
+        pass "DELETE /controls: back to the config"
+    else
+        fail "DELETE /controls" "$out"
+    fi
+    out=$(curl -s -o /dev/null -m 20 -w '%{http_code}' "http://127.0.0.1:$port/controls")
+    if [[ $out == 404 ]]; then
+        pass "/controls is not on the TCP port (404)"
+    else
+        fail "/controls is not on the TCP port" "HTTP $out"
+    fi
+    vm 'pkill -TERM -x picker; for i in $(seq 20); do pgrep -x picker >/dev/null || exit 0; sleep 0.1; done; exit 1' ||
+        fail "SIGTERM stops the [controls] picker"
+}
 
 # --- the binary --------------------------------------------------------------------------------
 if [[ -n $deb ]]; then
@@ -305,6 +393,7 @@ else
     fail "a missing camera fails at start with the list of cameras" "$missing"
 fi
 
+controls_checks
 echo
 if ((failures)); then
     echo "test-libcamera: $failures check(s) FAILED ($((SECONDS - t_start))s)"

@@ -27,7 +27,7 @@ use libcamera::camera::{
 };
 use libcamera::camera_manager::{CameraList, CameraManager};
 use libcamera::color_space::ColorSpace;
-use libcamera::control::ControlList;
+use libcamera::control::{ControlList, MergePolicy};
 use libcamera::control_value::ControlValue;
 use libcamera::controls;
 use libcamera::framebuffer::AsFrameBuffer;
@@ -39,7 +39,9 @@ use libcamera::pixel_format::PixelFormat as LcFormat;
 use libcamera::properties;
 use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::{Stream, StreamRole};
+use libcamera::utils::UniquePtr;
 
+use super::controls::{ControlFacts, ControlsHandle};
 use super::owner::{self, Completion, FrameStatus, Next, Pipeline};
 use super::plan::{self, ModeLimits, Orientation, RawMode, Selector};
 use super::{
@@ -165,8 +167,12 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
         orientation: plan::orientation(c.rotation, c.hflip, c.vflip),
     };
     let what = wanted.what().unwrap_or_else(|| "-".to_string());
-    let camera = owner::spawn(&what, OPEN_TIMEOUT, move |owner| owner_body(&wanted, owner))?;
-    Ok(Box::new(camera))
+    let controls = Arc::new(ControlsHandle::new(&config.controls));
+    let owner_controls = controls.clone();
+    let camera = owner::spawn(&what, OPEN_TIMEOUT, move |owner| {
+        owner_body(&wanted, owner_controls, owner)
+    })?;
+    Ok(Box::new(camera.with_controls(controls)))
 }
 
 /// The size, format and row stride of one configured stream, as we copy it.
@@ -191,17 +197,23 @@ struct LcPipeline<'d> {
     video: (Stream, Layout),
     still: Option<(Stream, Layout)>,
     crop: Option<Rectangle>,
-    start_controls: ControlList,
+    start_controls: UniquePtr<ControlList>,
+    /// The `[controls]` of the config and of `PUT /controls`, and what the camera advertises.
+    controls: Arc<ControlsHandle>,
+    control_facts: ControlFacts,
     _alloc: FrameBufferAllocator,
     active: ActiveCamera<'d>,
 }
 
 impl LcPipeline<'_> {
-    /// The controls every request carries. The controls of the config (`[controls]`) are
-    /// added here too, where the runtime changes are taken per request.
+    /// The controls every request carries, and the runtime changes of `PUT /controls` since
+    /// the last request.
     fn request_controls(&mut self, req: &mut Request) {
         if let Some(crop) = self.crop {
             let _ = req.controls_mut().set(controls::ScalerCrop(crop));
+        }
+        if let Some(change) = self.controls.take_change() {
+            super::libcamera_controls::add(req.controls_mut(), &change.values);
         }
     }
 }
@@ -271,7 +283,10 @@ impl Pipeline for LcPipeline<'_> {
         }
         held.append(&mut self.parked);
         self.disconnected.store(false, Ordering::Relaxed);
-        let started = self.active.start(Some(&self.start_controls));
+        // The controls in force now (runtime changes included) start the camera again.
+        let plan = self.controls.start(&self.control_facts);
+        let start_controls = with_values(&self.start_controls, &plan.values);
+        let started = self.active.start(Some(&start_controls));
         let mut result = started.map_err(|e| format!("start: {e}"));
         for req in held {
             if result.is_err() {
@@ -298,8 +313,23 @@ impl Drop for LcPipeline<'_> {
     }
 }
 
+/// `base` (the controls picker itself sets) with the `[controls]` values added.
+fn with_values(
+    base: &ControlList,
+    values: &[(super::controls::Id, super::controls::Value)],
+) -> UniquePtr<ControlList> {
+    let mut list = ControlList::new();
+    list.merge(base, MergePolicy::OverwriteExisting);
+    super::libcamera_controls::add(&mut list, values);
+    list
+}
+
 /// The owner thread's work: everything libcamera, from the manager to the last request.
-fn owner_body(wanted: &Wanted, owner: &owner::Owner) -> Result<(), CameraError> {
+fn owner_body(
+    wanted: &Wanted,
+    controls_handle: Arc<ControlsHandle>,
+    owner: &owner::Owner,
+) -> Result<(), CameraError> {
     let mgr =
         CameraManager::new().map_err(|e| failed("-", format!("cannot start libcamera: {e}")))?;
     let cameras = mgr.cameras();
@@ -403,9 +433,13 @@ fn owner_body(wanted: &Wanted, owner: &owner::Owner) -> Result<(), CameraError> 
     if let Some(crop) = neg.crop {
         let _ = start_controls.set(controls::ScalerCrop(crop));
     }
-    // The controls of the config join `start_controls` here (once, after configure).
+    // After configure: the Pi's control limits are the sensor mode's now, not placeholders.
+    // The camera's own controls are kept apart, so a restart can add the ones in force then.
+    let control_facts = super::libcamera_controls::facts(active.controls());
+    let plan = controls_handle.start(&control_facts);
+    let first_controls = with_values(&start_controls, &plan.values);
     active
-        .start(Some(&start_controls))
+        .start(Some(&first_controls))
         .map_err(|e| failed(&id, format!("start: {e}")))?;
     let mut pipeline = LcPipeline {
         id: id.clone(),
@@ -416,6 +450,8 @@ fn owner_body(wanted: &Wanted, owner: &owner::Owner) -> Result<(), CameraError> 
         still,
         crop: neg.crop,
         start_controls,
+        controls: controls_handle,
+        control_facts,
         _alloc: alloc,
         active,
     };

@@ -2,6 +2,7 @@
 //! [`Camera`] and publishes [`Frame`]s into a [`FrameSink`], so the rest of the service never
 //! knows which one is running and no test needs hardware.
 
+pub mod controls;
 pub mod fake;
 pub mod owner;
 #[cfg(test)]
@@ -11,6 +12,8 @@ pub mod test_pattern;
 
 #[cfg(feature = "libcamera")]
 pub mod libcamera;
+#[cfg(feature = "libcamera")]
+pub mod libcamera_controls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,6 +132,13 @@ pub trait Camera: Send {
     /// readers: `sink.publish` never waits. Returns an error only for a failure the camera
     /// cannot recover from; a stall is not an error (the service notices the missing frames).
     fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError>;
+
+    /// The camera's controls, shared with the HTTP handlers (`/controls`, `/state`). `None`:
+    /// this camera sets no controls (the service then reports every `[controls]` key as
+    /// unsupported).
+    fn controls(&self) -> Option<Arc<controls::ControlsHandle>> {
+        None
+    }
 }
 
 /// Failures of a camera backend.

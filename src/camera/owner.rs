@@ -27,6 +27,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::controls::ControlsHandle;
 use super::{Camera, CameraError, CameraInfo, CropState, FrameMut, FrameSink, Rect, StopFlag};
 use crate::frames::Stats;
 
@@ -163,6 +164,7 @@ pub fn spawn(
             empty: empty_tx,
             events: event_rx,
             thread: Some(thread),
+            controls: None,
         }),
         Ok(Event::Ended(Err(e))) => {
             let _ = thread.join();
@@ -372,11 +374,24 @@ pub struct OwnerCamera {
     empty: SyncSender<FrameMut>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
+    controls: Option<Arc<ControlsHandle>>,
+}
+
+impl OwnerCamera {
+    /// The `[controls]` handle the owner applies, for `/controls` and `/state`.
+    pub fn with_controls(mut self, controls: Arc<ControlsHandle>) -> Self {
+        self.controls = Some(controls);
+        self
+    }
 }
 
 impl Camera for OwnerCamera {
     fn info(&self) -> CameraInfo {
         self.info.clone()
+    }
+
+    fn controls(&self) -> Option<Arc<ControlsHandle>> {
+        self.controls.clone()
     }
 
     fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError> {

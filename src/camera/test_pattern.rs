@@ -1,9 +1,17 @@
 //! The built-in test pattern: colour bars that scroll sideways (so a frozen stream is
 //! obvious) with the frame number drawn on top, at the configured sizes and rate. It is
 //! what the service shows with no camera, and what every test and benchmark runs against.
+//!
+//! It advertises no camera controls (every `[controls]` key is reported unsupported), unless
+//! `PICKER_TEST_CONTROLS` names a recorded Pi camera ([`super::controls::fixtures`], e.g.
+//! `imx708`): it then plans, reports and takes runtime changes exactly as a real camera's
+//! owner thread does, so `/controls` and `/state` are tested through the binary. The pixels do
+//! not change with the controls.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::controls::{ControlFacts, ControlsHandle, fixtures};
 use super::{
     Camera, CameraError, CameraInfo, FrameSink, PixelFormat, SourceKind, StopFlag, StreamInfo,
 };
@@ -45,6 +53,8 @@ pub struct TestPattern {
     video: (u32, u32),
     still: (u32, u32),
     stall: Option<Stall>,
+    controls: Arc<ControlsHandle>,
+    facts: ControlFacts,
 }
 
 /// Fault injection for tests of stall handling: after `after` frames, deliver nothing for
@@ -80,6 +90,27 @@ impl TestPattern {
             video: (config.stream.width, config.stream.height),
             still: (config.still.width, config.still.height),
             stall: Stall::from_env(),
+            controls: Arc::new(ControlsHandle::new(&config.controls)),
+            facts: facts_from_env(),
+        }
+    }
+}
+
+/// The controls the pattern pretends to have: `PICKER_TEST_CONTROLS=<fixture>` (tests only).
+fn facts_from_env() -> ControlFacts {
+    let Ok(name) = std::env::var("PICKER_TEST_CONTROLS") else {
+        return ControlFacts::none();
+    };
+    match fixtures::by_name(&name) {
+        Some(f) => {
+            tracing::warn!(
+                "PICKER_TEST_CONTROLS: the test pattern advertises the controls of {name}"
+            );
+            f
+        }
+        None => {
+            tracing::warn!("PICKER_TEST_CONTROLS={name:?}: no such fixture; no controls");
+            ControlFacts::none()
         }
     }
 }
@@ -103,13 +134,20 @@ impl Camera for TestPattern {
         }
     }
 
+    fn controls(&self) -> Option<Arc<ControlsHandle>> {
+        Some(self.controls.clone())
+    }
+
     fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError> {
         let still_rows = BarRows::new(self.still.0 as usize);
         let video_rows = BarRows::new(self.video.0 as usize);
         let period = Duration::from_secs(1) / self.framerate;
         let mut next = Instant::now();
         let mut sequence = 0u64;
+        // As a camera's owner thread does: the start values once, then changes per frame.
+        self.controls.start(&self.facts);
         while !stop.is_stopped() {
+            let _ = self.controls.take_change();
             sequence += 1;
             let mut frame = sink.acquire();
             let (mono, unix) = now_timestamps();

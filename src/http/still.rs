@@ -1,6 +1,7 @@
 //! Routes on the still socket: `/still.{rgb,bgr,ppm,png,jpg}`, each the latest still frame
 //! at once (no camera reconfiguration, the stream never pauses), or with `?fresh=1` the
-//! first frame captured after the request arrived.
+//! first frame captured after the request arrived. Also `/controls` (see [`super::controls`]),
+//! which only this local socket serves.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -50,13 +51,17 @@ pub fn routes(
     shared: Arc<Shared>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
+    let controls = super::controls::routes(shared.clone());
     let shared = warp::any().map(move || shared.clone());
-    warp::get()
+    let still = warp::get()
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::query::<HashMap<String, String>>())
         .and(shared)
-        .and_then(still)
+        .and_then(still);
+    controls
+        .or(still)
+        .unify()
         .recover(super::plain_rejection)
         .unify()
 }

@@ -1,0 +1,1704 @@
+//! Camera controls: the `[controls]` table (focus, exposure, white balance, picture tuning),
+//! what a camera advertises after `configure()` ([`ControlFacts`]), and the pure [`plan`] that
+//! turns one into the other: the values to set, clamped to the camera's limits, and a report
+//! per key (applied / adjusted / unsupported). No libcamera types here, so the planning is
+//! compiled and tested on any machine, table-driven over recorded Raspberry Pi cameras
+//! ([`fixtures`]); `libcamera_controls` translates facts and values at the edge.
+//!
+//! [`ControlsHandle`] is the state the camera thread and the HTTP handlers share: the TOML
+//! values, the runtime overrides from `PUT /controls` (kept until restart), and the change the
+//! camera thread has not taken yet. The camera thread calls [`ControlsHandle::start`] once
+//! after configure and [`ControlsHandle::take_change`] before queuing each request (a relaxed
+//! atomic load when nothing changed).
+//!
+//! Names and values follow rpicam-apps' options, which Raspberry Pi users know. Semantics of
+//! the libcamera controls follow Raspberry Pi's IPA (`src/ipa/rpi/common/ipa_base.cpp`):
+//! `ExposureTime`/`AnalogueGain` only act in the manual `ExposureTimeMode`/`AnalogueGainMode`,
+//! `LensPosition` only in `AfMode` manual, `ColourGains` switch automatic white balance off.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Autofocus mode (`AfMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfMode {
+    Manual,
+    Auto,
+    Continuous,
+}
+
+/// Focus search range (`AfRange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfRange {
+    Normal,
+    Macro,
+    Full,
+}
+
+/// Automatic exposure profile (`AeExposureMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExposureMode {
+    Normal,
+    Short,
+    Long,
+}
+
+/// Automatic exposure metering (`AeMeteringMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metering {
+    Centre,
+    Spot,
+    Matrix,
+}
+
+/// Automatic white balance preset (`AwbMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AwbMode {
+    Auto,
+    Incandescent,
+    Tungsten,
+    Fluorescent,
+    Indoor,
+    Daylight,
+    Cloudy,
+}
+
+/// Noise reduction (`NoiseReductionMode`, a libcamera draft control).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Denoise {
+    Off,
+    Fast,
+    HighQuality,
+}
+
+/// A value that may also be `"auto"` (the camera's algorithm decides).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OrAuto<T> {
+    Auto,
+    Fixed(T),
+}
+
+impl<T: Serialize> Serialize for OrAuto<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OrAuto::Auto => s.serialize_str("auto"),
+            OrAuto::Fixed(v) => v.serialize(s),
+        }
+    }
+}
+
+// Hand-written instead of `#[serde(untagged)]`: untagged enums lose the reason ("data did not
+// match any variant"), and the message must say what is accepted.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrAuto<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IntoDeserializer, value};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = OrAuto<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or \"auto\"")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == "auto" {
+                    Ok(OrAuto::Auto)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OrAuto::Fixed)
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OrAuto::Fixed)
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OrAuto::Fixed)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(value::SeqAccessDeserializer::new(a)).map(OrAuto::Fixed)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The `[controls]` table, and also one layer of runtime overrides. Every key optional:
+/// absent means "the camera's own default".
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ControlsConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub af_mode: Option<AfMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub af_range: Option<AfRange>,
+    /// Dioptres (1 / distance in metres); 0 = infinity. Implies `af-mode = "manual"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lens_position: Option<f32>,
+    /// Microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_time: Option<OrAuto<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analogue_gain: Option<OrAuto<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_mode: Option<ExposureMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metering: Option<Metering>,
+    /// Exposure compensation in stops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ev: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awb_mode: Option<AwbMode>,
+    /// Fixed red and blue gains (automatic white balance off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour_gains: Option<OrAuto<[f32; 2]>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brightness: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharpness: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denoise: Option<Denoise>,
+}
+
+/// Every key, in the order reports and docs list them.
+pub const KEYS: [&str; 15] = [
+    "af-mode",
+    "af-range",
+    "lens-position",
+    "exposure-time",
+    "analogue-gain",
+    "exposure-mode",
+    "metering",
+    "ev",
+    "awb-mode",
+    "colour-gains",
+    "brightness",
+    "contrast",
+    "saturation",
+    "sharpness",
+    "denoise",
+];
+
+/// Longest exposure libcamera's `ExposureTime` (int32 microseconds) can carry.
+const MAX_EXPOSURE_US: u32 = i32::MAX as u32;
+
+impl ControlsConfig {
+    /// Range and consistency checks that need no camera; `table` prefixes the key in messages
+    /// ("controls." for the TOML, "" for the HTTP API). Limits of the camera are applied later
+    /// by clamping (see [`plan`]), not refused, because they are known only after configure.
+    pub fn check(&self, table: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut float = |key: &str, v: Option<f32>, min: f32, max: f32, what: &str| {
+            if let Some(v) = v {
+                if !v.is_finite() || v < min || v > max {
+                    errors.push(format!("{table}{key} = {v}: {what}"));
+                }
+            }
+        };
+        float(
+            "lens-position",
+            self.lens_position,
+            0.0,
+            1000.0,
+            "must be from 0 (infinity) to 1000 dioptres",
+        );
+        float("ev", self.ev, -16.0, 16.0, "must be from -16 to 16 stops");
+        float(
+            "brightness",
+            self.brightness,
+            -1.0,
+            1.0,
+            "must be from -1 to 1 (0 = normal)",
+        );
+        for (key, v) in [
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+            ("sharpness", self.sharpness),
+        ] {
+            float(key, v, 0.0, 1000.0, "must be from 0 to 1000 (1 = normal)");
+        }
+        if let Some(OrAuto::Fixed(g)) = self.analogue_gain {
+            float(
+                "analogue-gain",
+                Some(g),
+                1.0,
+                1000.0,
+                "must be from 1 to 1000, or \"auto\"",
+            );
+        }
+        if let Some(OrAuto::Fixed(t)) = self.exposure_time {
+            if t == 0 || t > MAX_EXPOSURE_US {
+                errors.push(format!(
+                    "{table}exposure-time = {t}: must be from 1 to {MAX_EXPOSURE_US} microseconds, or \"auto\""
+                ));
+            }
+        }
+        if let Some(OrAuto::Fixed([r, b])) = self.colour_gains {
+            if ![r, b]
+                .iter()
+                .all(|g| g.is_finite() && *g > 0.0 && *g <= 1000.0)
+            {
+                errors.push(format!(
+                    "{table}colour-gains = [{r}, {b}]: both gains must be above 0 and at most 1000, or \"auto\""
+                ));
+            }
+        }
+        if let (Some(mode @ (AfMode::Auto | AfMode::Continuous)), Some(p)) =
+            (self.af_mode, self.lens_position)
+        {
+            errors.push(format!(
+                "{table}lens-position = {p} needs af-mode = \"manual\" (or no af-mode), not {:?}",
+                name(&mode)
+            ));
+        }
+        if let (Some(awb), Some(OrAuto::Fixed(_))) = (self.awb_mode, self.colour_gains) {
+            errors.push(format!(
+                "{table}colour-gains (fixed white balance) and {table}awb-mode = {:?} exclude each other: set one",
+                name(&awb)
+            ));
+        }
+        errors
+    }
+
+    /// `self` with `over` laid on top: a key `over` sets wins; a key that decides what
+    /// another means clears it from below (lens-position vs af-mode, colour-gains vs
+    /// awb-mode), so the result never holds a pair that excludes each other.
+    pub fn merged(&self, over: &ControlsConfig) -> ControlsConfig {
+        let mut m = ControlsConfig {
+            af_mode: over.af_mode.or(self.af_mode),
+            af_range: over.af_range.or(self.af_range),
+            lens_position: over.lens_position.or(self.lens_position),
+            exposure_time: over.exposure_time.or(self.exposure_time),
+            analogue_gain: over.analogue_gain.or(self.analogue_gain),
+            exposure_mode: over.exposure_mode.or(self.exposure_mode),
+            metering: over.metering.or(self.metering),
+            ev: over.ev.or(self.ev),
+            awb_mode: over.awb_mode.or(self.awb_mode),
+            colour_gains: over.colour_gains.or(self.colour_gains),
+            brightness: over.brightness.or(self.brightness),
+            contrast: over.contrast.or(self.contrast),
+            saturation: over.saturation.or(self.saturation),
+            sharpness: over.sharpness.or(self.sharpness),
+            denoise: over.denoise.or(self.denoise),
+        };
+        if over.lens_position.is_some() && over.af_mode.is_none() {
+            m.af_mode = None; // lens-position implies manual
+        }
+        if matches!(over.af_mode, Some(AfMode::Auto | AfMode::Continuous))
+            && over.lens_position.is_none()
+        {
+            m.lens_position = None;
+        }
+        if matches!(over.colour_gains, Some(OrAuto::Fixed(_))) && over.awb_mode.is_none() {
+            m.awb_mode = None;
+        }
+        if over.awb_mode.is_some() && over.colour_gains.is_none() {
+            m.colour_gains = None;
+        }
+        m
+    }
+
+    /// Applies a JSON object of `PUT /controls`: a key with a value sets it (with the same
+    /// clearing as [`merged`](Self::merged)), `null` removes the override (back to the TOML
+    /// value, or the camera's default). Errors name the key.
+    pub fn patched(&self, patch: &serde_json::Value) -> Result<ControlsConfig, Vec<String>> {
+        let Some(obj) = patch.as_object() else {
+            return Err(vec![
+                "the body must be a JSON object of [controls] keys, e.g. {\"lens-position\": 4}"
+                    .to_string(),
+            ]);
+        };
+        let mut errors = Vec::new();
+        let mut set = serde_json::Map::new();
+        let mut cleared = Vec::new();
+        for (k, v) in obj {
+            if !KEYS.contains(&k.as_str()) {
+                errors.push(format!("unknown key {k:?} (known: {})", KEYS.join(", ")));
+            } else if v.is_null() {
+                cleared.push(k.as_str());
+            } else {
+                // Checked one at a time, so a wrong type names its key.
+                let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                match serde_json::from_value::<ControlsConfig>(one) {
+                    Ok(_) => {
+                        set.insert(k.clone(), v.clone());
+                    }
+                    Err(e) => errors.push(format!("{k} = {v}: {e}")),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let over: ControlsConfig = serde_json::from_value(serde_json::Value::Object(set))
+            .map_err(|e| vec![e.to_string()])?;
+        let errors = over.check("");
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut result = self.merged(&over);
+        for key in cleared {
+            result.clear(key);
+        }
+        Ok(result)
+    }
+
+    fn clear(&mut self, key: &str) {
+        match key {
+            "af-mode" => self.af_mode = None,
+            "af-range" => self.af_range = None,
+            "lens-position" => self.lens_position = None,
+            "exposure-time" => self.exposure_time = None,
+            "analogue-gain" => self.analogue_gain = None,
+            "exposure-mode" => self.exposure_mode = None,
+            "metering" => self.metering = None,
+            "ev" => self.ev = None,
+            "awb-mode" => self.awb_mode = None,
+            "colour-gains" => self.colour_gains = None,
+            "brightness" => self.brightness = None,
+            "contrast" => self.contrast = None,
+            "saturation" => self.saturation = None,
+            "sharpness" => self.sharpness = None,
+            "denoise" => self.denoise = None,
+            _ => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == ControlsConfig::default()
+    }
+}
+
+/// The kebab-case name of an enum value, as written in the config.
+fn name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// The libcamera controls this module sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Id {
+    AfMode,
+    AfRange,
+    LensPosition,
+    AeEnable,
+    ExposureTimeMode,
+    ExposureTime,
+    AnalogueGainMode,
+    AnalogueGain,
+    AeExposureMode,
+    AeMeteringMode,
+    ExposureValue,
+    AwbEnable,
+    AwbMode,
+    ColourGains,
+    Brightness,
+    Contrast,
+    Saturation,
+    Sharpness,
+    NoiseReductionMode,
+}
+
+impl Id {
+    pub const ALL: [Id; 19] = [
+        Id::AfMode,
+        Id::AfRange,
+        Id::LensPosition,
+        Id::AeEnable,
+        Id::ExposureTimeMode,
+        Id::ExposureTime,
+        Id::AnalogueGainMode,
+        Id::AnalogueGain,
+        Id::AeExposureMode,
+        Id::AeMeteringMode,
+        Id::ExposureValue,
+        Id::AwbEnable,
+        Id::AwbMode,
+        Id::ColourGains,
+        Id::Brightness,
+        Id::Contrast,
+        Id::Saturation,
+        Id::Sharpness,
+        Id::NoiseReductionMode,
+    ];
+}
+
+// libcamera's enum values (control_ids_core.yaml, control_ids_draft.yaml).
+const AF_MANUAL: i32 = 0;
+const AF_AUTO: i32 = 1;
+const AF_CONTINUOUS: i32 = 2;
+const MODE_AUTO: i32 = 0; // ExposureTimeModeAuto, AnalogueGainModeAuto
+const MODE_MANUAL: i32 = 1;
+
+fn af_mode_value(m: AfMode) -> i32 {
+    match m {
+        AfMode::Manual => AF_MANUAL,
+        AfMode::Auto => AF_AUTO,
+        AfMode::Continuous => AF_CONTINUOUS,
+    }
+}
+
+fn af_range_value(r: AfRange) -> i32 {
+    match r {
+        AfRange::Normal => 0,
+        AfRange::Macro => 1,
+        AfRange::Full => 2,
+    }
+}
+
+fn exposure_mode_value(m: ExposureMode) -> i32 {
+    match m {
+        ExposureMode::Normal => 0,
+        ExposureMode::Short => 1,
+        ExposureMode::Long => 2,
+    }
+}
+
+fn metering_value(m: Metering) -> i32 {
+    match m {
+        Metering::Centre => 0, // MeteringCentreWeighted
+        Metering::Spot => 1,
+        Metering::Matrix => 2,
+    }
+}
+
+fn awb_value(m: AwbMode) -> i32 {
+    match m {
+        AwbMode::Auto => 0,
+        AwbMode::Incandescent => 1,
+        AwbMode::Tungsten => 2,
+        AwbMode::Fluorescent => 3,
+        AwbMode::Indoor => 4,
+        AwbMode::Daylight => 5,
+        AwbMode::Cloudy => 6,
+    }
+}
+
+fn denoise_value(d: Denoise) -> i32 {
+    match d {
+        Denoise::Off => 0,
+        Denoise::Fast => 1,
+        Denoise::HighQuality => 2,
+    }
+}
+
+/// The limits a camera advertises for one control (libcamera's `ControlInfo`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Limits {
+    Bool,
+    Int {
+        min: i64,
+        max: i64,
+        default: i64,
+    },
+    Float {
+        min: f32,
+        max: f32,
+        default: f32,
+    },
+    /// An enumerated control: the values the camera accepts.
+    Enum {
+        values: Vec<i32>,
+        default: i32,
+    },
+}
+
+/// Which of our controls a camera advertises after `configure()`, with their limits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ControlFacts {
+    pub controls: BTreeMap<Id, Limits>,
+}
+
+impl ControlFacts {
+    /// A camera with none of the controls (the test pattern by default, libcamera's virtual
+    /// camera, a camera whose backend does not report controls).
+    pub fn none() -> ControlFacts {
+        ControlFacts::default()
+    }
+
+    pub fn with(mut self, id: Id, limits: Limits) -> ControlFacts {
+        self.controls.insert(id, limits);
+        self
+    }
+
+    pub fn has(&self, id: Id) -> bool {
+        self.controls.contains_key(&id)
+    }
+
+    fn get(&self, id: Id) -> Option<&Limits> {
+        self.controls.get(&id)
+    }
+
+    fn accepts(&self, id: Id, v: i32) -> bool {
+        match self.get(id) {
+            Some(Limits::Enum { values, .. }) => values.contains(&v),
+            Some(Limits::Int { min, max, .. }) => (*min..=*max).contains(&i64::from(v)),
+            _ => false,
+        }
+    }
+}
+
+/// A value to set, in libcamera's types.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Bool(bool),
+    Int(i32),
+    Float(f32),
+    Floats([f32; 2]),
+}
+
+/// How one `[controls]` key fared on this camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Set as asked.
+    Applied,
+    /// Set, but changed to fit the camera (clamped to its limits).
+    Adjusted,
+    /// The camera does not advertise the control (or that value): not set, not an error.
+    Unsupported,
+}
+
+/// The report for one key: what was asked, what is in force, and why they differ.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub status: Status,
+    /// As asked (config or runtime).
+    pub asked: serde_json::Value,
+    /// In force on the camera; absent when unsupported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What to set on the camera, and the report per key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// In order; a later entry for the same control wins.
+    pub values: Vec<(Id, Value)>,
+    pub reports: BTreeMap<&'static str, Report>,
+}
+
+impl Plan {
+    fn set(&mut self, id: Id, v: Value) {
+        self.values.retain(|(i, _)| *i != id);
+        self.values.push((id, v));
+    }
+
+    fn report(
+        &mut self,
+        key: &'static str,
+        status: Status,
+        asked: impl Serialize,
+        value: Option<serde_json::Value>,
+        note: Option<String>,
+    ) {
+        let asked = tidy(serde_json::to_value(asked).unwrap_or(serde_json::Value::Null));
+        let value = value.map(tidy);
+        self.reports.insert(
+            key,
+            Report {
+                status,
+                asked,
+                value,
+                note,
+            },
+        );
+    }
+
+    fn unsupported(&mut self, key: &'static str, asked: impl Serialize, why: String) {
+        self.report(key, Status::Unsupported, asked, None, Some(why));
+    }
+
+    /// The value of control `id` this plan sets, if any.
+    pub fn value(&self, id: Id) -> Option<Value> {
+        self.values.iter().find(|(i, _)| *i == id).map(|(_, v)| *v)
+    }
+}
+
+/// Numbers in reports as written (0.1, not the 0.10000000149011612 an f32 widens to): every
+/// fractional number here comes from an f32, so its shortest f32 form is the true one.
+fn tidy(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Number(n) if n.is_f64() => {
+            let short = (n.as_f64().unwrap_or(0.0) as f32).to_string();
+            short.parse::<f64>().map(J::from).unwrap_or(J::Number(n))
+        }
+        J::Array(a) => J::Array(a.into_iter().map(tidy).collect()),
+        other => other,
+    }
+}
+
+fn no_control(id: Id) -> String {
+    format!("the camera has no {id:?} control")
+}
+
+/// Clamps `v` to a float control's limits: (value, note when clamped).
+fn clamp_float(v: f32, limits: &Limits) -> (f32, Option<String>) {
+    match limits {
+        Limits::Float { min, max, .. } if min <= max => {
+            let c = v.clamp(*min, *max);
+            let note = (c != v).then(|| format!("clamped to the camera's range {min} to {max}"));
+            (c, note)
+        }
+        _ => (v, None),
+    }
+}
+
+/// The plan for `config` on a camera with `facts`. Where the camera has autofocus and the
+/// config says nothing about focus, autofocus is continuous (what rpicam-apps does; the Pi
+/// starts in manual focus at 1 m, useless for close work).
+pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
+    let mut p = Plan::default();
+
+    // Focus.
+    let af_asked = config
+        .af_mode
+        .or(config.lens_position.map(|_| AfMode::Manual));
+    match (af_asked, facts.has(Id::AfMode)) {
+        (Some(m), true) if facts.accepts(Id::AfMode, af_mode_value(m)) => {
+            p.set(Id::AfMode, Value::Int(af_mode_value(m)));
+            if config.af_mode.is_some() {
+                p.report("af-mode", Status::Applied, m, Some(name(&m).into()), None);
+            }
+        }
+        (Some(m), true) => p.unsupported(
+            "af-mode",
+            m,
+            format!("the camera's AfMode has no {:?}", name(&m)),
+        ),
+        (Some(m), false) => {
+            if config.af_mode.is_some() {
+                p.unsupported("af-mode", m, "the camera has no autofocus (AfMode)".into());
+            }
+        }
+        (None, true) if facts.accepts(Id::AfMode, AF_CONTINUOUS) => {
+            p.set(Id::AfMode, Value::Int(AF_CONTINUOUS));
+            p.report(
+                "af-mode",
+                Status::Applied,
+                serde_json::Value::Null,
+                Some("continuous".into()),
+                Some("default: continuous autofocus where the camera has it".into()),
+            );
+        }
+        (None, _) => {}
+    }
+    if let Some(r) = config.af_range {
+        if facts.accepts(Id::AfRange, af_range_value(r)) {
+            p.set(Id::AfRange, Value::Int(af_range_value(r)));
+            p.report("af-range", Status::Applied, r, Some(name(&r).into()), None);
+        } else {
+            p.unsupported("af-range", r, no_control_or_value(facts, Id::AfRange, &r));
+        }
+    }
+    if let Some(pos) = config.lens_position {
+        match (facts.get(Id::LensPosition), facts.has(Id::AfMode)) {
+            (Some(limits), true) => {
+                let (v, note) = clamp_float(pos, limits);
+                p.set(Id::LensPosition, Value::Float(v));
+                let status = if note.is_some() {
+                    Status::Adjusted
+                } else {
+                    Status::Applied
+                };
+                p.report("lens-position", status, pos, Some(v.into()), note);
+            }
+            _ => p.unsupported(
+                "lens-position",
+                pos,
+                "the camera has no lens to move (LensPosition)".into(),
+            ),
+        }
+    }
+
+    // Exposure.
+    auto_or_fixed(
+        &mut p,
+        facts,
+        "exposure-time",
+        config.exposure_time.map(|e| match e {
+            OrAuto::Auto => OrAuto::Auto,
+            OrAuto::Fixed(t) => OrAuto::Fixed(t as f64),
+        }),
+        Id::ExposureTime,
+        Id::ExposureTimeMode,
+    );
+    auto_or_fixed(
+        &mut p,
+        facts,
+        "analogue-gain",
+        config.analogue_gain.map(|e| match e {
+            OrAuto::Auto => OrAuto::Auto,
+            OrAuto::Fixed(g) => OrAuto::Fixed(f64::from(g)),
+        }),
+        Id::AnalogueGain,
+        Id::AnalogueGainMode,
+    );
+    if let Some(m) = config.exposure_mode {
+        enumerated(
+            &mut p,
+            facts,
+            "exposure-mode",
+            Id::AeExposureMode,
+            &m,
+            exposure_mode_value(m),
+        );
+    }
+    if let Some(m) = config.metering {
+        enumerated(
+            &mut p,
+            facts,
+            "metering",
+            Id::AeMeteringMode,
+            &m,
+            metering_value(m),
+        );
+    }
+    float_key(&mut p, facts, "ev", Id::ExposureValue, config.ev);
+
+    // White balance.
+    if let Some(m) = config.awb_mode {
+        if facts.accepts(Id::AwbMode, awb_value(m)) {
+            if facts.has(Id::AwbEnable) {
+                p.set(Id::AwbEnable, Value::Bool(true));
+            }
+            p.set(Id::AwbMode, Value::Int(awb_value(m)));
+            p.report("awb-mode", Status::Applied, m, Some(name(&m).into()), None);
+        } else {
+            p.unsupported("awb-mode", m, no_control_or_value(facts, Id::AwbMode, &m));
+        }
+    }
+    match config.colour_gains {
+        None => {}
+        Some(g) if !facts.has(Id::ColourGains) => {
+            p.unsupported("colour-gains", g, no_control(Id::ColourGains));
+        }
+        Some(OrAuto::Auto) => {
+            // AwbEnable where there is one; else gains of 0, which the Pi reads as "auto".
+            if facts.has(Id::AwbEnable) {
+                p.set(Id::AwbEnable, Value::Bool(true));
+            } else {
+                p.set(Id::ColourGains, Value::Floats([0.0, 0.0]));
+            }
+            p.report(
+                "colour-gains",
+                Status::Applied,
+                "auto",
+                Some("auto".into()),
+                None,
+            );
+        }
+        Some(OrAuto::Fixed([r, b])) => {
+            let limits = facts.get(Id::ColourGains).expect("checked above");
+            let (rc, n1) = clamp_float(r, limits);
+            let (bc, n2) = clamp_float(b, limits);
+            p.set(Id::ColourGains, Value::Floats([rc, bc]));
+            let note = n1.or(n2);
+            let status = if note.is_some() {
+                Status::Adjusted
+            } else {
+                Status::Applied
+            };
+            p.report(
+                "colour-gains",
+                status,
+                [r, b],
+                Some(serde_json::json!([rc, bc])),
+                note,
+            );
+        }
+    }
+
+    // Picture tuning.
+    float_key(
+        &mut p,
+        facts,
+        "brightness",
+        Id::Brightness,
+        config.brightness,
+    );
+    float_key(&mut p, facts, "contrast", Id::Contrast, config.contrast);
+    float_key(
+        &mut p,
+        facts,
+        "saturation",
+        Id::Saturation,
+        config.saturation,
+    );
+    float_key(&mut p, facts, "sharpness", Id::Sharpness, config.sharpness);
+    if let Some(d) = config.denoise {
+        enumerated(
+            &mut p,
+            facts,
+            "denoise",
+            Id::NoiseReductionMode,
+            &d,
+            denoise_value(d),
+        );
+    }
+    p
+}
+
+fn no_control_or_value<T: Serialize>(facts: &ControlFacts, id: Id, v: &T) -> String {
+    if facts.has(id) {
+        format!("the camera's {id:?} has no {:?}", name(v))
+    } else {
+        no_control(id)
+    }
+}
+
+fn enumerated<T: Serialize>(
+    p: &mut Plan,
+    facts: &ControlFacts,
+    key: &'static str,
+    id: Id,
+    asked: &T,
+    v: i32,
+) {
+    if facts.accepts(id, v) {
+        p.set(id, Value::Int(v));
+        p.report(key, Status::Applied, asked, Some(name(asked).into()), None);
+    } else {
+        p.unsupported(key, asked, no_control_or_value(facts, id, asked));
+    }
+}
+
+fn float_key(p: &mut Plan, facts: &ControlFacts, key: &'static str, id: Id, v: Option<f32>) {
+    let Some(v) = v else { return };
+    match facts.get(id) {
+        Some(limits @ Limits::Float { .. }) => {
+            let (c, note) = clamp_float(v, limits);
+            p.set(id, Value::Float(c));
+            let status = if note.is_some() {
+                Status::Adjusted
+            } else {
+                Status::Applied
+            };
+            p.report(key, status, v, Some(c.into()), note);
+        }
+        _ => p.unsupported(key, v, no_control(id)),
+    }
+}
+
+/// Exposure time and analogue gain: a fixed value switches the camera's automatic
+/// algorithm off for it (`*Mode` manual; on libcamera before 0.5, `AeEnable` false), "auto"
+/// switches it back on.
+fn auto_or_fixed(
+    p: &mut Plan,
+    facts: &ControlFacts,
+    key: &'static str,
+    asked: Option<OrAuto<f64>>,
+    id: Id,
+    mode: Id,
+) {
+    let Some(asked) = asked else { return };
+    let shown = |v: OrAuto<f64>| match v {
+        OrAuto::Auto => serde_json::Value::from("auto"),
+        OrAuto::Fixed(x) if id == Id::ExposureTime => serde_json::Value::from(x as i64),
+        OrAuto::Fixed(x) => serde_json::Value::from(x as f32),
+    };
+    let Some(limits) = facts.get(id) else {
+        p.unsupported(key, shown(asked), no_control(id));
+        return;
+    };
+    let manual = match asked {
+        OrAuto::Auto => false,
+        OrAuto::Fixed(_) => true,
+    };
+    if facts.has(mode) {
+        p.set(
+            mode,
+            Value::Int(if manual { MODE_MANUAL } else { MODE_AUTO }),
+        );
+    } else if facts.has(Id::AeEnable) {
+        p.set(Id::AeEnable, Value::Bool(!manual));
+    }
+    let OrAuto::Fixed(v) = asked else {
+        p.report(key, Status::Applied, "auto", Some("auto".into()), None);
+        return;
+    };
+    let (set, note) = match limits {
+        Limits::Int { min, max, .. } if min <= max => {
+            let c = (v as i64).clamp(*min, *max);
+            let note =
+                (c != v as i64).then(|| format!("clamped to the camera's range {min} to {max}"));
+            p.set(id, Value::Int(c.clamp(0, i64::from(i32::MAX)) as i32));
+            (serde_json::Value::from(c), note)
+        }
+        Limits::Float { .. } => {
+            let (c, note) = clamp_float(v as f32, limits);
+            p.set(id, Value::Float(c));
+            (serde_json::Value::from(c), note)
+        }
+        _ => {
+            p.unsupported(
+                key,
+                shown(asked),
+                format!("the camera's {id:?} is not a number"),
+            );
+            return;
+        }
+    };
+    let status = if note.is_some() {
+        Status::Adjusted
+    } else {
+        Status::Applied
+    };
+    p.report(key, status, shown(asked), Some(set), note);
+}
+
+/// The values that take the camera back to its own behaviour for `key` once a runtime value
+/// is removed (libcamera controls persist until set again).
+fn restore(key: &str, facts: &ControlFacts, p: &mut Plan) {
+    let mut default = |id: Id| {
+        let v = match facts.get(id) {
+            Some(Limits::Enum { default, .. }) => Value::Int(*default),
+            Some(Limits::Float { default, .. }) => Value::Float(*default),
+            Some(Limits::Int { default, .. }) => Value::Int(*default as i32),
+            Some(Limits::Bool) | None => return,
+        };
+        p.set(id, v);
+    };
+    match key {
+        "af-range" => default(Id::AfRange),
+        "exposure-mode" => default(Id::AeExposureMode),
+        "metering" => default(Id::AeMeteringMode),
+        "ev" => default(Id::ExposureValue),
+        "brightness" => default(Id::Brightness),
+        "contrast" => default(Id::Contrast),
+        "saturation" => default(Id::Saturation),
+        "sharpness" => default(Id::Sharpness),
+        "denoise" => default(Id::NoiseReductionMode),
+        "awb-mode" if facts.has(Id::AwbMode) => p.set(Id::AwbMode, Value::Int(0)),
+        "exposure-time" | "analogue-gain" => {
+            let mode = if key == "exposure-time" {
+                Id::ExposureTimeMode
+            } else {
+                Id::AnalogueGainMode
+            };
+            if facts.has(mode) {
+                p.set(mode, Value::Int(MODE_AUTO));
+            } else if facts.has(Id::AeEnable) {
+                p.set(Id::AeEnable, Value::Bool(true));
+            }
+        }
+        "colour-gains" => {
+            if facts.has(Id::AwbEnable) {
+                p.set(Id::AwbEnable, Value::Bool(true));
+            } else if facts.has(Id::ColourGains) {
+                p.set(Id::ColourGains, Value::Floats([0.0, 0.0]));
+            }
+        }
+        // af-mode and lens-position: the new plan sets AfMode (default continuous).
+        _ => {}
+    }
+}
+
+/// The plan that takes a camera running `old` to `new`: restores for the keys `new` no
+/// longer sets, then everything `new` sets.
+pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFacts) -> Plan {
+    let was = serde_json::to_value(old).unwrap_or_default();
+    let is = serde_json::to_value(new).unwrap_or_default();
+    let mut p = Plan::default();
+    for key in KEYS {
+        if was.get(key).is_some() && is.get(key).is_none() {
+            restore(key, facts, &mut p);
+        }
+    }
+    let next = plan(new, facts);
+    for (id, v) in &next.values {
+        p.set(*id, *v);
+    }
+    p.reports = next.reports;
+    p
+}
+
+/// What `/state` and `GET /controls` show.
+#[derive(Clone, Debug, Serialize)]
+pub struct ControlsState {
+    /// The `[controls]` table of the config file.
+    pub config: ControlsConfig,
+    /// Changes made over the socket since start (lost on restart).
+    pub runtime: ControlsConfig,
+    /// The two combined: what picker asks of the camera.
+    pub asked: ControlsConfig,
+    /// Per key, what the camera does with it; empty until the camera has started.
+    pub in_force: BTreeMap<&'static str, Report>,
+    /// True while a change waits for the camera thread to take it.
+    pub pending: bool,
+    /// Changes the camera thread has taken since start.
+    pub changes_applied: u64,
+    /// The controls the camera advertises (null before the camera started).
+    pub camera: Option<BTreeMap<Id, Limits>>,
+}
+
+/// Shared between the camera thread and the HTTP handlers; see the module docs.
+#[derive(Debug)]
+pub struct ControlsHandle {
+    dirty: AtomicBool,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ControlsConfig,
+    runtime: ControlsConfig,
+    facts: Option<ControlFacts>,
+    /// What the camera thread has been given.
+    on_camera: ControlsConfig,
+    reports: BTreeMap<&'static str, Report>,
+    changes_applied: u64,
+}
+
+impl ControlsHandle {
+    pub fn new(config: &ControlsConfig) -> ControlsHandle {
+        ControlsHandle {
+            dirty: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                config: config.clone(),
+                runtime: ControlsConfig::default(),
+                facts: None,
+                on_camera: ControlsConfig::default(),
+                reports: BTreeMap::new(),
+                changes_applied: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves plain data behind: keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The camera thread, once after configure: the values for the start `ControlList`.
+    /// Logs the report once.
+    pub fn start(&self, facts: &ControlFacts) -> Plan {
+        let mut inner = self.lock();
+        let asked = inner.config.merged(&inner.runtime);
+        let plan = plan(&asked, facts);
+        for (key, r) in &plan.reports {
+            log_report(key, r);
+        }
+        inner.facts = Some(facts.clone());
+        inner.on_camera = asked;
+        inner.reports = plan.reports.clone();
+        self.dirty.store(false, Ordering::Release);
+        plan
+    }
+
+    /// The camera thread, before queuing each request: the values to add when the runtime
+    /// controls changed since the last call (or since start).
+    pub fn take_change(&self) -> Option<Plan> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let mut inner = self.lock();
+        let facts = inner.facts.clone()?;
+        let asked = inner.config.merged(&inner.runtime);
+        let change = plan_change(&inner.on_camera, &asked, &facts);
+        inner.on_camera = asked;
+        inner.changes_applied += 1;
+        Some(change)
+    }
+
+    pub fn state(&self) -> ControlsState {
+        let inner = self.lock();
+        ControlsState {
+            asked: inner.config.merged(&inner.runtime),
+            config: inner.config.clone(),
+            runtime: inner.runtime.clone(),
+            in_force: inner.reports.clone(),
+            pending: self.dirty.load(Ordering::Acquire),
+            changes_applied: inner.changes_applied,
+            camera: inner.facts.as_ref().map(|f| f.controls.clone()),
+        }
+    }
+
+    /// `PUT /controls`: merges `patch` into the runtime values. Errors name the key; on
+    /// error nothing changes.
+    pub fn update(&self, patch: &serde_json::Value) -> Result<ControlsState, Vec<String>> {
+        {
+            let mut inner = self.lock();
+            let runtime = inner.runtime.patched(patch)?;
+            self.replace(&mut inner, runtime);
+        }
+        Ok(self.state())
+    }
+
+    /// `DELETE /controls`: back to the config file's values.
+    pub fn reset(&self) -> ControlsState {
+        {
+            let mut inner = self.lock();
+            self.replace(&mut inner, ControlsConfig::default());
+        }
+        self.state()
+    }
+
+    fn replace(&self, inner: &mut Inner, runtime: ControlsConfig) {
+        if runtime == inner.runtime {
+            return;
+        }
+        tracing::info!(
+            "controls changed over the socket: {}",
+            serde_json::to_string(&runtime).unwrap_or_default()
+        );
+        inner.runtime = runtime;
+        if let Some(facts) = &inner.facts {
+            let asked = inner.config.merged(&inner.runtime);
+            inner.reports = plan(&asked, facts).reports;
+            for (key, r) in &inner.reports {
+                if r.status != Status::Applied {
+                    log_report(key, r);
+                }
+            }
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn log_report(key: &str, r: &Report) {
+    let value = r.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+    let note = r.note.as_deref().unwrap_or("");
+    match r.status {
+        Status::Applied if note.is_empty() => tracing::info!("controls.{key}: applied {value}"),
+        Status::Applied => tracing::info!("controls.{key}: applied {value} ({note})"),
+        Status::Adjusted => {
+            tracing::warn!("controls.{key} = {}: adjusted to {value}: {note}", r.asked)
+        }
+        Status::Unsupported => {
+            tracing::warn!("controls.{key} = {}: unsupported: {note}", r.asked)
+        }
+    }
+}
+
+/// Controls advertised by real Raspberry Pi cameras after `configure()`, for tests and for
+/// the test pattern (`PICKER_TEST_CONTROLS=imx708`). From the Pi IPA's control tables
+/// (`ipa_base.cpp`: `ipaControls`, `ipaColourControls`, `ipaAfControls`; the AF controls only
+/// where a lens driver is present), with the per-mode limits `IpaBase::configure` fills in:
+/// `AnalogueGain` up to the sensor's maximum gain code through its cam helper, `LensPosition`
+/// the tuning file's focus map (IMX708: 0 to 15 dioptres, default 1.0). `ExposureTime` limits
+/// depend on the sensor mode; the ones here are those of the full-field binned mode, rounded.
+pub mod fixtures {
+    use super::{ControlFacts, Id, Limits};
+
+    fn float(min: f32, max: f32, default: f32) -> Limits {
+        Limits::Float { min, max, default }
+    }
+
+    fn enumerated(values: &[i32]) -> Limits {
+        Limits::Enum {
+            values: values.to_vec(),
+            default: values[0],
+        }
+    }
+
+    /// What every Pi camera with a colour sensor has (vc4 and pisp alike).
+    fn pi_common(exposure: (i64, i64), max_gain: f32) -> ControlFacts {
+        ControlFacts::none()
+            .with(Id::AeEnable, Limits::Bool)
+            .with(Id::ExposureTimeMode, enumerated(&[0, 1]))
+            .with(
+                Id::ExposureTime,
+                Limits::Int {
+                    min: exposure.0,
+                    max: exposure.1,
+                    default: 20_000,
+                },
+            )
+            .with(Id::AnalogueGainMode, enumerated(&[0, 1]))
+            .with(Id::AnalogueGain, float(1.0, max_gain, 1.0))
+            .with(Id::AeMeteringMode, enumerated(&[0, 1, 2, 3]))
+            .with(Id::AeExposureMode, enumerated(&[0, 1, 2, 3]))
+            .with(Id::ExposureValue, float(-8.0, 8.0, 0.0))
+            .with(Id::Brightness, float(-1.0, 1.0, 0.0))
+            .with(Id::Contrast, float(0.0, 32.0, 1.0))
+            .with(Id::Sharpness, float(0.0, 16.0, 1.0))
+            .with(Id::NoiseReductionMode, enumerated(&[0, 1, 2, 3, 4]))
+            .with(Id::AwbEnable, Limits::Bool)
+            .with(Id::AwbMode, enumerated(&[0, 1, 2, 3, 4, 5, 6, 7]))
+            .with(Id::ColourGains, float(0.0, 32.0, 0.0))
+            .with(Id::Saturation, float(0.0, 32.0, 1.0))
+    }
+
+    fn with_af(facts: ControlFacts, lens_max: f32) -> ControlFacts {
+        facts
+            .with(Id::AfMode, enumerated(&[0, 1, 2]))
+            .with(Id::AfRange, enumerated(&[0, 1, 2]))
+            .with(Id::LensPosition, float(0.0, lens_max, 1.0))
+    }
+
+    /// Camera Module 3 on a Pi 5 (pisp): autofocus, gain code 960 -> 16x.
+    pub fn imx708_pisp() -> ControlFacts {
+        with_af(pi_common((26, 112_015_096), 16.0), 15.0)
+    }
+
+    /// Camera Module 3 on a Pi 4 (vc4): the same controls.
+    pub fn imx708_vc4() -> ControlFacts {
+        with_af(pi_common((26, 112_015_096), 16.0), 15.0)
+    }
+
+    /// Camera Module 2: no lens driver, so no AF controls; gain code 232 -> 10.67x.
+    pub fn imx219() -> ControlFacts {
+        pi_common((75, 11_766_829), 10.666_667)
+    }
+
+    /// HQ camera: manual lens, no AF controls; gain code 978 -> 22.26x; very long exposures.
+    pub fn imx477() -> ControlFacts {
+        pi_common((114, 694_422_939), 22.260_87)
+    }
+
+    /// Camera Module 1: no AF; gain code 1023 -> 63.9x.
+    pub fn ov5647() -> ControlFacts {
+        pi_common((130, 969_249), 63.937_5)
+    }
+
+    /// A fixture by name, for `PICKER_TEST_CONTROLS`.
+    pub fn by_name(name: &str) -> Option<ControlFacts> {
+        Some(match name {
+            "imx708" | "imx708-pisp" => imx708_pisp(),
+            "imx708-vc4" => imx708_vc4(),
+            "imx219" => imx219(),
+            "imx477" => imx477(),
+            "ov5647" => ov5647(),
+            "none" => ControlFacts::none(),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toml(text: &str) -> ControlsConfig {
+        let c: ControlsConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.check("controls."), Vec::<String>::new());
+        c
+    }
+
+    fn cameras() -> Vec<(&'static str, ControlFacts)> {
+        vec![
+            ("imx708-pisp", fixtures::imx708_pisp()),
+            ("imx708-vc4", fixtures::imx708_vc4()),
+            ("imx219", fixtures::imx219()),
+            ("imx477", fixtures::imx477()),
+            ("ov5647", fixtures::ov5647()),
+            ("virtual", ControlFacts::none()),
+        ]
+    }
+
+    fn status(p: &Plan, key: &str) -> Option<Status> {
+        p.reports.get(key).map(|r| r.status)
+    }
+
+    #[test]
+    fn default_is_continuous_autofocus_where_the_camera_has_it_and_nothing_else() {
+        for (cam, facts) in cameras() {
+            let p = plan(&ControlsConfig::default(), &facts);
+            if cam.starts_with("imx708") {
+                assert_eq!(
+                    p.values,
+                    vec![(Id::AfMode, Value::Int(AF_CONTINUOUS))],
+                    "{cam}"
+                );
+                assert_eq!(status(&p, "af-mode"), Some(Status::Applied), "{cam}");
+            } else {
+                assert!(p.values.is_empty(), "{cam}: {:?}", p.values);
+                assert!(p.reports.is_empty(), "{cam}");
+            }
+        }
+    }
+
+    #[test]
+    fn focus_for_close_work_per_camera() {
+        // 4 dioptres = 25 cm.
+        let c = toml("lens-position = 4\naf-range = \"macro\"");
+        for (cam, facts) in cameras() {
+            let p = plan(&c, &facts);
+            if cam.starts_with("imx708") {
+                assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_MANUAL)), "{cam}");
+                assert_eq!(p.value(Id::LensPosition), Some(Value::Float(4.0)), "{cam}");
+                assert_eq!(p.value(Id::AfRange), Some(Value::Int(1)), "{cam}");
+                assert_eq!(status(&p, "lens-position"), Some(Status::Applied));
+            } else {
+                assert_eq!(p.value(Id::LensPosition), None, "{cam}");
+                assert_eq!(p.value(Id::AfMode), None, "{cam}");
+                assert_eq!(
+                    status(&p, "lens-position"),
+                    Some(Status::Unsupported),
+                    "{cam}"
+                );
+                assert_eq!(status(&p, "af-range"), Some(Status::Unsupported), "{cam}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_beyond_the_camera_limits_are_clamped_and_reported_adjusted() {
+        struct Case {
+            text: &'static str,
+            cam: ControlFacts,
+            key: &'static str,
+            id: Id,
+            want: Value,
+        }
+        let cases = [
+            // The IMX708 focus map ends at 15 dioptres (the pre-configure 32 is a placeholder).
+            Case {
+                text: "lens-position = 20",
+                cam: fixtures::imx708_pisp(),
+                key: "lens-position",
+                id: Id::LensPosition,
+                want: Value::Float(15.0),
+            },
+            Case {
+                text: "analogue-gain = 40.0",
+                cam: fixtures::imx219(),
+                key: "analogue-gain",
+                id: Id::AnalogueGain,
+                want: Value::Float(10.666_667),
+            },
+            Case {
+                text: "analogue-gain = 40.0",
+                cam: fixtures::ov5647(),
+                key: "analogue-gain",
+                id: Id::AnalogueGain,
+                want: Value::Float(40.0),
+            },
+            Case {
+                text: "exposure-time = 10",
+                cam: fixtures::imx477(),
+                key: "exposure-time",
+                id: Id::ExposureTime,
+                want: Value::Int(114),
+            },
+            Case {
+                text: "exposure-time = 30000000",
+                cam: fixtures::ov5647(),
+                key: "exposure-time",
+                id: Id::ExposureTime,
+                want: Value::Int(969_249),
+            },
+            Case {
+                text: "ev = 12",
+                cam: fixtures::imx708_vc4(),
+                key: "ev",
+                id: Id::ExposureValue,
+                want: Value::Float(8.0),
+            },
+            Case {
+                text: "contrast = 40",
+                cam: fixtures::imx477(),
+                key: "contrast",
+                id: Id::Contrast,
+                want: Value::Float(32.0),
+            },
+            Case {
+                text: "sharpness = 20",
+                cam: fixtures::imx219(),
+                key: "sharpness",
+                id: Id::Sharpness,
+                want: Value::Float(16.0),
+            },
+            Case {
+                text: "colour-gains = [40.0, 1.5]",
+                cam: fixtures::imx219(),
+                key: "colour-gains",
+                id: Id::ColourGains,
+                want: Value::Floats([32.0, 1.5]),
+            },
+        ];
+        for c in cases {
+            let p = plan(&toml(c.text), &c.cam);
+            assert_eq!(p.value(c.id), Some(c.want), "{}", c.text);
+            let clamped = match c.want {
+                Value::Float(40.0) => Status::Applied,
+                _ => Status::Adjusted,
+            };
+            assert_eq!(
+                status(&p, c.key),
+                Some(clamped),
+                "{}: {:?}",
+                c.text,
+                p.reports
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_exposure_and_gain_switch_their_automatic_mode_off_and_auto_back_on() {
+        let c = toml("exposure-time = 10000\nanalogue-gain = 2.0");
+        for (cam, facts) in cameras() {
+            let p = plan(&c, &facts);
+            if cam == "virtual" {
+                assert!(p.values.is_empty());
+                assert_eq!(status(&p, "exposure-time"), Some(Status::Unsupported));
+                assert_eq!(status(&p, "analogue-gain"), Some(Status::Unsupported));
+                continue;
+            }
+            assert_eq!(
+                p.value(Id::ExposureTimeMode),
+                Some(Value::Int(MODE_MANUAL)),
+                "{cam}"
+            );
+            assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(10_000)), "{cam}");
+            assert_eq!(
+                p.value(Id::AnalogueGainMode),
+                Some(Value::Int(MODE_MANUAL)),
+                "{cam}"
+            );
+            assert_eq!(p.value(Id::AnalogueGain), Some(Value::Float(2.0)), "{cam}");
+        }
+        let p = plan(&toml("exposure-time = \"auto\""), &fixtures::imx219());
+        assert_eq!(
+            p.values,
+            vec![(Id::ExposureTimeMode, Value::Int(MODE_AUTO))]
+        );
+        // libcamera before 0.5 has only AeEnable.
+        let old = ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
+            Id::ExposureTime,
+            Limits::Int {
+                min: 1,
+                max: 1_000_000,
+                default: 0,
+            },
+        );
+        let p = plan(&toml("exposure-time = 5000"), &old);
+        assert_eq!(p.value(Id::AeEnable), Some(Value::Bool(false)));
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(5000)));
+    }
+
+    #[test]
+    fn enumerated_keys_map_to_libcamera_values() {
+        let c = toml(
+            "exposure-mode = \"long\"\nmetering = \"spot\"\nawb-mode = \"daylight\"\ndenoise = \"high-quality\"\naf-mode = \"auto\"",
+        );
+        let p = plan(&c, &fixtures::imx708_pisp());
+        assert_eq!(p.value(Id::AeExposureMode), Some(Value::Int(2)));
+        assert_eq!(p.value(Id::AeMeteringMode), Some(Value::Int(1)));
+        assert_eq!(p.value(Id::AwbMode), Some(Value::Int(5)));
+        assert_eq!(p.value(Id::AwbEnable), Some(Value::Bool(true)));
+        assert_eq!(p.value(Id::NoiseReductionMode), Some(Value::Int(2)));
+        assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_AUTO)));
+        assert!(
+            p.reports.values().all(|r| r.status == Status::Applied),
+            "{:?}",
+            p.reports
+        );
+        // A camera that lists fewer values: that value is unsupported, the others still set.
+        let few = fixtures::imx219().with(Id::AwbMode, enumerated_limits(&[0, 1]));
+        let p = plan(&c, &few);
+        assert_eq!(status(&p, "awb-mode"), Some(Status::Unsupported));
+        assert_eq!(p.value(Id::AwbMode), None);
+        assert_eq!(status(&p, "metering"), Some(Status::Applied));
+        assert_eq!(status(&p, "af-mode"), Some(Status::Unsupported));
+    }
+
+    fn enumerated_limits(v: &[i32]) -> Limits {
+        Limits::Enum {
+            values: v.to_vec(),
+            default: v[0],
+        }
+    }
+
+    #[test]
+    fn every_key_on_a_camera_without_controls_is_unsupported_not_an_error() {
+        let c = toml(
+            "af-mode = \"continuous\"\naf-range = \"full\"\nexposure-time = 1000\nanalogue-gain = 1.5\n\
+             exposure-mode = \"short\"\nmetering = \"matrix\"\nev = 0.5\nawb-mode = \"cloudy\"\n\
+             brightness = 0.1\ncontrast = 1.2\nsaturation = 0.8\nsharpness = 2\ndenoise = \"off\"",
+        );
+        let p = plan(&c, &ControlFacts::none());
+        assert!(p.values.is_empty());
+        assert_eq!(p.reports.len(), 13);
+        assert!(
+            p.reports
+                .values()
+                .all(|r| r.status == Status::Unsupported && r.value.is_none())
+        );
+    }
+
+    #[test]
+    fn config_checks_name_the_key() {
+        let cases = [
+            ("lens-position = -1", "controls.lens-position = -1"),
+            ("exposure-time = 0", "controls.exposure-time = 0"),
+            ("analogue-gain = 0.5", "controls.analogue-gain = 0.5"),
+            ("brightness = 2", "controls.brightness = 2"),
+            ("colour-gains = [0, 1]", "controls.colour-gains = [0, 1]"),
+            (
+                "af-mode = \"continuous\"\nlens-position = 2",
+                "lens-position = 2 needs af-mode",
+            ),
+            (
+                "awb-mode = \"auto\"\ncolour-gains = [1.5, 2]",
+                "exclude each other",
+            ),
+        ];
+        for (text, want) in cases {
+            let c: ControlsConfig = toml::from_str(text).unwrap();
+            let errors = c.check("controls.");
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{text}: {errors:?}"
+            );
+        }
+        for bad in [
+            "af-mode = \"sideways\"",
+            "exposure-time = \"fast\"",
+            "focus = 1",
+            "colour-gains = [1]",
+        ] {
+            assert!(toml::from_str::<ControlsConfig>(bad).is_err(), "{bad}");
+        }
+        let err = toml::from_str::<ControlsConfig>("exposure-time = \"fast\"").unwrap_err();
+        assert!(err.to_string().contains("a number or \"auto\""), "{err}");
+    }
+
+    #[test]
+    fn patches_merge_clear_and_name_bad_keys() {
+        let base = ControlsConfig::default();
+        let r = base
+            .patched(&serde_json::json!({"lens-position": 3, "ev": -1}))
+            .unwrap();
+        assert_eq!((r.lens_position, r.ev), (Some(3.0), Some(-1.0)));
+        // Continuous autofocus clears a lens position from below.
+        let r2 = r
+            .patched(&serde_json::json!({"af-mode": "continuous"}))
+            .unwrap();
+        assert_eq!(
+            (r2.af_mode, r2.lens_position, r2.ev),
+            (Some(AfMode::Continuous), None, Some(-1.0))
+        );
+        // null removes the runtime value.
+        let r3 = r2.patched(&serde_json::json!({"ev": null})).unwrap();
+        assert_eq!(r3.ev, None);
+        for (patch, want) in [
+            (
+                serde_json::json!({"lens-positon": 3}),
+                "unknown key \"lens-positon\"",
+            ),
+            (
+                serde_json::json!({"exposure-time": "long"}),
+                "exposure-time = \"long\"",
+            ),
+            (
+                serde_json::json!({"exposure-time": -5}),
+                "exposure-time = -5",
+            ),
+            (serde_json::json!({"brightness": 3}), "brightness = 3"),
+            (
+                serde_json::json!({"af-mode": "auto", "lens-position": 1}),
+                "needs af-mode",
+            ),
+            (serde_json::json!([1, 2]), "JSON object"),
+        ] {
+            let errors = r.patched(&patch).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{patch}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn runtime_layer_over_the_config_never_holds_a_conflicting_pair() {
+        let config = toml("lens-position = 3\nawb-mode = \"daylight\"");
+        let runtime = ControlsConfig::default()
+            .patched(&serde_json::json!({"af-mode": "continuous", "colour-gains": [1.5, 1.8]}))
+            .unwrap();
+        let asked = config.merged(&runtime);
+        assert_eq!(asked.check(""), Vec::<String>::new());
+        assert_eq!((asked.lens_position, asked.awb_mode), (None, None));
+        let config = toml("af-mode = \"continuous\"");
+        let runtime = ControlsConfig::default()
+            .patched(&serde_json::json!({"lens-position": 5}))
+            .unwrap();
+        let asked = config.merged(&runtime);
+        assert_eq!((asked.af_mode, asked.lens_position), (None, Some(5.0)));
+        let p = plan(&asked, &fixtures::imx708_pisp());
+        assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_MANUAL)));
+    }
+
+    #[test]
+    fn removing_a_runtime_value_restores_the_camera_behaviour() {
+        let facts = fixtures::imx708_pisp();
+        let old = toml(
+            "exposure-time = 8000\ncolour-gains = [1.2, 1.9]\nbrightness = 0.3\nlens-position = 2",
+        );
+        let p = plan_change(&old, &ControlsConfig::default(), &facts);
+        assert_eq!(p.value(Id::ExposureTimeMode), Some(Value::Int(MODE_AUTO)));
+        assert_eq!(p.value(Id::AwbEnable), Some(Value::Bool(true)));
+        assert_eq!(p.value(Id::Brightness), Some(Value::Float(0.0)));
+        assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_CONTINUOUS)));
+        assert_eq!(p.value(Id::ExposureTime), None);
+    }
+
+    #[test]
+    fn shipped_config_documents_every_key_with_a_valid_example() {
+        let text = include_str!("../../config/picker.toml");
+        let table = &text[text.find("[controls]").expect("a [controls] table")..];
+        for key in KEYS {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(&format!("#{key} = ")))
+                .unwrap_or_else(|| panic!("{key} is not documented in config/picker.toml"));
+            let c: ControlsConfig = toml::from_str(&line[1..]).unwrap();
+            assert!(!c.is_empty() && c.check("").is_empty(), "{line}");
+        }
+    }
+
+    #[test]
+    fn handle_hands_a_change_to_the_camera_once() {
+        let h = ControlsHandle::new(&toml("brightness = 0.2"));
+        assert!(h.take_change().is_none());
+        let start = h.start(&fixtures::imx219());
+        assert_eq!(start.value(Id::Brightness), Some(Value::Float(0.2)));
+        assert!(h.take_change().is_none());
+        let s = h
+            .update(&serde_json::json!({"exposure-time": 5000}))
+            .unwrap();
+        assert!(s.pending);
+        assert_eq!(s.in_force["exposure-time"].status, Status::Applied);
+        let change = h.take_change().expect("a change");
+        assert_eq!(change.value(Id::ExposureTime), Some(Value::Int(5000)));
+        assert!(h.take_change().is_none());
+        assert!(h.update(&serde_json::json!({"exposure-time": 0})).is_err());
+        assert!(
+            h.take_change().is_none(),
+            "a refused update changes nothing"
+        );
+        let s = h.reset();
+        assert!(s.runtime.is_empty() && s.pending);
+        let change = h.take_change().expect("reset is a change");
+        assert_eq!(
+            change.value(Id::ExposureTimeMode),
+            Some(Value::Int(MODE_AUTO))
+        );
+        assert_eq!(h.state().changes_applied, 2);
+    }
+}

@@ -1,0 +1,101 @@
+//! `/controls` on the still socket only (never on the network port): `GET` shows the config
+//! values, the runtime changes and what is in force; `PUT` merges a JSON object of
+//! `[controls]` keys (`null` = back to the config value); `DELETE` drops every runtime change.
+//! Changes last until restart; the TOML stays the source of truth.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use warp::Filter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Reply;
+
+use super::text;
+use crate::app::Shared;
+
+/// Largest `PUT /controls` body: every key with a long value fits many times over.
+pub const MAX_BODY: u64 = 8 * 1024;
+
+pub fn routes(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
++ Clone
++ Send
++ Sync
++ 'static {
+    let shared = warp::any().map(move || shared.clone());
+    let path = warp::path!("controls");
+    let get = warp::get()
+        .and(path)
+        .and(shared.clone())
+        .map(|s: Arc<Shared>| json(StatusCode::OK, &s.controls.state()));
+    let delete = warp::delete()
+        .and(path)
+        .and(shared.clone())
+        .map(|s: Arc<Shared>| json(StatusCode::OK, &s.controls.reset()));
+    let put = warp::put()
+        .and(path)
+        .and(
+            warp::body::content_length_limit(MAX_BODY)
+                .and(warp::body::bytes())
+                .map(Ok::<Bytes, warp::reply::Response>)
+                .recover(body_rejection)
+                .unify(),
+        )
+        .and(shared)
+        .map(
+            |body: Result<Bytes, warp::reply::Response>, s: Arc<Shared>| match body {
+                Ok(body) => put(&body, &s),
+                Err(resp) => resp,
+            },
+        );
+    get.or(put).unify().or(delete).unify()
+}
+
+fn put(body: &[u8], s: &Shared) -> warp::reply::Response {
+    let patch: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body is not JSON ({e}): send an object such as {{\"lens-position\": 4}}\n"
+                ),
+            );
+        }
+    };
+    match s.controls.update(&patch) {
+        Ok(state) => json(StatusCode::OK, &state),
+        Err(errors) => text(StatusCode::BAD_REQUEST, format!("{}\n", errors.join("\n"))),
+    }
+}
+
+/// A body that is too large or of unknown length, answered at once (not a 404 from the
+/// routes tried after this one).
+async fn body_rejection(
+    r: warp::Rejection,
+) -> Result<Result<Bytes, warp::reply::Response>, Infallible> {
+    Ok(Err(
+        if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+            text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes\n"),
+            )
+        } else if r.find::<warp::reject::LengthRequired>().is_some() {
+            text(
+                StatusCode::LENGTH_REQUIRED,
+                "send the body with a Content-Length\n",
+            )
+        } else {
+            text(StatusCode::BAD_REQUEST, "cannot read the body\n")
+        },
+    ))
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> warp::reply::Response {
+    let mut resp = warp::reply::with_status(warp::reply::json(value), status).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

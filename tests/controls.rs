@@ -1,0 +1,312 @@
+//! Camera controls through the real binary: the `[controls]` table reported per key in
+//! `/state`, `/controls` over the still socket with curl (GET, PUT, DELETE, errors, size cap)
+//! and never on the TCP port. The test pattern has no controls unless
+//! `PICKER_TEST_CONTROLS` gives it those of a recorded Pi camera.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+fn config(dir: &std::path::Path, controls: &str) -> String {
+    format!(
+        "[camera]\nsource = \"test-pattern\"\n[stream]\nbind = \"127.0.0.1\"\nport = 0\n\
+         [still]\nsocket = \"{}\"\n[controls]\n{controls}\n",
+        dir.join("still.sock").display()
+    )
+}
+
+fn start(controls: &str, camera: Option<&str>) -> Picker {
+    let dir = temp_dir();
+    let text = config(dir.path(), controls);
+    let env: Vec<(&str, &str)> = camera
+        .map(|c| ("PICKER_TEST_CONTROLS", c))
+        .into_iter()
+        .collect();
+    Picker::start_config(dir, &text, &env)
+}
+
+/// curl over the still socket: (status, body).
+fn curl(p: &Picker, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-m",
+        "10",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+    ])
+    .arg("--unix-socket")
+    .arg(&p.socket)
+    .arg(format!("http://picker{path}"));
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = cmd.output().expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+fn json_of(p: &Picker, method: &str, path: &str, body: Option<&str>) -> Value {
+    let (code, text) = curl(p, method, path, body);
+    assert_eq!(code, 200, "{method} {path}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn state(p: &Picker) -> Value {
+    serde_json::from_str(&p.tcp_get("/state").text()).unwrap()
+}
+
+/// Waits until the camera thread has taken `n` changes (bounded, so a broken build fails).
+fn wait_changes(p: &Picker, n: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = json_of(p, "GET", "/controls", None);
+        if s["changes_applied"] == json!(n) && s["pending"] == json!(false) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "camera took no change: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn controls_on_a_camera_without_them_are_reported_unsupported_not_an_error() {
+    let p = start(
+        "lens-position = 4\nexposure-time = 10000\nawb-mode = \"daylight\"\ndenoise = \"off\"",
+        None,
+    );
+    let s = state(&p);
+    assert_eq!(s["online"], json!(true), "{s}");
+    for key in ["lens-position", "exposure-time", "awb-mode", "denoise"] {
+        assert_eq!(
+            s["controls"][key]["status"],
+            json!("unsupported"),
+            "{key}: {s}"
+        );
+        assert!(s["controls"][key].get("value").is_none(), "{key}: {s}");
+    }
+    assert!(
+        p.find_log("controls.lens-position = 4.0: unsupported")
+            .is_some(),
+        "{}",
+        p.log_text()
+    );
+    // Still answered over the socket, and a change is accepted (and reported unsupported).
+    let c = json_of(&p, "PUT", "/controls", Some(r#"{"brightness": 0.25}"#));
+    assert_eq!(
+        c["in_force"]["brightness"]["status"],
+        json!("unsupported"),
+        "{c}"
+    );
+}
+
+#[test]
+fn pi_camera_values_are_clamped_and_autofocus_defaults_to_continuous() {
+    let p = start("lens-position = 20\nanalogue-gain = 2.5", Some("imx708"));
+    let c = &state(&p)["controls"];
+    assert_eq!(c["lens-position"]["status"], json!("adjusted"), "{c}");
+    assert_eq!(c["lens-position"]["value"], json!(15.0), "{c}");
+    assert_eq!(c["analogue-gain"]["status"], json!("applied"), "{c}");
+    assert!(
+        c.get("af-mode").is_none(),
+        "lens-position means manual focus: {c}"
+    );
+    drop(p);
+
+    let p = start("", Some("imx708"));
+    let c = &state(&p)["controls"];
+    assert_eq!(c["af-mode"]["value"], json!("continuous"), "{c}");
+    drop(p);
+    // Camera Module 2 has no autofocus: nothing to default, focus keys unsupported.
+    let p = start("af-mode = \"auto\"", Some("imx219"));
+    let c = &state(&p)["controls"];
+    assert_eq!(c["af-mode"]["status"], json!("unsupported"), "{c}");
+}
+
+#[test]
+fn put_merges_until_delete_and_the_camera_takes_each_change() {
+    let p = start("exposure-time = 20000\nbrightness = 0.1", Some("imx708"));
+    let c = json_of(&p, "GET", "/controls", None);
+    assert_eq!(
+        c["config"],
+        json!({"exposure-time": 20000, "brightness": 0.1}),
+        "{c}"
+    );
+    assert_eq!(c["runtime"], json!({}), "{c}");
+    assert_eq!(c["camera"]["LensPosition"]["max"], json!(15.0), "{c}");
+
+    // Fix focus and exposure for a pick.
+    let c = json_of(
+        &p,
+        "PUT",
+        "/controls",
+        Some(r#"{"lens-position": 5, "exposure-time": 8000}"#),
+    );
+    assert_eq!(c["asked"]["exposure-time"], json!(8000), "{c}");
+    wait_changes(&p, 1);
+    let s = state(&p);
+    assert_eq!(s["controls"]["lens-position"]["value"], json!(5.0), "{s}");
+    assert_eq!(s["controls"]["exposure-time"]["value"], json!(8000), "{s}");
+    assert_eq!(s["controls"]["brightness"]["value"], json!(0.1), "{s}");
+
+    // A second PUT merges; null goes back to the config value.
+    json_of(
+        &p,
+        "PUT",
+        "/controls",
+        Some(r#"{"exposure-time": null, "ev": -1}"#),
+    );
+    let c = wait_changes(&p, 2);
+    assert_eq!(
+        c["runtime"],
+        json!({"lens-position": 5.0, "ev": -1.0}),
+        "{c}"
+    );
+    assert_eq!(c["in_force"]["exposure-time"]["value"], json!(20000), "{c}");
+
+    // Continuous autofocus replaces the fixed lens position.
+    json_of(&p, "PUT", "/controls", Some(r#"{"af-mode": "continuous"}"#));
+    let c = wait_changes(&p, 3);
+    assert!(c["in_force"].get("lens-position").is_none(), "{c}");
+    assert_eq!(
+        c["in_force"]["af-mode"]["value"],
+        json!("continuous"),
+        "{c}"
+    );
+
+    // DELETE: back to the TOML.
+    let c = json_of(&p, "DELETE", "/controls", None);
+    assert_eq!(c["runtime"], json!({}), "{c}");
+    let c = wait_changes(&p, 4);
+    assert_eq!(c["asked"], c["config"], "{c}");
+    assert!(c["in_force"].get("ev").is_none(), "{c}");
+    // Unchanged values are no change for the camera.
+    json_of(&p, "DELETE", "/controls", None);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        json_of(&p, "GET", "/controls", None)["changes_applied"],
+        json!(4)
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_naming_the_key_and_change_nothing() {
+    let mut p = start("", Some("imx708"));
+    for (body, code, want) in [
+        (
+            r#"{"lens-positon": 3}"#,
+            400,
+            "unknown key \"lens-positon\"",
+        ),
+        (
+            r#"{"exposure-time": "long"}"#,
+            400,
+            "exposure-time = \"long\"",
+        ),
+        (r#"{"exposure-time": 0}"#, 400, "exposure-time = 0"),
+        (r#"{"brightness": 7}"#, 400, "brightness = 7"),
+        (
+            r#"{"af-mode": "auto", "lens-position": 2}"#,
+            400,
+            "needs af-mode",
+        ),
+        (r#"{"af-mode": "sideways"}"#, 400, "af-mode = \"sideways\""),
+        ("lens-position=3", 400, "not JSON"),
+        ("[1]", 400, "JSON object"),
+    ] {
+        let (got, text) = curl(&p, "PUT", "/controls", Some(body));
+        assert_eq!(got, code, "{body}: {text}");
+        assert!(text.contains(want), "{body}: {text}");
+    }
+    let big = format!(r#"{{"ev": 1, "pad": "{}"}}"#, "x".repeat(20_000));
+    let (got, text) = curl(&p, "PUT", "/controls", Some(&big));
+    assert_eq!(got, 413, "{text}");
+    let (got, _) = curl(&p, "POST", "/controls", Some("{}"));
+    assert_eq!(got, 405);
+    let c = json_of(&p, "GET", "/controls", None);
+    assert_eq!(c["runtime"], json!({}), "{c}");
+    assert_eq!(c["changes_applied"], json!(0), "{c}");
+    assert!(p.child.try_wait().unwrap().is_none(), "{}", p.log_text());
+}
+
+#[test]
+fn controls_are_not_served_on_the_network_port() {
+    let p = start("", Some("imx708"));
+    let code = |method: &str, path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-m",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                method,
+            ])
+            .args(["--data-binary", r#"{"lens-position": 1}"#, &p.url(path)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(code("GET", "/controls"), "404");
+    // Whatever the port answers for a path it does not have (404, or 405 for a method it
+    // never takes), /controls gets the same.
+    for method in ["PUT", "DELETE"] {
+        let got = code(method, "/controls");
+        assert!(!got.starts_with('2'), "{method}: {got}");
+        assert_eq!(got, code(method, "/no-such-path"), "{method}");
+    }
+    let c = json_of(&p, "GET", "/controls", None);
+    assert_eq!(
+        c["runtime"],
+        json!({}),
+        "the TCP requests changed nothing: {c}"
+    );
+    assert_eq!(c["changes_applied"], json!(0), "{c}");
+}
+
+#[test]
+fn bad_controls_in_the_config_exit_78_naming_file_and_key() {
+    let dir = temp_dir();
+    for (controls, want) in [
+        ("lens-position = -2", "controls.lens-position = -2"),
+        ("awb-mode = \"sunny\"", ":9:12: unknown variant `sunny`"),
+        ("exposure = 100", "unknown key `controls.exposure`"),
+        (
+            "af-mode = \"continuous\"\nlens-position = 3",
+            "needs af-mode = \"manual\"",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, config(dir.path(), controls)).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{controls}: {err}");
+        assert!(err.contains(want), "{controls}: {err}");
+        assert!(
+            err.contains(&path.display().to_string()),
+            "{controls}: {err}"
+        );
+    }
+}
