@@ -191,7 +191,7 @@ struct LcPipeline<'d> {
     video: (Stream, Layout),
     still: Option<(Stream, Layout)>,
     crop: Option<Rectangle>,
-    start_controls: ControlList,
+    start_controls: libcamera::utils::UniquePtr<ControlList>,
     _alloc: FrameBufferAllocator,
     active: ActiveCamera<'d>,
 }
