@@ -672,6 +672,9 @@ fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
 /// The sensor's raw modes and active area, or `None` for cameras without a pixel array
 /// (virtual and USB cameras: asking them for a raw stream makes libcamera log an error).
 fn sensor_facts(cam: &libcamera::camera::Camera<'_>) -> Option<((u32, u32), Vec<RawMode>)> {
+    // PixelArraySize first: only real sensors have it (the virtual camera has active areas
+    // but no raw role).
+    cam.properties().get::<properties::PixelArraySize>().ok()?;
     let active = cam
         .properties()
         .get::<properties::PixelArrayActiveAreas>()

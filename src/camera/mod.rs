@@ -1,6 +1,13 @@
 //! The camera seam: every frame source (the built-in test pattern, libcamera) implements
 //! [`Camera`] and publishes [`Frame`]s into a [`FrameSink`], so the rest of the service never
 //! knows which one is running and no test needs hardware.
+//!
+//! - [`plan`]: the decisions (camera, sensor mode, crop, frame period, orientation) as pure
+//!   functions of facts recorded from libcamera; `pi_model` (tests only) checks them against a
+//!   model of Raspberry Pi's pipeline and its cameras.
+//! - [`owner`]: the owner thread of a request pipeline (good frames only, counters,
+//!   restarts), generic over [`owner::Pipeline`]; `libcamera` and [`fake`] implement it.
+//! - [`test_pattern`]: the built-in pattern when there is no camera.
 
 pub mod controls;
 pub mod fake;

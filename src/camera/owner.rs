@@ -91,7 +91,7 @@ pub trait Pipeline {
     /// it); false when a plane is missing or short.
     fn fill(&self, req: &Self::Request, frame: &mut FrameMut) -> bool;
     /// Reuses the request and queues it again, with the controls every request carries (see
-    /// [`Pipeline::request_controls`]). Gives the request back when the camera refuses it.
+    /// `request_controls` in the libcamera pipeline). Gives the request back when the camera refuses it.
     fn requeue(&mut self, req: Self::Request) -> Result<(), Self::Request>;
     /// True once the camera reported it was disconnected (cleared by a restart).
     fn disconnected(&self) -> bool;
