@@ -398,6 +398,7 @@ fn name<T: Serialize>(v: &T) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Id {
     AfMode,
+    AfTrigger,
     AfRange,
     LensPosition,
     AeEnable,
@@ -419,8 +420,9 @@ pub enum Id {
 }
 
 impl Id {
-    pub const ALL: [Id; 19] = [
+    pub const ALL: [Id; 20] = [
         Id::AfMode,
+        Id::AfTrigger,
         Id::AfRange,
         Id::LensPosition,
         Id::AeEnable,
@@ -446,6 +448,7 @@ impl Id {
 const AF_MANUAL: i32 = 0;
 const AF_AUTO: i32 = 1;
 const AF_CONTINUOUS: i32 = 2;
+const AF_TRIGGER_START: i32 = 0;
 const MODE_AUTO: i32 = 0; // ExposureTimeModeAuto, AnalogueGainModeAuto
 const MODE_MANUAL: i32 = 1;
 
@@ -681,6 +684,10 @@ pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
     match (af_asked, facts.has(Id::AfMode)) {
         (Some(m), true) if facts.accepts(Id::AfMode, af_mode_value(m)) => {
             p.set(Id::AfMode, Value::Int(af_mode_value(m)));
+            // "auto" focuses when triggered: once now (start, or the change that set it).
+            if m == AfMode::Auto && facts.accepts(Id::AfTrigger, AF_TRIGGER_START) {
+                p.set(Id::AfTrigger, Value::Int(AF_TRIGGER_START));
+            }
             if config.af_mode.is_some() {
                 p.report("af-mode", Status::Applied, m, Some(name(&m).into()), None);
             }
@@ -1031,6 +1038,10 @@ pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFa
     }
     let next = plan(new, facts);
     for (id, v) in &next.values {
+        // A new scan only when af-mode changed, not with every other change.
+        if *id == Id::AfTrigger && old.af_mode == new.af_mode {
+            continue;
+        }
         p.set(*id, *v);
     }
     p.reports = next.reports;
@@ -1247,6 +1258,7 @@ pub mod fixtures {
     fn with_af(facts: ControlFacts, lens_max: f32) -> ControlFacts {
         facts
             .with(Id::AfMode, enumerated(&[0, 1, 2]))
+            .with(Id::AfTrigger, enumerated(&[0, 1]))
             .with(Id::AfRange, enumerated(&[0, 1, 2]))
             .with(Id::LensPosition, float(0.0, lens_max, 1.0))
     }
@@ -1504,6 +1516,16 @@ mod tests {
         assert_eq!(p.value(Id::AwbEnable), Some(Value::Bool(true)));
         assert_eq!(p.value(Id::NoiseReductionMode), Some(Value::Int(2)));
         assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_AUTO)));
+        assert_eq!(p.value(Id::AfTrigger), Some(Value::Int(AF_TRIGGER_START)));
+        // Auto focus scans once when set, not again with every other change.
+        let later = c.merged(&toml("ev = 1"));
+        let change = plan_change(&c, &later, &fixtures::imx708_pisp());
+        assert_eq!(change.value(Id::AfTrigger), None);
+        let change = plan_change(&ControlsConfig::default(), &c, &fixtures::imx708_pisp());
+        assert_eq!(
+            change.value(Id::AfTrigger),
+            Some(Value::Int(AF_TRIGGER_START))
+        );
         assert!(
             p.reports.values().all(|r| r.status == Status::Applied),
             "{:?}",

@@ -15,6 +15,7 @@ use super::controls::{ControlFacts, Id, Limits, Value};
 fn libcamera_id(id: Id) -> ControlId {
     match id {
         Id::AfMode => ControlId::AfMode,
+        Id::AfTrigger => ControlId::AfTrigger,
         Id::AfRange => ControlId::AfRange,
         Id::LensPosition => ControlId::LensPosition,
         Id::AeEnable => ControlId::AeEnable,
@@ -58,6 +59,7 @@ fn kind(id: Id) -> Kind {
         | Id::Saturation
         | Id::Sharpness => Kind::Float,
         Id::AfMode
+        | Id::AfTrigger
         | Id::AfRange
         | Id::ExposureTimeMode
         | Id::AnalogueGainMode

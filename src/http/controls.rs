@@ -25,17 +25,15 @@ pub fn routes(
 + Sync
 + 'static {
     let shared = warp::any().map(move || shared.clone());
-    let path = warp::path!("controls");
+    // The path first, then the method: other paths must stay "not found" (not "method not
+    // allowed") for the still routes tried after these.
     let get = warp::get()
-        .and(path)
         .and(shared.clone())
         .map(|s: Arc<Shared>| json(StatusCode::OK, &s.controls.state()));
     let delete = warp::delete()
-        .and(path)
         .and(shared.clone())
         .map(|s: Arc<Shared>| json(StatusCode::OK, &s.controls.reset()));
     let put = warp::put()
-        .and(path)
         .and(
             warp::body::content_length_limit(MAX_BODY)
                 .and(warp::body::bytes())
@@ -50,7 +48,7 @@ pub fn routes(
                 Err(resp) => resp,
             },
         );
-    get.or(put).unify().or(delete).unify()
+    warp::path!("controls").and(get.or(put).unify().or(delete).unify())
 }
 
 fn put(body: &[u8], s: &Shared) -> warp::reply::Response {
