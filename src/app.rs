@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::camera::{Camera, CameraError, CameraInfo, CropState, StopFlag, StreamInfo};
 use crate::config::{Config, Crop, SourceChoice};
+use crate::encode_pool::{EncodePool, Kind, PoolError};
 use crate::encoder::{Demand, EncodedFrame};
 use crate::frames::{Frame, FrameSink, Stats};
 use crate::http::{self, Listener};
@@ -57,6 +58,19 @@ pub enum StillError {
     ShuttingDown,
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// The encode queue is full; answered 503 with `Retry-After`.
+    #[error("busy: too many requests at once, retry shortly")]
+    Busy,
+}
+
+impl From<PoolError> for StillError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Busy => StillError::Busy,
+            PoolError::Gone => StillError::ShuttingDown,
+            PoolError::Failed(e) => StillError::Encode(e.to_string()),
+        }
+    }
 }
 
 /// State shared by all request handlers.
@@ -69,8 +83,8 @@ pub struct Shared {
     pub demand: Demand,
     pub stream_slots: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
-    /// Compressors for snapshots, reused across requests.
-    compressors: std::sync::Mutex<Vec<crate::jpeg::Compressor>>,
+    /// Encodes snapshots and stills, once per frame and output, on a fixed set of threads.
+    pub encode_pool: Arc<EncodePool>,
 }
 
 /// `/state`.
@@ -166,27 +180,15 @@ impl Shared {
                 return Ok((e.jpeg.clone(), e.sequence));
             }
         }
-        let mut compressor = match self.compressors.lock().unwrap().pop() {
-            Some(c) => c,
-            None => {
-                crate::jpeg::Compressor::new().map_err(|e| StillError::Encode(e.to_string()))?
-            }
-        };
         let quality = self.config.stream.quality;
-        let (compressor, jpeg) = tokio::task::spawn_blocking(move || {
-            let jpeg = compressor
-                .compress(&frame.video, quality)
-                .map(Bytes::copy_from_slice)
-                .map_err(|e| e.to_string());
-            (compressor, jpeg.map(|j| (j, frame.sequence)))
-        })
-        .await
-        .map_err(|e| StillError::Encode(e.to_string()))?;
-        let mut pool = self.compressors.lock().unwrap();
-        if pool.len() < 2 {
-            pool.push(compressor);
-        }
-        jpeg.map_err(StillError::Encode)
+        let sequence = frame.sequence;
+        let jpeg = self
+            .encode_pool
+            .encode(Kind::Snapshot, sequence, move || {
+                crate::encode_pool::jpeg(&frame.video, quality)
+            })
+            .await?;
+        Ok((jpeg, sequence))
     }
 }
 
@@ -345,7 +347,8 @@ pub async fn run(
         encoded: encoded_rx,
         demand: demand.clone(),
         shutdown: stop_rx.clone(),
-        compressors: std::sync::Mutex::new(Vec::new()),
+        encode_pool: EncodePool::new(crate::encode_pool::THREADS, crate::encode_pool::QUEUE)
+            .map_err(|e| AppError::CameraThread(format!("cannot start encode threads: {e}")))?,
     });
 
     // Camera thread.

@@ -131,6 +131,28 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> warp::reply::Respons
     resp
 }
 
+/// The answer for a still or snapshot that could not be served: 504 for a stalled camera,
+/// 503 otherwise, with `Retry-After` when the encode queue was full (the client should come
+/// back, and will likely find the frame already encoded), 500 when encoding failed.
+pub fn still_error(e: &crate::app::StillError) -> warp::reply::Response {
+    use crate::app::StillError;
+    let status = match e {
+        StillError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        StillError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        StillError::NoFrame | StillError::ShuttingDown | StillError::Busy => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let mut resp = text(status, format!("{e}\n"));
+    if matches!(e, StillError::Busy | StillError::NoFrame) {
+        resp.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from_static("1"),
+        );
+    }
+    resp
+}
+
 /// Turns warp's rejections into plain-text errors (404, 405, 400) instead of empty bodies.
 pub async fn plain_rejection(
     r: warp::Rejection,

@@ -203,7 +203,7 @@ async fn snapshot(shared: Arc<Shared>) -> Result<warp::reply::Response, Infallib
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
             no_store(r)
         }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => super::still_error(&e),
     };
     Ok(resp)
 }
