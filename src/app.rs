@@ -85,6 +85,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Encodes snapshots and stills, once per frame and output, on a fixed set of threads.
     pub encode_pool: Arc<EncodePool>,
+    /// Refused connections, accept errors, dropped clients: counted and rate-limited.
+    pub events: Arc<http::Events>,
 }
 
 /// `/state`.
@@ -169,6 +171,30 @@ impl Shared {
                 Err(_) => Err(StillError::Timeout(limit)),
             },
             _ = shutdown.wait_for(|s| *s) => Err(StillError::ShuttingDown),
+        }
+    }
+
+    /// The reliability counters for `/metrics`: connection events and the encode pool.
+    pub fn write_reliability_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        self.events.write_metrics(out);
+        let pool = &self.encode_pool;
+        for (name, help, value) in [
+            (
+                "picker_still_encodes_total",
+                "Snapshot and still encodes (one per frame and format, shared by requests).",
+                pool.encodes.load(Ordering::Relaxed),
+            ),
+            (
+                "picker_encode_busy_total",
+                "Snapshot and still requests answered 503: encode queue full.",
+                pool.busy.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
         }
     }
 
@@ -322,6 +348,8 @@ pub async fn run(
     for line in &info.adjustments {
         tracing::warn!("camera adjusted the configuration: {line}");
     }
+    let budget = descriptor_budget();
+    let events = Arc::new(http::Events::default());
     let stats = Arc::new(Stats::default());
     let initial_crop = match (config.camera.crop, info.source) {
         (Crop::None, _) => CropState::Disabled,
@@ -349,6 +377,7 @@ pub async fn run(
         shutdown: stop_rx.clone(),
         encode_pool: EncodePool::new(crate::encode_pool::THREADS, crate::encode_pool::QUEUE)
             .map_err(|e| AppError::CameraThread(format!("cannot start encode threads: {e}")))?,
+        events: events.clone(),
     });
 
     // Camera thread.
@@ -400,6 +429,11 @@ pub async fn run(
             Listener::Tcp(tcp),
             http::stream::routes(shared.clone()),
             stop_rx.clone(),
+            http::Limits {
+                connections: budget.tcp,
+                write_progress: None,
+            },
+            events.clone(),
         ));
     } else {
         tracing::info!("stream disabled (stream.enabled = false): no TCP port opened");
@@ -409,7 +443,25 @@ pub async fn run(
         Listener::Unix(unix),
         http::still::routes(shared.clone()),
         stop_rx.clone(),
+        http::Limits {
+            connections: budget.still,
+            write_progress: Some(http::STILL_PROGRESS_TIMEOUT),
+        },
+        events.clone(),
     ));
+    // The tail of a burst of refused connections or dropped clients is logged too.
+    servers.spawn({
+        let (events, mut stop) = (events.clone(), stop_rx.clone());
+        async move {
+            let mut tick = tokio::time::interval(crate::throttle::PERIOD);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => events.flush(),
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    });
 
     tokio::pin!(shutdown);
     let outcome: Result<(), AppError> = async {
@@ -462,6 +514,33 @@ pub async fn run(
     }
     tracing::debug!("camera and encoder stopped");
     outcome
+}
+
+/// Raises the descriptor limit to its hard maximum, shares it out (see [`crate::budget`]),
+/// and says the figures once.
+fn descriptor_budget() -> crate::budget::Budget {
+    let (nofile, err) = crate::budget::raise_nofile();
+    if let Some(e) = err {
+        tracing::warn!("cannot raise the open-file limit (RLIMIT_NOFILE {nofile}): {e}");
+    }
+    let b = crate::budget::plan(nofile);
+    tracing::info!(
+        "descriptors: limit {}, up to {} TCP connections, {} on the still socket, {} reserved \
+         for the camera, journal and sd-notify",
+        b.nofile,
+        b.tcp,
+        b.still,
+        b.reserve
+    );
+    if b.starved {
+        tracing::warn!(
+            "the open-file limit {} is too low for {} reserved descriptors and both connection \
+             caps: raise LimitNOFILE",
+            b.nofile,
+            b.reserve
+        );
+    }
+    b
 }
 
 fn camera_result(

@@ -10,11 +10,14 @@
 //! - [`encoder`]: encodes stream frames while (and only while) somebody watches.
 //! - [`encode_pool`]: snapshots and stills, encoded once per frame on a fixed thread pool.
 //! - [`http`]: accept loops and the routes of the stream port and the still socket.
+//! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
+//! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will.
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
 //! - [`app`]: wires it all together and decides shutdown.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.
 
 pub mod app;
+pub mod budget;
 pub mod camera;
 pub mod cli;
 pub mod config;
@@ -28,6 +31,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod still_client;
+pub mod throttle;
 
 /// Runs the service with `config` until SIGTERM/SIGINT: opens the camera, binds the
 /// sockets, serves. Blocks; builds its own runtime.

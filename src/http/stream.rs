@@ -255,6 +255,7 @@ fn metrics(s: &Shared) -> warp::reply::Response {
         "Frames per second delivered by the camera.",
         format!("{:.2}", st.fps),
     );
+    s.write_reliability_metrics(&mut out);
     let mut resp = warp::reply::Response::new(out.into());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
