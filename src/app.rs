@@ -38,6 +38,8 @@ pub enum AppError {
         path: PathBuf,
         origin: String,
         what: String,
+        /// Another process answers on it (not the config's fault).
+        busy: bool,
     },
     #[error(transparent)]
     Camera(#[from] CameraError),
@@ -45,6 +47,22 @@ pub enum AppError {
     NoFirstFrame(Duration),
     #[error("camera thread failed: {0}")]
     CameraThread(String),
+}
+
+impl AppError {
+    /// Whether the config is at fault (exit 78: restarting will not help). A port in use or
+    /// a still socket another process answers on may free up; a port we may not use, an
+    /// address this machine does not have, or a socket path that cannot be made will not.
+    pub fn is_config(&self) -> bool {
+        match self {
+            AppError::BindTcp { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::AddrNotAvailable
+            ),
+            AppError::BindUnix { busy, .. } => !busy,
+            _ => false,
+        }
+    }
 }
 
 /// Why a still could not be served.
@@ -255,33 +273,39 @@ pub struct Listeners {
     pub socket_guard: SocketGuard,
 }
 
-/// Binds the TCP listener (if the stream is enabled) and the still socket.
+/// Binds the still socket, then the TCP listener (if the stream is enabled). The still
+/// socket first: a second instance is refused on the robot's socket, whatever the port.
 pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
-    let tcp = if config.stream.enabled {
-        let addr = SocketAddr::new(config.stream.bind, config.stream.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::BindTcp {
-                addr,
-                port: config.stream.port,
-                origin: config.origin(),
-                source,
-            })?;
-        Some(listener)
-    } else {
-        None
-    };
     let (unix, socket_guard) =
-        bind_unix(&config.still.socket).map_err(|what| AppError::BindUnix {
+        bind_unix(&config.still.socket).map_err(|(what, busy)| AppError::BindUnix {
             path: config.still.socket.clone(),
             origin: config.origin(),
             what,
+            busy,
         })?;
+    let tcp = if config.stream.enabled {
+        Some(bind_tcp(config).await?)
+    } else {
+        None
+    };
     Ok(Listeners {
         tcp,
         unix,
         socket_guard,
     })
+}
+
+/// Binds the stream port of `config`.
+pub async fn bind_tcp(config: &Config) -> Result<TcpListener, AppError> {
+    let addr = SocketAddr::new(config.stream.bind, config.stream.port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::BindTcp {
+            addr,
+            port: config.stream.port,
+            origin: config.origin(),
+            source,
+        })
 }
 
 /// Removes the still socket file on drop, if it is still ours.
@@ -299,30 +323,33 @@ impl Drop for SocketGuard {
     }
 }
 
-fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), String> {
+fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), (String, bool)> {
+    let config = |what: String| (what, false);
     use std::os::unix::fs::MetadataExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create directory {}: {e}", parent.display()))?;
+            .map_err(|e| config(format!("cannot create directory {}: {e}", parent.display())))?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             // A socket file: stale unless somebody still answers on it.
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(
+                return Err((
                     "another process is listening on it (is picker already running?)".into(),
-                );
+                    true,
+                ));
             }
-            std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket: {e}"))?;
+            std::fs::remove_file(path)
+                .map_err(|e| config(format!("cannot remove stale socket: {e}")))?;
         }
-        Ok(_) => return Err("a file that is not a socket is in the way".into()),
+        Ok(_) => return Err(config("a file that is not a socket is in the way".into())),
         Err(_) => {}
     }
-    let listener = UnixListener::bind(path).map_err(|e| e.to_string())?;
+    let listener = UnixListener::bind(path).map_err(|e| config(e.to_string()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| format!("cannot set mode 0660: {e}"))?;
+        .map_err(|e| config(format!("cannot set mode 0660: {e}")))?;
     let inode = std::fs::symlink_metadata(path)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| config(e.to_string()))?
         .ino();
     Ok((
         listener,
