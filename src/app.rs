@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -105,6 +105,9 @@ pub struct Shared {
     pub encode_pool: Arc<EncodePool>,
     /// Refused connections, accept errors, dropped clients: counted and rate-limited.
     pub events: Arc<http::Events>,
+    /// `stream.quality` as it is now: a reload (SIGHUP) changes it; `config` keeps the value
+    /// the service started with.
+    pub quality: Arc<AtomicU8>,
 }
 
 /// `/state`.
@@ -192,6 +195,11 @@ impl Shared {
         }
     }
 
+    /// The JPEG quality in force (reloadable).
+    pub fn quality(&self) -> u8 {
+        self.quality.load(Ordering::Relaxed)
+    }
+
     /// The reliability counters for `/metrics`: connection events and the encode pool.
     pub fn write_reliability_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
@@ -224,7 +232,7 @@ impl Shared {
                 return Ok((e.jpeg.clone(), e.sequence));
             }
         }
-        let quality = self.config.stream.quality;
+        let quality = self.quality();
         let sequence = frame.sequence;
         let jpeg = self
             .encode_pool
@@ -365,11 +373,14 @@ const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the service until `shutdown` completes or something fails; then stops in order:
 /// clients, servers, camera, socket file.
+///
+/// `reload` (SIGHUP, see [`hangups`]) re-reads the config file: see [`reload_config`].
 pub async fn run(
     config: Config,
     camera: Box<dyn Camera>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
+    mut reload: Option<tokio::signal::unix::Signal>,
 ) -> Result<(), AppError> {
     let info = camera.info();
     for line in &info.adjustments {
@@ -393,6 +404,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let demand = Demand::new();
+    let config_quality = config.stream.quality;
     let shared = Arc::new(Shared {
         stream_slots: Arc::new(Semaphore::new(config.stream.max_clients)),
         config,
@@ -405,6 +417,7 @@ pub async fn run(
         encode_pool: EncodePool::new(crate::encode_pool::THREADS, crate::encode_pool::QUEUE)
             .map_err(|e| AppError::CameraThread(format!("cannot start encode threads: {e}")))?,
         events: events.clone(),
+        quality: Arc::new(AtomicU8::new(config_quality)),
     });
 
     // Camera thread.
@@ -426,7 +439,7 @@ pub async fn run(
     let encoder_thread = {
         let runtime = tokio::runtime::Handle::current();
         let (frames, demand, stats) = (sink.subscribe(), demand.subscribe(), stats.clone());
-        let (quality, stop_rx) = (shared.config.stream.quality, stop_rx.clone());
+        let (quality, stop_rx) = (shared.quality.clone(), stop_rx.clone());
         std::thread::Builder::new()
             .name("encoder".into())
             .spawn(move || {
@@ -443,6 +456,8 @@ pub async fn run(
         socket_guard,
     } = listeners;
     let mut stream_url = None;
+    // A reload that changes the port sends the new listener here.
+    let (swap_tx, swap_rx) = tokio::sync::mpsc::channel::<TcpListener>(1);
     if let Some(tcp) = tcp {
         let addr = tcp
             .local_addr()
@@ -452,15 +467,15 @@ pub async fn run(
             tracing::info!("stream at {url}");
             stream_url.get_or_insert(url);
         }
-        servers.spawn(http::serve(
-            Listener::Tcp(tcp),
-            http::stream::routes(shared.clone()),
+        servers.spawn(tcp_front(
+            tcp,
+            shared.clone(),
             stop_rx.clone(),
             http::Limits {
                 connections: budget.tcp,
                 write_progress: None,
             },
-            events.clone(),
+            swap_rx,
         ));
     } else {
         tracing::info!("stream disabled (stream.enabled = false): no TCP port opened");
@@ -506,12 +521,26 @@ pub async fn run(
         tracing::info!(source = %shared.info.source, camera = %shared.info.id, "ready");
         notify::ready(stream_url.as_deref());
         let mut monitor = std::pin::pin!(notify::monitor(shared.clone(), stream_url.clone()));
-        tokio::select! {
-            r = &mut camera_done => camera_result(r),
-            _ = &mut shutdown => Ok(()),
-            _ = &mut monitor => Ok(()),
-            Some(r) = servers.join_next() => {
-                Err(AppError::CameraThread(format!("a server stopped unexpectedly: {r:?}")))
+        let mut running = shared.config.clone();
+        loop {
+            let hangup = async {
+                match reload.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut camera_done => break camera_result(r),
+                _ = &mut shutdown => break Ok(()),
+                _ = &mut monitor => break Ok(()),
+                Some(r) = servers.join_next() => {
+                    break Err(AppError::CameraThread(format!(
+                        "a server stopped unexpectedly: {r:?}"
+                    )));
+                }
+                Some(()) = hangup => {
+                    reload_config(&mut running, &shared, &swap_tx).await;
+                }
             }
         }
     }
@@ -541,6 +570,159 @@ pub async fn run(
     }
     tracing::debug!("camera and encoder stopped");
     outcome
+}
+
+/// Serves the stream port; when a reload binds a new port, serves that one and closes the
+/// old listener (connections already open on it, streams included, keep running).
+async fn tcp_front(
+    first: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    limits: http::Limits,
+    mut swap: tokio::sync::mpsc::Receiver<TcpListener>,
+) {
+    let mut listener = first;
+    loop {
+        // Each listener has its own stop signal, so that a port change closes only it.
+        let (this_stop, this_rx) = watch::channel(false);
+        let mut server = tokio::spawn(http::serve(
+            Listener::Tcp(listener),
+            http::stream::routes(shared.clone()),
+            this_rx,
+            limits,
+            shared.events.clone(),
+        ));
+        tokio::select! {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                let _ = this_stop.send(true);
+                let _ = server.await;
+                return;
+            }
+            new = swap.recv() => {
+                let _ = this_stop.send(true);
+                match new {
+                    Some(l) => listener = l,
+                    None => {
+                        let _ = server.await;
+                        return;
+                    }
+                }
+            }
+            _ = &mut server => return,
+        }
+    }
+}
+
+/// SIGHUP: re-reads the config file the service started with. A file that does not load or
+/// check is logged (with file and line) and changes nothing. Otherwise the keys that can
+/// change while running are applied at once: `stream.quality` (next frame),
+/// `stream.max-clients` (new clients; a lower cap takes effect as clients leave),
+/// `stream.port`/`stream.bind` (the new port is bound first, then the old listener closed;
+/// open connections stay). Keys that shape the camera or the still socket need a restart:
+/// they are named in the log and keep their running values.
+pub async fn reload_config(
+    running: &mut Config,
+    shared: &Shared,
+    swap: &tokio::sync::mpsc::Sender<TcpListener>,
+) {
+    let (path, explicit) = match &running.path {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(crate::config::DEFAULT_PATH), false),
+    };
+    tracing::info!("SIGHUP: reloading {}", path.display());
+    let new = match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload failed, the running config stays: {e}");
+            return;
+        }
+    };
+    let mut applied = Vec::new();
+    if new.stream.quality != running.stream.quality {
+        shared.quality.store(new.stream.quality, Ordering::Relaxed);
+        running.stream.quality = new.stream.quality;
+        applied.push(format!("stream.quality = {}", new.stream.quality));
+    }
+    let (old_max, new_max) = (running.stream.max_clients, new.stream.max_clients);
+    if new_max != old_max {
+        let slots = shared.stream_slots.clone();
+        if new_max > old_max {
+            slots.add_permits(new_max - old_max);
+        } else {
+            // Take the surplus slots as clients leave; nobody is cut off.
+            let surplus = u32::try_from(old_max - new_max).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        running.stream.max_clients = new_max;
+        applied.push(format!("stream.max-clients = {new_max}"));
+    }
+    let moved = (new.stream.bind, new.stream.port) != (running.stream.bind, running.stream.port);
+    if moved && running.stream.enabled && new.stream.enabled {
+        match bind_tcp(&new).await {
+            Ok(l) => {
+                let addr = l.local_addr().ok();
+                if swap.send(l).await.is_ok() {
+                    if let Some(addr) = addr {
+                        tracing::info!("listening on http://{addr}");
+                        for url in crate::net::stream_urls(addr) {
+                            tracing::info!("stream at {url}");
+                        }
+                    }
+                    running.stream.bind = new.stream.bind;
+                    running.stream.port = new.stream.port;
+                    applied.push(format!("stream.port = {}", new.stream.port));
+                }
+            }
+            Err(e) => tracing::error!(
+                "reload: {e:#}; still serving on port {}",
+                running.stream.port
+            ),
+        }
+    }
+    let restart = restart_keys(running, &new);
+    if applied.is_empty() {
+        tracing::info!("config reloaded from {}: nothing to apply", path.display());
+    } else {
+        tracing::info!(
+            "config reloaded from {}: applied {}",
+            path.display(),
+            applied.join(", ")
+        );
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            "config keys changed that need a restart (systemctl restart picker): {}; \
+             running with their old values",
+            restart.join(", ")
+        );
+    }
+}
+
+/// The keys that differ between `a` and `b` and cannot change while running.
+fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
+    let pairs = [
+        (a.camera.source != b.camera.source, "camera.source"),
+        (a.camera.id != b.camera.id, "camera.id"),
+        (a.camera.framerate != b.camera.framerate, "camera.framerate"),
+        (a.camera.crop != b.camera.crop, "camera.crop"),
+        (a.stream.enabled != b.stream.enabled, "stream.enabled"),
+        (a.stream.width != b.stream.width, "stream.width"),
+        (a.stream.height != b.stream.height, "stream.height"),
+        (a.still.socket != b.still.socket, "still.socket"),
+        (a.still.width != b.still.width, "still.width"),
+        (a.still.height != b.still.height, "still.height"),
+    ];
+    pairs.iter().filter(|(d, _)| *d).map(|(_, k)| *k).collect()
+}
+
+/// Installs the SIGHUP handler now (the default action would kill picker); each SIGHUP
+/// then asks [`run`] to reload the config.
+pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
 }
 
 /// Raises the descriptor limit to its hard maximum, shares it out (see [`crate::budget`]),

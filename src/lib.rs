@@ -49,9 +49,11 @@ pub fn run(config: config::Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Install signal handlers before anything slow, so an early SIGTERM is handled.
         let shutdown = app::signals()?;
+        // SIGHUP too: its default action would kill picker; it reloads the config instead.
+        let reload = app::hangups()?;
         let camera = tokio::task::block_in_place(|| app::open_camera(&config))?;
         let listeners = app::bind(&config).await?;
-        app::run(config, camera, listeners, shutdown).await?;
+        app::run(config, camera, listeners, shutdown, Some(reload)).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     tracing::debug!("runtime done");

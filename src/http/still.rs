@@ -85,7 +85,7 @@ async fn still(
         Ok(f) => f,
         Err(e) => return Ok(super::still_error(&e)),
     };
-    let quality = shared.config.stream.quality;
+    let quality = shared.quality();
     let body = if matches!(format, StillFormat::Rgb) && is_tight_rgb(&frame) {
         // Zero copy: the response owns a reference to the frame.
         Bytes::from_owner(StillBytes(frame.clone()))

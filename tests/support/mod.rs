@@ -82,11 +82,21 @@ impl Picker {
     }
 
     pub fn start_config(dir: tempfile::TempDir, text: &str, env: &[(&str, &str)]) -> Picker {
+        Self::start_limited(dir, text, env, None)
+    }
+
+    /// Starts picker with its open-file limit (soft and hard) set to `nofile`, if given.
+    pub fn start_limited(
+        dir: tempfile::TempDir,
+        text: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Picker {
         let mut text = text.to_string();
         let mut dir = dir;
         // The free port may have been taken between finding and binding it: try others.
         for _ in 0..4 {
-            match Self::try_start(dir, &text, env) {
+            match Self::try_start(dir, &text, env, nofile) {
                 Ok(p) => return p,
                 Err((d, log)) if log.contains("cannot listen on") => {
                     dir = d;
@@ -113,6 +123,7 @@ impl Picker {
         dir: tempfile::TempDir,
         text: &str,
         env: &[(&str, &str)],
+        nofile: Option<u64>,
     ) -> Result<Picker, (tempfile::TempDir, String)> {
         let config = dir.path().join("picker.toml");
         std::fs::write(&config, text).unwrap();
@@ -131,6 +142,23 @@ impl Picker {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env("RUST_LOG", "info");
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
