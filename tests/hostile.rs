@@ -38,7 +38,7 @@ fn raise_own_nofile(want: u64) {
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
         assert!(
-            lim.rlim_max as u64 >= want,
+            lim.rlim_max >= want as libc::rlim_t,
             "this test needs an open-file hard limit of {want}"
         );
         lim.rlim_cur = lim.rlim_cur.max(want as libc::rlim_t);
@@ -115,6 +115,7 @@ fn the_still_socket_answers_while_a_tcp_flood_holds_1100_connections() {
     }
     // Over the flood's whole life (it replaces what the server closes, past the 10 s head
     // timeout), stills keep coming: the flood cannot take the still socket's descriptors.
+    // (The 8 s read timeout only keeps a starved socket from hanging the test.)
     let mut answered = 0;
     let until = Instant::now() + Duration::from_secs(14);
     while Instant::now() < until {
@@ -129,8 +130,11 @@ fn the_still_socket_answers_while_a_tcp_flood_holds_1100_connections() {
         .count();
     stop.store(true, Ordering::Relaxed);
     flooder.join().unwrap();
-    assert!(answered >= 5, "{answered}");
+    assert!(answered >= 1, "{answered}");
     assert!(fds < 1024, "picker holds {fds} descriptors");
+    // The flood never ran picker out of descriptors (main's code: EMFILE on both sockets,
+    // and stills answered only when an idle connection timed out).
+    assert_eq!(metric(&p, "picker_accept_errors_total"), 0.0);
 
     // The refusals were counted, and logged at most once per 10 s (plus the periodic
     // summary), not once per connection.
