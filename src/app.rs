@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::camera::controls::{ControlFacts, ControlsHandle};
 use crate::camera::{Camera, CameraError, CameraInfo, CropState, StopFlag, StreamInfo};
 use crate::config::{Config, Crop, SourceChoice};
+use crate::encode_pool::{EncodePool, Kind, PoolError};
 use crate::encoder::{Demand, EncodedFrame};
 use crate::frames::{Frame, FrameSink, Stats};
 use crate::http::{self, Listener};
@@ -39,6 +40,8 @@ pub enum AppError {
         path: PathBuf,
         origin: String,
         what: String,
+        /// Another process answers on it (not the config's fault).
+        busy: bool,
     },
     #[error(transparent)]
     Camera(#[from] CameraError),
@@ -46,6 +49,24 @@ pub enum AppError {
     NoFirstFrame(Duration),
     #[error("camera thread failed: {0}")]
     CameraThread(String),
+}
+
+impl AppError {
+    /// Whether the config is at fault (exit 78: restarting will not help). A port in use or
+    /// a still socket another process answers on may free up; a port we may not use, an
+    /// address this machine does not have, or a socket path that cannot be made will not.
+    pub fn is_config(&self) -> bool {
+        match self {
+            AppError::BindTcp { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::AddrNotAvailable
+            ),
+            AppError::BindUnix { busy, .. } => !busy,
+            // What the config asks of this camera cannot be done.
+            AppError::Camera(CameraError::Config { .. }) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Why a still could not be served.
@@ -59,6 +80,19 @@ pub enum StillError {
     ShuttingDown,
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// The encode queue is full; answered 503 with `Retry-After`.
+    #[error("busy: too many requests at once, retry shortly")]
+    Busy,
+}
+
+impl From<PoolError> for StillError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Busy => StillError::Busy,
+            PoolError::Gone => StillError::ShuttingDown,
+            PoolError::Failed(e) => StillError::Encode(e.to_string()),
+        }
+    }
 }
 
 /// State shared by all request handlers.
@@ -73,8 +107,13 @@ pub struct Shared {
     pub demand: Demand,
     pub stream_slots: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
-    /// Compressors for snapshots, reused across requests.
-    compressors: std::sync::Mutex<Vec<crate::jpeg::Compressor>>,
+    /// Encodes snapshots and stills, once per frame and output, on a fixed set of threads.
+    pub encode_pool: Arc<EncodePool>,
+    /// Refused connections, accept errors, dropped clients: counted and rate-limited.
+    pub events: Arc<http::Events>,
+    /// `stream.quality` as it is now: a reload (SIGHUP) changes it; `config` keeps the value
+    /// the service started with.
+    pub quality: Arc<AtomicU8>,
 }
 
 /// `/state`.
@@ -165,6 +204,35 @@ impl Shared {
         }
     }
 
+    /// The JPEG quality in force (reloadable).
+    pub fn quality(&self) -> u8 {
+        self.quality.load(Ordering::Relaxed)
+    }
+
+    /// The reliability counters for `/metrics`: connection events and the encode pool.
+    pub fn write_reliability_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        self.events.write_metrics(out);
+        let pool = &self.encode_pool;
+        for (name, help, value) in [
+            (
+                "picker_still_encodes_total",
+                "Snapshot and still encodes (one per frame and format, shared by requests).",
+                pool.encodes.load(Ordering::Relaxed),
+            ),
+            (
+                "picker_encode_busy_total",
+                "Snapshot and still requests answered 503: encode queue full.",
+                pool.busy.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        }
+    }
+
     /// The newest video frame as JPEG: the stream's if it is current, else encoded now.
     pub async fn latest_jpeg(&self) -> Result<(Bytes, u64), StillError> {
         let frame = self.latest().ok_or(StillError::NoFrame)?;
@@ -173,27 +241,15 @@ impl Shared {
                 return Ok((e.jpeg.clone(), e.sequence));
             }
         }
-        let mut compressor = match self.compressors.lock().unwrap().pop() {
-            Some(c) => c,
-            None => {
-                crate::jpeg::Compressor::new().map_err(|e| StillError::Encode(e.to_string()))?
-            }
-        };
-        let quality = self.config.stream.quality;
-        let (compressor, jpeg) = tokio::task::spawn_blocking(move || {
-            let jpeg = compressor
-                .compress(&frame.video, quality)
-                .map(Bytes::copy_from_slice)
-                .map_err(|e| e.to_string());
-            (compressor, jpeg.map(|j| (j, frame.sequence)))
-        })
-        .await
-        .map_err(|e| StillError::Encode(e.to_string()))?;
-        let mut pool = self.compressors.lock().unwrap();
-        if pool.len() < 2 {
-            pool.push(compressor);
-        }
-        jpeg.map_err(StillError::Encode)
+        let quality = self.quality();
+        let sequence = frame.sequence;
+        let jpeg = self
+            .encode_pool
+            .encode(Kind::Snapshot, sequence, move || {
+                crate::encode_pool::jpeg(&frame.video, quality)
+            })
+            .await?;
+        Ok((jpeg, sequence))
     }
 }
 
@@ -237,33 +293,39 @@ pub struct Listeners {
     pub socket_guard: SocketGuard,
 }
 
-/// Binds the TCP listener (if the stream is enabled) and the still socket.
+/// Binds the still socket, then the TCP listener (if the stream is enabled). The still
+/// socket first: a second instance is refused on the robot's socket, whatever the port.
 pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
-    let tcp = if config.stream.enabled {
-        let addr = SocketAddr::new(config.stream.bind, config.stream.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::BindTcp {
-                addr,
-                port: config.stream.port,
-                origin: config.origin(),
-                source,
-            })?;
-        Some(listener)
-    } else {
-        None
-    };
     let (unix, socket_guard) =
-        bind_unix(&config.still.socket).map_err(|what| AppError::BindUnix {
+        bind_unix(&config.still.socket).map_err(|(what, busy)| AppError::BindUnix {
             path: config.still.socket.clone(),
             origin: config.origin(),
             what,
+            busy,
         })?;
+    let tcp = if config.stream.enabled {
+        Some(bind_tcp(config).await?)
+    } else {
+        None
+    };
     Ok(Listeners {
         tcp,
         unix,
         socket_guard,
     })
+}
+
+/// Binds the stream port of `config`.
+pub async fn bind_tcp(config: &Config) -> Result<TcpListener, AppError> {
+    let addr = SocketAddr::new(config.stream.bind, config.stream.port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::BindTcp {
+            addr,
+            port: config.stream.port,
+            origin: config.origin(),
+            source,
+        })
 }
 
 /// Removes the still socket file on drop, if it is still ours.
@@ -281,30 +343,33 @@ impl Drop for SocketGuard {
     }
 }
 
-fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), String> {
+fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), (String, bool)> {
+    let config = |what: String| (what, false);
     use std::os::unix::fs::MetadataExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create directory {}: {e}", parent.display()))?;
+            .map_err(|e| config(format!("cannot create directory {}: {e}", parent.display())))?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             // A socket file: stale unless somebody still answers on it.
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(
+                return Err((
                     "another process is listening on it (is picker already running?)".into(),
-                );
+                    true,
+                ));
             }
-            std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket: {e}"))?;
+            std::fs::remove_file(path)
+                .map_err(|e| config(format!("cannot remove stale socket: {e}")))?;
         }
-        Ok(_) => return Err("a file that is not a socket is in the way".into()),
+        Ok(_) => return Err(config("a file that is not a socket is in the way".into())),
         Err(_) => {}
     }
-    let listener = UnixListener::bind(path).map_err(|e| e.to_string())?;
+    let listener = UnixListener::bind(path).map_err(|e| config(e.to_string()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| format!("cannot set mode 0660: {e}"))?;
+        .map_err(|e| config(format!("cannot set mode 0660: {e}")))?;
     let inode = std::fs::symlink_metadata(path)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| config(e.to_string()))?
         .ino();
     Ok((
         listener,
@@ -320,16 +385,21 @@ const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the service until `shutdown` completes or something fails; then stops in order:
 /// clients, servers, camera, socket file.
+///
+/// `reload` (SIGHUP, see [`hangups`]) re-reads the config file: see [`reload_config`].
 pub async fn run(
     config: Config,
     camera: Box<dyn Camera>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
+    mut reload: Option<tokio::signal::unix::Signal>,
 ) -> Result<(), AppError> {
     let info = camera.info();
     for line in &info.adjustments {
         tracing::warn!("camera adjusted the configuration: {line}");
     }
+    let budget = descriptor_budget();
+    let events = Arc::new(http::Events::default());
     let stats = Arc::new(Stats::default());
     let initial_crop = match (config.camera.crop, info.source) {
         (Crop::None, _) => CropState::Disabled,
@@ -352,6 +422,7 @@ pub async fn run(
         handle.start(&ControlFacts::none());
         Arc::new(handle)
     });
+    let config_quality = config.stream.quality;
     let shared = Arc::new(Shared {
         controls,
         stream_slots: Arc::new(Semaphore::new(config.stream.max_clients)),
@@ -362,7 +433,10 @@ pub async fn run(
         encoded: encoded_rx,
         demand: demand.clone(),
         shutdown: stop_rx.clone(),
-        compressors: std::sync::Mutex::new(Vec::new()),
+        encode_pool: EncodePool::new(crate::encode_pool::THREADS, crate::encode_pool::QUEUE)
+            .map_err(|e| AppError::CameraThread(format!("cannot start encode threads: {e}")))?,
+        events: events.clone(),
+        quality: Arc::new(AtomicU8::new(config_quality)),
     });
 
     // Camera thread.
@@ -384,7 +458,7 @@ pub async fn run(
     let encoder_thread = {
         let runtime = tokio::runtime::Handle::current();
         let (frames, demand, stats) = (sink.subscribe(), demand.subscribe(), stats.clone());
-        let (quality, stop_rx) = (shared.config.stream.quality, stop_rx.clone());
+        let (quality, stop_rx) = (shared.quality.clone(), stop_rx.clone());
         std::thread::Builder::new()
             .name("encoder".into())
             .spawn(move || {
@@ -401,6 +475,8 @@ pub async fn run(
         socket_guard,
     } = listeners;
     let mut stream_url = None;
+    // A reload that changes the port sends the new listener here.
+    let (swap_tx, swap_rx) = tokio::sync::mpsc::channel::<TcpListener>(1);
     if let Some(tcp) = tcp {
         let addr = tcp
             .local_addr()
@@ -410,10 +486,15 @@ pub async fn run(
             tracing::info!("stream at {url}");
             stream_url.get_or_insert(url);
         }
-        servers.spawn(http::serve(
-            Listener::Tcp(tcp),
-            http::stream::routes(shared.clone()),
+        servers.spawn(tcp_front(
+            tcp,
+            shared.clone(),
             stop_rx.clone(),
+            http::Limits {
+                connections: budget.tcp,
+                write_progress: None,
+            },
+            swap_rx,
         ));
     } else {
         tracing::info!("stream disabled (stream.enabled = false): no TCP port opened");
@@ -423,7 +504,25 @@ pub async fn run(
         Listener::Unix(unix),
         http::still::routes(shared.clone()),
         stop_rx.clone(),
+        http::Limits {
+            connections: budget.still,
+            write_progress: Some(http::STILL_PROGRESS_TIMEOUT),
+        },
+        events.clone(),
     ));
+    // The tail of a burst of refused connections or dropped clients is logged too.
+    servers.spawn({
+        let (events, mut stop) = (events.clone(), stop_rx.clone());
+        async move {
+            let mut tick = tokio::time::interval(crate::throttle::PERIOD);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => events.flush(),
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    });
 
     tokio::pin!(shutdown);
     let outcome: Result<(), AppError> = async {
@@ -441,12 +540,26 @@ pub async fn run(
         tracing::info!(source = %shared.info.source, camera = %shared.info.id, "ready");
         notify::ready(stream_url.as_deref());
         let mut monitor = std::pin::pin!(notify::monitor(shared.clone(), stream_url.clone()));
-        tokio::select! {
-            r = &mut camera_done => camera_result(r),
-            _ = &mut shutdown => Ok(()),
-            _ = &mut monitor => Ok(()),
-            Some(r) = servers.join_next() => {
-                Err(AppError::CameraThread(format!("a server stopped unexpectedly: {r:?}")))
+        let mut running = shared.config.clone();
+        loop {
+            let hangup = async {
+                match reload.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut camera_done => break camera_result(r),
+                _ = &mut shutdown => break Ok(()),
+                _ = &mut monitor => break Ok(()),
+                Some(r) = servers.join_next() => {
+                    break Err(AppError::CameraThread(format!(
+                        "a server stopped unexpectedly: {r:?}"
+                    )));
+                }
+                Some(()) = hangup => {
+                    reload_config(&mut running, &shared, &swap_tx).await;
+                }
             }
         }
     }
@@ -478,6 +591,186 @@ pub async fn run(
     }
     tracing::debug!("camera and encoder stopped");
     outcome
+}
+
+/// Serves the stream port; when a reload binds a new port, serves that one and closes the
+/// old listener (connections already open on it, streams included, keep running).
+async fn tcp_front(
+    first: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    limits: http::Limits,
+    mut swap: tokio::sync::mpsc::Receiver<TcpListener>,
+) {
+    let mut listener = first;
+    loop {
+        // Each listener has its own stop signal, so that a port change closes only it.
+        let (this_stop, this_rx) = watch::channel(false);
+        let mut server = tokio::spawn(http::serve(
+            Listener::Tcp(listener),
+            http::stream::routes(shared.clone()),
+            this_rx,
+            limits,
+            shared.events.clone(),
+        ));
+        tokio::select! {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                let _ = this_stop.send(true);
+                let _ = server.await;
+                return;
+            }
+            new = swap.recv() => {
+                let _ = this_stop.send(true);
+                match new {
+                    Some(l) => listener = l,
+                    None => {
+                        let _ = server.await;
+                        return;
+                    }
+                }
+            }
+            _ = &mut server => return,
+        }
+    }
+}
+
+/// SIGHUP: re-reads the config file the service started with. A file that does not load or
+/// check is logged (with file and line) and changes nothing. Otherwise the keys that can
+/// change while running are applied at once: `stream.quality` (next frame),
+/// `stream.max-clients` (new clients; a lower cap takes effect as clients leave),
+/// `stream.port`/`stream.bind` (the new port is bound first, then the old listener closed;
+/// open connections stay). Keys that shape the camera or the still socket need a restart:
+/// they are named in the log and keep their running values.
+pub async fn reload_config(
+    running: &mut Config,
+    shared: &Shared,
+    swap: &tokio::sync::mpsc::Sender<TcpListener>,
+) {
+    let (path, explicit) = match &running.path {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(crate::config::DEFAULT_PATH), false),
+    };
+    tracing::info!("SIGHUP: reloading {}", path.display());
+    let new = match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload failed, the running config stays: {e}");
+            return;
+        }
+    };
+    let mut applied = Vec::new();
+    if new.stream.quality != running.stream.quality {
+        shared.quality.store(new.stream.quality, Ordering::Relaxed);
+        running.stream.quality = new.stream.quality;
+        applied.push(format!("stream.quality = {}", new.stream.quality));
+    }
+    let (old_max, new_max) = (running.stream.max_clients, new.stream.max_clients);
+    if new_max != old_max {
+        let slots = shared.stream_slots.clone();
+        if new_max > old_max {
+            slots.add_permits(new_max - old_max);
+        } else {
+            // Take the surplus slots as clients leave; nobody is cut off.
+            let surplus = u32::try_from(old_max - new_max).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        running.stream.max_clients = new_max;
+        applied.push(format!("stream.max-clients = {new_max}"));
+    }
+    let moved = (new.stream.bind, new.stream.port) != (running.stream.bind, running.stream.port);
+    if moved && running.stream.enabled && new.stream.enabled {
+        match bind_tcp(&new).await {
+            Ok(l) => {
+                let addr = l.local_addr().ok();
+                if swap.send(l).await.is_ok() {
+                    if let Some(addr) = addr {
+                        tracing::info!("listening on http://{addr}");
+                        for url in crate::net::stream_urls(addr) {
+                            tracing::info!("stream at {url}");
+                        }
+                    }
+                    running.stream.bind = new.stream.bind;
+                    running.stream.port = new.stream.port;
+                    applied.push(format!("stream.port = {}", new.stream.port));
+                }
+            }
+            Err(e) => tracing::error!(
+                "reload: {e:#}; still serving on port {}",
+                running.stream.port
+            ),
+        }
+    }
+    let restart = restart_keys(running, &new);
+    if applied.is_empty() {
+        tracing::info!("config reloaded from {}: nothing to apply", path.display());
+    } else {
+        tracing::info!(
+            "config reloaded from {}: applied {}",
+            path.display(),
+            applied.join(", ")
+        );
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            "config keys changed that need a restart (systemctl restart picker): {}; \
+             running with their old values",
+            restart.join(", ")
+        );
+    }
+}
+
+/// The keys that differ between `a` and `b` and cannot change while running.
+fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
+    let pairs = [
+        (a.camera.source != b.camera.source, "camera.source"),
+        (a.camera.id != b.camera.id, "camera.id"),
+        (a.camera.framerate != b.camera.framerate, "camera.framerate"),
+        (a.camera.crop != b.camera.crop, "camera.crop"),
+        (a.stream.enabled != b.stream.enabled, "stream.enabled"),
+        (a.stream.width != b.stream.width, "stream.width"),
+        (a.stream.height != b.stream.height, "stream.height"),
+        (a.still.socket != b.still.socket, "still.socket"),
+        (a.still.width != b.still.width, "still.width"),
+        (a.still.height != b.still.height, "still.height"),
+    ];
+    pairs.iter().filter(|(d, _)| *d).map(|(_, k)| *k).collect()
+}
+
+/// Installs the SIGHUP handler now (the default action would kill picker); each SIGHUP
+/// then asks [`run`] to reload the config.
+pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
+/// Raises the descriptor limit to its hard maximum, shares it out (see [`crate::budget`]),
+/// and says the figures once.
+fn descriptor_budget() -> crate::budget::Budget {
+    let (nofile, err) = crate::budget::raise_nofile();
+    if let Some(e) = err {
+        tracing::warn!("cannot raise the open-file limit (RLIMIT_NOFILE {nofile}): {e}");
+    }
+    let b = crate::budget::plan(nofile);
+    tracing::info!(
+        "descriptors: limit {}, up to {} TCP connections, {} on the still socket, {} reserved \
+         for the camera, journal and sd-notify",
+        b.nofile,
+        b.tcp,
+        b.still,
+        b.reserve
+    );
+    if b.starved {
+        tracing::warn!(
+            "the open-file limit {} is too low for {} reserved descriptors and both connection \
+             caps: raise LimitNOFILE",
+            b.nofile,
+            b.reserve
+        );
+    }
+    b
 }
 
 fn camera_result(

@@ -113,7 +113,8 @@ pub fn run(
     mut frames: watch::Receiver<Option<Arc<Frame>>>,
     mut demand: watch::Receiver<usize>,
     out: watch::Sender<Option<Arc<EncodedFrame>>>,
-    quality: u8,
+    // Read per frame: a config reload (SIGHUP) changes it while we run.
+    quality: Arc<std::sync::atomic::AtomicU8>,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -156,7 +157,7 @@ pub fn run(
             continue;
         }
         last = frame.sequence;
-        match compressor.compress(&frame.video, quality) {
+        match compressor.compress(&frame.video, quality.load(Ordering::Relaxed)) {
             Ok(jpeg) => {
                 let (part, jpeg) = part(jpeg, frame.unix_us);
                 stats.encoded.fetch_add(1, Ordering::Relaxed);

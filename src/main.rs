@@ -19,20 +19,22 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     match cli.command {
-        Some(Command::CheckConfig) => match Config::load(&path, explicit) {
-            Ok(c) => {
-                if c.path.is_none() {
-                    println!("ok ({} not found: built-in defaults)", path.display());
-                } else {
-                    println!("ok");
+        Some(Command::CheckConfig) => {
+            match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
+                Ok(c) => {
+                    if c.path.is_none() {
+                        println!("ok ({} not found: built-in defaults)", path.display());
+                    } else {
+                        println!("ok");
+                    }
+                    ExitCode::SUCCESS
                 }
-                ExitCode::SUCCESS
+                Err(e) => {
+                    eprintln!("picker: {e}");
+                    ExitCode::from(EX_CONFIG)
+                }
             }
-            Err(e) => {
-                eprintln!("picker: {e}");
-                ExitCode::from(EX_CONFIG)
-            }
-        },
+        }
         Some(Command::Still(args)) => {
             let socket = match &args.socket {
                 Some(s) => s.clone(),
@@ -57,13 +59,14 @@ fn main() -> ExitCode {
         }
         None => {
             picker::logging::init();
-            let config = match Config::load(&path, explicit) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
-            };
+            let config =
+                match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return ExitCode::from(EX_CONFIG);
+                    }
+                };
             if config.path.is_none() {
                 tracing::info!("{} not found: using built-in defaults", path.display());
             } else {
@@ -74,12 +77,14 @@ fn main() -> ExitCode {
                 Err(e) => {
                     // The log goes to stderr or the journal: either way the user sees it.
                     tracing::error!("{e:#}");
-                    match e.downcast_ref::<picker::camera::CameraError>() {
-                        // What the config asks of this camera cannot be done.
-                        Some(picker::camera::CameraError::Config { .. }) => {
-                            ExitCode::from(EX_CONFIG)
-                        }
-                        _ => ExitCode::FAILURE,
+                    // A failure the config caused will not go away by restarting.
+                    let config_caused = e
+                        .downcast_ref::<picker::app::AppError>()
+                        .is_some_and(picker::app::AppError::is_config);
+                    if config_caused {
+                        ExitCode::from(EX_CONFIG)
+                    } else {
+                        ExitCode::FAILURE
                     }
                 }
             }

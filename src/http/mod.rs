@@ -7,9 +7,11 @@
 //! errors; the routes themselves are warp filters.
 
 pub mod controls;
+pub mod deadline;
 pub mod still;
 pub mod stream;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +22,15 @@ use tokio::sync::{Semaphore, watch};
 use warp::Filter;
 use warp::http::StatusCode;
 
-/// Most connections one listener serves at once; more are closed right after accept.
-const MAX_CONNECTIONS: usize = 1024;
+use crate::throttle::Counted;
+
 /// hyper's per-connection buffer: request heads larger than this are refused with 431, and
 /// a slow stream client has at most about one frame queued in user space.
 const CONNECTION_BUFFER: usize = 16 * 1024;
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a still-socket client may leave a response unread before it is cut off.
+pub const STILL_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Either kind of listener.
 pub enum Listener {
@@ -34,10 +38,132 @@ pub enum Listener {
     Unix(UnixListener),
 }
 
+/// What one listener may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once (from [`crate::budget`]).
+    pub connections: usize,
+    /// Cut off a client that accepts no bytes of a response for this long.
+    pub write_progress: Option<Duration>,
+}
+
+/// Connection events a client can cause at will: counted for `/metrics`, logged at most
+/// once per kind and 10 s (see [`crate::throttle`]).
+#[derive(Debug, Default)]
+pub struct Events {
+    /// TCP connections closed at once because the connection cap was reached.
+    pub refused: Counted,
+    /// `accept` failures (EMFILE and friends).
+    pub accept_errors: Counted,
+    /// Still-socket clients cut off at their progress deadline.
+    pub still_dropped: Counted,
+    /// Stream clients dropped (for the stream's own deadline: call [`Events::stream_dropped`]).
+    pub stream_dropped: Counted,
+}
+
+impl Events {
+    fn refused(&self, cap: usize) {
+        if let Some(n) = self.refused.hit() {
+            tracing::warn!(
+                "{n} TCP connection(s) refused since the last such line: \
+                 {cap} open, the cap (at most one such line per 10 s)"
+            );
+        }
+    }
+
+    fn accept_error(&self, e: &std::io::Error, backoff: Duration) {
+        if let Some(n) = self.accept_errors.hit() {
+            tracing::warn!(
+                "{n} accept error(s) since the last such line, latest: {e}; \
+                 retrying in {backoff:?} (at most one such line per 10 s)"
+            );
+        }
+    }
+
+    fn still_dropped(&self, e: &dyn std::fmt::Display) {
+        if let Some(n) = self.still_dropped.hit() {
+            tracing::warn!(
+                "{n} still-socket client(s) dropped since the last such line, latest: {e} \
+                 (at most one such line per 10 s)"
+            );
+        }
+    }
+
+    /// Counts a stream client dropped for `why` and logs at most one line per 10 s.
+    pub fn stream_dropped(&self, why: &dyn std::fmt::Display) {
+        if let Some(n) = self.stream_dropped.hit() {
+            tracing::warn!(
+                "{n} stream client(s) dropped since the last such line, latest: {why} \
+                 (at most one such line per 10 s)"
+            );
+        }
+    }
+
+    /// Logs the counts not yet logged, one line per kind; call every 10 s or so.
+    pub fn flush(&self) {
+        let kinds: [(&Counted, &str); 4] = [
+            (
+                &self.refused,
+                "TCP connection(s) refused (connection cap reached)",
+            ),
+            (&self.accept_errors, "accept error(s)"),
+            (&self.still_dropped, "still-socket client(s) dropped"),
+            (&self.stream_dropped, "stream client(s) dropped"),
+        ];
+        for (c, what) in kinds {
+            if let Some(n) = c.flush() {
+                tracing::warn!("{n} {what} since the last such line");
+            }
+        }
+    }
+
+    /// The counters in Prometheus text format, for `/metrics`.
+    pub fn write_metrics(&self, out: &mut String) {
+        let kinds: [(&Counted, &str, &str); 4] = [
+            (
+                &self.refused,
+                "picker_connections_refused_total",
+                "TCP connections closed at once: connection cap reached.",
+            ),
+            (
+                &self.accept_errors,
+                "picker_accept_errors_total",
+                "Failed accept calls on either socket.",
+            ),
+            (
+                &self.still_dropped,
+                "picker_still_clients_dropped_total",
+                "Still-socket clients cut off for not reading their response.",
+            ),
+            (
+                &self.stream_dropped,
+                "picker_stream_clients_dropped_total",
+                "Stream clients dropped by the server.",
+            ),
+        ];
+        for (c, name, help) in kinds {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                c.total()
+            );
+        }
+    }
+}
+
 /// Serves `filter` on `listener` until `shutdown` becomes true, then lets open connections
 /// finish for a short grace period (stream bodies end on shutdown themselves).
-pub async fn serve<F>(listener: Listener, filter: F, mut shutdown: watch::Receiver<bool>)
-where
+///
+/// TCP connections beyond `limits.connections` are accepted and closed at once (a flood must
+/// not fill the listen backlog for real viewers); still-socket clients beyond the cap wait in
+/// the backlog instead (they are local programs, which would rather wait than fail).
+pub async fn serve<F>(
+    listener: Listener,
+    filter: F,
+    mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
+    events: Arc<Events>,
+) where
     F: Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
         + Clone
         + Send
@@ -45,9 +171,18 @@ where
         + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(limits.connections));
     let mut backoff = Duration::from_millis(5);
     loop {
+        // The still socket takes a slot before accepting: beyond the cap, clients wait.
+        let early = if matches!(listener, Listener::Unix(_)) {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                p = slots.clone().acquire_owned() => Some(p.expect("never closed")),
+            }
+        } else {
+            None
+        };
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             a = accept(&listener) => a,
@@ -59,15 +194,21 @@ where
             }
             Err(e) => {
                 // EMFILE and friends: wait instead of spinning, then try again.
-                tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                events.accept_error(&e, backoff);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("too many connections ({MAX_CONNECTIONS}); closing a new one");
-            continue;
+        let permit = match early {
+            Some(p) => p,
+            None => match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    events.refused(limits.connections);
+                    continue;
+                }
+            },
         };
         let service = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -76,6 +217,7 @@ where
             .header_read_timeout(HEAD_TIMEOUT)
             .max_buf_size(CONNECTION_BUFFER);
         let watcher = graceful.watcher();
+        let events = events.clone();
         tokio::spawn(async move {
             let result = match io {
                 Io::Tcp(s) => {
@@ -83,14 +225,26 @@ where
                         .watch(builder.serve_connection(TokioIo::new(s), service))
                         .await
                 }
-                Io::Unix(s) => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(s), service))
-                        .await
-                }
+                Io::Unix(s) => match limits.write_progress {
+                    Some(t) => {
+                        let s = deadline::Progress::new(s, t);
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(s), service))
+                            .await
+                    }
+                    None => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(s), service))
+                            .await
+                    }
+                },
             };
             if let Err(e) = result {
-                tracing::debug!("connection ended: {e}");
+                if deadline::is_stall(&e) {
+                    events.still_dropped(&e);
+                } else {
+                    tracing::debug!("connection ended: {e}");
+                }
             }
             drop(permit);
         });
@@ -129,6 +283,28 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> warp::reply::Respons
         warp::http::header::CONTENT_TYPE,
         warp::http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    resp
+}
+
+/// The answer for a still or snapshot that could not be served: 504 for a stalled camera,
+/// 503 otherwise, with `Retry-After` when the encode queue was full (the client should come
+/// back, and will likely find the frame already encoded), 500 when encoding failed.
+pub fn still_error(e: &crate::app::StillError) -> warp::reply::Response {
+    use crate::app::StillError;
+    let status = match e {
+        StillError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        StillError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        StillError::NoFrame | StillError::ShuttingDown | StillError::Busy => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let mut resp = text(status, format!("{e}\n"));
+    if matches!(e, StillError::Busy | StillError::NoFrame) {
+        resp.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from_static("1"),
+        );
+    }
     resp
 }
 

@@ -13,6 +13,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 
 use super::text;
 use crate::app::{Shared, StillError};
+use crate::encode_pool::Kind;
 use crate::frames::{Frame, PixelFormat};
 
 /// The formats a still can be asked for.
@@ -87,24 +88,24 @@ async fn still(
     };
     let frame = match shared.still_frame(fresh).await {
         Ok(f) => f,
-        Err(e @ StillError::Timeout(_)) => {
-            return Ok(text(StatusCode::GATEWAY_TIMEOUT, format!("{e}\n")));
-        }
-        Err(e) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))),
+        Err(e) => return Ok(super::still_error(&e)),
     };
-    let quality = shared.config.stream.quality;
+    let quality = shared.quality();
     let body = if matches!(format, StillFormat::Rgb) && is_tight_rgb(&frame) {
         // Zero copy: the response owns a reference to the frame.
-        Ok(Bytes::from_owner(StillBytes(frame.clone())))
+        Bytes::from_owner(StillBytes(frame.clone()))
     } else {
-        let frame = frame.clone();
-        tokio::task::spawn_blocking(move || encode(&frame, format, quality))
-            .await
-            .unwrap_or_else(|e| Err(format!("encoder task failed: {e}")))
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+        // Once per frame and format, on the encode pool, shared by every request for it.
+        let job = frame.clone();
+        let kind = Kind::Still(format as u8);
+        let encoded = shared
+            .encode_pool
+            .encode(kind, frame.sequence, move || encode(&job, format, quality))
+            .await;
+        match encoded {
+            Ok(b) => b,
+            Err(e) => return Ok(super::still_error(&StillError::from(e))),
+        }
     };
     let mut resp = warp::reply::Response::new(body.into());
     let h = resp.headers_mut();
@@ -171,9 +172,8 @@ fn encode(frame: &Frame, format: StillFormat, quality: u8) -> Result<Bytes, Stri
             Ok(out.into())
         }
         StillFormat::Jpg => {
-            let mut c = crate::jpeg::Compressor::new().map_err(|e| e.to_string())?;
-            let jpeg = c.compress(still, quality).map_err(|e| e.to_string())?;
-            Ok(Bytes::copy_from_slice(jpeg))
+            // This thread's compressor: encode threads live as long as the service.
+            crate::encode_pool::jpeg(still, quality)
         }
     }
 }

@@ -203,7 +203,7 @@ async fn snapshot(shared: Arc<Shared>) -> Result<warp::reply::Response, Infallib
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
             no_store(r)
         }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => super::still_error(&e),
     };
     Ok(resp)
 }
@@ -289,6 +289,7 @@ fn metrics(s: &Shared) -> warp::reply::Response {
             v.load(std::sync::atomic::Ordering::Relaxed).to_string(),
         );
     }
+    s.write_reliability_metrics(&mut out);
     let mut resp = warp::reply::Response::new(out.into());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -22,11 +22,24 @@ pub struct Picker {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
-/// A config for tests: test pattern, loopback, port 0, socket in `dir`, plus `extra` lines
+/// A TCP port that was free a moment ago (picker refuses `port = 0`). [`Picker::start_config`]
+/// retries with another one if somebody took it meanwhile.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config for tests: test pattern, loopback, a free port, socket in `dir`, plus `extra` lines
 /// appended to the matching tables (`[camera]`, `[stream]`, `[still]` given as "camera.x = y").
 pub fn config_text(dir: &Path, extra: &[&str]) -> String {
     let mut camera = vec!["source = \"test-pattern\"".to_string()];
-    let mut stream = vec!["bind = \"127.0.0.1\"".to_string(), "port = 0".to_string()];
+    let mut stream = vec![
+        "bind = \"127.0.0.1\"".to_string(),
+        format!("port = {}", free_port()),
+    ];
     let mut still = vec![format!("socket = \"{}\"", dir.join("still.sock").display())];
     for line in extra {
         let (key, value) = line.split_once('=').expect("key = value");
@@ -69,6 +82,49 @@ impl Picker {
     }
 
     pub fn start_config(dir: tempfile::TempDir, text: &str, env: &[(&str, &str)]) -> Picker {
+        Self::start_limited(dir, text, env, None)
+    }
+
+    /// Starts picker with its open-file limit (soft and hard) set to `nofile`, if given.
+    pub fn start_limited(
+        dir: tempfile::TempDir,
+        text: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Picker {
+        let mut text = text.to_string();
+        let mut dir = dir;
+        // The free port may have been taken between finding and binding it: try others.
+        for _ in 0..4 {
+            match Self::try_start(dir, &text, env, nofile) {
+                Ok(p) => return p,
+                Err((d, log)) if log.contains("cannot listen on") => {
+                    dir = d;
+                    text = text
+                        .lines()
+                        .map(|l| {
+                            if l.starts_with("port = ") {
+                                format!("port = {}", free_port())
+                            } else {
+                                l.to_string()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                }
+                Err((_, log)) => panic!("picker exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("no free port found in four tries");
+    }
+
+    /// Starts picker; on an exit before "ready", gives back the dir and the log.
+    fn try_start(
+        dir: tempfile::TempDir,
+        text: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Result<Picker, (tempfile::TempDir, String)> {
         let config = dir.path().join("picker.toml");
         std::fs::write(&config, text).unwrap();
         let socket = text
@@ -86,6 +142,23 @@ impl Picker {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env("RUST_LOG", "info");
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -106,7 +179,20 @@ impl Picker {
             addr: None,
             log,
         };
-        picker.wait_log("ready", Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while picker.find_log("ready").is_none() {
+            if let Ok(Some(_)) = picker.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                let log = picker.log_text();
+                return Err((std::mem::replace(&mut picker.dir, temp_dir()), log));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no \"ready\" in log:\n{}",
+                picker.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         picker.addr = picker.find_log("listening on http://").map(|l| {
             l.split("listening on http://")
                 .nth(1)
@@ -115,7 +201,7 @@ impl Picker {
                 .parse()
                 .unwrap()
         });
-        picker
+        Ok(picker)
     }
 
     pub fn find_log(&self, needle: &str) -> Option<String> {

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Reliability figures for RELIABILITY.md: memory and threads under request bursts, and the
+still socket under a TCP flood. Run once per binary, not a test (the figures are noisy):
+
+    cargo build --release
+    benches/reliability.py --bin target/release/picker --label after
+
+It starts the given picker binary with the built-in test pattern on loopback, then:
+  1. 1000 concurrent GET /snapshot.jpg (TCP, nobody streaming: each needs an encode),
+  2. 1000 concurrent GET /still.ppm on the still socket,
+and reports, for each, the peak and after-burst RSS (VmHWM reset before each burst through
+/proc/PID/clear_refs, which needs root) and the peak and after-burst thread count (sampled
+every 5 ms), and the status codes; then
+  3. under an open-file limit of 1024 (systemd's default), holds 1100 idle TCP connections
+     (replacing each one the server closes) and asks for 20 stills on the socket, one every
+     0.7 s, each with an 8 s timeout: how many were answered and the slowest answer.
+
+Python (standard library only) rather than a Rust bench program: it has to drive two builds
+of picker (before and after) from outside, like a client would.
+"""
+
+import argparse
+import collections
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def status_field(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start(binary, nofile=None):
+    d = tempfile.mkdtemp(prefix="pkrel", dir="/tmp")
+    port = free_port()
+    sock = os.path.join(d, "still.sock")
+    config = os.path.join(d, "picker.toml")
+    with open(config, "w") as f:
+        f.write(
+            f'[camera]\nsource = "test-pattern"\n[stream]\nbind = "127.0.0.1"\nport = {port}\n'
+            f'[still]\nsocket = "{sock}"\n'
+        )
+    cmd = [binary, "--config", config]
+    if nofile:
+        cmd = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] + cmd
+    log = open(os.path.join(d, "log"), "w+")
+    env = dict(os.environ, RUST_LOG="info")
+    for k in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC", "MALLOC_ARENA_MAX"):
+        env.pop(k, None)
+    proc = subprocess.Popen(cmd, stderr=log, stdout=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 30
+    while True:
+        log.seek(0)
+        if "ready" in log.read():
+            break
+        if proc.poll() is not None or time.time() > deadline:
+            log.seek(0)
+            sys.exit("picker did not start:\n" + log.read())
+        time.sleep(0.05)
+    return proc, port, sock, log
+
+
+def request(connect, path, timeout=60):
+    s = connect()
+    s.settimeout(timeout)
+    try:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            head += b[: max(0, 64 - len(head))]
+        return head.split(b" ")[1].decode() if head.startswith(b"HTTP/") else "no answer"
+    except OSError as e:
+        return type(e).__name__
+    finally:
+        s.close()
+
+
+def burst(pid, n, connect, path):
+    # Reset the peak-RSS mark, so VmHWM is this burst's peak.
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    base_rss, base_threads = status_field(pid, "VmRSS"), status_field(pid, "Threads")
+    peak_threads = [base_threads]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            try:
+                peak_threads[0] = max(peak_threads[0], status_field(pid, "Threads"))
+            except (OSError, KeyError):
+                return
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    gate = threading.Barrier(n)
+    codes = collections.Counter()
+    lock = threading.Lock()
+
+    def one():
+        def conn():
+            gate.wait()
+            return connect()
+
+        code = request(conn, path)
+        with lock:
+            codes[code] += 1
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    sampler.join()
+    peak_rss = status_field(pid, "VmHWM")
+    time.sleep(2)
+    return {
+        "base_rss_mb": base_rss / 1024,
+        "peak_rss_mb": peak_rss / 1024,
+        "after_rss_mb": status_field(pid, "VmRSS") / 1024,
+        "base_threads": base_threads,
+        "peak_threads": peak_threads[0],
+        "after_threads": status_field(pid, "Threads"),
+        "codes": dict(codes),
+    }
+
+
+def flood(binary):
+    proc, port, sock, log = start(binary, nofile=1024)
+    stop = threading.Event()
+    held = [0]
+
+    def hold():
+        conns = [None] * 1100
+        while not stop.is_set():
+            for i, c in enumerate(conns):
+                alive = False
+                if c is not None:
+                    try:
+                        alive = c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+                    except BlockingIOError:
+                        alive = True
+                    except OSError:
+                        alive = False
+                    if not alive:
+                        c.close()
+                if not alive:
+                    try:
+                        conns[i] = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+                    except OSError:
+                        conns[i] = None
+            held[0] = sum(c is not None for c in conns)
+            time.sleep(0.05)
+        for c in conns:
+            if c is not None:
+                c.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    while held[0] < 1000:
+        time.sleep(0.05)
+    answered, slowest = 0, 0.0
+    for _ in range(20):
+        t0 = time.time()
+
+        def conn():
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            return s
+
+        code = request(conn, "/still.ppm", timeout=8)
+        dt = time.time() - t0
+        if code == "200":
+            answered += 1
+            slowest = max(slowest, dt)
+        time.sleep(0.7)
+    stop.set()
+    holder.join()
+    proc.terminate()
+    proc.wait()
+    return {"held": held[0], "answered": answered, "slowest_s": slowest}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--label", required=True)
+    ap.add_argument("-n", type=int, default=1000)
+    a = ap.parse_args()
+    proc, port, sock, log = start(a.bin)
+
+    def tcp():
+        return socket.create_connection(("127.0.0.1", port), timeout=60)
+
+    def unix():
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(60)
+        s.connect(sock)
+        return s
+
+    # Warm up: one of each.
+    request(tcp, "/snapshot.jpg")
+    request(unix, "/still.ppm")
+    rows = [
+        (f"{a.n} x /snapshot.jpg", burst(proc.pid, a.n, tcp, "/snapshot.jpg")),
+        (f"{a.n} x /still.ppm", burst(proc.pid, a.n, unix, "/still.ppm")),
+    ]
+    proc.terminate()
+    proc.wait()
+    print(f"### {a.label}\n")
+    print("| burst | RSS before | peak RSS | RSS 2 s after | threads before | peak | after | answers |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(
+            f"| {name} | {r['base_rss_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB | "
+            f"{r['after_rss_mb']:.0f} MB | {r['base_threads']} | {r['peak_threads']} | "
+            f"{r['after_threads']} | {r['codes']} |"
+        )
+    f = flood(a.bin)
+    print(
+        f"\nTCP flood, RLIMIT_NOFILE 1024: {f['held']} idle connections held; "
+        f"{f['answered']}/20 stills answered within 8 s, slowest {f['slowest_s']:.2f} s\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+//! Rate-limited warnings: an event that a hostile client can repeat at will (a refused
+//! connection, an accept error, a dropped client) is counted every time, for `/metrics`, but
+//! logged at most once per kind and [`PERIOD`], as one line that says how many happened.
+//!
+//! One WARN line per refused connection let a flood write 650,000 lines in 40 s; the journal
+//! (and the SD card under it) must not be the thing an attacker fills.
+//!
+//! [`Throttle`] is the pure decision (given the time, is a line due and for how many
+//! events?); [`Counted`] adds the shared counter and the lock.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// At most one log line per kind in this period.
+pub const PERIOD: Duration = Duration::from_secs(10);
+
+/// Decides when a summary line is due.
+#[derive(Debug)]
+pub struct Throttle {
+    period: Duration,
+    last_line: Option<Instant>,
+    /// Events since the last line.
+    pending: u64,
+}
+
+impl Throttle {
+    pub fn new(period: Duration) -> Self {
+        Throttle {
+            period,
+            last_line: None,
+            pending: 0,
+        }
+    }
+
+    /// Records one event at `now`. Returns the number of events to report when a line is
+    /// due (the first event ever, or the first after `period` has passed since the last
+    /// line), `None` while the line would come too soon.
+    pub fn event(&mut self, now: Instant) -> Option<u64> {
+        self.pending += 1;
+        self.due(now)
+    }
+
+    /// Reports events still pending once `period` has passed: call now and then, so the
+    /// tail of a burst is not left unsaid.
+    pub fn flush(&mut self, now: Instant) -> Option<u64> {
+        if self.pending == 0 {
+            return None;
+        }
+        self.due(now)
+    }
+
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        match self.last_line {
+            Some(t) if now.saturating_duration_since(t) < self.period => None,
+            _ => {
+                self.last_line = Some(now);
+                Some(std::mem::take(&mut self.pending))
+            }
+        }
+    }
+}
+
+/// A counted, throttled kind of event.
+#[derive(Debug)]
+pub struct Counted {
+    total: AtomicU64,
+    throttle: Mutex<Throttle>,
+}
+
+impl Default for Counted {
+    fn default() -> Self {
+        Counted {
+            total: AtomicU64::new(0),
+            throttle: Mutex::new(Throttle::new(PERIOD)),
+        }
+    }
+}
+
+impl Counted {
+    /// Counts one event; `Some(n)` when the caller should log one line for `n` events.
+    pub fn hit(&self) -> Option<u64> {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .event(Instant::now())
+    }
+
+    /// Events not yet logged, if a line is due now.
+    pub fn flush(&self) -> Option<u64> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush(Instant::now())
+    }
+
+    /// Every event ever counted.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_period_with_the_count() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_millis(n);
+        let mut t = Throttle::new(Duration::from_secs(10));
+        // (time in ms, what `event` returns)
+        let table = [
+            (0, Some(1)),
+            (1, None),
+            (5_000, None),
+            (9_999, None),
+            (10_000, Some(4)),
+            (10_001, None),
+            (25_000, Some(2)),
+        ];
+        for (ms, want) in table {
+            assert_eq!(t.event(s(ms)), want, "at {ms} ms");
+        }
+    }
+
+    #[test]
+    fn flush_reports_the_tail_once_the_period_is_over() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(Duration::from_secs(10));
+        assert_eq!(t.flush(t0), None, "nothing happened");
+        assert_eq!(t.event(t0), Some(1));
+        assert_eq!(t.event(t0 + Duration::from_secs(1)), None);
+        assert_eq!(t.event(t0 + Duration::from_secs(2)), None);
+        assert_eq!(t.flush(t0 + Duration::from_secs(5)), None, "too soon");
+        assert_eq!(t.flush(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(t.flush(t0 + Duration::from_secs(30)), None, "all reported");
+    }
+
+    #[test]
+    fn a_million_events_make_at_most_one_line_per_period() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(Duration::from_secs(10));
+        let mut lines = 0;
+        let mut reported = 0;
+        // One event every 40 us for 40 s.
+        for i in 0..1_000_000u64 {
+            if let Some(n) = t.event(t0 + Duration::from_micros(i * 40)) {
+                lines += 1;
+                reported += n;
+            }
+        }
+        reported += t.flush(t0 + Duration::from_secs(60)).unwrap_or(0);
+        assert!(lines <= 5, "{lines} lines");
+        assert_eq!(reported, 1_000_000, "every event is counted in some line");
+    }
+
+    #[test]
+    fn counted_keeps_the_total() {
+        let c = Counted::default();
+        assert_eq!(c.hit(), Some(1));
+        assert_eq!(c.hit(), None);
+        assert_eq!(c.total(), 2);
+    }
+}
