@@ -394,7 +394,7 @@ pub async fn run(
             stream_url.get_or_insert(url);
         }
         servers.spawn(http::serve(
-            Listener::Tcp(tcp),
+            Listener::Tcp(tcp, shared.config.stream.client_timeout),
             http::stream::routes(shared.clone()),
             stop_rx.clone(),
         ));

@@ -41,6 +41,7 @@ pub struct RawStream {
     pub height: Option<u32>,
     pub quality: Option<u8>,
     pub max_clients: Option<usize>,
+    pub client_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +86,8 @@ pub struct StreamConfig {
     pub height: u32,
     pub quality: u8,
     pub max_clients: usize,
+    /// A stream client that accepts no bytes for this long is dropped (`stream.client-timeout`).
+    pub client_timeout: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -260,6 +263,12 @@ impl RawConfig {
                 "stream.max-clients = {max_clients}: must be from 1 to 10000"
             ));
         }
+        let client_timeout = self.stream.client_timeout.unwrap_or(10);
+        if !(1..=3600).contains(&client_timeout) {
+            errors.push(format!(
+                "stream.client-timeout = {client_timeout}: must be from 1 to 3600 seconds"
+            ));
+        }
         let bind_text = self.stream.bind.unwrap_or_else(|| "0.0.0.0".to_string());
         let bind = bind_text.parse::<IpAddr>().unwrap_or_else(|_| {
             errors.push(format!(
@@ -313,6 +322,7 @@ impl RawConfig {
                 height: stream_height,
                 quality,
                 max_clients,
+                client_timeout: std::time::Duration::from_secs(client_timeout),
             },
             still: StillConfig {
                 socket,
@@ -344,6 +354,7 @@ mod tests {
         assert_eq!((c.stream.width, c.stream.height), (512, 512));
         assert_eq!(c.stream.quality, 80);
         assert_eq!(c.stream.max_clients, 64);
+        assert_eq!(c.stream.client_timeout, std::time::Duration::from_secs(10));
         assert_eq!(c.still.socket, PathBuf::from("/run/picker/still.sock"));
         assert_eq!((c.still.width, c.still.height), (512, 512));
     }
@@ -386,7 +397,8 @@ mod tests {
     fn every_bad_value_is_reported_at_once() {
         let err = parse(
             "[camera]\nsource = \"usb\"\ncrop = \"circle\"\nframerate = 0\n\
-             [stream]\nquality = 0\nwidth = 511\nbind = \"nowhere\"\nmax-clients = 0\n",
+             [stream]\nquality = 0\nwidth = 511\nbind = \"nowhere\"\nmax-clients = 0\n\
+             client-timeout = 0\n",
         )
         .unwrap_err();
         let msg = err.to_string();
@@ -398,6 +410,7 @@ mod tests {
             "stream.width",
             "stream.bind",
             "stream.max-clients",
+            "stream.client-timeout",
         ] {
             assert!(msg.contains(key), "{key} missing from {msg}");
         }

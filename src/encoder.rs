@@ -64,14 +64,40 @@ impl Drop for DemandGuard {
     }
 }
 
+/// What a part says about its frame besides the JPEG.
+#[derive(Clone, Copy, Debug)]
+pub struct PartStamp {
+    /// `X-Sequence`: the camera's frame count.
+    pub sequence: u64,
+    /// `X-Timestamp-Ns`: capture time on CLOCK_BOOTTIME, the clock of the stills' header,
+    /// so a stream frame and a still can be compared.
+    pub timestamp_ns: u64,
+    /// `X-Timestamp`: capture time as Unix seconds with microseconds, the de-facto format
+    /// of mjpg-streamer and ustreamer that clients already parse.
+    pub unix_us: u64,
+}
+
+impl PartStamp {
+    pub fn of(frame: &Frame) -> Self {
+        PartStamp {
+            sequence: frame.sequence,
+            timestamp_ns: frame.timestamp_ns,
+            unix_us: frame.unix_us,
+        }
+    }
+}
+
 /// Builds the multipart part for one JPEG.
-pub fn part(jpeg: &[u8], unix_us: u64) -> (Bytes, Bytes) {
-    let mut buf = BytesMut::with_capacity(jpeg.len() + 160);
+pub fn part(jpeg: &[u8], stamp: PartStamp) -> (Bytes, Bytes) {
+    let mut buf = BytesMut::with_capacity(jpeg.len() + 200);
     let head = format!(
-        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\r\n",
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\
+         X-Timestamp-Ns: {}\r\nX-Sequence: {}\r\n\r\n",
         jpeg.len(),
-        unix_us / 1_000_000,
-        unix_us % 1_000_000
+        stamp.unix_us / 1_000_000,
+        stamp.unix_us % 1_000_000,
+        stamp.timestamp_ns,
+        stamp.sequence,
     );
     buf.put_slice(head.as_bytes());
     buf.put_slice(jpeg);
@@ -158,7 +184,7 @@ pub fn run(
         last = frame.sequence;
         match compressor.compress(&frame.video, quality) {
             Ok(jpeg) => {
-                let (part, jpeg) = part(jpeg, frame.unix_us);
+                let (part, jpeg) = part(jpeg, PartStamp::of(&frame));
                 stats.encoded.fetch_add(1, Ordering::Relaxed);
                 out.send_replace(Some(Arc::new(EncodedFrame {
                     sequence: frame.sequence,
@@ -177,10 +203,17 @@ mod tests {
 
     #[test]
     fn part_has_headers_jpeg_and_closing_boundary() {
-        let (part, jpeg) = part(b"\xff\xd8abc\xff\xd9", 1_700_000_000_000_042);
+        let stamp = PartStamp {
+            sequence: 17,
+            timestamp_ns: 123_456_789_012,
+            unix_us: 1_700_000_000_000_042,
+        };
+        let (part, jpeg) = part(b"\xff\xd8abc\xff\xd9", stamp);
         let text = String::from_utf8_lossy(&part);
         assert!(text.starts_with("Content-Type: image/jpeg\r\nContent-Length: 7\r\n"));
-        assert!(text.contains("X-Timestamp: 1700000000.000042\r\n\r\n"));
+        assert!(text.contains("X-Timestamp: 1700000000.000042\r\n"));
+        assert!(text.contains("X-Timestamp-Ns: 123456789012\r\n"));
+        assert!(text.contains("X-Sequence: 17\r\n\r\n"));
         assert!(part.ends_with(b"\xff\xd9\r\n--picker-frame\r\n"));
         assert_eq!(&jpeg[..], b"\xff\xd8abc\xff\xd9");
     }

@@ -1,0 +1,289 @@
+//! Compatibility with what people already point at a camera, through the real binary and
+//! real clients: webcam URLs with cache busters, HEAD and 405, hostile query values, slow
+//! and stalled readers, the closing boundary at shutdown.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// ffmpeg reads `frames` frames from `url`; returns (raw gray bytes, stderr).
+fn ffmpeg_frames(url: &str, frames: u32) -> (Vec<u8>, String) {
+    assert!(have("ffmpeg"), "ffmpeg is needed: tests/run.sh installs it");
+    let out = Command::new("timeout")
+        .args(["30", "ffmpeg", "-nostdin", "-v", "error", "-f", "mpjpeg"])
+        .args(["-i", url])
+        .args(["-frames:v", &frames.to_string()])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    (
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn request(p: &Picker, method: &str, path: &str) -> Response {
+    raw_request(
+        TcpStream::connect(p.addr()).unwrap(),
+        format!("{method} {path} HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+#[test]
+fn ffmpeg_decodes_the_webcam_urls_with_cache_busters() {
+    let p = Picker::start(&[]);
+    for path in [
+        "/?action=stream&1608856928650",
+        // What a proxy forwards for /webcam/?action=stream&cacheBust=1, prefix stripped or not.
+        "/?action=stream&cacheBust=1",
+        "/webcam/?action=stream&cacheBust=1",
+        "/stream",
+    ] {
+        let (gray, err) = ffmpeg_frames(&p.url(path), 3);
+        assert_eq!(gray.len(), 3 * 512 * 512, "{path}: {err}");
+    }
+    for path in [
+        "/?action=snapshot",
+        "/?action=snapshot&1608856928650",
+        "/webcam/?action=snapshot&cacheBust=1",
+        "/snapshot",
+        "/snapshot.jpg?1608856928650",
+    ] {
+        let r = p.tcp_get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some("image/jpeg"), "{path}");
+        assert_eq!(decode_jpeg(&r.body).0, 512, "{path}");
+    }
+    // The preview page at the root only, and unknown actions are not found.
+    assert!(p.tcp_get("/?1608856928650").text().contains("<img"));
+    assert_eq!(p.tcp_get("/webcam/").status, 404);
+    assert_eq!(p.tcp_get("/?action=static").status, 404);
+    // Cache busters on picker's own routes too.
+    assert_eq!(p.tcp_get("/state?cacheBust=1").status, 200);
+}
+
+#[test]
+fn head_answers_every_route_and_other_methods_get_405_with_allow() {
+    let p = Picker::start(&[]);
+    for path in [
+        "/",
+        "/snapshot.jpg",
+        "/?action=snapshot",
+        "/state",
+        "/metrics",
+    ] {
+        let get = request(&p, "GET", path);
+        let head = request(&p, "HEAD", path);
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path} sent a body");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+        if path == "/" || path == "/state" {
+            assert_eq!(
+                head.header("content-length"),
+                Some(get.body.len().to_string().as_str()),
+                "HEAD {path}"
+            );
+        }
+    }
+    for path in ["/stream.mjpg", "/?action=stream"] {
+        // Headers only: the server ends the response, with no slot held afterwards.
+        let head = request(&p, "HEAD", path);
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert!(
+            head.header("content-type")
+                .unwrap()
+                .starts_with("multipart/x-mixed-replace"),
+            "{:?}",
+            head.headers
+        );
+        assert!(head.body.is_empty());
+    }
+    assert_eq!(metric(&p, "picker_stream_clients"), 0.0);
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let r = request(&p, method, "/state");
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+    assert_eq!(request(&p, "POST", "/nothing-here").status, 404);
+}
+
+#[test]
+fn fps_out_of_range_is_400_and_never_panics() {
+    let p = Picker::start(&[]);
+    for bad in [
+        "1e-20", "5e-324", "1e-19", "NaN", "inf", "-inf", "-1", "0", "1e300", "1001", "x",
+    ] {
+        let r = p.tcp_get(&format!("/stream.mjpg?fps={bad}"));
+        assert_eq!(r.status, 400, "fps={bad}: {}", r.text());
+        assert!(r.text().contains("from 0.1 to 1000"), "{}", r.text());
+        let r = p.tcp_get(&format!("/?action=stream&1608856928650&fps={bad}"));
+        assert_eq!(r.status, 400, "fps={bad}");
+    }
+    // In range (the lowest and highest) still streams.
+    for good in ["0.1", "1000"] {
+        let mut m = p.mjpeg(&format!("?fps={good}"));
+        m.read_opening();
+        m.next_part();
+    }
+    assert_eq!(p.tcp_get("/state").status, 200);
+    let log = p.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Reads one raw HTTP response head from `s`, then returns the status.
+fn status_of(s: &mut TcpStream) -> u16 {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    parse_response(&head).status
+}
+
+#[test]
+fn stalled_readers_are_dropped_after_client_timeout_and_free_their_slots() {
+    let p = Picker::start(&["stream.max-clients = 3", "stream.client-timeout = 2"]);
+    // Three readers that take the head and then never read again.
+    let stalled: Vec<Mjpeg> = (0..3)
+        .map(|_| Mjpeg::open_small_window(p.addr(), ""))
+        .collect();
+    assert_eq!(p.tcp_get("/stream.mjpg").status, 503, "slots are taken");
+    // A new viewer gets in once the stalled ones have been dropped (generous bound).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut s = TcpStream::connect(p.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        if status_of(&mut s) == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stalled readers were never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(stalled);
+}
+
+#[test]
+fn client_timeout_is_range_checked() {
+    for bad in ["0", "3601", "100000"] {
+        let dir = temp_dir();
+        let text = config_text(dir.path(), &[&format!("stream.client-timeout = {bad}")]);
+        let path = dir.path().join("picker.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{bad}: {err}");
+        assert!(err.contains("client-timeout"), "{bad}: {err}");
+    }
+}
+
+fn boottime_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).unwrap();
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+#[test]
+fn a_slow_reader_gets_fresh_frames_not_a_backlog() {
+    let p = Picker::start(&[]);
+    // A small receive window stands for the client's link: what the reader has not taken
+    // then waits on picker's side, as it does for a viewer on weak Wi-Fi (what the reader's
+    // own kernel buffers is out of the server's reach).
+    let mut m = Mjpeg::open_small_window(p.addr(), "");
+    m.read_opening();
+    // Robot code that handles about 3 frames a second, for 15 s.
+    let reader_period = Duration::from_millis(333);
+    let frame_period = Duration::from_secs(1) / 30;
+    // The target: 2 frame periods plus the time this reader's "link" needs for one frame
+    // (one reader period), with a generous margin for a loaded test machine. Without a
+    // bound on the kernel's send buffer the age grows by seconds every few seconds.
+    let bound = frame_period * 2 + reader_period + Duration::from_millis(700);
+    let mut ages = Vec::new();
+    let mut last_seq = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        let part = m.next_part();
+        let now = boottime_ns();
+        let ts: u64 = part.header("x-timestamp-ns").unwrap().parse().unwrap();
+        let seq: u64 = part.header("x-sequence").unwrap().parse().unwrap();
+        assert!(
+            seq > last_seq,
+            "sequence goes forward: {seq} after {last_seq}"
+        );
+        last_seq = seq;
+        ages.push(Duration::from_nanos(now.saturating_sub(ts)));
+        std::thread::sleep(reader_period);
+    }
+    assert!(ages.len() >= 30, "only {} frames in 15 s", ages.len());
+    let worst = ages.iter().max().unwrap();
+    assert!(
+        *worst < bound,
+        "frame ages up to {worst:?} (bound {bound:?}): {ages:?}"
+    );
+}
+
+#[test]
+fn parts_carry_sequence_and_the_stills_clock() {
+    let p = Picker::start(&[]);
+    let mut m = p.mjpeg("");
+    m.read_opening();
+    let part = m.next_part();
+    let ts: u64 = part.header("x-timestamp-ns").unwrap().parse().unwrap();
+    let seq: u64 = part.header("x-sequence").unwrap().parse().unwrap();
+    assert!(part.header("x-timestamp").unwrap().contains('.'));
+    // A still taken afterwards is stamped later on the same clock, and not ages later.
+    let still = p.unix_get("/still.rgb?fresh=1");
+    let still_ts: u64 = still.header("x-timestamp-ns").unwrap().parse().unwrap();
+    assert!(still_ts > ts, "still {still_ts} not after frame {ts}");
+    assert!(
+        still_ts - ts < 10_000_000_000,
+        "clocks differ: {still_ts} vs {ts}"
+    );
+    let next = m.next_part();
+    let next_seq: u64 = next.header("x-sequence").unwrap().parse().unwrap();
+    assert!(next_seq > seq);
+}
+
+#[test]
+fn the_stream_ends_with_the_closing_boundary_at_shutdown() {
+    let mut p = Picker::start(&[]);
+    let mut m = p.mjpeg("");
+    m.read_opening();
+    m.next_part();
+    p.terminate();
+    let mut rest = Vec::new();
+    let _ = m.stream.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("\r\n--picker-frame--\r\n"),
+        "no closing boundary in the last {} bytes: {:?}",
+        rest.len(),
+        &text[text.len().saturating_sub(200)..]
+    );
+    // And the HTTP body ends properly (the last chunk), not cut off.
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "{:?}",
+        &text[text.len().saturating_sub(50)..]
+    );
+}
