@@ -287,3 +287,41 @@ fn the_stream_ends_with_the_closing_boundary_at_shutdown() {
         &text[text.len().saturating_sub(50)..]
     );
 }
+
+#[test]
+fn state_names_formats_in_one_style() {
+    let p = Picker::start(&[]);
+    let state: serde_json::Value = serde_json::from_slice(&p.tcp_get("/state").body).unwrap();
+    for side in ["stream", "still"] {
+        let f = state[side]["format"].as_str().unwrap();
+        assert!(
+            ["i420", "nv12", "yuyv", "rgb24", "bgr24"].contains(&f),
+            "{side} format {f:?}"
+        );
+    }
+}
+
+#[test]
+fn picker_still_into_a_closed_pipe_exits_0_quietly() {
+    let p = Picker::start(&[]);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {BIN} still --socket {} --format ppm | head -c4",
+            p.socket.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"P6\n5");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
