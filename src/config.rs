@@ -42,6 +42,7 @@ pub struct RawStream {
     pub quality: Option<u8>,
     pub max_clients: Option<usize>,
     pub client_timeout: Option<u64>,
+    pub allow_origin: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +89,9 @@ pub struct StreamConfig {
     pub max_clients: usize,
     /// A stream client that accepts no bytes for this long is dropped (`stream.client-timeout`).
     pub client_timeout: std::time::Duration,
+    /// `stream.allow-origin`: the CORS `Access-Control-Allow-Origin` of every answer, `None`
+    /// for no CORS headers.
+    pub allow_origin: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -269,6 +273,16 @@ impl RawConfig {
                 "stream.client-timeout = {client_timeout}: must be from 1 to 3600 seconds"
             ));
         }
+        let allow_origin = self.stream.allow_origin.filter(|o| !o.is_empty());
+        if let Some(origin) = &allow_origin {
+            if !valid_origin(origin) {
+                errors.push(format!(
+                    "stream.allow-origin = {origin:?}: expected \"*\" or an origin such as \
+                     \"http://octopi.local\" or \"https://example.com:8443\" (scheme, host, \
+                     optional port; no path)"
+                ));
+            }
+        }
         let bind_text = self.stream.bind.unwrap_or_else(|| "0.0.0.0".to_string());
         let bind = bind_text.parse::<IpAddr>().unwrap_or_else(|_| {
             errors.push(format!(
@@ -323,6 +337,7 @@ impl RawConfig {
                 quality,
                 max_clients,
                 client_timeout: std::time::Duration::from_secs(client_timeout),
+                allow_origin,
             },
             still: StillConfig {
                 socket,
@@ -331,6 +346,30 @@ impl RawConfig {
             },
         })
     }
+}
+
+/// `*`, or an origin as browsers send it: `http` or `https`, a host, an optional port.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        // An IPv6 literal's colons are inside brackets.
+        Some((h, p)) if !p.contains(']') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    host_ok && port_ok
 }
 
 #[cfg(test)]
@@ -414,6 +453,37 @@ mod tests {
         ] {
             assert!(msg.contains(key), "{key} missing from {msg}");
         }
+    }
+
+    #[test]
+    fn allow_origin_is_star_or_an_origin() {
+        for good in [
+            "*",
+            "http://octopi.local",
+            "https://example.com:8443",
+            "http://192.168.1.5:5000",
+            "http://[fe80::1]:80",
+        ] {
+            let c = parse(&format!("[stream]\nallow-origin = {good:?}\n")).unwrap();
+            assert_eq!(c.stream.allow_origin.as_deref(), Some(good));
+        }
+        for bad in [
+            "example.com",
+            "http://",
+            "http://a.b/path",
+            "ftp://a",
+            "http://a:0",
+            "http://a:99999",
+            "http://a b",
+            "*.example.com",
+        ] {
+            let err = parse(&format!("[stream]\nallow-origin = {bad:?}\n")).unwrap_err();
+            assert!(
+                err.to_string().contains("stream.allow-origin"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(parse("").unwrap().stream.allow_origin, None);
     }
 
     #[test]

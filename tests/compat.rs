@@ -325,3 +325,159 @@ fn picker_still_into_a_closed_pipe_exits_0_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Serves `page` at `/` on a port of its own (another origin than picker's) and collects the
+/// `/result?key=value` reports the page sends back, until `keys` are all in or 60 s pass.
+fn cross_origin_page(
+    page: String,
+    keys: &[&str],
+) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let n = keys.len();
+    std::thread::spawn(move || {
+        let mut got = 0;
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let n_read = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n_read]).into_owned();
+            let target = req.split(' ').nth(1).unwrap_or("").to_string();
+            let body = if let Some(q) = target.strip_prefix("/result?") {
+                if let Some((k, v)) = q.split_once('=') {
+                    let _ = tx.send((k.to_string(), v.to_string()));
+                    got += 1;
+                }
+                String::new()
+            } else {
+                page.clone()
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if got >= n {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// What a page on another origin can get from picker: `/state` and stream frames, read with
+/// `fetch` as Fluidd's MJPEG worker does.
+fn cross_origin_results(p: &Picker) -> std::collections::HashMap<String, String> {
+    let base = format!("http://{}", p.addr());
+    let page = format!(
+        r#"<!DOCTYPE html><html><body><script>
+const base = {base:?};
+function report(k, v) {{ fetch('/result?' + k + '=' + encodeURIComponent(v)); }}
+fetch(base + '/state', {{mode: 'cors'}}).then(r => r.json())
+  .then(j => report('state', j.source)).catch(e => report('state', 'error'));
+fetch(base + '/?action=stream&1608856928650', {{mode: 'cors'}}).then(async r => {{
+  const reader = r.body.getReader();
+  let parts = 0;
+  const dec = new TextDecoder();
+  while (parts < 3) {{
+    const {{value, done}} = await reader.read();
+    if (done) break;
+    parts += (dec.decode(value).match(/image\/jpeg/g) || []).length;
+  }}
+  reader.cancel();
+  report('frames', parts);
+}}).catch(e => report('frames', 'error'));
+</script></body></html>"#
+    );
+    let (url, rx) = cross_origin_page(page, &["state", "frames"]);
+    let dir = temp_dir();
+    let mut browser = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().display()))
+        .arg(&url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromium runs");
+    let mut results = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while results.len() < 2 && Instant::now() < deadline {
+        if let Ok((k, v)) = rx.recv_timeout(Duration::from_millis(200)) {
+            results.insert(k, v);
+        }
+    }
+    let _ = browser.kill();
+    let _ = browser.wait();
+    results
+}
+
+#[test]
+fn a_page_on_another_origin_reads_state_and_frames_only_with_allow_origin() {
+    assert!(
+        have("chromium"),
+        "chromium is needed: tests/run.sh installs it"
+    );
+    let open = Picker::start(&["stream.allow-origin = \"*\""]);
+    let r = cross_origin_results(&open);
+    assert_eq!(
+        r.get("state").map(String::as_str),
+        Some("test-pattern"),
+        "{r:?}"
+    );
+    let frames: u32 = r.get("frames").and_then(|f| f.parse().ok()).unwrap_or(0);
+    assert!(frames >= 3, "{r:?}");
+
+    let closed = Picker::start(&[]);
+    let r = cross_origin_results(&closed);
+    assert_eq!(r.get("state").map(String::as_str), Some("error"), "{r:?}");
+    assert_eq!(r.get("frames").map(String::as_str), Some("error"), "{r:?}");
+}
+
+#[test]
+fn cors_headers_and_preflight() {
+    let p = Picker::start(&["stream.allow-origin = \"http://octopi.local\""]);
+    for path in ["/state", "/snapshot.jpg", "/metrics", "/nothing"] {
+        let r = p.tcp_get(path);
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("http://octopi.local"),
+            "{path}"
+        );
+    }
+    let r = raw_request(
+        TcpStream::connect(p.addr()).unwrap(),
+        b"OPTIONS /?action=stream HTTP/1.1\r\nHost: x\r\nOrigin: http://octopi.local\r\n\
+          Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\n\
+          Connection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("authorization")
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://octopi.local")
+    );
+    assert_eq!(metric(&p, "picker_stream_clients"), 0.0);
+    // Without allow-origin: no CORS headers, and OPTIONS is not a method of the port.
+    let q = Picker::start(&[]);
+    assert_eq!(
+        q.tcp_get("/state").header("access-control-allow-origin"),
+        None
+    );
+    assert_eq!(request(&q, "OPTIONS", "/state").status, 405);
+}

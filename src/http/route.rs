@@ -66,23 +66,32 @@ pub enum RouteError {
     BadQuery(String),
 }
 
-/// What the request is for: the route and whether only the head is wanted (`HEAD`).
+/// What the request is for: the route and what of its answer is wanted.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Request {
     pub route: Route,
+    /// `HEAD`: the head of the `GET` answer.
     pub head_only: bool,
+    /// A CORS preflight (`OPTIONS`), answered only when CORS is on.
+    pub preflight: bool,
 }
 
 /// Decides the route of `method path?query`. `path` is the raw path as sent (it always
-/// starts with `/` in an origin-form request; anything else is not found).
-pub fn parse(method: &Method, path: &str, query: &str) -> Result<Request, RouteError> {
+/// starts with `/` in an origin-form request; anything else is not found). `OPTIONS` is a
+/// method of every route when `cors` is on (see [`ALLOW_WITH_OPTIONS`]).
+pub fn parse(method: &Method, path: &str, query: &str, cors: bool) -> Result<Request, RouteError> {
     let route = route_of(path, query)?;
-    let head_only = match *method {
-        Method::GET => false,
-        Method::HEAD => true,
+    let (head_only, preflight) = match *method {
+        Method::GET => (false, false),
+        Method::HEAD => (true, false),
+        Method::OPTIONS if cors => (false, true),
         _ => return Err(RouteError::MethodNotAllowed),
     };
-    Ok(Request { route, head_only })
+    Ok(Request {
+        route,
+        head_only,
+        preflight,
+    })
 }
 
 fn route_of(path: &str, query: &str) -> Result<Route, RouteError> {
@@ -143,7 +152,7 @@ mod tests {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        parse(&Method::GET, path, query).map(|r| r.route)
+        parse(&Method::GET, path, query, false).map(|r| r.route)
     }
 
     fn fps(v: f64) -> Route {
@@ -231,18 +240,32 @@ mod tests {
 
     #[test]
     fn head_is_get_without_the_body_and_other_methods_are_not_allowed() {
-        let head = parse(&Method::HEAD, "/", "action=stream").unwrap();
+        let head = parse(&Method::HEAD, "/", "action=stream", false).unwrap();
         assert_eq!(head.route, STREAM);
-        assert!(head.head_only);
+        assert!(head.head_only && !head.preflight);
         for m in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
             assert_eq!(
-                parse(&m, "/state", ""),
+                parse(&m, "/state", "", false),
                 Err(RouteError::MethodNotAllowed),
                 "{m}"
             );
         }
         // An unknown path stays not found, whatever the method.
-        assert_eq!(parse(&Method::POST, "/nope", ""), Err(RouteError::NotFound));
+        assert_eq!(
+            parse(&Method::POST, "/nope", "", false),
+            Err(RouteError::NotFound)
+        );
+    }
+
+    #[test]
+    fn options_is_a_preflight_only_with_cors_on() {
+        let r = parse(&Method::OPTIONS, "/webcam/", "action=stream", true).unwrap();
+        assert_eq!(r.route, STREAM);
+        assert!(r.preflight && !r.head_only);
+        assert_eq!(
+            parse(&Method::POST, "/state", "", true),
+            Err(RouteError::MethodNotAllowed)
+        );
     }
 
     proptest::proptest! {
@@ -252,7 +275,7 @@ mod tests {
         #[test]
         fn parse_never_panics(path in ".{0,64}", query in ".{0,96}", method in 0u8..4) {
             let method = [Method::GET, Method::HEAD, Method::POST, Method::OPTIONS][method as usize].clone();
-            if let Ok(Request { route: Route::Stream { fps: Some(f) }, .. }) = parse(&method, &path, &query) {
+            if let Ok(Request { route: Route::Stream { fps: Some(f) }, .. }) = parse(&method, &path, &query, true) {
                 let i = f.interval();
                 proptest::prop_assert!(i >= Duration::from_millis(1) && i <= Duration::from_secs(10));
             }

@@ -27,10 +27,18 @@ pub fn routes(
     warp::method()
         .and(warp::path::full())
         .and(raw_query)
+        .and(warp::header::headers_cloned())
         .and(warp::any().map(move || shared.clone()))
         .and_then(
-            |method: Method, path: warp::path::FullPath, query: String, s: Arc<Shared>| async move {
-                Ok::<_, Infallible>(respond(&s, &method, path.as_str(), &query).await)
+            |method: Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: warp::http::HeaderMap,
+             s: Arc<Shared>| async move {
+                let preflight_headers =
+                    headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+                let resp = respond(&s, &method, path.as_str(), &query, preflight_headers).await;
+                Ok::<_, Infallible>(with_cors(&s, resp))
             },
         )
 }
@@ -40,20 +48,41 @@ async fn respond(
     method: &Method,
     path: &str,
     query: &str,
+    preflight_headers: Option<HeaderValue>,
 ) -> warp::reply::Response {
-    let request = match route::parse(method, path, query) {
+    let cors = s.config.stream.allow_origin.is_some();
+    let allow = HeaderValue::from_static(if cors {
+        route::ALLOW_WITH_OPTIONS
+    } else {
+        route::ALLOW
+    });
+    let request = match route::parse(method, path, query, cors) {
         Ok(r) => r,
         Err(RouteError::NotFound) => return text(StatusCode::NOT_FOUND, "not found\n"),
         Err(RouteError::MethodNotAllowed) => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(route::ALLOW));
+            r.headers_mut().insert(header::ALLOW, allow);
             return r;
         }
         Err(RouteError::BadQuery(why)) => {
             return text(StatusCode::BAD_REQUEST, format!("{why}\n"));
         }
     };
+    if request.preflight {
+        let mut r = warp::reply::Response::new(Bytes::new().into());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
+        // Whatever headers the page wants to send: picker reads none it could be fooled by.
+        if let Some(v) = preflight_headers {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        return r;
+    }
     let resp = match request.route {
         Route::Index => index(s),
         Route::Stream { fps } => stream(s.clone(), fps, request.head_only),
@@ -66,6 +95,22 @@ async fn respond(
     } else {
         resp
     }
+}
+
+/// Adds the CORS headers `stream.allow-origin` asks for to any answer.
+fn with_cors(s: &Shared, mut resp: warp::reply::Response) -> warp::reply::Response {
+    let Some(origin) = &s.config.stream.allow_origin else {
+        return resp;
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    if origin != "*" {
+        // The answer depends on the asking origin for caches, too.
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    resp
 }
 
 /// The response to `HEAD`: the `GET` response's head, with the length its body would have
