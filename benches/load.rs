@@ -730,6 +730,7 @@ fn floor_server(fps: u32, jpeg_bytes: Option<&str>) {
             sequence,
             timestamp_ns: picker::frames::now_timestamps().0,
             unix_us: common::unix_us(),
+            offline: false,
         };
         let (part, _) = picker::encoder::part(&jpeg, stamp);
         out.clear();

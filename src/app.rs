@@ -330,8 +330,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (encoded_tx, encoded_rx) = watch::channel(None);
     let (parts_tx, parts_rx) = watch::channel(None);
+    let (offline_tx, offline_rx) = watch::channel(None);
     tokio::spawn(crate::encoder::publish(
         parts_rx,
+        offline_rx,
         encoded_tx,
         stop_rx.clone(),
     ));
@@ -347,6 +349,26 @@ pub async fn run(
         shutdown: stop_rx.clone(),
         compressors: std::sync::Mutex::new(Vec::new()),
     });
+
+    // "Camera offline" frames for stream clients while no frames come.
+    match crate::jpeg::Compressor::new().and_then(|mut c| {
+        let picture =
+            crate::offline::render(shared.config.stream.width, shared.config.stream.height);
+        c.compress(&picture, shared.config.stream.quality)
+            .map(Bytes::copy_from_slice)
+    }) {
+        Ok(jpeg) => {
+            tokio::spawn(crate::offline::run(
+                sink.clone(),
+                shared.stall_limit(),
+                jpeg,
+                demand.subscribe(),
+                offline_tx,
+                stop_rx.clone(),
+            ));
+        }
+        Err(e) => tracing::warn!("no camera-offline picture for stream clients: {e}"),
+    }
 
     // Camera thread.
     let stop = StopFlag::new();

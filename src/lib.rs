@@ -9,6 +9,7 @@
 //! - [`jpeg`] and [`convert`]: libjpeg-turbo encoding from YUV planes; pixel conversions.
 //! - [`encoder`]: encodes stream frames while (and only while) somebody watches.
 //! - [`http`]: accept loops and the routes of the stream port and the still socket.
+//! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
 //! - [`app`]: wires it all together and decides shutdown.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.
@@ -25,6 +26,7 @@ pub mod jpeg;
 pub mod logging;
 pub mod net;
 pub mod notify;
+pub mod offline;
 pub mod still_client;
 
 /// Runs the service with `config` until SIGTERM/SIGINT: opens the camera, binds the

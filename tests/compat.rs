@@ -481,3 +481,53 @@ fn cors_headers_and_preflight() {
     );
     assert_eq!(request(&q, "OPTIONS", "/state").status, 405);
 }
+
+/// True if the JPEG has no colour: the offline picture is grey, the test pattern is bars.
+fn is_grey(jpeg: &[u8]) -> bool {
+    let (_, _, px) = decode_jpeg(jpeg);
+    px.chunks(3).all(|c| {
+        let (lo, hi) = (c.iter().min().unwrap(), c.iter().max().unwrap());
+        hi - lo < 16
+    })
+}
+
+#[test]
+fn a_stalled_camera_sends_the_offline_picture_then_live_frames_on_the_same_connection() {
+    // Frames stop after frame 30 (1 s) for 5 s; offline after 2 s without frames.
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_STALL", "30:5000")]);
+    let mut m = p.mjpeg("");
+    m.read_opening();
+    let first = m.next_part();
+    assert!(!is_grey(&first.jpeg), "the live picture has colour");
+    let mut offline = 0;
+    let mut live_after = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live_after < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "offline {offline}, live after {live_after}"
+        );
+        let part = m.next_part();
+        if part.header("x-camera") == Some("offline") {
+            assert_eq!(decode_jpeg(&part.jpeg).0, 512, "same size as the stream");
+            assert!(is_grey(&part.jpeg));
+            if offline == 0 {
+                // While offline: snapshots say so, and when to come back; state and metrics too.
+                let snap = p.tcp_get("/?action=snapshot");
+                assert_eq!(snap.status, 503, "{}", snap.text());
+                assert_eq!(snap.header("retry-after"), Some("1"));
+                let state: serde_json::Value =
+                    serde_json::from_slice(&p.tcp_get("/state").body).unwrap();
+                assert_eq!(state["online"], false);
+                assert_eq!(metric(&p, "picker_camera_online"), 0.0);
+            }
+            offline += 1;
+        } else if offline > 0 {
+            assert!(!is_grey(&part.jpeg));
+            live_after += 1;
+        }
+    }
+    // About one a second for the 3 s offline (generous bounds: a loaded machine).
+    assert!((1..=6).contains(&offline), "{offline} offline pictures");
+    assert_eq!(p.tcp_get("/snapshot.jpg").status, 200);
+}

@@ -341,6 +341,9 @@ fn stream_response(mut resp: warp::reply::Response) -> warp::reply::Response {
 }
 
 async fn snapshot(shared: Arc<Shared>) -> warp::reply::Response {
+    if !shared.online() {
+        return retry_later("camera offline: no frame for a while; try again later\n");
+    }
     match shared.latest_jpeg().await {
         Ok((jpeg, _)) => {
             let mut r = warp::reply::Response::new(jpeg.into());
@@ -348,8 +351,17 @@ async fn snapshot(shared: Arc<Shared>) -> warp::reply::Response {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
             no_store(r)
         }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => retry_later(format!("{e}\n")),
     }
+}
+
+/// 503 with `Retry-After: 1`: what a dashboard polling snapshots should do while the camera
+/// is away.
+fn retry_later(why: impl Into<String>) -> warp::reply::Response {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// Prometheus text exposition format. Written by hand: six gauges and counters don't
