@@ -406,15 +406,19 @@ pub async fn run(
         socket_guard,
     } = listeners;
     let mut stream_url = None;
+    let (urls_tx, urls_rx) = watch::channel(Vec::new());
     if let Some(tcp) = tcp {
         let addr = tcp
             .local_addr()
             .map_err(|e| AppError::CameraThread(e.to_string()))?;
         tracing::info!("listening on http://{addr}");
-        for url in crate::net::stream_urls(addr) {
+        let urls = crate::net::stream_urls(addr);
+        for url in &urls {
             tracing::info!("stream at {url}");
-            stream_url.get_or_insert(url);
+            stream_url.get_or_insert(url.clone());
         }
+        urls_tx.send_replace(urls);
+        tokio::spawn(crate::net::watch_addresses(addr, urls_tx, stop_rx.clone()));
         servers.spawn(http::serve(
             Listener::Tcp(tcp, shared.config.stream.client_timeout),
             http::stream::routes(shared.clone()),
@@ -445,7 +449,7 @@ pub async fn run(
         }
         tracing::info!(source = %shared.info.source, camera = %shared.info.id, "ready");
         notify::ready(stream_url.as_deref());
-        let mut monitor = std::pin::pin!(notify::monitor(shared.clone(), stream_url.clone()));
+        let mut monitor = std::pin::pin!(notify::monitor(shared.clone(), urls_rx));
         tokio::select! {
             r = &mut camera_done => camera_result(r),
             _ = &mut shutdown => Ok(()),
