@@ -43,6 +43,8 @@ pub struct RawStream {
     pub max_clients: Option<usize>,
     pub client_timeout: Option<u64>,
     pub allow_origin: Option<String>,
+    pub auth_users: Option<std::collections::BTreeMap<String, String>>,
+    pub auth_exempt: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +94,10 @@ pub struct StreamConfig {
     /// `stream.allow-origin`: the CORS `Access-Control-Allow-Origin` of every answer, `None`
     /// for no CORS headers.
     pub allow_origin: Option<String>,
+    /// `stream.auth-users`: (user, Argon2 PHC hash); empty = no auth.
+    pub auth_users: Vec<(String, String)>,
+    /// `stream.auth-exempt`: routes (by their canonical path) open without auth.
+    pub auth_exempt: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -283,6 +289,29 @@ impl RawConfig {
                 ));
             }
         }
+        let mut auth_users = Vec::new();
+        for (user, hash) in self.stream.auth_users.unwrap_or_default() {
+            if user.is_empty() || user.contains(':') {
+                errors.push(format!(
+                    "stream.auth-users: user {user:?}: must be non-empty without ':'"
+                ));
+            } else if let Err(e) = argon2::password_hash::PasswordHash::new(&hash) {
+                errors.push(format!(
+                    "stream.auth-users.{user}: not a hash from `picker hash-password` ({e})"
+                ));
+            } else {
+                auth_users.push((user, hash));
+            }
+        }
+        let auth_exempt = self.stream.auth_exempt.unwrap_or_default();
+        for route in &auth_exempt {
+            if !AUTH_ROUTES.contains(&route.as_str()) {
+                errors.push(format!(
+                    "stream.auth-exempt: {route:?}: expected some of {}",
+                    AUTH_ROUTES.join(", ")
+                ));
+            }
+        }
         let bind_text = self.stream.bind.unwrap_or_else(|| "0.0.0.0".to_string());
         let bind = bind_text.parse::<IpAddr>().unwrap_or_else(|_| {
             errors.push(format!(
@@ -338,6 +367,8 @@ impl RawConfig {
                 max_clients,
                 client_timeout: std::time::Duration::from_secs(client_timeout),
                 allow_origin,
+                auth_users,
+                auth_exempt,
             },
             still: StillConfig {
                 socket,
@@ -347,6 +378,9 @@ impl RawConfig {
         })
     }
 }
+
+/// The routes `stream.auth-exempt` may name (each stands for its aliases too).
+pub const AUTH_ROUTES: &[&str] = &["/", "/stream.mjpg", "/snapshot.jpg", "/state", "/metrics"];
 
 /// `*`, or an origin as browsers send it: `http` or `https`, a host, an optional port.
 fn valid_origin(origin: &str) -> bool {

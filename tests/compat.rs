@@ -215,9 +215,12 @@ fn a_slow_reader_gets_fresh_frames_not_a_backlog() {
     let reader_period = Duration::from_millis(333);
     let frame_period = Duration::from_secs(1) / 30;
     // The target: 2 frame periods plus the time this reader's "link" needs for one frame
-    // (one reader period), with a generous margin for a loaded test machine. Without a
-    // bound on the kernel's send buffer the age grows by seconds every few seconds.
-    let bound = frame_period * 2 + reader_period + Duration::from_millis(700);
+    // (one reader period), with a margin. The typical (median) frame must meet it; a loaded
+    // test machine delays single frames (this reader's own sleeps overrun), so the worst only
+    // has to stay bounded. Without a bound on the kernel's send buffer the age grows by
+    // seconds every few seconds, both the median and the worst.
+    let bound = frame_period * 2 + reader_period + Duration::from_millis(300);
+    let worst_bound = Duration::from_secs(2);
     let mut ages = Vec::new();
     let mut last_seq = 0;
     let start = Instant::now();
@@ -235,10 +238,14 @@ fn a_slow_reader_gets_fresh_frames_not_a_backlog() {
         std::thread::sleep(reader_period);
     }
     assert!(ages.len() >= 30, "only {} frames in 15 s", ages.len());
-    let worst = ages.iter().max().unwrap();
+    let mut sorted = ages.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    let worst = sorted[sorted.len() - 1];
     assert!(
-        *worst < bound,
-        "frame ages up to {worst:?} (bound {bound:?}): {ages:?}"
+        median < bound && worst < worst_bound,
+        "median frame age {median:?} (bound {bound:?}), worst {worst:?} (bound \
+         {worst_bound:?}): {ages:?}"
     );
 }
 
@@ -573,4 +580,103 @@ fn an_address_that_appears_later_is_logged_with_its_stream_url() {
         &format!("no longer at http://192.0.2.77:{port}/stream.mjpg"),
         Duration::from_secs(10),
     );
+}
+
+/// `picker hash-password` for `password`.
+fn hash_password(password: &str) -> String {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn curl_status(args: &[&str], url: &str) -> (u16, String) {
+    assert!(have("curl"), "curl is needed: tests/run.sh installs it");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "/dev/null", "-D", "-"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
+}
+
+#[test]
+fn basic_auth_with_curl_and_ffmpeg_and_an_exempt_metrics() {
+    let hash = hash_password("s3cret pass");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let p = Picker::start(&[
+        &format!("stream.auth-users = {{ robot = {hash:?} }}"),
+        "stream.auth-exempt = [\"/metrics\"]",
+    ]);
+    let base = format!("http://{}", p.addr());
+    for path in [
+        "/",
+        "/state",
+        "/snapshot.jpg",
+        "/?action=snapshot",
+        "/stream",
+    ] {
+        let (status, head) = curl_status(&[], &format!("{base}{path}"));
+        assert_eq!(status, 401, "{path}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: basic realm=\"picker\""),
+            "{head}"
+        );
+        let (status, _) = curl_status(&["-u", "robot:wrong"], &format!("{base}{path}"));
+        assert_eq!(status, 401, "{path} with a wrong password");
+        let (status, _) = curl_status(&["-u", "nobody:s3cret pass"], &format!("{base}{path}"));
+        assert_eq!(status, 401, "{path} with an unknown user");
+    }
+    for path in ["/", "/state", "/snapshot.jpg", "/?action=snapshot"] {
+        let (status, head) = curl_status(&["-u", "robot:s3cret pass"], &format!("{base}{path}"));
+        assert_eq!(status, 200, "{path}: {head}");
+    }
+    // The opted-out route needs nothing.
+    assert_eq!(curl_status(&[], &format!("{base}/metrics")).0, 200);
+    // ffmpeg's user:pass@ form (the space percent-encoded).
+    let (gray, err) = ffmpeg_frames(
+        &format!("http://robot:s3cret%20pass@{}/?action=stream", p.addr()),
+        3,
+    );
+    assert_eq!(gray.len(), 3 * 512 * 512, "{err}");
+    // The still socket keeps its file-permission model: no password.
+    assert_eq!(p.unix_get("/still.png").status, 200);
+}
+
+#[test]
+fn auth_config_errors_name_the_key() {
+    for (line, key) in [
+        (
+            "stream.auth-users = { robot = \"plain\" }",
+            "stream.auth-users.robot",
+        ),
+        ("stream.auth-exempt = [\"/nope\"]", "stream.auth-exempt"),
+    ] {
+        let dir = temp_dir();
+        let path = dir.path().join("picker.toml");
+        std::fs::write(&path, config_text(dir.path(), &[line])).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{err}");
+        assert!(err.contains(key), "{err}");
+    }
 }

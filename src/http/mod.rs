@@ -6,6 +6,7 @@
 //! and limit hyper's write buffer to about one frame (see [`serve`]), and back off on accept
 //! errors; the routes themselves are warp filters.
 
+pub mod auth;
 pub mod route;
 pub mod still;
 pub mod stream;

@@ -27,6 +27,19 @@ pub enum Route {
     Metrics,
 }
 
+impl Route {
+    /// The route's own path, whatever alias asked for it (`stream.auth-exempt` names these).
+    pub fn canonical_path(self) -> &'static str {
+        match self {
+            Route::Index => "/",
+            Route::Stream { .. } => "/stream.mjpg",
+            Route::Snapshot => "/snapshot.jpg",
+            Route::State => "/state",
+            Route::Metrics => "/metrics",
+        }
+    }
+}
+
 /// The methods every route answers, as the `Allow` header of a 405 says them.
 pub const ALLOW: &str = "GET, HEAD";
 /// The same with CORS enabled, where preflight `OPTIONS` is answered too.

@@ -13,6 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Reply};
 
+use super::auth::Auth;
 use super::route::{self, Fps, Route, RouteError};
 use super::text;
 use crate::app::Shared;
@@ -23,21 +24,22 @@ pub fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
     // Every request goes through the pure parser in `route`; warp only hands it the parts.
+    let auth = (!shared.config.stream.auth_users.is_empty())
+        .then(|| Arc::new(Auth::new(shared.config.stream.auth_users.clone())));
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
         .and(raw_query)
         .and(warp::header::headers_cloned())
-        .and(warp::any().map(move || shared.clone()))
+        .and(warp::any().map(move || (shared.clone(), auth.clone())))
         .and_then(
             |method: Method,
              path: warp::path::FullPath,
              query: String,
              headers: warp::http::HeaderMap,
-             s: Arc<Shared>| async move {
-                let preflight_headers =
-                    headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
-                let resp = respond(&s, &method, path.as_str(), &query, preflight_headers).await;
+             (s, auth): (Arc<Shared>, Option<Arc<Auth>>)| async move {
+                let request = (&method, path.as_str(), query.as_str(), &headers);
+                let resp = respond(&s, auth.as_deref(), request).await;
                 Ok::<_, Infallible>(with_cors(&s, resp))
             },
         )
@@ -45,11 +47,10 @@ pub fn routes(
 
 async fn respond(
     s: &Arc<Shared>,
-    method: &Method,
-    path: &str,
-    query: &str,
-    preflight_headers: Option<HeaderValue>,
+    auth: Option<&Auth>,
+    (method, path, query, headers): (&Method, &str, &str, &warp::http::HeaderMap),
 ) -> warp::reply::Response {
+    let preflight_headers = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
     let cors = s.config.stream.allow_origin.is_some();
     let allow = HeaderValue::from_static(if cors {
         route::ALLOW_WITH_OPTIONS
@@ -82,6 +83,26 @@ async fn respond(
             HeaderValue::from_static("600"),
         );
         return r;
+    }
+    // Preflights carry no credentials, so they come before the check.
+    if let Some(auth) = auth {
+        let exempt = s
+            .config
+            .stream
+            .auth_exempt
+            .iter()
+            .any(|r| r == request.route.canonical_path());
+        let credentials = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if !exempt && !auth.allows(credentials).await {
+            let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(super::auth::CHALLENGE),
+            );
+            return r;
+        }
     }
     let resp = match request.route {
         Route::Index => index(s),
