@@ -723,8 +723,16 @@ fn floor_server(fps: u32, jpeg_bytes: Option<&str>) {
     let period = Duration::from_secs(1) / fps;
     let mut next = Instant::now();
     let mut out = Vec::with_capacity(jpeg.len() + 256);
+    let mut sequence = 0;
     loop {
-        let (part, _) = picker::encoder::part(&jpeg, common::unix_us());
+        sequence += 1;
+        let stamp = picker::encoder::PartStamp {
+            sequence,
+            timestamp_ns: picker::frames::now_timestamps().0,
+            unix_us: common::unix_us(),
+            offline: false,
+        };
+        let (part, _) = picker::encoder::part(&jpeg, stamp);
         out.clear();
         write!(out, "{:x}\r\n", part.len()).unwrap();
         out.extend_from_slice(&part);

@@ -410,8 +410,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (encoded_tx, encoded_rx) = watch::channel(None);
     let (parts_tx, parts_rx) = watch::channel(None);
+    let (offline_tx, offline_rx) = watch::channel(None);
     tokio::spawn(crate::encoder::publish(
         parts_rx,
+        offline_rx,
         encoded_tx,
         stop_rx.clone(),
     ));
@@ -438,6 +440,26 @@ pub async fn run(
         events: events.clone(),
         quality: Arc::new(AtomicU8::new(config_quality)),
     });
+
+    // "Camera offline" frames for stream clients while no frames come.
+    match crate::jpeg::Compressor::new().and_then(|mut c| {
+        let picture =
+            crate::offline::render(shared.config.stream.width, shared.config.stream.height);
+        c.compress(&picture, shared.config.stream.quality)
+            .map(Bytes::copy_from_slice)
+    }) {
+        Ok(jpeg) => {
+            tokio::spawn(crate::offline::run(
+                sink.clone(),
+                shared.stall_limit(),
+                jpeg,
+                demand.subscribe(),
+                offline_tx,
+                stop_rx.clone(),
+            ));
+        }
+        Err(e) => tracing::warn!("no camera-offline picture for stream clients: {e}"),
+    }
 
     // Camera thread.
     let stop = StopFlag::new();
@@ -477,15 +499,19 @@ pub async fn run(
     let mut stream_url = None;
     // A reload that changes the port sends the new listener here.
     let (swap_tx, swap_rx) = tokio::sync::mpsc::channel::<TcpListener>(1);
+    let (urls_tx, urls_rx) = watch::channel(Vec::new());
     if let Some(tcp) = tcp {
         let addr = tcp
             .local_addr()
             .map_err(|e| AppError::CameraThread(e.to_string()))?;
         tracing::info!("listening on http://{addr}");
-        for url in crate::net::stream_urls(addr) {
+        let urls = crate::net::stream_urls(addr);
+        for url in &urls {
             tracing::info!("stream at {url}");
-            stream_url.get_or_insert(url);
+            stream_url.get_or_insert(url.clone());
         }
+        urls_tx.send_replace(urls);
+        tokio::spawn(crate::net::watch_addresses(addr, urls_tx, stop_rx.clone()));
         servers.spawn(tcp_front(
             tcp,
             shared.clone(),
@@ -539,7 +565,7 @@ pub async fn run(
         }
         tracing::info!(source = %shared.info.source, camera = %shared.info.id, "ready");
         notify::ready(stream_url.as_deref());
-        let mut monitor = std::pin::pin!(notify::monitor(shared.clone(), stream_url.clone()));
+        let mut monitor = std::pin::pin!(notify::monitor(shared.clone(), urls_rx));
         let mut running = shared.config.clone();
         loop {
             let hangup = async {
@@ -607,7 +633,7 @@ async fn tcp_front(
         // Each listener has its own stop signal, so that a port change closes only it.
         let (this_stop, this_rx) = watch::channel(false);
         let mut server = tokio::spawn(http::serve(
-            Listener::Tcp(listener),
+            Listener::Tcp(listener, shared.config.stream.client_timeout),
             http::stream::routes(shared.clone()),
             this_rx,
             limits,

@@ -25,6 +25,8 @@ pub enum Command {
     CheckConfig,
     /// Take a still from the running service
     Still(StillArgs),
+    /// Read a password from standard input, print its hash for stream.auth-users
+    HashPassword,
 }
 
 #[derive(Debug, clap::Args)]

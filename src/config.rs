@@ -50,6 +50,10 @@ pub struct RawStream {
     pub height: Option<u32>,
     pub quality: Option<u8>,
     pub max_clients: Option<usize>,
+    pub client_timeout: Option<u64>,
+    pub allow_origin: Option<String>,
+    pub auth_users: Option<std::collections::BTreeMap<String, String>>,
+    pub auth_exempt: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +104,15 @@ pub struct StreamConfig {
     pub height: u32,
     pub quality: u8,
     pub max_clients: usize,
+    /// A stream client that accepts no bytes for this long is dropped (`stream.client-timeout`).
+    pub client_timeout: std::time::Duration,
+    /// `stream.allow-origin`: the CORS `Access-Control-Allow-Origin` of every answer, `None`
+    /// for no CORS headers.
+    pub allow_origin: Option<String>,
+    /// `stream.auth-users`: (user, Argon2 PHC hash); empty = no auth.
+    pub auth_users: Vec<(String, String)>,
+    /// `stream.auth-exempt`: routes (by their canonical path) open without auth.
+    pub auth_exempt: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -324,6 +337,45 @@ impl RawConfig {
                 "stream.max-clients = {max_clients}: must be from 1 to 10000"
             ));
         }
+        let client_timeout = self.stream.client_timeout.unwrap_or(10);
+        if !(1..=3600).contains(&client_timeout) {
+            errors.push(format!(
+                "stream.client-timeout = {client_timeout}: must be from 1 to 3600 seconds"
+            ));
+        }
+        let allow_origin = self.stream.allow_origin.filter(|o| !o.is_empty());
+        if let Some(origin) = &allow_origin {
+            if !valid_origin(origin) {
+                errors.push(format!(
+                    "stream.allow-origin = {origin:?}: expected \"*\" or an origin such as \
+                     \"http://octopi.local\" or \"https://example.com:8443\" (scheme, host, \
+                     optional port; no path)"
+                ));
+            }
+        }
+        let mut auth_users = Vec::new();
+        for (user, hash) in self.stream.auth_users.unwrap_or_default() {
+            if user.is_empty() || user.contains(':') {
+                errors.push(format!(
+                    "stream.auth-users: user {user:?}: must be non-empty without ':'"
+                ));
+            } else if let Err(e) = argon2::password_hash::PasswordHash::new(&hash) {
+                errors.push(format!(
+                    "stream.auth-users.{user}: not a hash from `picker hash-password` ({e})"
+                ));
+            } else {
+                auth_users.push((user, hash));
+            }
+        }
+        let auth_exempt = self.stream.auth_exempt.unwrap_or_default();
+        for route in &auth_exempt {
+            if !AUTH_ROUTES.contains(&route.as_str()) {
+                errors.push(format!(
+                    "stream.auth-exempt: {route:?}: expected some of {}",
+                    AUTH_ROUTES.join(", ")
+                ));
+            }
+        }
         let bind_text = self.stream.bind.unwrap_or_else(|| "0.0.0.0".to_string());
         let bind = bind_text.parse::<IpAddr>().unwrap_or_else(|_| {
             errors.push(format!(
@@ -406,6 +458,10 @@ impl RawConfig {
                 height: stream_height,
                 quality,
                 max_clients,
+                client_timeout: std::time::Duration::from_secs(client_timeout),
+                allow_origin,
+                auth_users,
+                auth_exempt,
             },
             still: StillConfig {
                 socket,
@@ -502,6 +558,33 @@ impl Config {
     }
 }
 
+/// The routes `stream.auth-exempt` may name (each stands for its aliases too).
+pub const AUTH_ROUTES: &[&str] = &["/", "/stream.mjpg", "/snapshot.jpg", "/state", "/metrics"];
+
+/// `*`, or an origin as browsers send it: `http` or `https`, a host, an optional port.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        // An IPv6 literal's colons are inside brackets.
+        Some((h, p)) if !p.contains(']') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,6 +606,7 @@ mod tests {
         assert_eq!((c.stream.width, c.stream.height), (512, 512));
         assert_eq!(c.stream.quality, 80);
         assert_eq!(c.stream.max_clients, 64);
+        assert_eq!(c.stream.client_timeout, std::time::Duration::from_secs(10));
         assert_eq!(c.still.socket, PathBuf::from("/run/picker/still.sock"));
         assert_eq!((c.still.width, c.still.height), (512, 512));
     }
@@ -585,7 +669,8 @@ mod tests {
     fn every_bad_value_is_reported_at_once() {
         let err = parse(
             "[camera]\nsource = \"usb\"\ncrop = \"circle\"\nframerate = 0\n\
-             [stream]\nquality = 0\nwidth = 511\nbind = \"nowhere\"\nmax-clients = 0\n",
+             [stream]\nquality = 0\nwidth = 511\nbind = \"nowhere\"\nmax-clients = 0\n\
+             client-timeout = 0\n",
         )
         .unwrap_err();
         let msg = err.to_string();
@@ -597,9 +682,41 @@ mod tests {
             "stream.width",
             "stream.bind",
             "stream.max-clients",
+            "stream.client-timeout",
         ] {
             assert!(msg.contains(key), "{key} missing from {msg}");
         }
+    }
+
+    #[test]
+    fn allow_origin_is_star_or_an_origin() {
+        for good in [
+            "*",
+            "http://octopi.local",
+            "https://example.com:8443",
+            "http://192.168.1.5:5000",
+            "http://[fe80::1]:80",
+        ] {
+            let c = parse(&format!("[stream]\nallow-origin = {good:?}\n")).unwrap();
+            assert_eq!(c.stream.allow_origin.as_deref(), Some(good));
+        }
+        for bad in [
+            "example.com",
+            "http://",
+            "http://a.b/path",
+            "ftp://a",
+            "http://a:0",
+            "http://a:99999",
+            "http://a b",
+            "*.example.com",
+        ] {
+            let err = parse(&format!("[stream]\nallow-origin = {bad:?}\n")).unwrap_err();
+            assert!(
+                err.to_string().contains("stream.allow-origin"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(parse("").unwrap().stream.allow_origin, None);
     }
 
     #[test]

@@ -64,14 +64,49 @@ impl Drop for DemandGuard {
     }
 }
 
+/// What a part says about its frame besides the JPEG.
+#[derive(Clone, Copy, Debug)]
+pub struct PartStamp {
+    /// `X-Sequence`: the camera's frame count.
+    pub sequence: u64,
+    /// `X-Timestamp-Ns`: capture time on CLOCK_BOOTTIME, the clock of the stills' header,
+    /// so a stream frame and a still can be compared.
+    pub timestamp_ns: u64,
+    /// `X-Timestamp`: capture time as Unix seconds with microseconds, the de-facto format
+    /// of mjpg-streamer and ustreamer that clients already parse.
+    pub unix_us: u64,
+    /// The "camera offline" picture rather than a camera frame (`X-Camera: offline`; the
+    /// times are then when it was sent).
+    pub offline: bool,
+}
+
+impl PartStamp {
+    pub fn of(frame: &Frame) -> Self {
+        PartStamp {
+            sequence: frame.sequence,
+            timestamp_ns: frame.timestamp_ns,
+            unix_us: frame.unix_us,
+            offline: false,
+        }
+    }
+}
+
 /// Builds the multipart part for one JPEG.
-pub fn part(jpeg: &[u8], unix_us: u64) -> (Bytes, Bytes) {
-    let mut buf = BytesMut::with_capacity(jpeg.len() + 160);
+pub fn part(jpeg: &[u8], stamp: PartStamp) -> (Bytes, Bytes) {
+    let mut buf = BytesMut::with_capacity(jpeg.len() + 200);
     let head = format!(
-        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\r\n",
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\
+         X-Timestamp-Ns: {}\r\nX-Sequence: {}\r\n{}\r\n",
         jpeg.len(),
-        unix_us / 1_000_000,
-        unix_us % 1_000_000
+        stamp.unix_us / 1_000_000,
+        stamp.unix_us % 1_000_000,
+        stamp.timestamp_ns,
+        stamp.sequence,
+        if stamp.offline {
+            "X-Camera: offline\r\n"
+        } else {
+            ""
+        },
     );
     buf.put_slice(head.as_bytes());
     buf.put_slice(jpeg);
@@ -91,17 +126,23 @@ pub fn part(jpeg: &[u8], unix_us: u64) -> (Bytes, Bytes) {
 /// worker unpark, per client); woken from a task on a worker, they go to that worker's local
 /// run queue, and the other worker steals its share. One cross-thread wake per frame instead
 /// of one per client and frame.
+///
+/// `offline` carries the "camera offline" frames (see `offline::run`), forwarded the same way.
 pub async fn publish(
     mut parts: watch::Receiver<Option<Arc<EncodedFrame>>>,
+    mut offline: watch::Receiver<Option<Arc<EncodedFrame>>>,
     out: watch::Sender<Option<Arc<EncodedFrame>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        tokio::select! {
-            r = parts.changed() => if r.is_err() { break },
+        let part = tokio::select! {
+            r = parts.changed() => {
+                if r.is_err() { break }
+                parts.borrow_and_update().clone()
+            }
+            Ok(()) = offline.changed() => offline.borrow_and_update().clone(),
             _ = shutdown.wait_for(|s| *s) => break,
-        }
-        let part = parts.borrow_and_update().clone();
+        };
         out.send_replace(part);
     }
 }
@@ -159,7 +200,7 @@ pub fn run(
         last = frame.sequence;
         match compressor.compress(&frame.video, quality.load(Ordering::Relaxed)) {
             Ok(jpeg) => {
-                let (part, jpeg) = part(jpeg, frame.unix_us);
+                let (part, jpeg) = part(jpeg, PartStamp::of(&frame));
                 stats.encoded.fetch_add(1, Ordering::Relaxed);
                 out.send_replace(Some(Arc::new(EncodedFrame {
                     sequence: frame.sequence,
@@ -178,12 +219,31 @@ mod tests {
 
     #[test]
     fn part_has_headers_jpeg_and_closing_boundary() {
-        let (part, jpeg) = part(b"\xff\xd8abc\xff\xd9", 1_700_000_000_000_042);
+        let stamp = PartStamp {
+            sequence: 17,
+            timestamp_ns: 123_456_789_012,
+            unix_us: 1_700_000_000_000_042,
+            offline: false,
+        };
+        let (part, jpeg) = part(b"\xff\xd8abc\xff\xd9", stamp);
         let text = String::from_utf8_lossy(&part);
         assert!(text.starts_with("Content-Type: image/jpeg\r\nContent-Length: 7\r\n"));
-        assert!(text.contains("X-Timestamp: 1700000000.000042\r\n\r\n"));
+        assert!(text.contains("X-Timestamp: 1700000000.000042\r\n"));
+        assert!(text.contains("X-Timestamp-Ns: 123456789012\r\n"));
+        assert!(text.contains("X-Sequence: 17\r\n\r\n"));
         assert!(part.ends_with(b"\xff\xd9\r\n--picker-frame\r\n"));
         assert_eq!(&jpeg[..], b"\xff\xd8abc\xff\xd9");
+        let (offline, _) = super::part(
+            b"x",
+            PartStamp {
+                offline: true,
+                ..stamp
+            },
+        );
+        assert!(
+            String::from_utf8_lossy(&offline)
+                .contains("X-Sequence: 17\r\nX-Camera: offline\r\n\r\n")
+        );
     }
 
     #[test]

@@ -15,8 +15,10 @@ use tokio::sync::watch;
 
 use crate::camera::CropState;
 
-/// Pixel layouts, named by their byte order in memory.
+/// Pixel layouts, named by their byte order in memory (in `/state`: lowercase, as
+/// FFmpeg's pixel formats are: "i420", "nv12", "yuyv", "rgb24", "bgr24").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PixelFormat {
     /// Planar Y, U, V; chroma halved both ways (libcamera `YUV420`).
     I420,

@@ -14,6 +14,7 @@
 //!   (stills, and `/controls` for runtime control changes).
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
 //! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will.
+//! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
 //! - [`app`]: wires it all together and decides shutdown.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.
@@ -32,6 +33,7 @@ pub mod jpeg;
 pub mod logging;
 pub mod net;
 pub mod notify;
+pub mod offline;
 pub mod still_client;
 pub mod throttle;
 

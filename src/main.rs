@@ -35,6 +35,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::HashPassword) => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("picker: cannot read the password from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("picker: empty password on standard input");
+                return ExitCode::FAILURE;
+            }
+            match picker::http::auth::hash_password(password) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("picker: cannot hash the password: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Still(args)) => {
             let socket = match &args.socket {
                 Some(s) => s.clone(),

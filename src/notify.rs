@@ -35,7 +35,10 @@ pub fn stopping() {
 
 /// Watches frame progress for as long as the service runs: feeds the watchdog while frames
 /// arrive, logs stalls and recoveries, and keeps `STATUS=` current. Never returns.
-pub async fn monitor(shared: Arc<Shared>, url: Option<String>) {
+///
+/// `urls` are the stream URLs as [`crate::net::watch_addresses`] keeps them (empty when the
+/// stream is disabled); `STATUS=` names the first and follows its changes.
+pub async fn monitor(shared: Arc<Shared>, mut urls: tokio::sync::watch::Receiver<Vec<String>>) {
     let watchdog = sd_notify::watchdog_enabled();
     if let Some(interval) = watchdog {
         tracing::info!("systemd watchdog every {interval:?}, fed by frame progress");
@@ -73,8 +76,10 @@ pub async fn monitor(shared: Arc<Shared>, url: Option<String>) {
             online = false;
         }
         let now_clients = shared.stats.stream_clients.load(Ordering::Relaxed);
-        if now_clients != clients {
+        let urls_changed = urls.has_changed().unwrap_or(false);
+        if now_clients != clients || urls_changed {
             clients = now_clients;
+            let url = urls.borrow_and_update().first().cloned();
             send(&[NotifyState::Status(&status(url.as_deref(), clients))]);
         }
     }

@@ -49,8 +49,13 @@ pub async fn fetch(socket: &Path, args: &StillArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(&body).context("writing to standard output")?;
-            out.flush()?;
+            let written = out.write_all(&body).and_then(|()| out.flush());
+            match written {
+                // A reader that has had enough (`picker still | head -c4`) is not an error,
+                // as for any Unix filter.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing to standard output")?,
+            }
         }
     }
     Ok(())

@@ -267,6 +267,68 @@ security_exposure() {
 }
 step "systemd-analyze security picker.service: exposure <= 2.0" security_exposure
 
+# --- several cameras, addresses that come later -------------------------------------------------
+# Two virtual cameras (the image describes one; the pipeline handler reads this file when a
+# process opens the camera manager), two template instances on the two forwarded ports, each
+# with its own config, runtime directory and socket.
+two_instances() {
+    vm 'systemctl disable --now picker &&
+        cat >/usr/share/libcamera/pipeline/virtual/virtual.yaml <<YAML
+%YAML 1.1
+---
+"Virtual0":
+  supported_formats:
+    - width: 512
+      height: 512
+  test_pattern: "bars"
+  location: "CameraLocationFront"
+  model: "Virtual Video Device"
+"Virtual1":
+  supported_formats:
+    - width: 512
+      height: 512
+  test_pattern: "lines"
+  location: "CameraLocationBack"
+  model: "Virtual Video Device"
+YAML
+        for i in 0 1; do
+            printf "[camera]\nid = \"Virtual%s\"\n[stream]\nport = 800%s\n[still]\nsocket = \"/run/picker-cam%s/still.sock\"\n" $i $i $i >/etc/picker/cam$i.toml
+        done
+        cat /etc/picker/cam0.toml /etc/picker/cam1.toml' || return 1
+    vm --timeout 180 'systemctl enable --now picker@cam0 picker@cam1' || {
+        vm 'journalctl -u picker@cam0 -u picker@cam1 --no-pager -n 40'
+        return 1
+    }
+    vm 'systemctl is-active picker@cam0 picker@cam1 &&
+        for i in 0 1; do
+            curl -sS --fail --max-time 10 -o /dev/null --unix-socket /run/picker-cam$i/still.sock http://picker/still.rgb || exit 1
+            stat -c "%a %U %G %n" /run/picker-cam$i/still.sock
+        done'
+}
+step "two cameras: picker@cam0 and picker@cam1 (own config, port, socket) start" two_instances
+step "picker@cam0 streams on 8000 (host decodes 3 frames)" decode_stream "$port_a"
+step "picker@cam1 streams on 8001 (host decodes 3 frames)" decode_stream "$port_b"
+
+# The units do not wait for network-online.target; picker logs the URL of an address that
+# appears after it started (netlink address events).
+address_later() {
+    vm 'if systemctl show -P After picker.service picker@cam0.service | grep network-online; then exit 1; fi
+        ip addr add 192.0.2.50/32 dev lo' || return 1
+    for _ in $(seq 20); do
+        sleep 1
+        if vm 'journalctl -u picker@cam0 --no-pager | grep -F "stream at http://192.0.2.50:8000/stream.mjpg"'; then
+            vm 'ip addr del 192.0.2.50/32 dev lo'
+            return 0
+        fi
+    done
+    vm 'ip addr del 192.0.2.50/32 dev lo; journalctl -u picker@cam0 --no-pager -n 20'
+    return 1
+}
+step "no network-online.target; an address added later is logged with its stream URL" address_later
+# Their configs are the admin's files, not the package's: removed here so that purge leaves nothing.
+step "stop the template instances" vm --timeout 120 'systemctl disable --now picker@cam0 picker@cam1 &&
+    rm /etc/picker/cam0.toml /etc/picker/cam1.toml'
+
 # --- remove and purge --------------------------------------------------------------------------
 remove_keeps_config() {
     vm --timeout 300 'apt remove -y picker </dev/null' &&

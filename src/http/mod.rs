@@ -6,8 +6,10 @@
 //! and limit hyper's write buffer to about one frame (see [`serve`]), and back off on accept
 //! errors; the routes themselves are warp filters.
 
+pub mod auth;
 pub mod controls;
 pub mod deadline;
+pub mod route;
 pub mod still;
 pub mod stream;
 
@@ -34,7 +36,8 @@ pub const STILL_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Either kind of listener.
 pub enum Listener {
-    Tcp(TcpListener),
+    /// The stream port, and how long a client may accept no bytes (`stream.client-timeout`).
+    Tcp(TcpListener, Duration),
     Unix(UnixListener),
 }
 
@@ -220,10 +223,11 @@ pub async fn serve<F>(
         let events = events.clone();
         tokio::spawn(async move {
             let result = match io {
-                Io::Tcp(s) => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(s), service))
-                        .await
+                Io::Tcp(s, timeout) => {
+                    let s = stream::ProgressDeadline::new(s, timeout);
+                    let flushes = s.flushes();
+                    let connection = builder.serve_connection(TokioIo::new(s), service);
+                    stream::on_connection(flushes, watcher.watch(connection)).await
                 }
                 Io::Unix(s) => match limits.write_progress {
                     Some(t) => {
@@ -259,17 +263,16 @@ pub async fn serve<F>(
 }
 
 enum Io {
-    Tcp(tokio::net::TcpStream),
+    Tcp(tokio::net::TcpStream, Duration),
     Unix(tokio::net::UnixStream),
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<Io> {
     match listener {
-        Listener::Tcp(l) => {
+        Listener::Tcp(l, timeout) => {
             let (s, _) = l.accept().await?;
-            // Frames must leave as soon as they are written, not wait for an ACK.
-            s.set_nodelay(true)?;
-            Ok(Io::Tcp(s))
+            stream::tune_socket(&s)?;
+            Ok(Io::Tcp(s, *timeout))
         }
         Listener::Unix(l) => Ok(Io::Unix(l.accept().await?.0)),
     }

@@ -1,7 +1,6 @@
 //! Routes on the stream port: the preview page, `/stream.mjpg`, `/snapshot.jpg`, `/state`
 //! and `/metrics`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -9,10 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::body::Body as _;
 use tokio::sync::OwnedSemaphorePermit;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Reply};
 
+use super::auth::Auth;
+use super::route::{self, Fps, Route, RouteError};
 use super::text;
 use crate::app::Shared;
 use crate::encoder::{BOUNDARY, DemandGuard, EncodedFrame};
@@ -21,38 +23,127 @@ pub fn routes(
     shared: Arc<Shared>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
-    let with = move || {
-        let shared = shared.clone();
-        warp::any().map(move || shared.clone())
-    };
-    let index = warp::path::end()
-        .and(with())
-        .map(|s: Arc<Shared>| index(&s));
-    let stream = warp::path!("stream.mjpg")
-        .and(warp::query::<HashMap<String, String>>())
-        .and(with())
-        .map(|q: HashMap<String, String>, s: Arc<Shared>| stream(s, q));
-    let snapshot = warp::path!("snapshot.jpg").and(with()).and_then(snapshot);
-    let state = warp::path!("state")
-        .and(with())
-        .map(|s: Arc<Shared>| json(&s.state()));
-    let metrics = warp::path!("metrics")
-        .and(with())
-        .map(|s: Arc<Shared>| metrics(&s));
-    warp::get()
-        .and(
-            index
-                .or(stream)
-                .unify()
-                .or(snapshot)
-                .unify()
-                .or(state)
-                .unify()
-                .or(metrics)
-                .unify(),
+    // Every request goes through the pure parser in `route`; warp only hands it the parts.
+    let auth = (!shared.config.stream.auth_users.is_empty())
+        .then(|| Arc::new(Auth::new(shared.config.stream.auth_users.clone())));
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(warp::any().map(move || (shared.clone(), auth.clone())))
+        .and_then(
+            |method: Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: warp::http::HeaderMap,
+             (s, auth): (Arc<Shared>, Option<Arc<Auth>>)| async move {
+                let request = (&method, path.as_str(), query.as_str(), &headers);
+                let resp = respond(&s, auth.as_deref(), request).await;
+                Ok::<_, Infallible>(with_cors(&s, resp))
+            },
         )
-        .recover(super::plain_rejection)
-        .unify()
+}
+
+async fn respond(
+    s: &Arc<Shared>,
+    auth: Option<&Auth>,
+    (method, path, query, headers): (&Method, &str, &str, &warp::http::HeaderMap),
+) -> warp::reply::Response {
+    let preflight_headers = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    let cors = s.config.stream.allow_origin.is_some();
+    let allow = HeaderValue::from_static(if cors {
+        route::ALLOW_WITH_OPTIONS
+    } else {
+        route::ALLOW
+    });
+    let request = match route::parse(method, path, query, cors) {
+        Ok(r) => r,
+        Err(RouteError::NotFound) => return text(StatusCode::NOT_FOUND, "not found\n"),
+        Err(RouteError::MethodNotAllowed) => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers_mut().insert(header::ALLOW, allow);
+            return r;
+        }
+        Err(RouteError::BadQuery(why)) => {
+            return text(StatusCode::BAD_REQUEST, format!("{why}\n"));
+        }
+    };
+    if request.preflight {
+        let mut r = warp::reply::Response::new(Bytes::new().into());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
+        // Whatever headers the page wants to send: picker reads none it could be fooled by.
+        if let Some(v) = preflight_headers {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        return r;
+    }
+    // Preflights carry no credentials, so they come before the check.
+    if let Some(auth) = auth {
+        let exempt = s
+            .config
+            .stream
+            .auth_exempt
+            .iter()
+            .any(|r| r == request.route.canonical_path());
+        let credentials = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if !exempt && !auth.allows(credentials).await {
+            let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(super::auth::CHALLENGE),
+            );
+            return r;
+        }
+    }
+    let resp = match request.route {
+        Route::Index => index(s),
+        Route::Stream { fps } => stream(s.clone(), fps, request.head_only),
+        Route::Snapshot => snapshot(s.clone()).await,
+        Route::State => json(&s.state()),
+        Route::Metrics => metrics(s),
+    };
+    if request.head_only && !matches!(request.route, Route::Stream { .. }) {
+        head_of(resp)
+    } else {
+        resp
+    }
+}
+
+/// Adds the CORS headers `stream.allow-origin` asks for to any answer.
+fn with_cors(s: &Shared, mut resp: warp::reply::Response) -> warp::reply::Response {
+    let Some(origin) = &s.config.stream.allow_origin else {
+        return resp;
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    if origin != "*" {
+        // The answer depends on the asking origin for caches, too.
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    resp
+}
+
+/// The response to `HEAD`: the `GET` response's head, with the length its body would have
+/// had when that is known.
+fn head_of(resp: warp::reply::Response) -> warp::reply::Response {
+    let (mut parts, body) = resp.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    warp::reply::Response::from_parts(parts, Bytes::new().into())
 }
 
 fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
@@ -104,6 +195,39 @@ struct Client {
     _slot: OwnedSemaphorePermit,
     _demand: DemandGuard,
     shared: Arc<Shared>,
+    /// The connection's flush count, and its value when the last part was handed to hyper.
+    flushes: Option<(Flushes, u64)>,
+}
+
+impl Client {
+    /// Waits until the part handed over last has left user space (see [`Flushes`]);
+    /// `false` when the connection is gone.
+    async fn previous_part_left(&mut self) -> bool {
+        let Some((flushes, handed)) = &mut self.flushes else {
+            return true;
+        };
+        let handed = *handed;
+        if flushes.count.wait_for(|n| *n > handed).await.is_err() {
+            return false;
+        }
+        // hyper's buffer is empty; now let the kernel send all but a little of it. Polled on
+        // a short timer: the kernel signals nothing when its unsent queue shrinks, and only a
+        // client that is behind waits here. A client that takes nothing is handed the next
+        // part after `client-timeout`, and its connection's write deadline then drops it.
+        let timeout = self.shared.config.stream.client_timeout;
+        let start = tokio::time::Instant::now();
+        while unsent_bytes(flushes.fd).is_ok_and(|n| n > DRAINED) && start.elapsed() < timeout {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        true
+    }
+
+    /// Notes that a part is being handed over now.
+    fn handing_over(&mut self) {
+        if let Some((flushes, handed)) = &mut self.flushes {
+            *handed = *flushes.count.borrow();
+        }
+    }
 }
 
 impl Drop for Client {
@@ -124,12 +248,12 @@ struct Pacing {
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-fn stream(shared: Arc<Shared>, query: HashMap<String, String>) -> warp::reply::Response {
-    let min_interval = match query.get("fps").map(|v| v.parse::<f64>()) {
-        None => None,
-        Some(Ok(fps)) if fps > 0.0 && fps <= 1000.0 => Some(Duration::from_secs_f64(1.0 / fps)),
-        Some(_) => return text(StatusCode::BAD_REQUEST, "fps must be a number above 0\n"),
-    };
+fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply::Response {
+    let min_interval = fps.map(Fps::interval);
+    if head_only {
+        // Headers only: no slot taken, no encoder woken.
+        return stream_response(warp::reply::Response::new(Bytes::new().into()));
+    }
     let Ok(slot) = shared.stream_slots.clone().try_acquire_owned() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -144,6 +268,7 @@ fn stream(shared: Arc<Shared>, query: HashMap<String, String>) -> warp::reply::R
         _slot: slot,
         _demand: shared.demand.hold(),
         shared: shared.clone(),
+        flushes: FLUSHES.try_with(|f| (f.clone(), 0)).ok(),
     };
     let mut rx = shared.encoded.clone();
     // Only frames encoded after this client arrived (a stale one would show a jump back).
@@ -153,39 +278,80 @@ fn stream(shared: Arc<Shared>, query: HashMap<String, String>) -> warp::reply::R
         last: None,
         shutdown: shared.shutdown.clone(),
     });
-    let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
-    let state = (client, rx, Some(opening), pacing);
+    let state = (client, rx, Step::Opening, pacing);
     let body =
-        futures_util::stream::unfold(state, |(client, mut rx, opening, mut pacing)| async move {
-            if let Some(opening) = opening {
-                return Some((Ok::<_, Infallible>(opening), (client, rx, None, pacing)));
-            }
-            if let Some(Pacing {
-                min,
-                last: Some(last),
-                shutdown,
-            }) = &mut pacing
-            {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(*last + *min) => {}
-                    _ = shutdown.wait_for(|s| *s) => return None,
+        futures_util::stream::unfold(state, |(mut client, mut rx, step, mut pacing)| async move {
+            match step {
+                Step::Opening => {
+                    let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
+                    return Some((
+                        Ok::<_, Infallible>(opening),
+                        (client, rx, Step::Frames, pacing),
+                    ));
                 }
+                Step::Closed => return None,
+                Step::Frames => {}
             }
-            // The hot path of the fan-out, run once per frame by every client: it waits on the
-            // frame channel alone. Shutdown reaches it as that channel closing (see
-            // `encoder::publish`), so no second waiter is registered per client and frame.
-            let frame: Arc<EncodedFrame> = loop {
-                rx.changed().await.ok()?;
-                if let Some(f) = rx.borrow_and_update().clone() {
-                    break f;
+            if !client.previous_part_left().await {
+                return None;
+            }
+            let frame = next_frame(&mut rx, &mut pacing).await;
+            match frame {
+                Some(frame) => {
+                    client.handing_over();
+                    Some((Ok(frame.part.clone()), (client, rx, Step::Frames, pacing)))
                 }
-            };
-            if let Some(p) = &mut pacing {
-                p.last = Some(tokio::time::Instant::now());
+                // Shutdown: every part already ends with a boundary, so what closes the
+                // multipart body is an empty last part and the closing delimiter.
+                None => Some((
+                    Ok(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"))),
+                    (client, rx, Step::Closed, pacing),
+                )),
             }
-            Some((Ok(frame.part.clone()), (client, rx, None, pacing)))
         });
-    let mut resp = warp::reply::stream(body).into_response();
+    stream_response(warp::reply::stream(body).into_response())
+}
+
+/// Where a stream body is.
+enum Step {
+    Opening,
+    Frames,
+    Closed,
+}
+
+/// The next frame for a client, after its `?fps` pause; `None` at shutdown.
+async fn next_frame(
+    rx: &mut tokio::sync::watch::Receiver<Option<Arc<EncodedFrame>>>,
+    pacing: &mut Option<Pacing>,
+) -> Option<Arc<EncodedFrame>> {
+    if let Some(Pacing {
+        min,
+        last: Some(last),
+        shutdown,
+    }) = pacing
+    {
+        tokio::select! {
+            _ = tokio::time::sleep_until(*last + *min) => {}
+            _ = shutdown.wait_for(|s| *s) => return None,
+        }
+    }
+    // The hot path of the fan-out, run once per frame by every client: it waits on the
+    // frame channel alone. Shutdown reaches it as that channel closing (see
+    // `encoder::publish`), so no second waiter is registered per client and frame.
+    let frame: Arc<EncodedFrame> = loop {
+        rx.changed().await.ok()?;
+        if let Some(f) = rx.borrow_and_update().clone() {
+            break f;
+        }
+    };
+    if let Some(p) = pacing {
+        p.last = Some(tokio::time::Instant::now());
+    }
+    Some(frame)
+}
+
+/// The head of a `/stream.mjpg` response around `resp`'s body.
+fn stream_response(mut resp: warp::reply::Response) -> warp::reply::Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -195,8 +361,11 @@ fn stream(shared: Arc<Shared>, query: HashMap<String, String>) -> warp::reply::R
     no_store(resp)
 }
 
-async fn snapshot(shared: Arc<Shared>) -> Result<warp::reply::Response, Infallible> {
-    let resp = match shared.latest_jpeg().await {
+async fn snapshot(shared: Arc<Shared>) -> warp::reply::Response {
+    if !shared.online() {
+        return retry_later("camera offline: no frame for a while; try again later\n");
+    }
+    match shared.latest_jpeg().await {
         Ok((jpeg, _)) => {
             let mut r = warp::reply::Response::new(jpeg.into());
             r.headers_mut()
@@ -204,8 +373,16 @@ async fn snapshot(shared: Arc<Shared>) -> Result<warp::reply::Response, Infallib
             no_store(r)
         }
         Err(e) => super::still_error(&e),
-    };
-    Ok(resp)
+    }
+}
+
+/// 503 with `Retry-After: 1`: what a dashboard polling snapshots should do while the camera
+/// is away.
+fn retry_later(why: impl Into<String>) -> warp::reply::Response {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// Prometheus text exposition format. Written by hand: six gauges and counters don't
@@ -296,4 +473,187 @@ fn metrics(s: &Shared) -> warp::reply::Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     no_store(resp)
+}
+
+/// Most bytes the kernel may hold unsent for one TCP client (`TCP_NOTSENT_LOWAT`). The
+/// kernel's autotuned send buffer would otherwise hold megabytes, dozens of frames, and a
+/// slow reader would be shown ever older ones: with this bound a write waits until the
+/// previous frame has nearly left, so the frame handed to the client next is the newest.
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
+/// Send buffer per TCP client (the kernel doubles it). Unsent bytes are bounded by
+/// [`NOTSENT_LOWAT`]; this bounds the bytes in flight, still enough to keep a 30 fps stream
+/// moving over a link with 100+ ms round trips.
+pub const SEND_BUFFER: usize = 256 * 1024;
+
+/// Sets what the stream port needs on an accepted TCP connection: no Nagle delay, and bounded
+/// kernel buffering (see [`NOTSENT_LOWAT`]).
+pub fn tune_socket(s: &tokio::net::TcpStream) -> std::io::Result<()> {
+    // Frames must leave as soon as they are written, not wait for an ACK.
+    s.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(s);
+    sock.set_send_buffer_size(SEND_BUFFER)?;
+    sock.set_tcp_notsent_lowat(NOTSENT_LOWAT)?;
+    Ok(())
+}
+
+/// Tells a stream body when everything it handed to hyper has been taken by the kernel.
+///
+/// hyper flushes its connection (`poll_flush` on the socket) only once its write buffer is
+/// empty, so a flush counted after a part was handed over means the part has left user
+/// space; with [`NOTSENT_LOWAT`] the kernel then holds little of it unsent. Only then does
+/// the body pick the next frame, the newest one. Without this, hyper asks for the next part
+/// while the last is still buffered and a slow reader is always a frame or two behind.
+#[derive(Clone)]
+pub struct Flushes {
+    count: tokio::sync::watch::Receiver<u64>,
+    /// The connection's socket, to ask how much the kernel still holds unsent. A stream body
+    /// lives inside its connection, so the descriptor is open while the body is polled.
+    fd: std::os::fd::RawFd,
+}
+
+tokio::task_local! {
+    /// The [`Flushes`] of the connection whose task is running: the stream handler and its
+    /// body are polled inside that connection's task.
+    static FLUSHES: Flushes;
+}
+
+/// Runs a connection's future with its [`Flushes`] reachable by the stream route.
+pub async fn on_connection<F: std::future::Future>(flushes: Flushes, connection: F) -> F::Output {
+    FLUSHES.scope(flushes, connection).await
+}
+
+/// A connection that fails its pending write once the peer has accepted no bytes for
+/// `timeout`: a client that stops reading (TCP window full) is dropped and its slot freed,
+/// while a slow one that still takes bytes stays, skipping frames. Only writes are timed:
+/// idle keep-alive connections are hyper's header timeout's business.
+pub struct ProgressDeadline<T> {
+    inner: T,
+    timeout: std::time::Duration,
+    /// Counts the times hyper's write buffer was found empty (see [`Flushes`]).
+    flushes: tokio::sync::watch::Sender<u64>,
+    /// Armed when a write first found the socket full; cleared by any progress.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// A stream client is handed the next frame once the kernel holds at most this much of the
+/// previous one unsent.
+const DRAINED: usize = 4 * 1024;
+/// How often a client that is behind checks whether the kernel has sent its part.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// `SIOCOUTQNSD` (linux/sockios.h): bytes in a TCP socket's send queue not yet sent.
+const SIOCOUTQNSD: nix::libc::c_ulong = 0x894B;
+
+/// The bytes the kernel holds unsent for the TCP socket `fd`.
+fn unsent_bytes(fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which points to `n`; a bad fd
+    // is an error return, not undefined behaviour. No crate wraps this ioctl.
+    let r = unsafe { nix::libc::ioctl(fd, SIOCOUTQNSD as _, &mut n) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
+impl<T> ProgressDeadline<T> {
+    pub fn new(inner: T, timeout: std::time::Duration) -> Self {
+        ProgressDeadline {
+            inner,
+            timeout,
+            flushes: tokio::sync::watch::channel(0).0,
+            stalled: None,
+        }
+    }
+
+    /// What a stream body on this connection waits on; pass it to [`on_connection`].
+    pub fn flushes(&self) -> Flushes
+    where
+        T: std::os::fd::AsRawFd,
+    {
+        Flushes {
+            count: self.flushes.subscribe(),
+            fd: self.inner.as_raw_fd(),
+        }
+    }
+
+    /// After the inner write returned `r`: disarm on progress, else check the deadline.
+    fn check<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "client accepted no bytes for {}s (stream.client-timeout)",
+                    timeout.as_secs()
+                ),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for ProgressDeadline<tokio::net::TcpStream> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ProgressDeadline<tokio::net::TcpStream> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) {
+            self.flushes.send_modify(|n| *n += 1);
+        }
+        r
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
