@@ -821,3 +821,31 @@ pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_names_exactly_the_changed_keys_that_need_a_restart() {
+        let base = Config::parse("", Path::new("/p.toml")).unwrap();
+        // (TOML, keys that need a restart)
+        let table: [(&str, &[&str]); 5] = [
+            (
+                "[stream]\nquality = 50\nmax-clients = 3\nport = 9000\n",
+                &[],
+            ),
+            ("[camera]\nframerate = 15\n", &["camera.framerate"]),
+            ("[still]\nsocket = \"/run/x.sock\"\n", &["still.socket"]),
+            (
+                "[stream]\nenabled = false\nwidth = 256\n[camera]\ncrop = \"none\"\n",
+                &["camera.crop", "stream.enabled", "stream.width"],
+            ),
+            ("", &[]),
+        ];
+        for (text, want) in table {
+            let new = Config::parse(text, Path::new("/p.toml")).unwrap();
+            assert_eq!(restart_keys(&base, &new), want.to_vec(), "{text}");
+        }
+    }
+}

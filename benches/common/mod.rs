@@ -35,8 +35,13 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "[camera]\nsource = \"test-pattern\"\n[stream]\nbind = \"127.0.0.1\"\nport = 0\n\
+                "[camera]\nsource = \"test-pattern\"\n[stream]\nbind = \"127.0.0.1\"\nport = {}\n\
                  max-clients = {max_clients}\n{extra_stream}\n[still]\nsocket = \"{}\"\n",
+                // picker refuses port 0: take one that is free now.
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .expect("a free port"),
                 socket.display()
             ),
         )
