@@ -1,5 +1,6 @@
-//! HTTP on both sockets: the accept loops, and the routes of each (`stream` on TCP,
-//! `still` on the Unix socket).
+//! HTTP on both sockets: the accept loops, and the routes of each (`stream` on TCP, decided
+//! by the pure parser in `route` and guarded by the optional Basic auth in `auth`; `still` on
+//! the Unix socket).
 //!
 //! We run our own accept loop over hyper instead of `warp::serve` so that we can set
 //! TCP_NODELAY on every connection, cap the number of connections, bound request heads
