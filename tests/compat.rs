@@ -176,6 +176,11 @@ fn stalled_readers_are_dropped_after_client_timeout_and_free_their_slots() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Dropped for the deadline, and counted as such (the log line is rate-limited).
+    assert!(
+        metric(&p, "picker_stream_clients_dropped_total") >= 1.0,
+        "stalled stream clients are counted as dropped"
+    );
     drop(stalled);
 }
 

@@ -223,6 +223,7 @@ pub async fn serve<F>(
         let watcher = graceful.watcher();
         let events = events.clone();
         tokio::spawn(async move {
+            let tcp = matches!(io, Io::Tcp(..));
             let result = match io {
                 Io::Tcp(s, timeout) => {
                     let s = stream::ProgressDeadline::new(s, timeout);
@@ -246,7 +247,11 @@ pub async fn serve<F>(
             };
             if let Err(e) = result {
                 if deadline::is_stall(&e) {
-                    events.still_dropped(&e);
+                    if tcp {
+                        events.stream_dropped(&e);
+                    } else {
+                        events.still_dropped(&e);
+                    }
                 } else {
                     tracing::debug!("connection ended: {e}");
                 }
