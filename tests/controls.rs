@@ -12,11 +12,7 @@ use serde_json::{Value, json};
 use support::*;
 
 fn config(dir: &std::path::Path, controls: &str) -> String {
-    format!(
-        "[camera]\nsource = \"test-pattern\"\n[stream]\nbind = \"127.0.0.1\"\nport = 0\n\
-         [still]\nsocket = \"{}\"\n[controls]\n{controls}\n",
-        dir.join("still.sock").display()
-    )
+    format!("{}[controls]\n{controls}\n", config_text(dir, &[]))
 }
 
 fn start(controls: &str, camera: Option<&str>) -> Picker {
