@@ -325,6 +325,7 @@ fn owner(
     let mgr =
         CameraManager::new().map_err(|e| failed("-", format!("cannot start libcamera: {e}")))?;
     let cameras = mgr.cameras();
+    super::pi_guard::check(cameras.len());
     let cam = find_camera(&mgr, &cameras, wanted)?;
     let id = cam.id().to_string();
     let mut active = cam.acquire().map_err(|e| {

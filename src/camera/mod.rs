@@ -3,6 +3,7 @@
 //! knows which one is running and no test needs hardware.
 
 pub mod crop;
+pub mod pi_guard;
 pub mod test_pattern;
 
 #[cfg(feature = "libcamera")]
