@@ -118,9 +118,12 @@ mkdir -p /build && cd /build
 tar -xJf /vendor/libcamera.tar.xz
 cd libcamera-*/
 # debian/control: no tensorflow-lite (awb-nn off); GStreamer only for the packages we leave out;
-# those packages marked with our profile, so dh neither builds nor expects them.
+# those packages marked with our profile, so dh neither builds nor expects them; the Python
+# modules of the code generators run on the build machine (:native: they are not Multi-Arch
+# foreign, so a cross build-dep would look for arm64 ones).
 sed -i -e "/^ *libtensorflow-lite-dev,$/d" \
-    -e "s/^\( *libgstreamer[a-z0-9.-]*-dev\),$/\1 <!pkg.libcamera.libonly>,/" debian/control
+    -e "s/^\( *libgstreamer[a-z0-9.-]*-dev\),$/\1 <!pkg.libcamera.libonly>,/" \
+    -e "s/^\( *python3-\(jinja2\|ply\|yaml\)\),$/\1:native,/" debian/control
 awk '\''{ print } /^Package: (libcamera-tools|libcamera-v4l2|gstreamer1\.0-libcamera|python3-libcamera)$/ {
     print "Build-Profiles: <!pkg.libcamera.libonly>" }'\'' debian/control >debian/control.new
 mv debian/control.new debian/control
@@ -146,7 +149,8 @@ override_dh_missing:
 	dh_missing --list-missing
 endif
 RULES
-apt-get build-dep -y -qq --no-install-recommends -a arm64 -P "$profiles" . >/dev/null
+apt-get build-dep -y -q --no-install-recommends -a arm64 -P "$profiles" . |
+    { grep -v -e "^Selecting\|^Preparing\|^Unpacking\|^Setting up\|^Processing\|^(Reading\|^Get:" || true; }
 dpkg-buildpackage -aarm64 -B -us -uc -P"$profiles"
 cd /build
 ls -l ./*.deb
