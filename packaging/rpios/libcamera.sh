@@ -123,7 +123,7 @@ cd libcamera-*/
 # foreign, so a cross build-dep would look for arm64 ones).
 sed -i -e "/^ *libtensorflow-lite-dev,$/d" \
     -e "s/^\( *libgstreamer[a-z0-9.-]*-dev\),$/\1 <!pkg.libcamera.libonly>,/" \
-    -e "s/^\( *python3-\(jinja2\|ply\|yaml\)\),$/\1:native,/" debian/control
+    -e "s/^\( *python3-\(jinja2\|yaml\)\),$/\1:native,/" debian/control
 awk '\''{ print } /^Package: (libcamera-tools|libcamera-v4l2|gstreamer1\.0-libcamera|python3-libcamera)$/ {
     print "Build-Profiles: <!pkg.libcamera.libonly>" }'\'' debian/control >debian/control.new
 mv debian/control.new debian/control
