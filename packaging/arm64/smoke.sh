@@ -121,7 +121,10 @@ if [[ -z $sysroot ]]; then
     cache=${PICKER_BUILD_CACHE:-/var/cache/picker-build}
     chroot_dir=$("$repo/packaging/chroot.sh" trixie --print-path)
     key=$( (printf '%s\n' "${libs[@]}" "$chroot_dir"; cat "${local_debs[@]}" </dev/null) | sha256sum | cut -c1-16)
-    sysroot=$cache/arm64-sysroot/$key
+    # Debian-only roots and roots with local packages are kept apart (CI uses both).
+    kind=debian
+    [[ -z $local_dir ]] || kind=local
+    sysroot=$cache/arm64-sysroot/$kind-$key
     if [[ ! -e $sysroot/.ready ]]; then
         echo "smoke-arm64: arm64 runtime root for: ${libs[*]}" >&2
         # shellcheck source=packaging/chroot-lib.sh
@@ -153,7 +156,7 @@ if [[ -z $sysroot ]]; then
         touch "$sysroot.tmp/.ready"
         rm -rf "$sysroot" && mv -T "$sysroot.tmp" "$sysroot"
         # Older roots (other Depends, older chroots) are stale now.
-        for old in "$cache"/arm64-sysroot/*; do
+        for old in "$cache/arm64-sysroot/$kind"-*; do
             [[ $old == "$sysroot" ]] || rm -rf --one-file-system "$old"
         done
         echo "smoke-arm64: runtime root ($(wc -l <"$sysroot/.packages") packages) in $((SECONDS - t_sys)) s" >&2
@@ -209,7 +212,8 @@ if [[ -n $local_dir ]]; then
         pass rpios/apt "plans libcamera only from Raspberry Pi's: $cams" ||
         fail rpios/apt "exit $rc; libcamera planned: ${cams:-none}, want: $want; $(grep -m3 -e '^E:' -e 'Depends:' "$work/plan.txt" | tr '\n' ' ')"
     # Depends: the local libcamera0.N, versioned, and satisfied by the local package's version.
-    lib=$(for f in "${local_debs[@]}"; do dpkg-deb -f "$f" Package Version | paste -sd' '; done | awk '$1 ~ /^libcamera0\./')
+    lib=$(for f in "${local_debs[@]}"; do echo "$(dpkg-deb -f "$f" Package) $(dpkg-deb -f "$f" Version)"; done |
+        awk '$1 ~ /^libcamera0\./')
     dep=$(tr ',' '\n' <<<"$depends" | grep -o 'libcamera0\.[0-9]*[^,]*' || true)
     dep_ver=$(sed -n 's/.*(>= *\([^)]*\)).*/\1/p' <<<"$dep")
     if [[ -n $dep && $(wc -l <<<"$dep") == 1 && ${dep%% *} == "${lib%% *}" && -n $dep_ver ]] &&
