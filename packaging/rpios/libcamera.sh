@@ -144,9 +144,15 @@ ifneq (,$(filter pkg.libcamera.libonly,$(DEB_BUILD_PROFILES)))
 CONFFLAGS := $(filter-out -Dgstreamer=% -Dpycamera=% -Dqcam=% -Dtest=% -Dv4l2=%,$(CONFFLAGS)) \
 	-Dgstreamer=disabled -Dpycamera=disabled -Dqcam=disabled -Dtest=false -Dv4l2=disabled \
 	-Dcam=disabled -Dlc-compliance=disabled
-# ipa_verify, copied to usr/bin for libcamera-tools, stays unpackaged.
+# ipa_verify, copied to usr/bin for libcamera-tools, stays unpackaged. Without cam and qcam
+# nothing else installs into usr/bin: the copy needs the directory made first (an extra
+# prerequisite; the recipe itself is unchanged).
 override_dh_missing:
 	dh_missing --list-missing
+execute_before_dh_install-arch: picker-usr-bin
+picker-usr-bin:
+	mkdir -p debian/tmp/usr/bin
+.PHONY: picker-usr-bin
 endif
 RULES
 apt-get build-dep -y -q --no-install-recommends -a arm64 -P "$profiles" . |
