@@ -2,12 +2,16 @@
 # Builds the picker .deb the Debian way (dpkg-buildpackage -b with debian/) inside a cached Debian
 # chroot, copies the packages to an output directory and runs lintian on them.
 #
-#   packaging/build-deb.sh [--suite forky|trixie] [--arch amd64|arm64] [--out DIR] [--nocheck]
+#   packaging/build-deb.sh [--suite forky|trixie] [--arch amd64|arm64] [--rpios] [--out DIR] [--nocheck]
 #
 #   --suite   forky (default; libcamera 0.7, built with this machine's rustup toolchain) or
 #             trixie (libcamera 0.4, Debian's rustc-web 1.96)
 #   --arch    amd64 (default) or arm64 (cross-built: dpkg-buildpackage -aarm64, Debian's rustc
 #             and libstd-rust-dev:arm64; trixie only, as rustup cannot fetch other targets here)
+#   --rpios   the Raspberry Pi OS trixie package: arm64, in the trixie chroot, against Raspberry
+#             Pi's libcamera (packaging/rpios/libcamera.sh builds it once per machine) instead of
+#             Debian's; version suffix +rpios13, Depends libcamera0.7 (>= 0.7.0+rpt...) as
+#             Raspberry Pi OS satisfies it (build profile pkg.picker.rpios, see debian/rules)
 #   --out     where the .deb files go (default: target/deb/ in the repository)
 #   --nocheck skip the tests during the build (DEB_BUILD_OPTIONS=nocheck)
 #
@@ -25,16 +29,23 @@ suite=forky
 arch=amd64
 out=$repo/target/deb
 nocheck=0
+rpios=0
 while (($#)); do
     case "$1" in
         --suite) suite=$2; shift 2 ;;
         --arch) arch=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --nocheck) nocheck=1; shift ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        --rpios) rpios=1; shift ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "build-deb: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
+if ((rpios)); then
+    [[ $suite$arch == forkyamd64 || $suite$arch == trixiearm64 ]] ||
+        { echo "build-deb: --rpios is the trixie arm64 build: no --suite/--arch with it" >&2; exit 2; }
+    suite=trixie arch=arm64
+fi
 case "$suite" in forky | trixie) ;; *) echo "build-deb: --suite must be forky or trixie" >&2; exit 2 ;; esac
 case "$arch" in amd64 | arm64) ;; *) echo "build-deb: --arch must be amd64 or arm64" >&2; exit 2 ;; esac
 build_arch=$(dpkg --print-architecture)
@@ -61,6 +72,17 @@ fi
 if ((nocheck)); then
     profiles+=(nocheck)
 fi
+# Raspberry Pi's libcamera packages, as the chroot sees them (the cache is bound at the same path).
+rpios_debs="" rpios_suffix=""
+if ((rpios)); then
+    profiles+=(pkg.picker.rpios)
+    host_cache=${PICKER_BUILD_CACHE:-/var/cache/picker-build}
+    echo "build-deb: Raspberry Pi's libcamera (packaging/rpios/libcamera.sh)" >&2
+    rpios_dir=$("$here/rpios/libcamera.sh" --print-path)
+    rpios_debs=/var/cache/picker-build/${rpios_dir#"$host_cache"/}
+    # Raspberry Pi OS 13 is Debian 13 (trixie) plus Raspberry Pi's packages.
+    rpios_suffix=+rpios13
+fi
 if ((${#profiles[@]})); then
     dpkg_args+=("-P$(IFS=,; echo "${profiles[*]}")")
 fi
@@ -75,7 +97,7 @@ echo "build-deb: chroot $suite" >&2
 # Inside the chroot: unpack the source fresh, install the build dependencies (they differ per
 # suite, arch and profile, so apt works them out from debian/control), build, lint.
 cache=/var/cache/picker-build
-tag=$suite-$arch${chroot_args:+-host}
+tag=$suite-$arch${chroot_args:+-host}${rpios_suffix:+-rpios}
 script=$(
     cat <<EOF
 set -euo pipefail
@@ -88,6 +110,22 @@ if [ -n "${apt_arch[*]}" ]; then dpkg --add-architecture $arch; fi
 apt-get update -qq
 # apt-get build-dep does not add the cross compilers (sbuild would).
 if [ -n "${apt_arch[*]}" ]; then apt-get install -y -qq --no-install-recommends crossbuild-essential-$arch >/dev/null; fi
+# --rpios: Raspberry Pi's libcamera in place of Debian's before build-dep looks (local packages;
+# apt resolves what they need from Debian trixie). The changelog entry gives the version suffix,
+# as sbuild's --append-to-version does.
+if [ -n "$rpios_debs" ]; then
+    apt-get install -y -qq --no-install-recommends $rpios_debs/libcamera0.*_$arch.deb \
+        $rpios_debs/libcamera-ipa_*_$arch.deb $rpios_debs/libcamera-dev_*_$arch.deb >/dev/null
+    cd /build/picker/src
+    v=\$(dpkg-parsechangelog -SVersion) m=\$(dpkg-parsechangelog -SMaintainer)
+    lv=\$(dpkg-query -W -f='\${Version}' libcamera-dev:$arch)
+    { printf 'picker (%s) trixie; urgency=medium\n\n' "\$v$rpios_suffix"
+      printf '  * Raspberry Pi OS trixie build, against Raspberry Pi libcamera %s.\n\n' "\$lv"
+      printf ' -- %s  %s\n\n' "\$m" "\$(date -R)"
+      cat debian/changelog; } >debian/changelog.new
+    mv debian/changelog.new debian/changelog
+    cd /
+fi
 apt-get build-dep -y -qq --no-install-recommends ${apt_arch[*]} ${profiles:+-P $(IFS=,; echo "${profiles[*]}")} /build/picker/src >/dev/null
 command -v lintian >/dev/null || apt-get install -y -qq --no-install-recommends lintian >/dev/null
 cd /build/picker/src

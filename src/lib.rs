@@ -5,7 +5,9 @@
 //! - [`config`]: the TOML file, parsed strictly and validated into typed settings.
 //! - [`camera`]: the camera seam ([`camera::Camera`]); the built-in test pattern and, with
 //!   the `libcamera` feature, the real libcamera pipeline; [`camera::controls`] plans the
-//!   `[controls]` table (focus, exposure...) against what the camera advertises.
+//!   `[controls]` table (focus, exposure...) against what the camera advertises;
+//!   [`camera::pi_guard`] says which package to install when a Raspberry Pi's libcamera
+//!   cannot drive its camera.
 //! - [`frames`]: frame buffers, their pool, and the latest-frame broadcast.
 //! - [`jpeg`] and [`convert`]: libjpeg-turbo encoding from YUV planes; pixel conversions.
 //! - [`encoder`]: encodes stream frames while (and only while) somebody watches.

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Smoke test of the arm64 package on this (x86_64) machine, under QEMU user-mode emulation.
 #
-#   packaging/arm64/smoke.sh [--deb FILE] [--sysroot DIR] [--keep]
+#   packaging/arm64/smoke.sh [--deb FILE] [--sysroot DIR] [--local-debs DIR] [--keep]
 #
 #   --deb      the package (default: the newest target/deb/picker_*_arm64.deb)
 #   --sysroot  an arm64 root holding the package's runtime libraries; default: built from the
 #              package's own Depends (see below), cached under /var/cache/picker-build/arm64-sysroot
+#   --local-debs  packages of the system beyond Debian's: Raspberry Pi's libcamera
+#              (packaging/rpios/libcamera.sh --print-path). The root is then Debian trixie plus
+#              these, standing in for Raspberry Pi OS, and the rpios steps run (see below).
 #   --keep     keep the work directory (logs, extracted package, instruction traces)
 #
 # What a Raspberry Pi user installs is what runs here: the .deb is unpacked into a root that
@@ -14,7 +17,17 @@
 # test instead of being hidden by libraries a build chroot happens to have. The binaries run
 # with `qemu-aarch64-static -L <root>`; no binfmt_misc registration is needed or made.
 #
-# Steps, each printed as PASS or FAIL (the exit status is non-zero if any fails):
+# Steps, each printed as PASS or FAIL (the exit status is non-zero if any fails). With
+# --local-debs, first:
+#   rpios    apt: `apt-get install -s` of the package with Raspberry Pi's libcamera0.N and
+#            libcamera-ipa given beside it (arm64, the Debian trixie archive for the rest) plans
+#            no libcamera package but those; the Depends name the local libcamera0.N at a
+#            version it satisfies. libcamera: picker with source = "libcamera" and
+#            LIBCAMERA_LOG_LEVELS=*:DEBUG starts libcamera, whose log shows the rpi/vc4 and
+#            rpi/pisp pipeline handlers registered and both Raspberry Pi IPA modules loaded (from
+#            the root's own IPA directory), finds no camera, and picker exits 1 with its
+#            "no camera found: libcamera lists no cameras" error.
+# Then, for every package:
 #   package  Architecture arm64, an AArch64 ELF, NEEDED libturbojpeg.so.0, segments aligned for
 #            16 KiB-page kernels (Raspberry Pi 5), Depends libturbojpeg0
 #   simd     Debian's arm64 libturbojpeg carries libjpeg-turbo's aarch64 SIMD dispatcher
@@ -35,13 +48,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-deb="" sysroot="" keep=0
+deb="" sysroot="" keep=0 local_dir=""
 while (($#)); do
     case "$1" in
         --deb) deb=$2; shift 2 ;;
         --sysroot) sysroot=$2; shift 2 ;;
+        --local-debs) local_dir=$(cd "$2" && pwd); shift 2 ;;
         --keep) keep=1; shift ;;
-        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
         *) echo "smoke-arm64: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -91,12 +105,26 @@ trap cleanup EXIT
 # started directly here), versions dropped: apt resolves their closure for arm64.
 depends=$(dpkg-deb -f "$deb" Depends)
 mapfile -t libs < <(tr ',' '\n' <<<"$depends" | grep -v -e systemd -e '^\s*$' | sed 's/(.*)//; s/\s//g' | sort -u)
+# --local-debs: their runtime packages (not -dev) join the root; apt takes them as given files.
+local_debs=() local_names=()
+if [[ -n $local_dir ]]; then
+    for f in "$local_dir"/*.deb; do
+        p=$(dpkg-deb -f "$f" Package)
+        [[ $p == *-dev ]] && continue
+        local_debs+=("$f") local_names+=("$p")
+    done
+    ((${#local_debs[@]})) || { echo "smoke-arm64: no runtime packages in $local_dir" >&2; exit 2; }
+    mapfile -t libs < <(printf '%s\n' "${libs[@]}" | grep -vxF -f <(printf '%s\n' "${local_names[@]}"))
+fi
 if [[ -z $sysroot ]]; then
     t_sys=$SECONDS
     cache=${PICKER_BUILD_CACHE:-/var/cache/picker-build}
     chroot_dir=$("$repo/packaging/chroot.sh" trixie --print-path)
-    key=$(printf '%s\n' "${libs[@]}" "$chroot_dir" | sha256sum | cut -c1-16)
-    sysroot=$cache/arm64-sysroot/$key
+    key=$( (printf '%s\n' "${libs[@]}" "$chroot_dir"; cat "${local_debs[@]}" </dev/null) | sha256sum | cut -c1-16)
+    # Debian-only roots and roots with local packages are kept apart (CI uses both).
+    kind=debian
+    [[ -z $local_dir ]] || kind=local
+    sysroot=$cache/arm64-sysroot/$kind-$key
     if [[ ! -e $sysroot/.ready ]]; then
         echo "smoke-arm64: arm64 runtime root for: ${libs[*]}" >&2
         # shellcheck source=packaging/chroot-lib.sh
@@ -105,14 +133,21 @@ if [[ -z $sysroot ]]; then
         mkdir -p "$debs/partial"
         # A throw-away overlay: the chroot gains no arm64 architecture. An empty dpkg status and
         # APT::Architecture=arm64 make apt resolve the whole closure as for a bare arm64 system.
-        chroot_run --overlay --bind "$debs:/out" "$chroot_dir" -- sh -c '
+        local_args=() local_in=()
+        if [[ -n $local_dir ]]; then
+            local_args=(--bind "$local_dir:/local")
+            for f in "${local_debs[@]}"; do local_in+=("/local/$(basename "$f")"); done
+        fi
+        chroot_run --overlay --bind "$debs:/out" "${local_args[@]}" "$chroot_dir" -- sh -c '
             set -e
             dpkg --add-architecture arm64
             apt-get update -qq
             : >/tmp/status
             apt-get -q -o APT::Architecture=arm64 -o Dir::State::status=/tmp/status \
                 -o Dir::Cache::archives=/out -o Debug::NoLocking=1 \
-                install -y --download-only --no-install-recommends "$@"' sh "${libs[@]}" >&2
+                install -y --download-only --no-install-recommends "$@"' sh "${libs[@]}" "${local_in[@]}" >&2
+        # The local packages themselves: apt does not copy given files into its archives.
+        ((${#local_debs[@]} == 0)) || cp "${local_debs[@]}" "$debs/"
         rm -rf "$sysroot.tmp" && mkdir -p "$sysroot.tmp"
         # Debian trixie's packages are /usr-merged: the aliases are base-files' job on a system.
         for d in bin lib sbin; do ln -s "usr/$d" "$sysroot.tmp/$d"; done
@@ -121,7 +156,7 @@ if [[ -z $sysroot ]]; then
         touch "$sysroot.tmp/.ready"
         rm -rf "$sysroot" && mv -T "$sysroot.tmp" "$sysroot"
         # Older roots (other Depends, older chroots) are stale now.
-        for old in "$cache"/arm64-sysroot/*; do
+        for old in "$cache/arm64-sysroot/$kind"-*; do
             [[ $old == "$sysroot" ]] || rm -rf --one-file-system "$old"
         done
         echo "smoke-arm64: runtime root ($(wc -l <"$sysroot/.packages") packages) in $((SECONDS - t_sys)) s" >&2
@@ -151,6 +186,70 @@ bad=$(for a in $align; do ((a >= 0x4000)) || echo "$a"; done)
     fail package/page-align "LOAD alignment $align"
 grep -qw libturbojpeg0 <<<"$depends" && pass package/depends "$depends" || fail package/depends "$depends"
 
+# --- rpios: Raspberry Pi OS stand-in ----------------------------------------------------------
+if [[ -n $local_dir ]]; then
+    # apt: what `apt install ./picker_*.deb` plans on a system whose archive has Raspberry Pi's
+    # libcamera (given here as files) and Debian trixie for the rest: no other libcamera0.N.
+    chroot_dir=$("$repo/packaging/chroot.sh" trixie --print-path)
+    # shellcheck source=packaging/chroot-lib.sh
+    source "$repo/packaging/chroot-lib.sh"
+    plan_in=()
+    for f in "${local_debs[@]}"; do plan_in+=("/local/$(basename "$f")"); done
+    rc=0
+    chroot_run --overlay --bind "$local_dir:/local" --bind "$deb:/pkg/$(basename "$deb")" "$chroot_dir" -- sh -c '
+        set -e
+        dpkg --add-architecture arm64
+        apt-get update -qq
+        : >/tmp/status
+        apt-get -o APT::Architecture=arm64 -o Dir::State::status=/tmp/status -o Debug::NoLocking=1 \
+            install -s --no-install-recommends "$@"' sh "${plan_in[@]}" "/pkg/$(basename "$deb")" \
+        >"$work/plan.txt" 2>&1 || rc=$?
+    # "Inst NAME (VERSION SOURCE [ARCH])"
+    cams=$(awk '$1 == "Inst" && $2 ~ /^libcamera/ { print $2 "=" substr($3, 2) }' "$work/plan.txt" | sort | tr '\n' ' ')
+    want=$(for f in "${local_debs[@]}"; do echo "$(dpkg-deb -f "$f" Package)=$(dpkg-deb -f "$f" Version)"; done | sort | tr '\n' ' ')
+    picker_inst=$(awk '$1 == "Inst" && $2 ~ /^picker/' "$work/plan.txt")
+    [[ $rc == 0 && -n $picker_inst && ${cams//:arm64/} == "$want" ]] &&
+        pass rpios/apt "plans libcamera only from Raspberry Pi's: $cams" ||
+        fail rpios/apt "exit $rc; libcamera planned: ${cams:-none}, want: $want; $(grep -m3 -e '^E:' -e 'Depends:' "$work/plan.txt" | tr '\n' ' ')"
+    # Depends: the local libcamera0.N, versioned, and satisfied by the local package's version.
+    lib=$(for f in "${local_debs[@]}"; do echo "$(dpkg-deb -f "$f" Package) $(dpkg-deb -f "$f" Version)"; done |
+        awk '$1 ~ /^libcamera0\./')
+    dep=$(tr ',' '\n' <<<"$depends" | grep -o 'libcamera0\.[0-9]*[^,]*' || true)
+    dep_ver=$(sed -n 's/.*(>= *\([^)]*\)).*/\1/p' <<<"$dep")
+    if [[ -n $dep && $(wc -l <<<"$dep") == 1 && ${dep%% *} == "${lib%% *}" && -n $dep_ver ]] &&
+        dpkg --compare-versions "${lib#* }" ge "$dep_ver"; then
+        pass rpios/depends "$dep, satisfied by $lib"
+    else
+        fail rpios/depends "Depends on libcamera: '${dep:-none}'; local: '$lib'"
+    fi
+
+    # libcamera: Raspberry Pi's libcamera comes up in picker under QEMU and finds no camera.
+    cat >"$work/libcamera.toml" <<EOF
+[camera]
+source = "libcamera"
+[stream]
+bind = "127.0.0.1"
+port = $(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+[still]
+socket = "$work/libcamera.sock"
+EOF
+    rc=0
+    LIBCAMERA_LOG_LEVELS='*:DEBUG' timeout -k 5 300 "${qemu[@]}" "$bin" --config "$work/libcamera.toml" \
+        >"$work/libcamera.log" 2>&1 || rc=$?
+    handlers=$(grep -o "Found registered pipeline handler '[^']*'" "$work/libcamera.log" |
+        sed "s/.*'\(.*\)'/\1/" | sort -u | tr '\n' ' ')
+    ipas=$(grep -o "Loaded IPA module '[^']*'" "$work/libcamera.log" | sed "s/.*'\(.*\)'/\1/" | sort -u)
+    [[ " $handlers" == *" rpi/vc4 "* && " $handlers" == *" rpi/pisp "* ]] &&
+        pass rpios/handlers "registered: $handlers" ||
+        fail rpios/handlers "registered: '$handlers'; log: $(grep -m3 -e ERROR -e WARN "$work/libcamera.log" | tr '\n' ' ')"
+    [[ $(grep -c -e '/ipa_rpi_vc4\.so$' -e '/ipa_rpi_pisp\.so$' <<<"$ipas") == 2 ]] &&
+        pass rpios/ipa "loaded: $(tr '\n' ' ' <<<"$ipas")" ||
+        fail rpios/ipa "loaded: '$(tr '\n' ' ' <<<"$ipas")'"
+    err=$(grep -o 'no camera found: libcamera lists no cameras[^"]*' "$work/libcamera.log" | head -n1)
+    [[ $rc == 1 && -n $err ]] && pass rpios/no-camera "exit 1: $err" ||
+        fail rpios/no-camera "exit $rc; $(grep -v DEBUG "$work/libcamera.log" | tail -n 3 | tr '\n' ' ')"
+fi
+
 # --- simd -------------------------------------------------------------------------------------
 # The getenv switches of simd/arm/aarch64/jsimd.c exist only in a WITH_SIMD build for aarch64
 # (jsimd_none.c, the no-SIMD build, reads no environment).
@@ -165,6 +264,7 @@ fi
 # --- run --------------------------------------------------------------------------------------
 version=$(dpkg-deb -f "$deb" Version)
 version=${version%-*}
+version=${version%%+rpios*} # the Raspberry Pi OS build's suffix (build-deb.sh --rpios)
 out=$(timeout 60 "${qemu[@]}" "$bin" --version 2>&1) || true
 [[ $out == "picker $version" ]] && pass run/version "$out" || fail run/version "want 'picker $version', got: $out"
 # The conffile as shipped in the package (config/picker.toml of the source).

@@ -333,6 +333,7 @@ fn owner_body(
     let mgr =
         CameraManager::new().map_err(|e| failed("-", format!("cannot start libcamera: {e}")))?;
     let cameras = mgr.cameras();
+    super::pi_guard::check(cameras.len());
     let cam = find_camera(&cameras, wanted)?;
     let id = cam.id().to_string();
     let mut active = cam.acquire().map_err(|e| {
