@@ -62,11 +62,6 @@ fn only_good_frames_are_published_and_ready_follows_the_first() {
         still.body.iter().all(|b| *b == 180),
         "a frame that was not a good one was published"
     );
-    assert_eq!(
-        still.header("x-sequence"),
-        Some("1"),
-        "the first published frame is number 1"
-    );
     // The sensor skipped two frame numbers after the startup frames.
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(&p, "picker_sequence_gaps_total") < 2.0 && Instant::now() < deadline {
