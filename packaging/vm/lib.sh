@@ -7,7 +7,7 @@
 #   vm_start [IMAGE]          boot a throw-away copy-on-write copy of IMAGE (an image directory
 #                             from image.sh or its disk.img; default: image.sh's, built if
 #                             missing) and wait for ssh (vm_wait_ssh). VM_NO_WAIT=1: don't wait.
-#   vm_wait_ssh [SECS]        wait until ssh answers (default 300 s); on timeout or a dead QEMU,
+#   vm_wait_ssh [SECS]        wait until ssh answers (default 600 s: a TCG boot on a busy machine took 295 s); on timeout or a dead QEMU,
 #                             print the serial console's tail and fail
 #   vm_ssh CMD...             run CMD as root in the VM (killed after VM_SSH_TIMEOUT, 600 s)
 #   vm_run [--timeout S] CMD  the same with its own limit (default 60 s)
@@ -31,7 +31,7 @@ _vm_free_port() {
 }
 
 _vm_ssh_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
-    -o ConnectTimeout=5 -o BatchMode=yes -o ServerAliveInterval=5 -o ServerAliveCountMax=6)
+    -o ConnectTimeout=20 -o BatchMode=yes -o ServerAliveInterval=5 -o ServerAliveCountMax=6)
 
 vm_ssh() {
     timeout -k 5 "${VM_SSH_TIMEOUT:-600}" \
@@ -106,11 +106,11 @@ vm_start() {
         done' vm-watch "$$" "$(cat "$VM_RUN/qemu.pid")" "${VM_MAX_SECONDS:-3600}" \
         </dev/null >/dev/null 2>&1 &
     echo "vm: qemu pid $(cat "$VM_RUN/qemu.pid"), ssh 127.0.0.1:$PORT_SSH, http $PORT_HTTP -> 8000, $PORT_HTTP2 -> 8001, console $VM_CONSOLE" >&2
-    [[ ${VM_NO_WAIT:-0} == 1 ]] || vm_wait_ssh 300
+    [[ ${VM_NO_WAIT:-0} == 1 ]] || vm_wait_ssh 600
 }
 
 vm_wait_ssh() {
-    local limit=${1:-300} t0=$SECONDS pid
+    local limit=${1:-600} t0=$SECONDS pid
     pid=$(cat "$VM_RUN/qemu.pid" 2>/dev/null) || return 1
     while ((SECONDS - t0 < limit)); do
         if vm_run --timeout 15 true 2>/dev/null; then
