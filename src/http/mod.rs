@@ -226,14 +226,14 @@ pub async fn serve<F>(
             let tcp = matches!(io, Io::Tcp(..));
             let result = match io {
                 Io::Tcp(s, timeout) => {
-                    let s = stream::ProgressDeadline::new(s, timeout);
-                    let flushes = s.flushes();
+                    let mut s = deadline::Progress::new(s, timeout, Some("stream.client-timeout"));
+                    let flushes = stream::Flushes::of(&mut s);
                     let connection = builder.serve_connection(TokioIo::new(s), service);
                     stream::on_connection(flushes, watcher.watch(connection)).await
                 }
                 Io::Unix(s) => match limits.write_progress {
                     Some(t) => {
-                        let s = deadline::Progress::new(s, t);
+                        let s = deadline::Progress::new(s, t, None);
                         watcher
                             .watch(builder.serve_connection(TokioIo::new(s), service))
                             .await
