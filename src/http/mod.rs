@@ -295,6 +295,30 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> warp::reply::Respons
     resp
 }
 
+/// The response to `HEAD`: the `GET` response's head, with the length its body would have
+/// had when that is known.
+pub fn head_of(resp: warp::reply::Response) -> warp::reply::Response {
+    use hyper::body::Body as _;
+    let (mut parts, body) = resp.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        parts.headers.insert(
+            warp::http::header::CONTENT_LENGTH,
+            warp::http::HeaderValue::from(len),
+        );
+    }
+    warp::reply::Response::from_parts(parts, bytes::Bytes::new().into())
+}
+
+/// 405, with the methods the path does answer.
+pub fn method_not_allowed(allow: &'static str) -> warp::reply::Response {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut().insert(
+        warp::http::header::ALLOW,
+        warp::http::HeaderValue::from_static(allow),
+    );
+    r
+}
+
 /// The answer for a still or snapshot that could not be served: 504 for a stalled camera,
 /// 503 otherwise, with `Retry-After` when the encode queue was full (the client should come
 /// back, and will likely find the frame already encoded), 500 when encoding failed.

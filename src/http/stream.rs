@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::Body as _;
 use tokio::sync::OwnedSemaphorePermit;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Reply};
@@ -113,7 +112,7 @@ async fn respond(
         Route::Metrics => metrics(s),
     };
     if request.head_only && !matches!(request.route, Route::Stream { .. }) {
-        head_of(resp)
+        super::head_of(resp)
     } else {
         resp
     }
@@ -133,18 +132,6 @@ fn with_cors(s: &Shared, mut resp: warp::reply::Response) -> warp::reply::Respon
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     resp
-}
-
-/// The response to `HEAD`: the `GET` response's head, with the length its body would have
-/// had when that is known.
-fn head_of(resp: warp::reply::Response) -> warp::reply::Response {
-    let (mut parts, body) = resp.into_parts();
-    if let Some(len) = body.size_hint().exact() {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    warp::reply::Response::from_parts(parts, Bytes::new().into())
 }
 
 fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
