@@ -37,8 +37,9 @@ pub const STILL_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Either kind of listener.
 pub enum Listener {
-    /// The stream port, and how long a client may accept no bytes (`stream.client-timeout`).
-    Tcp(TcpListener, Duration),
+    /// The stream port, and how long a client may accept no bytes (`stream.client-timeout`,
+    /// in seconds; a reload changes it for the connections accepted after).
+    Tcp(TcpListener, Arc<std::sync::atomic::AtomicU64>),
     Unix(UnixListener),
 }
 
@@ -278,7 +279,8 @@ async fn accept(listener: &Listener) -> std::io::Result<Io> {
         Listener::Tcp(l, timeout) => {
             let (s, _) = l.accept().await?;
             stream::tune_socket(&s)?;
-            Ok(Io::Tcp(s, *timeout))
+            let timeout = timeout.load(std::sync::atomic::Ordering::Relaxed);
+            Ok(Io::Tcp(s, Duration::from_secs(timeout)))
         }
         Listener::Unix(l) => Ok(Io::Unix(l.accept().await?.0)),
     }

@@ -202,7 +202,7 @@ impl Client {
         // a short timer: the kernel signals nothing when its unsent queue shrinks, and only a
         // client that is behind waits here. A client that takes nothing is handed the next
         // part after `client-timeout`, and its connection's write deadline then drops it.
-        let timeout = self.shared.config.stream.client_timeout;
+        let timeout = self.shared.client_timeout();
         let start = tokio::time::Instant::now();
         while unsent_bytes(flushes.fd).is_ok_and(|n| n > DRAINED) && start.elapsed() < timeout {
             tokio::time::sleep(DRAIN_POLL).await;
