@@ -118,8 +118,11 @@ fn sighup_applies_client_timeout_and_max_clients_at_once() {
     assert!(line.contains("stream.client-timeout = 1"), "{line}");
     assert!(line.contains("stream.max-clients = 1"), "{line}");
 
+    // The 503 names the cap in force.
     let stalled = Mjpeg::open_small_window(p.addr(), "");
-    assert_eq!(p.tcp_get("/stream.mjpg").status, 503, "max-clients = 1");
+    let r = p.tcp_get("/stream.mjpg");
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("max-clients = 1 reached"), "{}", r.text());
 
     // The stalled reader is dropped by the reloaded timeout (bound far below 3600 s).
     let deadline = Instant::now() + Duration::from_secs(30);

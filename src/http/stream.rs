@@ -247,7 +247,7 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "too many stream clients: max-clients = {} reached; try again later\n",
-                shared.config.stream.max_clients
+                shared.max_clients()
             ),
         );
     };
