@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -114,6 +114,11 @@ pub struct Shared {
     /// `stream.quality` as it is now: a reload (SIGHUP) changes it; `config` keeps the value
     /// the service started with.
     pub quality: Arc<AtomicU8>,
+    /// `stream.max-clients` as it is now (reloadable), for the 503 that names it.
+    pub max_clients: AtomicUsize,
+    /// `stream.client-timeout` in seconds as it is now (reloadable): each accepted stream
+    /// connection reads it once.
+    pub client_timeout_secs: Arc<AtomicU64>,
 }
 
 /// `/state`.
@@ -202,6 +207,16 @@ impl Shared {
             },
             _ = shutdown.wait_for(|s| *s) => Err(StillError::ShuttingDown),
         }
+    }
+
+    /// `stream.client-timeout` in force (reloadable).
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_secs(self.client_timeout_secs.load(Ordering::Relaxed))
+    }
+
+    /// `stream.max-clients` in force (reloadable).
+    pub fn max_clients(&self) -> usize {
+        self.max_clients.load(Ordering::Relaxed)
     }
 
     /// The JPEG quality in force (reloadable).
@@ -425,6 +440,8 @@ pub async fn run(
         Arc::new(handle)
     });
     let config_quality = config.stream.quality;
+    let client_timeout = config.stream.client_timeout.as_secs();
+    let max_clients = config.stream.max_clients;
     let shared = Arc::new(Shared {
         controls,
         stream_slots: Arc::new(Semaphore::new(config.stream.max_clients)),
@@ -439,6 +456,8 @@ pub async fn run(
             .map_err(|e| AppError::CameraThread(format!("cannot start encode threads: {e}")))?,
         events: events.clone(),
         quality: Arc::new(AtomicU8::new(config_quality)),
+        max_clients: AtomicUsize::new(max_clients),
+        client_timeout_secs: Arc::new(AtomicU64::new(client_timeout)),
     });
 
     // "Camera offline" frames for stream clients while no frames come.
@@ -633,7 +652,7 @@ async fn tcp_front(
         // Each listener has its own stop signal, so that a port change closes only it.
         let (this_stop, this_rx) = watch::channel(false);
         let mut server = tokio::spawn(http::serve(
-            Listener::Tcp(listener, shared.config.stream.client_timeout),
+            Listener::Tcp(listener, shared.client_timeout_secs.clone()),
             http::stream::routes(shared.clone()),
             this_rx,
             limits,
@@ -664,6 +683,9 @@ async fn tcp_front(
 /// check is logged (with file and line) and changes nothing. Otherwise the keys that can
 /// change while running are applied at once: `stream.quality` (next frame),
 /// `stream.max-clients` (new clients; a lower cap takes effect as clients leave),
+/// `stream.client-timeout` (connections accepted from then on), the `[controls]` table (the
+/// camera takes it before its next request; values set with `PUT /controls` stay on top, see
+/// [`ControlsHandle::set_config`]),
 /// `stream.port`/`stream.bind` (the new port is bound first, then the old listener closed;
 /// open connections stay). Keys that shape the camera or the still socket need a restart:
 /// they are named in the log and keep their running values.
@@ -704,8 +726,20 @@ pub async fn reload_config(
                 }
             });
         }
+        shared.max_clients.store(new_max, Ordering::Relaxed);
         running.stream.max_clients = new_max;
         applied.push(format!("stream.max-clients = {new_max}"));
+    }
+    if new.stream.client_timeout != running.stream.client_timeout {
+        let secs = new.stream.client_timeout.as_secs();
+        shared.client_timeout_secs.store(secs, Ordering::Relaxed);
+        running.stream.client_timeout = new.stream.client_timeout;
+        applied.push(format!("stream.client-timeout = {secs}"));
+    }
+    if new.controls != running.controls {
+        shared.controls.set_config(&new.controls);
+        running.controls = new.controls.clone();
+        applied.push("[controls]".to_string());
     }
     let moved = (new.stream.bind, new.stream.port) != (running.stream.bind, running.stream.port);
     if moved && running.stream.enabled && new.stream.enabled {
@@ -759,6 +793,19 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         (a.stream.enabled != b.stream.enabled, "stream.enabled"),
         (a.stream.width != b.stream.width, "stream.width"),
         (a.stream.height != b.stream.height, "stream.height"),
+        // Read when the stream routes are built, once per listener.
+        (
+            a.stream.allow_origin != b.stream.allow_origin,
+            "stream.allow-origin",
+        ),
+        (
+            a.stream.auth_users != b.stream.auth_users,
+            "stream.auth-users",
+        ),
+        (
+            a.stream.auth_exempt != b.stream.auth_exempt,
+            "stream.auth-exempt",
+        ),
         (a.still.socket != b.still.socket, "still.socket"),
         (a.still.width != b.still.width, "still.width"),
         (a.still.height != b.still.height, "still.height"),
@@ -830,13 +877,17 @@ mod tests {
     fn a_reload_names_exactly_the_changed_keys_that_need_a_restart() {
         let base = Config::parse("", Path::new("/p.toml")).unwrap();
         // (TOML, keys that need a restart)
-        let table: [(&str, &[&str]); 5] = [
+        let table: [(&str, &[&str]); 6] = [
             (
                 "[stream]\nquality = 50\nmax-clients = 3\nport = 9000\n",
                 &[],
             ),
             ("[camera]\nframerate = 15\n", &["camera.framerate"]),
             ("[still]\nsocket = \"/run/x.sock\"\n", &["still.socket"]),
+            (
+                "[stream]\nallow-origin = \"*\"\nclient-timeout = 3\n[controls]\nev = 1\n",
+                &["stream.allow-origin"],
+            ),
             (
                 "[stream]\nenabled = false\nwidth = 256\n[camera]\ncrop = \"none\"\n",
                 &["camera.crop", "stream.enabled", "stream.width"],

@@ -227,3 +227,45 @@ fn stills_never_pause_the_stream() {
     // The camera kept running at its rate while stills were taken: same sequence source.
     assert!(metric(&p, "picker_frames_captured_total") >= before + 19.0);
 }
+
+#[test]
+fn head_answers_with_the_get_head_and_other_methods_405_with_allow() {
+    let p = Picker::start(&[]);
+    let request = |method: &str, path: &str| {
+        raw_request(
+            std::os::unix::net::UnixStream::connect(&p.socket).unwrap(),
+            format!("{method} {path} HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    };
+    // Headers only, with the length a GET's body has.
+    let head = request("HEAD", "/still.ppm");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty(), "{} body bytes", head.body.len());
+    let ppm_len = "P6\n512 512\n255\n".len() + 512 * 512 * 3;
+    assert_eq!(
+        head.header("content-length"),
+        Some(ppm_len.to_string().as_str())
+    );
+    assert_eq!(head.header("content-type"), Some("image/x-portable-pixmap"));
+    assert!(head.header("x-sequence").is_some());
+    // Same status as GET: a bad query is 400 either way, an unknown path 404.
+    assert_eq!(request("HEAD", "/still.rgb?fresh=maybe").status, 400);
+    assert_eq!(request("HEAD", "/still.gif").status, 404);
+    let controls = request("HEAD", "/controls");
+    assert_eq!(controls.status, 200);
+    assert!(controls.body.is_empty());
+    assert_eq!(controls.header("content-type"), Some("application/json"));
+
+    for (method, path, allow) in [
+        ("POST", "/still.jpg", "GET, HEAD"),
+        ("DELETE", "/still.rgb", "GET, HEAD"),
+        ("POST", "/controls", "GET, HEAD, PUT, DELETE"),
+    ] {
+        let r = request(method, path);
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    // Unknown paths stay 404 whatever the method.
+    assert_eq!(request("POST", "/nothing").status, 404);
+}

@@ -1169,6 +1169,29 @@ impl ControlsHandle {
         self.state()
     }
 
+    /// A reload (SIGHUP) with a new `[controls]` table: it becomes the base the runtime
+    /// changes of `PUT /controls` are laid on. Those stay on top (a robot that set a value
+    /// over the socket keeps it; `DELETE /controls` goes back to the file), so a key they
+    /// set is named in the log as still overridden. The camera thread takes the change
+    /// before its next request, as it does after a `PUT`. Returns whether the table changed.
+    pub fn set_config(&self, config: &ControlsConfig) -> bool {
+        let mut inner = self.lock();
+        if *config == inner.config {
+            return false;
+        }
+        let shadowed = overridden_keys(config, &inner.config, &inner.runtime);
+        if !shadowed.is_empty() {
+            tracing::warn!(
+                "reload: [controls] {} changed in the file but set over the socket; the socket's \
+                 values stay until DELETE /controls or a restart",
+                shadowed.join(", ")
+            );
+        }
+        inner.config = config.clone();
+        self.replanned(&mut inner);
+        true
+    }
+
     fn replace(&self, inner: &mut Inner, runtime: ControlsConfig) {
         if runtime == inner.runtime {
             return;
@@ -1178,6 +1201,12 @@ impl ControlsHandle {
             serde_json::to_string(&runtime).unwrap_or_default()
         );
         inner.runtime = runtime;
+        self.replanned(inner);
+    }
+
+    /// After the config or the runtime values changed: the new reports, and a change for the
+    /// camera thread (before the camera started, [`start`](Self::start) reads them anyway).
+    fn replanned(&self, inner: &mut Inner) {
         if let Some(facts) = &inner.facts {
             let asked = inner.config.merged(&inner.runtime);
             inner.reports = plan(&asked, facts).reports;
@@ -1189,6 +1218,30 @@ impl ControlsHandle {
             self.dirty.store(true, Ordering::Release);
         }
     }
+}
+
+/// The `[controls]` keys that differ between `old` and `new` but that `runtime` sets, so the
+/// file's change does not show.
+fn overridden_keys(
+    new: &ControlsConfig,
+    old: &ControlsConfig,
+    runtime: &ControlsConfig,
+) -> Vec<String> {
+    let as_map = |c: &ControlsConfig| match serde_json::to_value(c) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let (new, old, runtime) = (as_map(new), as_map(old), as_map(runtime));
+    let mut keys: Vec<String> = new
+        .keys()
+        .chain(old.keys())
+        .filter(|k| new.get(*k) != old.get(*k))
+        .filter(|k| runtime.get(*k).is_some_and(|v| !v.is_null()))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 fn log_report(key: &str, r: &Report) {
@@ -1310,6 +1363,53 @@ mod tests {
         let c: ControlsConfig = toml::from_str(text).unwrap();
         assert_eq!(c.check("controls."), Vec::<String>::new());
         c
+    }
+
+    #[test]
+    fn a_reloaded_key_the_socket_overrides_is_named() {
+        // (old file, new file, runtime, keys named)
+        let table: [(&str, &str, &str, &[&str]); 5] = [
+            ("ev = 1", "ev = 2", "", &[]),
+            ("ev = 1", "ev = 2", "ev = 0", &["ev"]),
+            ("ev = 1", "", "ev = 0", &["ev"]),
+            (
+                "",
+                "brightness = 0.2\nev = 2",
+                "ev = 0\nbrightness = 0.3",
+                &["brightness", "ev"],
+            ),
+            ("ev = 1", "ev = 1\ncontrast = 2", "ev = 0", &[]),
+        ];
+        for (old, new, runtime, want) in table {
+            let got = overridden_keys(&toml(new), &toml(old), &toml(runtime));
+            assert_eq!(got, want.to_vec(), "{old:?} -> {new:?} under {runtime:?}");
+        }
+    }
+
+    #[test]
+    fn set_config_replans_for_the_camera_under_the_runtime_values() {
+        let handle = ControlsHandle::new(&toml("ev = 1\nbrightness = 0.1"));
+        handle.start(&fixtures::imx708_pisp());
+        handle
+            .update(&serde_json::json!({"brightness": 0.3}))
+            .unwrap();
+        assert!(handle.take_change().is_some());
+        assert!(
+            !handle.set_config(&toml("ev = 1\nbrightness = 0.1")),
+            "same table"
+        );
+        assert!(handle.take_change().is_none());
+        assert!(handle.set_config(&toml("ev = -1\nbrightness = 0.2")));
+        let state = handle.state();
+        assert!(state.pending);
+        assert_eq!(state.asked, toml("ev = -1\nbrightness = 0.3"));
+        let change = handle.take_change().expect("a change for the camera");
+        assert_eq!(change.value(Id::ExposureValue), Some(Value::Float(-1.0)));
+        assert_eq!(
+            change.value(Id::Brightness),
+            Some(Value::Float(0.3)),
+            "the socket's value stays on top"
+        );
     }
 
     fn cameras() -> Vec<(&'static str, ControlFacts)> {

@@ -1,6 +1,6 @@
 //! `/controls` on the still socket only (never on the network port): `GET` shows the config
 //! values, the runtime changes and what is in force; `PUT` merges a JSON object of
-//! `[controls]` keys (`null` = back to the config value); `DELETE` drops every runtime change.
+//! `[controls]` keys (`null` = back to the config value); `DELETE` drops every runtime change; `HEAD` is `GET` without the body.
 //! Changes last until restart; the TOML stays the source of truth.
 
 use std::convert::Infallible;
@@ -13,6 +13,9 @@ use warp::reply::Reply;
 
 use super::text;
 use crate::app::Shared;
+
+/// The methods `/controls` answers.
+const ALLOW: &str = "GET, HEAD, PUT, DELETE";
 
 /// Largest `PUT /controls` body: every key with a long value fits many times over.
 pub const MAX_BODY: u64 = 8 * 1024;
@@ -30,6 +33,9 @@ pub fn routes(
     let get = warp::get()
         .and(shared.clone())
         .map(|s: Arc<Shared>| json(StatusCode::OK, &s.controls.state()));
+    let head = warp::head()
+        .and(shared.clone())
+        .map(|s: Arc<Shared>| super::head_of(json(StatusCode::OK, &s.controls.state())));
     let delete = warp::delete()
         .and(shared.clone())
         .map(|s: Arc<Shared>| json(StatusCode::OK, &s.controls.reset()));
@@ -48,7 +54,17 @@ pub fn routes(
                 Err(resp) => resp,
             },
         );
-    warp::path!("controls").and(get.or(put).unify().or(delete).unify())
+    let other = warp::any().map(|| super::method_not_allowed(ALLOW));
+    warp::path!("controls").and(
+        get.or(head)
+            .unify()
+            .or(put)
+            .unify()
+            .or(delete)
+            .unify()
+            .or(other)
+            .unify(),
+    )
 }
 
 fn put(body: &[u8], s: &Shared) -> warp::reply::Response {

@@ -1,12 +1,15 @@
 //! A progress deadline for one connection's writes: a client that accepts no byte for the
 //! whole deadline while a response waits for it is cut off, so nobody can hold a connection
-//! slot for ever by sending a request and never reading the answer.
+//! slot for ever by sending a request and never reading the answer. Both sockets use it: the
+//! stream port (deadline `stream.client-timeout`, with flush counting for the stream body,
+//! see [`Progress::count_flushes`]) and the still socket.
 //!
 //! It wraps the socket below hyper: when a write cannot proceed (the client's receive
 //! window and our send buffer are full) a timer is armed; any byte that leaves disarms it;
 //! if it fires first, the write fails with `TimedOut` and hyper closes the connection. A slow
 //! client that keeps reading is never cut off. Reads are not watched here: hyper's header
-//! read timeout already bounds how long a request head may take.
+//! read timeout already bounds how long a request head may take, and idle keep-alive
+//! connections are its business too.
 
 use std::future::Future;
 use std::io;
@@ -15,24 +18,47 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 /// A socket whose writes must make progress within `timeout`.
 pub struct Progress<S> {
     inner: S,
     timeout: Duration,
+    /// The setting that chose `timeout`, named in the error (`None`: a built-in deadline).
+    key: Option<&'static str>,
     sleep: Pin<Box<Sleep>>,
     armed: bool,
+    /// Counts the flushes that found hyper's write buffer empty, when someone asked.
+    flushes: Option<watch::Sender<u64>>,
 }
 
 impl<S> Progress<S> {
-    pub fn new(inner: S, timeout: Duration) -> Self {
+    /// `key` names the setting `timeout` came from, for the error a stalled client gets.
+    pub fn new(inner: S, timeout: Duration, key: Option<&'static str>) -> Self {
         Progress {
             inner,
             timeout,
+            key,
             sleep: Box::pin(tokio::time::sleep(timeout)),
             armed: false,
+            flushes: None,
         }
+    }
+
+    /// Starts counting successful flushes and returns the counter. hyper flushes its
+    /// connection only once its write buffer is empty, so a flush counted after a body
+    /// handed hyper a chunk means that chunk has left user space (the stream body waits on
+    /// this, see `stream::Flushes`).
+    pub fn count_flushes(&mut self) -> watch::Receiver<u64> {
+        self.flushes
+            .get_or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// The wrapped socket.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 
     /// Called when a write would block: arms the timer once, fails when it has run out.
@@ -44,7 +70,7 @@ impl<S> Progress<S> {
         match self.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("client accepted no data for {:?}", self.timeout),
+                stall_message(self.timeout, self.key),
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -62,6 +88,14 @@ impl<S> Progress<S> {
             }
             Poll::Pending => self.stalled(cx),
         }
+    }
+}
+
+/// The error text for a client cut off after `timeout`, naming the setting when there is one.
+fn stall_message(timeout: Duration, key: Option<&str>) -> String {
+    match key {
+        Some(key) => format!("client accepted no bytes for {timeout:?} ({key})"),
+        None => format!("client accepted no bytes for {timeout:?}"),
     }
 }
 
@@ -117,6 +151,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Progress<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_flush(cx);
+        if let (Poll::Ready(Ok(())), Some(count)) = (&r, &this.flushes) {
+            count.send_modify(|n| *n += 1);
+        }
         this.progressed(r, cx)
     }
 
@@ -135,7 +172,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_stops_is_cut_off() {
         let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-        let mut w = Progress::new(a, Duration::from_millis(200));
+        let mut w = Progress::new(a, Duration::from_millis(200), None);
         let chunk = vec![7u8; 64 * 1024];
         // Nobody reads: the socket buffers fill, then the write stalls and fails.
         let err = loop {
@@ -150,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_reader_that_keeps_reading_is_not() {
         let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
-        let mut w = Progress::new(a, Duration::from_secs(5));
+        let mut w = Progress::new(a, Duration::from_secs(5), None);
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
             let mut total = 0;
@@ -168,5 +205,41 @@ mod tests {
         }
         drop(w);
         assert_eq!(reader.await.unwrap(), 16 * 64 * 1024);
+    }
+
+    #[test]
+    fn the_stall_message_names_the_setting() {
+        for (timeout, key, want) in [
+            (
+                Duration::from_secs(10),
+                Some("stream.client-timeout"),
+                "client accepted no bytes for 10s (stream.client-timeout)",
+            ),
+            (
+                Duration::from_secs(10),
+                None,
+                "client accepted no bytes for 10s",
+            ),
+            (
+                Duration::from_millis(200),
+                None,
+                "client accepted no bytes for 200ms",
+            ),
+        ] {
+            assert_eq!(stall_message(timeout, key), want);
+        }
+    }
+
+    #[tokio::test]
+    async fn flushes_are_counted_only_when_asked() {
+        let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+        let mut w = Progress::new(a, Duration::from_secs(5), None);
+        w.flush().await.unwrap();
+        let count = w.count_flushes();
+        assert_eq!(*count.borrow(), 0);
+        w.write_all(b"part").await.unwrap();
+        w.flush().await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(*count.borrow(), 2);
     }
 }

@@ -37,8 +37,9 @@ pub const STILL_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Either kind of listener.
 pub enum Listener {
-    /// The stream port, and how long a client may accept no bytes (`stream.client-timeout`).
-    Tcp(TcpListener, Duration),
+    /// The stream port, and how long a client may accept no bytes (`stream.client-timeout`,
+    /// in seconds; a reload changes it for the connections accepted after).
+    Tcp(TcpListener, Arc<std::sync::atomic::AtomicU64>),
     Unix(UnixListener),
 }
 
@@ -226,14 +227,14 @@ pub async fn serve<F>(
             let tcp = matches!(io, Io::Tcp(..));
             let result = match io {
                 Io::Tcp(s, timeout) => {
-                    let s = stream::ProgressDeadline::new(s, timeout);
-                    let flushes = s.flushes();
+                    let mut s = deadline::Progress::new(s, timeout, Some("stream.client-timeout"));
+                    let flushes = stream::Flushes::of(&mut s);
                     let connection = builder.serve_connection(TokioIo::new(s), service);
                     stream::on_connection(flushes, watcher.watch(connection)).await
                 }
                 Io::Unix(s) => match limits.write_progress {
                     Some(t) => {
-                        let s = deadline::Progress::new(s, t);
+                        let s = deadline::Progress::new(s, t, None);
                         watcher
                             .watch(builder.serve_connection(TokioIo::new(s), service))
                             .await
@@ -278,7 +279,8 @@ async fn accept(listener: &Listener) -> std::io::Result<Io> {
         Listener::Tcp(l, timeout) => {
             let (s, _) = l.accept().await?;
             stream::tune_socket(&s)?;
-            Ok(Io::Tcp(s, *timeout))
+            let timeout = timeout.load(std::sync::atomic::Ordering::Relaxed);
+            Ok(Io::Tcp(s, Duration::from_secs(timeout)))
         }
         Listener::Unix(l) => Ok(Io::Unix(l.accept().await?.0)),
     }
@@ -293,6 +295,30 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> warp::reply::Respons
         warp::http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// The response to `HEAD`: the `GET` response's head, with the length its body would have
+/// had when that is known.
+pub fn head_of(resp: warp::reply::Response) -> warp::reply::Response {
+    use hyper::body::Body as _;
+    let (mut parts, body) = resp.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        parts.headers.insert(
+            warp::http::header::CONTENT_LENGTH,
+            warp::http::HeaderValue::from(len),
+        );
+    }
+    warp::reply::Response::from_parts(parts, bytes::Bytes::new().into())
+}
+
+/// 405, with the methods the path does answer.
+pub fn method_not_allowed(allow: &'static str) -> warp::reply::Response {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut().insert(
+        warp::http::header::ALLOW,
+        warp::http::HeaderValue::from_static(allow),
+    );
+    r
 }
 
 /// The answer for a still or snapshot that could not be served: 504 for a stalled camera,

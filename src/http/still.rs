@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use warp::Filter;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 
 use super::text;
 use crate::app::{Shared, StillError};
@@ -54,9 +54,11 @@ pub fn routes(
 {
     let controls = super::controls::routes(shared.clone());
     let shared = warp::any().map(move || shared.clone());
-    let still = warp::get()
-        .and(warp::path::param::<String>())
+    // The path first, then the method: a known path with another method is 405 with
+    // `Allow`, an unknown one 404 whatever the method.
+    let still = warp::path::param::<String>()
         .and(warp::path::end())
+        .and(warp::method())
         .and(warp::query::<HashMap<String, String>>())
         .and(shared)
         .and_then(still);
@@ -67,8 +69,12 @@ pub fn routes(
         .unify()
 }
 
+/// The methods every still path answers.
+const ALLOW: &str = "GET, HEAD";
+
 async fn still(
     name: String,
+    method: Method,
     query: HashMap<String, String>,
     shared: Arc<Shared>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
@@ -76,19 +82,37 @@ async fn still(
         .strip_prefix("still.")
         .and_then(StillFormat::from_extension)
         .ok_or_else(warp::reject::not_found)?;
+    if method != Method::GET && method != Method::HEAD {
+        return Ok(super::method_not_allowed(ALLOW));
+    }
+    let resp = still_get(format, query, shared).await;
+    // HEAD does the GET's work (shared with other requests for the frame), so that its
+    // status and length are the ones a GET would get now.
+    Ok(if method == Method::HEAD {
+        super::head_of(resp)
+    } else {
+        resp
+    })
+}
+
+async fn still_get(
+    format: StillFormat,
+    query: HashMap<String, String>,
+    shared: Arc<Shared>,
+) -> warp::reply::Response {
     let fresh = match query.get("fresh").map(String::as_str) {
         None | Some("0") | Some("false") => false,
         Some("1") | Some("true") | Some("") => true,
         Some(other) => {
-            return Ok(text(
+            return text(
                 StatusCode::BAD_REQUEST,
                 format!("fresh={other:?}: use fresh=1\n"),
-            ));
+            );
         }
     };
     let frame = match shared.still_frame(fresh).await {
         Ok(f) => f,
-        Err(e) => return Ok(super::still_error(&e)),
+        Err(e) => return super::still_error(&e),
     };
     let quality = shared.quality();
     let body = if matches!(format, StillFormat::Rgb) && is_tight_rgb(&frame) {
@@ -104,7 +128,7 @@ async fn still(
             .await;
         match encoded {
             Ok(b) => b,
-            Err(e) => return Ok(super::still_error(&StillError::from(e))),
+            Err(e) => return super::still_error(&StillError::from(e)),
         }
     };
     let mut resp = warp::reply::Response::new(body.into());
@@ -118,7 +142,7 @@ async fn still(
     h.insert("x-height", frame.still.height.into());
     h.insert("x-sequence", frame.sequence.into());
     h.insert("x-timestamp-ns", frame.timestamp_ns.into());
-    Ok(resp)
+    resp
 }
 
 fn is_tight_rgb(frame: &Frame) -> bool {

@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::Body as _;
 use tokio::sync::OwnedSemaphorePermit;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Reply};
 
 use super::auth::Auth;
+use super::deadline::Progress;
 use super::route::{self, Fps, Route, RouteError};
 use super::text;
 use crate::app::Shared;
@@ -112,7 +112,7 @@ async fn respond(
         Route::Metrics => metrics(s),
     };
     if request.head_only && !matches!(request.route, Route::Stream { .. }) {
-        head_of(resp)
+        super::head_of(resp)
     } else {
         resp
     }
@@ -132,18 +132,6 @@ fn with_cors(s: &Shared, mut resp: warp::reply::Response) -> warp::reply::Respon
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     resp
-}
-
-/// The response to `HEAD`: the `GET` response's head, with the length its body would have
-/// had when that is known.
-fn head_of(resp: warp::reply::Response) -> warp::reply::Response {
-    let (mut parts, body) = resp.into_parts();
-    if let Some(len) = body.size_hint().exact() {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    warp::reply::Response::from_parts(parts, Bytes::new().into())
 }
 
 fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
@@ -214,7 +202,7 @@ impl Client {
         // a short timer: the kernel signals nothing when its unsent queue shrinks, and only a
         // client that is behind waits here. A client that takes nothing is handed the next
         // part after `client-timeout`, and its connection's write deadline then drops it.
-        let timeout = self.shared.config.stream.client_timeout;
+        let timeout = self.shared.client_timeout();
         let start = tokio::time::Instant::now();
         while unsent_bytes(flushes.fd).is_ok_and(|n| n > DRAINED) && start.elapsed() < timeout {
             tokio::time::sleep(DRAIN_POLL).await;
@@ -259,7 +247,7 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "too many stream clients: max-clients = {} reached; try again later\n",
-                shared.config.stream.max_clients
+                shared.max_clients()
             ),
         );
     };
@@ -517,22 +505,20 @@ tokio::task_local! {
     static FLUSHES: Flushes;
 }
 
+impl Flushes {
+    /// Counts the flushes of a stream-port connection; pass the result to [`on_connection`].
+    pub fn of(conn: &mut Progress<tokio::net::TcpStream>) -> Flushes {
+        use std::os::fd::AsRawFd as _;
+        Flushes {
+            count: conn.count_flushes(),
+            fd: conn.get_ref().as_raw_fd(),
+        }
+    }
+}
+
 /// Runs a connection's future with its [`Flushes`] reachable by the stream route.
 pub async fn on_connection<F: std::future::Future>(flushes: Flushes, connection: F) -> F::Output {
     FLUSHES.scope(flushes, connection).await
-}
-
-/// A connection that fails its pending write once the peer has accepted no bytes for
-/// `timeout`: a client that stops reading (TCP window full) is dropped and its slot freed,
-/// while a slow one that still takes bytes stays, skipping frames. Only writes are timed:
-/// idle keep-alive connections are hyper's header timeout's business.
-pub struct ProgressDeadline<T> {
-    inner: T,
-    timeout: std::time::Duration,
-    /// Counts the times hyper's write buffer was found empty (see [`Flushes`]).
-    flushes: tokio::sync::watch::Sender<u64>,
-    /// Armed when a write first found the socket full; cleared by any progress.
-    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A stream client is handed the next frame once the kernel holds at most this much of the
@@ -554,106 +540,4 @@ fn unsent_bytes(fd: std::os::fd::RawFd) -> std::io::Result<usize> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(n.max(0) as usize)
-}
-
-impl<T> ProgressDeadline<T> {
-    pub fn new(inner: T, timeout: std::time::Duration) -> Self {
-        ProgressDeadline {
-            inner,
-            timeout,
-            flushes: tokio::sync::watch::channel(0).0,
-            stalled: None,
-        }
-    }
-
-    /// What a stream body on this connection waits on; pass it to [`on_connection`].
-    pub fn flushes(&self) -> Flushes
-    where
-        T: std::os::fd::AsRawFd,
-    {
-        Flushes {
-            count: self.flushes.subscribe(),
-            fd: self.inner.as_raw_fd(),
-        }
-    }
-
-    /// After the inner write returned `r`: disarm on progress, else check the deadline.
-    fn check<R>(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        r: std::task::Poll<std::io::Result<R>>,
-    ) -> std::task::Poll<std::io::Result<R>> {
-        use std::future::Future as _;
-        use std::task::Poll;
-        if r.is_ready() {
-            self.stalled = None;
-            return r;
-        }
-        let timeout = self.timeout;
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "client accepted no bytes for {}s (stream.client-timeout)",
-                    timeout.as_secs()
-                ),
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl tokio::io::AsyncRead for ProgressDeadline<tokio::net::TcpStream> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for ProgressDeadline<tokio::net::TcpStream> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.check(cx, r)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.check(cx, r)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
-        if matches!(r, std::task::Poll::Ready(Ok(()))) {
-            self.flushes.send_modify(|n| *n += 1);
-        }
-        r
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
