@@ -261,7 +261,8 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
         if !owner.opened(info, crop) {
             return Ok(());
         }
-        owner.drive("fake", &mut p, crop_wanted.then_some(still))
+        let wait = owner::restart_wait(i64::try_from(period.as_micros()).unwrap_or(i64::MAX));
+        owner.drive("fake", &mut p, crop_wanted.then_some(still), wait)
     })?;
     Ok(Box::new(camera))
 }
