@@ -212,7 +212,8 @@ mod tests {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut log = UrlLog::new(&u("10.0.0.1"));
         // (appeared, gone, at ms, lines expected)
-        let table: &[(Vec<String>, Vec<String>, u64, &[&str])] = &[
+        type Row = (Vec<String>, Vec<String>, u64, &'static [&'static str]);
+        let table: &[Row] = &[
             (
                 u("10.0.0.2"),
                 vec![],
