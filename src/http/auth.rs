@@ -53,9 +53,25 @@ pub enum Verdict {
 
 /// Why a hash in the config is unusable (the message names the user).
 pub fn check_hash(hash: &str) -> Result<(), String> {
-    PasswordHash::new(hash)
-        .map(|_| ())
-        .map_err(|e| format!("not a password hash from `picker hash-password` ({e})"))
+    let h = PasswordHash::new(hash)
+        .map_err(|e| format!("not a password hash from `picker hash-password` ({e})"))?;
+    if h.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "{} hash: only argon2id (from `picker hash-password`) is accepted",
+            h.algorithm
+        ));
+    }
+    let p = argon2::Params::try_from(&h).map_err(|e| format!("bad argon2id parameters ({e})"))?;
+    // Every check costs this much memory and time, on a Pi: bound what a config may ask.
+    if p.m_cost() > 64 * 1024 || p.t_cost() > 10 || p.p_cost() > 4 {
+        return Err(format!(
+            "argon2id parameters m={} t={} p={} too costly (at most m=65536, t=10, p=4)",
+            p.m_cost(),
+            p.t_cost(),
+            p.p_cost()
+        ));
+    }
+    Ok(())
 }
 
 /// Hashes `password` with Argon2id and a random salt, as a PHC string.
@@ -169,6 +185,39 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_argon2id_hashes_with_bounded_costs_are_accepted() {
+        let salt = "c29tZXNhbHRzb21lc2FsdA";
+        let hash = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY";
+        let table: &[(String, bool)] = &[
+            (hash_password("x").unwrap(), true),
+            (
+                format!("$argon2id$v=19$m=65536,t=10,p=4${salt}${hash}"),
+                true,
+            ),
+            (
+                format!("$argon2id$v=19$m=65537,t=2,p=1${salt}${hash}"),
+                false,
+            ),
+            (
+                format!("$argon2id$v=19$m=19456,t=11,p=1${salt}${hash}"),
+                false,
+            ),
+            (
+                format!("$argon2id$v=19$m=19456,t=2,p=5${salt}${hash}"),
+                false,
+            ),
+            (
+                format!("$argon2i$v=19$m=19456,t=2,p=1${salt}${hash}"),
+                false,
+            ),
+            ("not a hash".to_string(), false),
+        ];
+        for (h, ok) in table {
+            assert_eq!(check_hash(h).is_ok(), *ok, "{h}: {:?}", check_hash(h));
+        }
+    }
 
     #[tokio::test]
     async fn checks_beyond_the_queue_are_busy_and_wrong_passwords_counted() {
