@@ -359,10 +359,8 @@ impl RawConfig {
                 errors.push(format!(
                     "stream.auth-users: user {user:?}: must be non-empty without ':'"
                 ));
-            } else if let Err(e) = argon2::password_hash::PasswordHash::new(&hash) {
-                errors.push(format!(
-                    "stream.auth-users.{user}: not a hash from `picker hash-password` ({e})"
-                ));
+            } else if let Err(e) = crate::http::auth::check_hash(&hash) {
+                errors.push(format!("stream.auth-users.{user}: {e}"));
             } else {
                 auth_users.push((user, hash));
             }

@@ -57,7 +57,9 @@ pub fn run(config: config::Config) -> anyhow::Result<()> {
         let shutdown = app::signals()?;
         // SIGHUP too: its default action would kill picker; it reloads the config instead.
         let reload = app::hangups()?;
-        let camera = tokio::task::block_in_place(|| app::open_camera(&config))?;
+        // Through AppError, so main sees a camera config error (exit 78, no restart loop).
+        let camera = tokio::task::block_in_place(|| app::open_camera(&config))
+            .map_err(app::AppError::Camera)?;
         let listeners = app::bind(&config).await?;
         app::run(config, camera, listeners, shutdown, Some(reload)).await?;
         Ok::<_, anyhow::Error>(())

@@ -22,6 +22,61 @@ pub fn url_changes(before: &[String], after: &[String]) -> (Vec<String>, Vec<Str
     (appeared, gone)
 }
 
+/// URLs remembered as already logged once; beyond this (IPv6 privacy addresses rotate),
+/// new URLs are logged through the throttle like repeats.
+const MAX_SEEN: usize = 64;
+
+/// Which address lines to log. Router advertisements can make addresses flap: the first
+/// appearance of each URL is always logged (it is how a person finds the stream), every
+/// other "stream at" and every "no longer at" line at most once per kind per
+/// [`crate::throttle::PERIOD`], with how many changes it stands for. Pure, given the time.
+pub struct UrlLog {
+    seen: std::collections::HashSet<String>,
+    appeared: crate::throttle::Throttle,
+    gone: crate::throttle::Throttle,
+}
+
+impl UrlLog {
+    /// `initial`: the URLs already logged at start.
+    pub fn new(initial: &[String]) -> Self {
+        UrlLog {
+            seen: initial.iter().take(MAX_SEEN).cloned().collect(),
+            appeared: crate::throttle::Throttle::new(crate::throttle::PERIOD),
+            gone: crate::throttle::Throttle::new(crate::throttle::PERIOD),
+        }
+    }
+
+    /// The lines to log for one change.
+    pub fn lines(
+        &mut self,
+        appeared: &[String],
+        gone: &[String],
+        now: std::time::Instant,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        let summary = |n: u64| {
+            if n > 1 {
+                format!(" ({n} such changes since the last line)")
+            } else {
+                String::new()
+            }
+        };
+        for url in appeared {
+            if self.seen.len() < MAX_SEEN && self.seen.insert(url.clone()) {
+                out.push(format!("stream at {url}"));
+            } else if let Some(n) = self.appeared.event(now) {
+                out.push(format!("stream at {url}{}", summary(n)));
+            }
+        }
+        for url in gone {
+            if let Some(n) = self.gone.event(now) {
+                out.push(format!("no longer at {url}: address gone{}", summary(n)));
+            }
+        }
+        out
+    }
+}
+
 /// Multicast groups of rtnetlink address events (linux/rtnetlink.h).
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
@@ -49,6 +104,7 @@ pub async fn watch_addresses(
         }
     };
     let mut buf = vec![0u8; 16 * 1024];
+    let mut log = UrlLog::new(&urls.borrow());
     loop {
         tokio::select! {
             r = socket.readable() => match r {
@@ -72,11 +128,8 @@ pub async fn watch_addresses(
         tokio::time::sleep(Duration::from_millis(200)).await;
         let now = stream_urls(bound);
         let (appeared, gone) = url_changes(&urls.borrow(), &now);
-        for url in &appeared {
-            tracing::info!("stream at {url}");
-        }
-        for url in &gone {
-            tracing::info!("no longer at {url}: address gone");
+        for line in log.lines(&appeared, &gone, std::time::Instant::now()) {
+            tracing::info!("{line}");
         }
         if !appeared.is_empty() || !gone.is_empty() {
             urls.send_replace(now);
@@ -151,6 +204,68 @@ pub fn stream_urls(bound: SocketAddr) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_lines_first_appearance_always_repeats_throttled() {
+        let u = |s: &str| vec![format!("http://{s}:8000/stream.mjpg")];
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut log = UrlLog::new(&u("10.0.0.1"));
+        // (appeared, gone, at ms, lines expected)
+        type Row = (Vec<String>, Vec<String>, u64, &'static [&'static str]);
+        let table: &[Row] = &[
+            (
+                u("10.0.0.2"),
+                vec![],
+                0,
+                &["stream at http://10.0.0.2:8000/stream.mjpg"],
+            ),
+            (
+                vec![],
+                u("10.0.0.2"),
+                10,
+                &["no longer at http://10.0.0.2:8000/stream.mjpg: address gone"],
+            ),
+            // Back again: a repeat, the first repeat line is due.
+            (
+                u("10.0.0.2"),
+                vec![],
+                20,
+                &["stream at http://10.0.0.2:8000/stream.mjpg"],
+            ),
+            // Flapping: quiet within the period...
+            (vec![], u("10.0.0.2"), 30, &[]),
+            (u("10.0.0.2"), vec![], 40, &[]),
+            (vec![], u("10.0.0.2"), 50, &[]),
+            // ...but a URL never seen is logged at once.
+            (
+                u("10.0.0.3"),
+                vec![],
+                60,
+                &["stream at http://10.0.0.3:8000/stream.mjpg"],
+            ),
+            // After the period, one line each with the count.
+            (
+                u("10.0.0.2"),
+                vec![],
+                10_030,
+                &[
+                    "stream at http://10.0.0.2:8000/stream.mjpg (2 such changes since the last line)",
+                ],
+            ),
+            (
+                vec![],
+                u("10.0.0.2"),
+                10_040,
+                &[
+                    "no longer at http://10.0.0.2:8000/stream.mjpg: address gone (3 such changes since the last line)",
+                ],
+            ),
+        ];
+        for (i, (appeared, gone, ms, want)) in table.iter().enumerate() {
+            assert_eq!(log.lines(appeared, gone, at(*ms)), *want, "row {i}");
+        }
+    }
 
     #[test]
     fn url_changes_table() {

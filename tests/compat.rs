@@ -652,6 +652,8 @@ fn basic_auth_with_curl_and_ffmpeg_and_an_exempt_metrics() {
     }
     // The opted-out route needs nothing.
     assert_eq!(curl_status(&[], &format!("{base}/metrics")).0, 200);
+    // Every wrong user or password above is counted (5 routes, 2 wrong each).
+    assert_eq!(metric(&p, "picker_auth_failed_total"), 10.0);
     // ffmpeg's user:pass@ form (the space percent-encoded).
     let (gray, err) = ffmpeg_frames(
         &format!("http://robot:s3cret%20pass@{}/?action=stream", p.addr()),

@@ -306,3 +306,32 @@ fn bad_controls_in_the_config_exit_78_naming_file_and_key() {
         );
     }
 }
+
+#[test]
+fn a_put_whose_body_never_comes_is_answered_408_not_held_for_ever() {
+    use std::io::{Read, Write};
+    let p = start("", None);
+    let mut s = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+    s.write_all(
+        b"PUT /controls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+    )
+    .unwrap();
+    // A bound against hanging, not a timing assertion: the body deadline is 10 s.
+    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if find(&got, b"\r\n\r\n").is_some() {
+                    break;
+                }
+            }
+            Err(e) => panic!("no answer and no close within 40 s ({e}): the slot is held"),
+        }
+    }
+    let head = String::from_utf8_lossy(&got);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
+}

@@ -395,3 +395,17 @@ fn the_log_says_loudly_that_it_serves_a_test_pattern_and_where() {
         p.log_text()
     );
 }
+
+#[test]
+fn a_huge_test_stall_is_refused_not_a_panic() {
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_STALL", "2:18446744073709551615")]);
+    // Frames keep coming past frame 2 (where the stall would start) and nothing panicked.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&p, "picker_frames_captured_total") < 10.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = p.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("PICKER_TEST_STALL"), "{log}");
+    assert!(metric(&p, "picker_frames_captured_total") >= 10.0, "{log}");
+}

@@ -144,3 +144,25 @@ fn a_crop_of_the_wrong_shape_is_reported_in_state_and_logged_once() {
     let log = p.log_text();
     assert_eq!(log.matches("the picture is squashed").count(), 1, "{log}");
 }
+
+#[test]
+fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
+    // A Pi has one ISP crop for both outputs: a 4:3 stream beside a square still cannot be
+    // done, whatever restarting does, so the camera's config error must end as EX_CONFIG.
+    let dir = temp_dir();
+    let text = config_text(dir.path(), &["stream.width = 320", "stream.height = 240"]);
+    let config = dir.path().join("picker.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env("PICKER_TEST_PIPELINE", "startup")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{:?}\n{log}", out.status);
+    assert!(log.contains("different aspect ratios"), "{log}");
+}

@@ -219,6 +219,12 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
     let still = (config.still.width, config.still.height);
     let period = Duration::from_secs(1) / config.camera.framerate.max(1);
     let crop_wanted = config.camera.crop == Crop::CenterSquare;
+    // Like a Pi: one ISP crop for both outputs, so their shapes must match (as libcamera.rs
+    // checks after configure()).
+    super::plan::check_aspects(still, video, true).map_err(|source| CameraError::Config {
+        id: "fake".into(),
+        source,
+    })?;
     let camera = owner::spawn("fake", Duration::from_secs(5), move |owner| {
         let info = CameraInfo {
             source: SourceKind::Fake,
@@ -255,7 +261,8 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
         if !owner.opened(info, crop) {
             return Ok(());
         }
-        owner.drive("fake", &mut p, crop_wanted.then_some(still))
+        let wait = owner::restart_wait(i64::try_from(period.as_micros()).unwrap_or(i64::MAX));
+        owner.drive("fake", &mut p, crop_wanted.then_some(still), wait)
     })?;
     Ok(Box::new(camera))
 }

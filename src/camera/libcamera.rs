@@ -479,7 +479,16 @@ fn owner_body(
         return Ok(());
     }
     let aspect = neg.crop.map(|_| wanted.still);
-    owner.drive(&id, &mut pipeline, aspect)
+    // The period in force; the virtual camera reports no limits: then the one asked for.
+    let period_us = neg
+        .frame_period_us
+        .unwrap_or(1_000_000 / i64::from(wanted.framerate.max(1)));
+    owner.drive(
+        &id,
+        &mut pipeline,
+        aspect,
+        super::owner::restart_wait(period_us),
+    )
 }
 
 /// The camera the selector names, from libcamera's list (id and `Model` property).

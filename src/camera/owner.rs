@@ -18,7 +18,7 @@
 //! cancels everything and stays in error) or the camera's `disconnected` signal makes the
 //! owner stop, start and requeue, up to [`MAX_RESTARTS`] times with a doubling backoff, each
 //! attempt logged; an attempt fails when it is refused, cancelled again, or brings no good
-//! frame within [`RESTART_WAIT`]. Then the owner ends with an error at once, the service exits
+//! frame within [`restart_wait`]. Then the owner ends with an error at once, the service exits
 //! non-zero and systemd restarts it, instead of the watchdog killing a wedged process later.
 
 use std::sync::Arc;
@@ -43,9 +43,26 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 pub const MAX_RESTARTS: u32 = 3;
 /// Backoff before the first restart; doubled for each further one.
 pub const RESTART_BACKOFF: Duration = Duration::from_millis(200);
-/// How long a restarted camera may take to deliver its first good frame (the Pi's startup
-/// frames come first).
+/// How long a restarted camera may take at least to deliver its first good frame (the Pi's
+/// startup frames come first); longer at slow frame rates, see [`restart_wait`].
 pub const RESTART_WAIT: Duration = Duration::from_secs(2);
+/// Frame periods a restarted camera gets for its first good frame: a Pi flags several
+/// startup frames first, so at 1-2 fps a fixed [`RESTART_WAIT`] would fail every restart.
+const RESTART_FRAMES: u32 = 8;
+/// The longest frame period taken into account (the config allows 1 fps at the slowest; a
+/// camera reporting more is not believed), so the wait stays bounded.
+const MAX_FRAME_PERIOD: Duration = Duration::from_secs(2);
+
+/// How long a restarted camera may take to deliver its first good frame, from its frame
+/// period in microseconds: [`RESTART_FRAMES`] periods, at least [`RESTART_WAIT`]. A period
+/// that is not positive counts as none; one above [`MAX_FRAME_PERIOD`] as that.
+pub fn restart_wait(frame_period_us: i64) -> Duration {
+    let period = u64::try_from(frame_period_us)
+        .map(Duration::from_micros)
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_FRAME_PERIOD);
+    (period * RESTART_FRAMES).max(RESTART_WAIT)
+}
 
 /// What a buffer's metadata says about the frame in it (libcamera `FrameMetadata::Status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +239,7 @@ impl Owner {
         id: &str,
         p: &mut P,
         crop_aspect: Option<(u32, u32)>,
+        restart_wait: Duration,
     ) -> Result<(), CameraError> {
         let mut running: Option<(StopFlag, Arc<Stats>)> = None;
         // A lent frame kept for the next request after a failed copy.
@@ -255,9 +273,9 @@ impl Owner {
             if broken.is_none() && p.disconnected() {
                 broken = Some("the camera was disconnected".to_string());
             }
-            if broken.is_none() && restarted_at.is_some_and(|t| t.elapsed() > RESTART_WAIT) {
+            if broken.is_none() && restarted_at.is_some_and(|t| t.elapsed() > restart_wait) {
                 broken = Some(format!(
-                    "no good frame within {RESTART_WAIT:?} of restarting"
+                    "no good frame within {restart_wait:?} of restarting"
                 ));
             }
             if let Some(why) = broken.take() {
@@ -479,5 +497,28 @@ impl std::fmt::Debug for OwnerCamera {
         f.debug_struct("OwnerCamera")
             .field("info", &self.info)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_wait_covers_several_frames_at_slow_rates_and_stays_bounded() {
+        let s = Duration::from_secs;
+        let table: &[(i64, Duration)] = &[
+            (33_333, RESTART_WAIT),  // 30 fps
+            (250_000, RESTART_WAIT), // 4 fps: 8 frames fit in 2 s
+            (500_000, s(4)),         // 2 fps
+            (1_000_000, s(8)),       // 1 fps, the slowest the config allows
+            (5_000_000, s(16)),      // not believed: capped at 2 s a frame
+            (i64::MAX, s(16)),       // no overflow
+            (0, RESTART_WAIT),       // no period
+            (-1, RESTART_WAIT),      // nonsense
+        ];
+        for &(us, want) in table {
+            assert_eq!(restart_wait(us), want, "period {us} us");
+        }
     }
 }

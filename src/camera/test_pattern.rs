@@ -66,13 +66,30 @@ struct Stall {
     duration: Duration,
 }
 
+/// The longest stall `PICKER_TEST_STALL` may ask for: an hour, far beyond any test, and
+/// far from overflowing an `Instant`.
+const MAX_STALL_MS: u64 = 3_600_000;
+
 impl Stall {
+    /// `<frames>:<milliseconds>`, the milliseconds at most [`MAX_STALL_MS`].
+    fn parse(spec: &str) -> Option<Stall> {
+        let (after, ms) = spec.split_once(':')?;
+        let ms: u64 = ms.trim().parse().ok()?;
+        (ms <= MAX_STALL_MS).then_some(())?;
+        Some(Stall {
+            after: after.trim().parse().ok()?,
+            duration: Duration::from_millis(ms),
+        })
+    }
+
     fn from_env() -> Option<Stall> {
         let spec = std::env::var("PICKER_TEST_STALL").ok()?;
-        let (after, ms) = spec.split_once(':')?;
-        let stall = Stall {
-            after: after.trim().parse().ok()?,
-            duration: Duration::from_millis(ms.trim().parse().ok()?),
+        let Some(stall) = Stall::parse(&spec) else {
+            tracing::warn!(
+                "PICKER_TEST_STALL={spec:?} ignored: expected <frames>:<milliseconds>, \
+                 at most {MAX_STALL_MS} ms"
+            );
+            return None;
         };
         tracing::warn!(
             "PICKER_TEST_STALL: the test pattern will stall for {:?} after frame {}",
@@ -166,7 +183,8 @@ impl Camera for TestPattern {
 
             next += period;
             if let Some(stall) = self.stall.filter(|s| s.after == sequence) {
-                next += stall.duration;
+                // Bounded by MAX_STALL_MS; checked all the same, an Instant overflow panics.
+                next = next.checked_add(stall.duration).unwrap_or(next);
             }
             let now = Instant::now();
             if next > now {
@@ -365,6 +383,25 @@ fn paint_run(plane: &mut [u8], row_start: usize, x0: usize, x1: usize, bpp: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stall_specs_are_range_checked() {
+        let table: &[(&str, Option<(u64, u64)>)] = &[
+            ("20:6000", Some((20, 6000))),
+            (" 3 : 0 ", Some((3, 0))),
+            ("1:3600000", Some((1, 3_600_000))),
+            ("1:3600001", None),
+            ("1:18446744073709551615", None),
+            ("1:18446744073709551616", None),
+            ("1:-5", None),
+            ("x:5", None),
+            ("5", None),
+        ];
+        for &(spec, want) in table {
+            let got = Stall::parse(spec).map(|s| (s.after, s.duration.as_millis() as u64));
+            assert_eq!(got, want, "{spec:?}");
+        }
+    }
     use crate::camera::CropState;
     use crate::frames::Stats;
     use std::sync::Arc;

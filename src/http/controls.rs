@@ -5,8 +5,10 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Reply;
@@ -19,6 +21,11 @@ const ALLOW: &str = "GET, HEAD, PUT, DELETE";
 
 /// Largest `PUT /controls` body: every key with a long value fits many times over.
 pub const MAX_BODY: u64 = 8 * 1024;
+
+/// How long a `PUT /controls` body may take to arrive. hyper times only the request head: a
+/// client that announces a body and never sends it would otherwise hold one of the still
+/// socket's few connection slots for ever.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn routes(
     shared: Arc<Shared>,
@@ -42,8 +49,8 @@ pub fn routes(
     let put = warp::put()
         .and(
             warp::body::content_length_limit(MAX_BODY)
-                .and(warp::body::bytes())
-                .map(Ok::<Bytes, warp::reply::Response>)
+                .and(warp::body::stream())
+                .then(read_body)
                 .recover(body_rejection)
                 .unify(),
         )
@@ -82,6 +89,44 @@ fn put(body: &[u8], s: &Shared) -> warp::reply::Response {
     match s.controls.update(&patch) {
         Ok(state) => json(StatusCode::OK, &state),
         Err(errors) => text(StatusCode::BAD_REQUEST, format!("{}\n", errors.join("\n"))),
+    }
+}
+
+/// Reads the whole body (at most [`MAX_BODY`], checked before) within [`BODY_TIMEOUT`], or
+/// answers 408.
+async fn read_body<S, B>(body: S) -> Result<Bytes, warp::reply::Response>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let collect = async {
+        let mut body = std::pin::pin!(body);
+        let mut all = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|_| ())?;
+            // Bounded here too, whatever the Content-Length header said.
+            if all.len() + chunk.remaining() > MAX_BODY as usize {
+                return Err(());
+            }
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                all.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        }
+        Ok(all.freeze())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(())) => Err(text(StatusCode::BAD_REQUEST, "cannot read the body\n")),
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s\n",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
     }
 }
 

@@ -193,9 +193,14 @@ pub async fn serve<F>(
             a = accept(&listener) => a,
         };
         let io = match accepted {
-            Ok(io) => {
+            Ok(Some(io)) => {
                 backoff = Duration::from_millis(5);
                 io
+            }
+            // That one connection could not be set up: the listener itself is fine.
+            Ok(None) => {
+                backoff = Duration::from_millis(5);
+                continue;
             }
             Err(e) => {
                 // EMFILE and friends: wait instead of spinning, then try again.
@@ -274,15 +279,22 @@ enum Io {
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> std::io::Result<Io> {
+/// Accepts one connection. An error is the listener's (EMFILE...: the loop backs off);
+/// `None` is a connection that could not be tuned (typically reset by its client before the
+/// setsockopt calls): only that connection is dropped, nobody else waits for it.
+async fn accept(listener: &Listener) -> std::io::Result<Option<Io>> {
     match listener {
         Listener::Tcp(l, timeout) => {
-            let (s, _) = l.accept().await?;
-            stream::tune_socket(&s)?;
+            let (s, peer) = l.accept().await?;
+            if let Err(e) = stream::tune_socket(&s) {
+                // debug: a client can cause this at will.
+                tracing::debug!("dropping connection from {peer}: cannot set socket options: {e}");
+                return Ok(None);
+            }
             let timeout = timeout.load(std::sync::atomic::Ordering::Relaxed);
-            Ok(Io::Tcp(s, Duration::from_secs(timeout)))
+            Ok(Some(Io::Tcp(s, Duration::from_secs(timeout))))
         }
-        Listener::Unix(l) => Ok(Io::Unix(l.accept().await?.0)),
+        Listener::Unix(l) => Ok(Some(Io::Unix(l.accept().await?.0))),
     }
 }
 

@@ -199,7 +199,7 @@ mod tests {
             ("/webcam/?action=snapshot", Ok(Snapshot)),
             ("/webcam/stream", Ok(STREAM)),
             ("/a/b/snapshot.jpg", Ok(Snapshot)),
-            // The action decides, whatever the path's last segment would say.
+            // A named path decides; `action` is read only on an empty last segment (`/`).
             ("/stream.mjpg?action=snapshot", Ok(STREAM)),
             // Unknown parameters are ignored, known ones repeated: the first counts.
             ("/stream.mjpg?fps=2&fps=junk", Ok(fps(2.0))),

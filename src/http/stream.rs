@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Reply};
 
-use super::auth::Auth;
+use super::auth::{Auth, Verdict};
 use super::deadline::Progress;
 use super::route::{self, Fps, Route, RouteError};
 use super::text;
@@ -95,13 +95,21 @@ async fn respond(
         let credentials = headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        if !exempt && !auth.allows(credentials).await {
-            let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(super::auth::CHALLENGE),
-            );
-            return r;
+        if !exempt {
+            match auth.check(credentials).await {
+                Verdict::Allowed => {}
+                Verdict::Busy => {
+                    return retry_later("too many password checks at once; try again\n");
+                }
+                Verdict::Denied => {
+                    let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(super::auth::CHALLENGE),
+                    );
+                    return r;
+                }
+            }
         }
     }
     let resp = match request.route {
@@ -109,7 +117,7 @@ async fn respond(
         Route::Stream { fps } => stream(s.clone(), fps, request.head_only),
         Route::Snapshot => snapshot(s.clone()).await,
         Route::State => json(&s.state()),
-        Route::Metrics => metrics(s),
+        Route::Metrics => metrics(s, auth),
     };
     if request.head_only && !matches!(request.route, Route::Stream { .. }) {
         super::head_of(resp)
@@ -375,7 +383,7 @@ fn retry_later(why: impl Into<String>) -> warp::reply::Response {
 
 /// Prometheus text exposition format. Written by hand: six gauges and counters don't
 /// justify a metrics registry crate.
-fn metrics(s: &Shared) -> warp::reply::Response {
+fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
     let st = s.state();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
@@ -384,6 +392,14 @@ fn metrics(s: &Shared) -> warp::reply::Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         );
     };
+    if let Some(auth) = auth {
+        metric(
+            "picker_auth_failed_total",
+            "counter",
+            "Requests with a wrong user or password (Basic auth; missing credentials not counted).",
+            auth.failed.total().to_string(),
+        );
+    }
     metric(
         "picker_frames_captured_total",
         "counter",
