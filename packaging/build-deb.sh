@@ -120,7 +120,7 @@ if [ -n "$rpios_debs" ]; then
     v=\$(dpkg-parsechangelog -SVersion) m=\$(dpkg-parsechangelog -SMaintainer)
     lv=\$(dpkg-query -W -f='\${Version}' libcamera-dev:$arch)
     { printf 'picker (%s) trixie; urgency=medium\n\n' "\$v$rpios_suffix"
-      printf '  * Raspberry Pi OS trixie build, against Raspberry Pi libcamera %s.\n\n' "\$lv"
+      printf '  * Raspberry Pi OS trixie build (Raspberry Pi libcamera %s).\n\n' "\$lv"
       printf ' -- %s  %s\n\n' "\$m" "\$(date -R)"
       cat debian/changelog; } >debian/changelog.new
     mv debian/changelog.new debian/changelog
