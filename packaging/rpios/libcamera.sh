@@ -4,10 +4,12 @@
 # packages picker builds and runs against: libcamera0.7, libcamera-dev, libcamera-ipa, with
 # Raspberry Pi OS's exact names and version (0.7.0+rpt20260205-1).
 #
-#   packaging/rpios/libcamera.sh [--tarball FILE] [--print-path] [--rebuild]
+#   packaging/rpios/libcamera.sh [--tarball FILE] [--print-path] [--rebuild] [--locate]
 #
 #   --tarball     the vendored source (default: libcamera_0.7.0+rpt20260205.orig-with-debian.tar.xz
-#                 in $PICKER_VENDOR, or in shared/vendor beside the clone or its parent)
+#                 in $PICKER_VENDOR, in shared/vendor beside the clone or its parent, or in
+#                 /work/shared/vendor, where this workplace keeps it)
+#   --locate      only print where the vendored tarball is; exit 3 if it is nowhere
 #   --print-path  print the directory holding the .deb files on stdout (all else goes to stderr)
 #   --rebuild     build again even if the cache holds a complete build
 #
@@ -44,24 +46,31 @@ name=libcamera_0.7.0+rpt20260205.orig-with-debian.tar.xz
 want_sha=c5f80ccbb367f03ae7f739d9013f868963e20fecf15b1af62a1e28122fc892b9
 version=0.7.0+rpt20260205-1
 
-tarball="" print=0 rebuild=0
+tarball="" print=0 rebuild=0 locate=0
 while (($#)); do
     case "$1" in
         --tarball) tarball=$2; shift 2 ;;
         --print-path) print=1; shift ;;
         --rebuild) rebuild=1; shift ;;
+        --locate) locate=1; shift ;;
         -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "rpios/libcamera: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 if [[ -z $tarball ]]; then
-    for d in ${PICKER_VENDOR:+"$PICKER_VENDOR"} "$repo/../shared/vendor" "$repo/../../shared/vendor"; do
+    places=(${PICKER_VENDOR:+"$PICKER_VENDOR"} "$repo/../shared/vendor" "$repo/../../shared/vendor"
+        /work/shared/vendor)
+    for d in "${places[@]}"; do
         [[ -f $d/$name ]] && { tarball=$d/$name; break; }
     done
     [[ -n $tarball ]] || {
-        echo "rpios/libcamera: no $name in \$PICKER_VENDOR, $repo/../shared/vendor or $repo/../../shared/vendor" >&2
-        exit 2
+        echo "rpios/libcamera: no $name in any of: ${places[*]}" >&2
+        exit $((locate ? 3 : 2))
     }
+fi
+if ((locate)); then
+    echo "$tarball"
+    exit 0
 fi
 [[ -f $tarball ]] || { echo "rpios/libcamera: no such tarball: $tarball" >&2; exit 2; }
 tarball=$(cd "$(dirname "$tarball")" && pwd)/$(basename "$tarball")
