@@ -405,15 +405,7 @@ fetch(base + '/?action=stream&1608856928650', {{mode: 'cors'}}).then(async r => 
     let (url, rx) = cross_origin_page(page, &["state", "frames"]);
     let dir = temp_dir();
     let mut browser = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ])
+        .args(CHROMIUM_FLAGS)
         .arg(format!("--user-data-dir={}", dir.path().display()))
         .arg(&url)
         .stdout(std::process::Stdio::null())

@@ -10,17 +10,10 @@ use support::*;
 /// here is closed), a fresh profile per call, at most 60 s.
 fn chromium(dir: &std::path::Path, name: &str) -> Command {
     let mut cmd = Command::new("timeout");
-    cmd.arg("60").arg("chromium").args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--window-size=600,650",
-    ]);
+    cmd.arg("60")
+        .arg("chromium")
+        .args(CHROMIUM_FLAGS)
+        .args(["--hide-scrollbars", "--window-size=600,650"]);
     cmd.arg(format!(
         "--user-data-dir={}",
         dir.join(format!("profile-{name}")).display()

@@ -62,6 +62,18 @@ pub fn config_text(dir: &Path, extra: &[&str]) -> String {
     )
 }
 
+/// Headless Chromium as root on a machine with no internet: without the background-networking
+/// flags it keeps trying (and failing) to reach Google's hosts.
+pub const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
+
 pub fn temp_dir() -> tempfile::TempDir {
     // Short paths: a Unix socket path may have at most 107 bytes.
     tempfile::Builder::new()
