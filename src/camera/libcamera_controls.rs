@@ -12,16 +12,21 @@ use super::controls::{ControlFacts, Id, Limits, Value};
 
 /// libcamera's id of each control we set. `NoiseReductionMode` is a draft control (the
 /// crate's `vendor_draft` feature).
-fn libcamera_id(id: Id) -> ControlId {
-    match id {
+fn libcamera_id(id: Id) -> Option<ControlId> {
+    Some(match id {
         Id::AfMode => ControlId::AfMode,
         Id::AfTrigger => ControlId::AfTrigger,
         Id::AfRange => ControlId::AfRange,
         Id::LensPosition => ControlId::LensPosition,
         Id::AeEnable => ControlId::AeEnable,
+        #[cfg(libcamera_mode_controls)]
         Id::ExposureTimeMode => ControlId::ExposureTimeMode,
         Id::ExposureTime => ControlId::ExposureTime,
+        #[cfg(libcamera_mode_controls)]
         Id::AnalogueGainMode => ControlId::AnalogueGainMode,
+        // libcamera before 0.5 (Debian trixie's 0.4) has no such controls: never advertised.
+        #[cfg(not(libcamera_mode_controls))]
+        Id::ExposureTimeMode | Id::AnalogueGainMode => return None,
         Id::AnalogueGain => ControlId::AnalogueGain,
         Id::AeExposureMode => ControlId::AeExposureMode,
         Id::AeMeteringMode => ControlId::AeMeteringMode,
@@ -34,7 +39,7 @@ fn libcamera_id(id: Id) -> ControlId {
         Id::Saturation => ControlId::Saturation,
         Id::Sharpness => ControlId::Sharpness,
         Id::NoiseReductionMode => ControlId::NoiseReductionMode,
-    }
+    })
 }
 
 /// The kind of value each control carries (control_ids_core.yaml / control_ids_draft.yaml).
@@ -130,7 +135,7 @@ fn limits(id: Id, info: &ControlInfo) -> Option<Limits> {
 pub fn facts(map: &ControlInfoMap) -> ControlFacts {
     let mut facts = ControlFacts::none();
     for id in Id::ALL {
-        if let Ok(info) = map.find(libcamera_id(id).id()) {
+        if let Some(Ok(info)) = libcamera_id(id).map(|c| map.find(c.id())) {
             if let Some(l) = limits(id, info) {
                 facts = facts.with(id, l);
             }
@@ -149,7 +154,10 @@ pub fn add(list: &mut ControlList, values: &[(Id, Value)]) {
             Value::Floats(f) => ControlValue::from(f),
         };
         // Fails only for an id the list's map lacks; the plan holds advertised ones only.
-        if let Err(e) = list.set_raw(libcamera_id(*id).id(), value) {
+        let Some(lc) = libcamera_id(*id) else {
+            continue;
+        };
+        if let Err(e) = list.set_raw(lc.id(), value) {
             tracing::warn!("cannot set {id:?}: {e}");
         }
     }
