@@ -119,6 +119,8 @@ pub struct Shared {
     /// `stream.client-timeout` in seconds as it is now (reloadable): each accepted stream
     /// connection reads it once.
     pub client_timeout_secs: Arc<AtomicU64>,
+    /// The still of the last still request, copied out of its camera buffer.
+    pub detached: std::sync::Mutex<Option<Arc<Frame>>>,
 }
 
 /// `/state`.
@@ -156,6 +158,33 @@ impl Shared {
         self.sink.subscribe().borrow().clone()
     }
 
+    /// The latest frame, marked read (for `/metrics`' unconsumed frames).
+    fn take_latest(&self) -> Option<Arc<Frame>> {
+        let rx = self.sink.subscribe();
+        let latest = rx.borrow();
+        latest.as_ref().inspect(|f| f.consume()).cloned()
+    }
+
+    /// A still request's frame with its own copy of the still (see `Frame::detach_still`),
+    /// made once per frame however many requests ask for it: a lent camera buffer goes back
+    /// at once instead of waiting for clients, and the copy is the only one a still costs.
+    fn detached(&self, frame: Arc<Frame>) -> Arc<Frame> {
+        if !frame.is_lent() {
+            return frame;
+        }
+        let mut last = self.detached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = last.as_ref().filter(|d| d.sequence == frame.sequence) {
+            return d.clone();
+        }
+        let (d, copied) = frame.detach_still();
+        self.stats
+            .bytes_copied
+            .fetch_add(copied as u64, Ordering::Relaxed);
+        let d = Arc::new(d);
+        *last = Some(d.clone());
+        d
+    }
+
     pub fn online(&self) -> bool {
         self.sink
             .since_last_frame()
@@ -191,9 +220,13 @@ impl Shared {
 
     /// The latest frame, or with `fresh` the first frame captured after this call.
     pub async fn still_frame(&self, fresh: bool) -> Result<Arc<Frame>, StillError> {
+        self.newest_frame(fresh).await.map(|f| self.detached(f))
+    }
+
+    async fn newest_frame(&self, fresh: bool) -> Result<Arc<Frame>, StillError> {
         let mut rx = self.sink.subscribe();
         if !fresh {
-            return rx.borrow().clone().ok_or(StillError::NoFrame);
+            return self.take_latest().ok_or(StillError::NoFrame);
         }
         let (asked_at, _) = crate::frames::now_timestamps();
         let limit = self.stall_limit();
@@ -201,7 +234,7 @@ impl Shared {
         let wait = rx.wait_for(|f| f.as_ref().is_some_and(|f| f.timestamp_ns > asked_at));
         tokio::select! {
             r = tokio::time::timeout(limit, wait) => match r {
-                Ok(Ok(f)) => Ok(f.clone().expect("checked by wait_for")),
+                Ok(Ok(f)) => f.as_ref().inspect(|f| f.consume()).cloned().ok_or(StillError::NoFrame),
                 Ok(Err(_)) => Err(StillError::ShuttingDown),
                 Err(_) => Err(StillError::Timeout(limit)),
             },
@@ -250,7 +283,7 @@ impl Shared {
 
     /// The newest video frame as JPEG: the stream's if it is current, else encoded now.
     pub async fn latest_jpeg(&self) -> Result<(Bytes, u64), StillError> {
-        let frame = self.latest().ok_or(StillError::NoFrame)?;
+        let frame = self.take_latest().ok_or(StillError::NoFrame)?;
         if let Some(e) = self.encoded.borrow().as_ref() {
             if e.sequence == frame.sequence {
                 return Ok((e.jpeg.clone(), e.sequence));
@@ -458,6 +491,7 @@ pub async fn run(
         quality: Arc::new(AtomicU8::new(config_quality)),
         max_clients: AtomicUsize::new(max_clients),
         client_timeout_secs: Arc::new(AtomicU64::new(client_timeout)),
+        detached: std::sync::Mutex::new(None),
     });
 
     // "Camera offline" frames for stream clients while no frames come.

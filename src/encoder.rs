@@ -185,7 +185,8 @@ pub fn run(
                 _ = demand.changed() => {}
                 _ = shutdown.wait_for(|s| *s) => return None,
             }
-            Some(frames.borrow_and_update().clone())
+            let latest = frames.borrow_and_update();
+            Some(latest.as_ref().inspect(|f| f.consume()).cloned())
         });
         let Some(frame) = next else { return };
         let Some(frame) = frame else { continue };
@@ -198,7 +199,11 @@ pub fn run(
             continue;
         }
         last = frame.sequence;
-        match compressor.compress(&frame.video, quality.load(Ordering::Relaxed)) {
+        let started = std::time::Instant::now();
+        // Straight from the camera's buffer when it lent it: the encoder's read is the only one.
+        let encoded = compressor.compress(&frame.video, quality.load(Ordering::Relaxed));
+        stats.encode_us.observe_since(started);
+        match encoded {
             Ok(jpeg) => {
                 let (part, jpeg) = part(jpeg, PartStamp::of(&frame));
                 stats.encoded.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +212,8 @@ pub fn run(
                     part,
                     jpeg,
                 })));
+                // Let a lent buffer go back to the camera now, not when the next frame comes.
+                drop(frame);
             }
             Err(e) => tracing::warn!(sequence = frame.sequence, "cannot encode frame: {e}"),
         }

@@ -6,7 +6,7 @@
 //! holds it, so steady-state capture allocates nothing.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -45,6 +45,108 @@ impl PixelFormat {
     }
 }
 
+/// Memory a camera lends: its buffer, mapped, readable while the lease is held.
+pub type Region = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Held by every image that reads a lent camera buffer; dropping the last one gives the
+/// buffer back to the camera (see `camera::owner`). Whatever is inside does that in its `Drop`.
+pub type Lease = Arc<dyn Send + Sync>;
+
+/// The bytes of an image: its own, or a camera buffer lent to it (no copy).
+#[derive(Clone)]
+pub enum Pixels {
+    Owned(Vec<u8>),
+    /// `len` bytes from `start` of a lent camera buffer.
+    Lent {
+        region: Region,
+        start: usize,
+        len: usize,
+        lease: Lease,
+    },
+}
+
+impl Pixels {
+    /// Lent pixels; `None` when the range is not inside the region.
+    pub fn lent(region: Region, start: usize, len: usize, lease: Lease) -> Option<Self> {
+        let end = start.checked_add(len)?;
+        ((*region).as_ref().len() >= end).then_some(Pixels::Lent {
+            region,
+            start,
+            len,
+            lease,
+        })
+    }
+
+    pub fn is_lent(&self) -> bool {
+        matches!(self, Pixels::Lent { .. })
+    }
+
+    /// `len` bytes of its own: an owned buffer is resized (contents kept), a lent one is let
+    /// go of for zeroes.
+    pub fn resize(&mut self, len: usize) {
+        match self {
+            Pixels::Owned(v) => v.resize(len, 0),
+            Pixels::Lent { .. } => *self = Pixels::Owned(vec![0; len]),
+        }
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        let keep = len.min(self.len());
+        self.make_owned().truncate(keep);
+    }
+
+    /// Its own bytes, copying lent ones out first.
+    fn make_owned(&mut self) -> &mut Vec<u8> {
+        if let Pixels::Lent { .. } = self {
+            *self = Pixels::Owned(self.to_vec());
+        }
+        match self {
+            Pixels::Owned(v) => v,
+            Pixels::Lent { .. } => unreachable!("made owned above"),
+        }
+    }
+}
+
+impl Default for Pixels {
+    fn default() -> Self {
+        Pixels::Owned(Vec::new())
+    }
+}
+
+impl Deref for Pixels {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Pixels::Owned(v) => v,
+            Pixels::Lent {
+                region, start, len, ..
+            } => &(**region).as_ref()[*start..*start + *len],
+        }
+    }
+}
+
+/// Writing to lent pixels copies them first: a camera buffer is never written by us.
+impl DerefMut for Pixels {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.make_owned()
+    }
+}
+
+impl PartialEq for Pixels {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pixels::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+            Pixels::Lent { start, len, .. } => write!(f, "Lent({len} bytes at {start})"),
+        }
+    }
+}
+
 /// One image in one buffer, planes at `offsets` with `strides` bytes per row.
 #[derive(Clone, Debug)]
 pub struct Image {
@@ -54,7 +156,7 @@ pub struct Image {
     pub planes: usize,
     pub strides: [usize; 3],
     pub offsets: [usize; 3],
-    pub data: Vec<u8>,
+    pub data: Pixels,
 }
 
 impl Image {
@@ -66,7 +168,7 @@ impl Image {
             planes: 0,
             strides: [0; 3],
             offsets: [0; 3],
-            data: Vec::new(),
+            data: Pixels::default(),
         };
         image.reshape(width, height, format);
         image
@@ -85,7 +187,7 @@ impl Image {
         self.height = height;
         self.format = format;
         self.planes = planes;
-        self.data.resize(offset, 0);
+        self.data.resize(offset);
     }
 
     /// Lays the image out with the given per-plane strides (as a camera buffer has them), so
@@ -113,7 +215,28 @@ impl Image {
         self.height = height;
         self.format = format;
         self.planes = planes;
-        self.data.resize(offset, 0);
+        self.data.resize(offset);
+    }
+
+    /// Bytes of plane data the layout needs (stride padding included), for checking a
+    /// camera buffer before lending it.
+    pub fn needed_len(&self) -> usize {
+        let (sizes, _) = self
+            .format
+            .plane_sizes(self.width as usize, self.height as usize);
+        (0..self.planes)
+            .map(|i| self.offsets[i] + self.strides[i] * sizes[i].1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// An image with its own copy of these pixels (tightly laid out as they are).
+    pub fn to_owned_image(&self) -> Image {
+        let mut out = self.clone();
+        if self.data.is_lent() {
+            out.data = Pixels::Owned(self.data.to_vec());
+        }
+        out
     }
 
     /// The rows of plane `i` (with stride padding); shorter if `data` is too short, so
@@ -150,10 +273,67 @@ pub struct Frame {
     pub unix_us: u64,
     pub video: Image,
     pub still: Image,
+    /// Set by the first reader (the encoder, a still): a frame replaced before anybody read
+    /// it is counted in [`Stats::frames_unconsumed`].
+    consumed: AtomicBool,
+}
+
+impl Frame {
+    /// An empty frame, to be filled (or given lent images) by a camera.
+    pub fn empty() -> Self {
+        Frame {
+            sequence: 0,
+            timestamp_ns: 0,
+            unix_us: 0,
+            video: Image::new(0, 0, PixelFormat::I420),
+            still: Image::new(0, 0, PixelFormat::Rgb24),
+            consumed: AtomicBool::new(false),
+        }
+    }
+
+    /// Records that somebody read this frame. Call while the frame is still borrowed from
+    /// the channel, so a publish that replaces it sees the mark.
+    pub fn consume(&self) {
+        self.consumed.store(true, Ordering::Relaxed);
+    }
+
+    /// True when the frame's pixels are a camera buffer lent to it.
+    pub fn is_lent(&self) -> bool {
+        self.video.data.is_lent() || self.still.data.is_lent()
+    }
+
+    /// The frame with its own copy of the still image and no video: what a still request
+    /// keeps, so no camera buffer waits for a slow client. Returns the bytes copied.
+    pub fn detach_still(&self) -> (Frame, usize) {
+        let still = self.still.to_owned_image();
+        let copied = if self.still.data.is_lent() {
+            still.data.len()
+        } else {
+            0
+        };
+        (
+            Frame {
+                sequence: self.sequence,
+                timestamp_ns: self.timestamp_ns,
+                unix_us: self.unix_us,
+                video: Image::new(0, 0, PixelFormat::I420),
+                still,
+                consumed: AtomicBool::new(true),
+            },
+            copied,
+        )
+    }
 }
 
 /// A frame being filled by the camera. Unique until published, so it can be written.
 pub struct FrameMut(Arc<Frame>);
+
+impl FrameMut {
+    /// A frame of the camera's own making (lent images), not from the sink's pool.
+    pub fn new(frame: Frame) -> Self {
+        FrameMut(Arc::new(frame))
+    }
+}
 
 impl Deref for FrameMut {
     type Target = Frame;
@@ -190,6 +370,72 @@ pub struct Stats {
     pub sequence_gaps: AtomicU64,
     pub frames_lost: AtomicU64,
     pub camera_restarts: AtomicU64,
+    /// Good frames the camera delivered beyond `camera.framerate`, given back untouched.
+    pub frames_paced: AtomicU64,
+    /// Published frames replaced before anybody (encoder, still) read them.
+    pub frames_unconsumed: AtomicU64,
+    /// Bytes the CPU copied out of camera buffers (copies when no buffer could be lent, and
+    /// the still of each still request).
+    pub bytes_copied: AtomicU64,
+    /// Frames whose camera buffers were lent to readers instead of copied.
+    pub frames_lent: AtomicU64,
+    /// Time the camera thread spent per good frame (lend or copy, publish), microseconds.
+    pub camera_us: Histogram,
+    /// Time the stream encoder spent per frame, microseconds.
+    pub encode_us: Histogram,
+}
+
+/// A Prometheus histogram of microsecond durations with fixed buckets. Written by hand: the
+/// text format is a few lines, a metrics crate would bring a registry this service does not
+/// need (the other metrics are hand-written too).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound of [`HISTOGRAM_BOUNDS_US`] (not cumulative),
+    /// then above the last.
+    buckets: [AtomicU64; HISTOGRAM_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Bucket bounds, microseconds: 50 us to 1 s.
+pub const HISTOGRAM_BOUNDS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
+impl Histogram {
+    pub fn observe(&self, us: u64) {
+        let i = HISTOGRAM_BOUNDS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(HISTOGRAM_BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_since(&self, start: Instant) {
+        self.observe(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Appends the histogram in the Prometheus text format, in seconds as its convention is.
+    pub fn write(&self, out: &mut String, name: &str, help: &str) {
+        use std::fmt::Write as _;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in HISTOGRAM_BOUNDS_US.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[HISTOGRAM_BOUNDS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
 }
 
 /// Where a camera publishes frames.
@@ -228,22 +474,22 @@ impl FrameSink {
     pub fn acquire(&self) -> FrameMut {
         let mut pool = self.pool.lock().unwrap();
         if let Some(i) = pool.iter().position(|f| Arc::strong_count(f) == 1) {
-            return FrameMut(pool.swap_remove(i));
+            let mut frame = pool.swap_remove(i);
+            if let Some(f) = Arc::get_mut(&mut frame) {
+                *f.consumed.get_mut() = false;
+            }
+            return FrameMut(frame);
         }
         drop(pool);
-        FrameMut(Arc::new(Frame {
-            sequence: 0,
-            timestamp_ns: 0,
-            unix_us: 0,
-            video: Image::new(0, 0, PixelFormat::I420),
-            still: Image::new(0, 0, PixelFormat::Rgb24),
-        }))
+        FrameMut(Arc::new(Frame::empty()))
     }
 
     /// Makes `frame` the latest frame. Never waits.
     pub fn publish(&self, frame: FrameMut) {
         let frame = frame.0;
-        {
+        // Only frames with memory of their own are worth recycling; a lent frame in the
+        // pool would keep its camera buffer from going back.
+        if !frame.is_lent() {
             let mut pool = self.pool.lock().unwrap();
             if pool.len() >= POOL_FRAMES {
                 pool.remove(0);
@@ -254,7 +500,10 @@ impl FrameSink {
         self.last_publish_ns
             .store(now_timestamps().0, Ordering::Relaxed);
         self.count_fps();
-        self.tx.send_replace(Some(frame));
+        let replaced = self.tx.send_replace(Some(frame));
+        if replaced.is_some_and(|f| !f.consumed.load(Ordering::Relaxed)) {
+            self.stats.frames_unconsumed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Records the crop rectangle the camera reports (only when it changed).

@@ -166,3 +166,124 @@ fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
     assert_eq!(out.status.code(), Some(78), "{:?}\n{log}", out.status);
     assert!(log.contains("different aspect ratios"), "{log}");
 }
+
+/// Waits until `metric` reaches `at_least` (bounded: fails after 20 s, not a timing check).
+fn wait_metric(p: &Picker, name: &str, at_least: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = metric(p, name);
+        if v >= at_least || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 14: the camera's buffers are lent to the encoder instead of copied, and a still
+/// copies its own image once, nothing else.
+#[test]
+fn stream_frames_are_lent_not_copied_and_a_still_copies_only_itself() {
+    let (w, h) = (256u32, 256u32);
+    let still_bytes = f64::from(w * h * 3);
+    let frame_bytes = still_bytes + f64::from(w * h * 3 / 2);
+    let dir = temp_dir();
+    let text = config_text(
+        dir.path(),
+        &[
+            "camera.framerate = 30",
+            "stream.width = 256",
+            "stream.height = 256",
+            "still.width = 256",
+            "still.height = 256",
+        ],
+    );
+    let p = Picker::start_config(dir, &text, &[("PICKER_TEST_PIPELINE", "fast:1")]);
+    // Nobody watches yet: frames are published and replaced unread, none copied.
+    wait_metric(&p, "picker_frames_captured_total", 10.0);
+    assert!(metric(&p, "picker_frames_unconsumed_total") >= 8.0);
+    assert_eq!(metric(&p, "picker_camera_bytes_copied_total"), 0.0);
+
+    // A stream client: 30 frames, encoded from the lent buffers.
+    let copied_before = metric(&p, "picker_camera_bytes_copied_total");
+    let (captured0, lent0) = (
+        metric(&p, "picker_frames_captured_total"),
+        metric(&p, "picker_frames_lent_total"),
+    );
+    let mut stream = p.mjpeg("");
+    for _ in 0..30 {
+        let part = stream.next_part();
+        let (pw, ph, _) = decode_jpeg(&part.jpeg);
+        assert_eq!((pw, ph), (w, h));
+    }
+    let captured = metric(&p, "picker_frames_captured_total") - captured0;
+    let lent = metric(&p, "picker_frames_lent_total") - lent0;
+    let copied = metric(&p, "picker_camera_bytes_copied_total") - copied_before;
+    // Every frame the camera lent costs no copy; a frame copied instead (all buffers held by
+    // readers at that moment) is counted whole. Lending is the rule, copying the exception.
+    assert!(captured >= 25.0, "captured {captured}");
+    assert!(lent >= captured * 0.75, "lent {lent} of {captured} frames");
+    assert_eq!(copied, (captured - lent) * frame_bytes, "copied bytes");
+    assert!(metric(&p, "picker_encode_frame_seconds_count") >= 30.0);
+    assert!(metric(&p, "picker_camera_frame_seconds_count") >= captured);
+    drop(stream);
+
+    // Five fresh stills: each copies its still image once, exactly.
+    let (captured0, lent0, copied0) = (
+        metric(&p, "picker_frames_captured_total"),
+        metric(&p, "picker_frames_lent_total"),
+        metric(&p, "picker_camera_bytes_copied_total"),
+    );
+    for _ in 0..5 {
+        let still = p.unix_get("/still.rgb?fresh=1");
+        assert_eq!(still.status, 200, "{}", still.text());
+        assert_eq!(still.body.len() as f64, still_bytes);
+        assert!(still.body.iter().all(|b| *b == 180), "the fake's good grey");
+    }
+    let captured = metric(&p, "picker_frames_captured_total") - captured0;
+    let lent = metric(&p, "picker_frames_lent_total") - lent0;
+    let copied = metric(&p, "picker_camera_bytes_copied_total") - copied0;
+    if captured == lent {
+        assert_eq!(copied, 5.0 * still_bytes, "one still's size per still");
+    } else {
+        // A frame was copied whole meanwhile (a loaded machine): then its still needed no copy.
+        assert!(copied <= 5.0 * still_bytes + (captured - lent) * frame_bytes);
+        assert!(copied >= (captured - lent) * frame_bytes);
+    }
+    // The same frame asked for twice is copied once.
+    let a = p.unix_get("/still.ppm");
+    let b = p.unix_get("/still.png");
+    assert_eq!((a.status, b.status), (200, 200));
+}
+
+/// Issue 14: a camera delivering three times the configured rate costs picker one frame in
+/// three; the rest go back to the camera untouched, counted.
+#[test]
+fn a_camera_faster_than_the_configured_rate_is_paced() {
+    let dir = temp_dir();
+    let text = config_text(
+        dir.path(),
+        &[
+            "camera.framerate = 10",
+            "stream.width = 128",
+            "stream.height = 128",
+            "still.width = 128",
+            "still.height = 128",
+        ],
+    );
+    let p = Picker::start_config(dir, &text, &[("PICKER_TEST_PIPELINE", "fast:3")]);
+    let mut stream = p.mjpeg("");
+    for _ in 0..20 {
+        stream.next_part();
+    }
+    let captured = metric(&p, "picker_frames_captured_total");
+    let paced = metric(&p, "picker_frames_paced_total");
+    let encoded = metric(&p, "picker_frames_encoded_total");
+    // Two of every three frames are paced out (give or take the frames in flight at either
+    // end); nothing paced out was published, copied or encoded.
+    assert!(
+        paced >= 1.5 * captured && paced <= 2.5 * captured + 4.0,
+        "paced {paced}, captured {captured}"
+    );
+    assert!(encoded <= captured, "encoded {encoded} of {captured}");
+    assert_eq!(metric(&p, "picker_camera_bytes_copied_total") % 1.0, 0.0);
+}

@@ -9,12 +9,17 @@
 //! - `cancel:N`: N good frames, then every request comes back cancelled and the camera stays
 //!   dead however often it is restarted;
 //! - `cancel-once:N`: the same, but the first restart brings it back;
-//! - `squashed`: good frames whose metadata reports the whole 16:9 sensor as the crop.
+//! - `squashed`: good frames whose metadata reports the whole 16:9 sensor as the crop;
+//! - `fast:K`: good frames at K times `camera.framerate` (a camera that ignores the asked
+//!   rate, as libcamera's virtual one does).
 //!
 //! Frames are uniform grey: 180 for a good frame, 60 startup, 0 error, so a published frame
-//! that was not a good one would show.
+//! that was not a good one would show. Like a real camera's, the fake's buffers are lent to
+//! readers (see `Pipeline::lend`) and come back when the last reader drops them.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use super::owner::{self, Completion, FrameStatus, Next, Pipeline};
@@ -22,13 +27,14 @@ use super::{
     Camera, CameraError, CameraInfo, CropState, FrameMut, PixelFormat, Rect, SourceKind, StreamInfo,
 };
 use crate::config::{Config, Crop};
-use crate::frames::{now_timestamps, unix_us_now};
+use crate::frames::{Frame, Image, Pixels, now_timestamps, unix_us_now};
 
 /// The environment variable that selects the fake pipeline.
 pub const ENV: &str = "PICKER_TEST_PIPELINE";
 
-/// Buffers (requests) the fake pipeline has, like a Pi's default of four.
-const REQUESTS: usize = 4;
+/// Buffers (requests) the fake pipeline has, as picker asks of a Pi (the Pi's apps use six
+/// for video).
+const REQUESTS: usize = 6;
 
 /// IMX708's active area and the centred square the plan gives it: what the fake's metadata
 /// reports as the applied crop.
@@ -50,6 +56,7 @@ pub enum Script {
     Startup,
     Cancel { after: u64, recover: bool },
     Squashed,
+    Fast { factor: u32 },
 }
 
 /// The script named in `PICKER_TEST_PIPELINE`, if set.
@@ -58,7 +65,7 @@ pub fn from_env() -> Option<Result<Script, CameraError>> {
     Some(parse(&spec).ok_or_else(|| CameraError::Failed {
         id: "fake".into(),
         what: format!(
-            "{ENV}={spec:?}: expected \"startup\", \"cancel:N\", \"cancel-once:N\" or \"squashed\""
+            "{ENV}={spec:?}: expected \"startup\", \"cancel:N\", \"cancel-once:N\", \"squashed\" or \"fast:K\""
         ),
     }))
 }
@@ -75,19 +82,47 @@ fn parse(spec: &str) -> Option<Script> {
             after: n.parse().ok()?,
             recover: true,
         }),
+        Some(("fast", k)) => Some(Script::Fast {
+            factor: k.parse().ok().filter(|k| (1..=100).contains(k))?,
+        }),
         _ => None,
     }
 }
 
-/// A completed fake request.
+/// A completed fake request: which buffer slot it has.
 pub struct FakeRequest {
     completion: Completion,
+    slot: usize,
+}
+
+/// The pixels of one request: what the fake "sensor" wrote, lent to readers.
+struct Slot {
+    video: Arc<Vec<u8>>,
+    still: Arc<Vec<u8>>,
+    /// The request, while its buffers are lent.
+    lent: Option<FakeRequest>,
+}
+
+/// Tells the pipeline a lent request's readers are done (see `Pipeline::lend`).
+struct Release {
+    tx: Sender<u64>,
+    slot: u64,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.slot);
+    }
 }
 
 struct FakePipeline {
     script: Script,
-    /// Requests queued, in order; each completes one frame period after the previous.
-    queued: VecDeque<()>,
+    /// Requests queued (their slots), in order; each completes one frame period after the
+    /// previous.
+    queued: VecDeque<usize>,
+    slots: Vec<Slot>,
+    released_tx: Sender<u64>,
+    released: Receiver<u64>,
     period: Duration,
     next_at: Instant,
     /// Frames the fake sensor produced (its sequence number).
@@ -115,24 +150,42 @@ impl Pipeline for FakePipeline {
     type Request = FakeRequest;
 
     fn next(&mut self, timeout: Duration) -> Next<FakeRequest> {
-        if self.timed_out && self.queued.pop_front().is_some() {
-            return Next::Request(FakeRequest {
-                completion: Completion {
-                    cancelled: true,
-                    frame: FrameStatus::Cancelled,
-                    sequence: None,
-                    crop: None,
-                },
-            });
+        if let Ok(slot) = self.released.try_recv() {
+            return Next::Released(slot);
+        }
+        if self.timed_out {
+            if let Some(slot) = self.queued.pop_front() {
+                return Next::Request(FakeRequest {
+                    completion: Completion {
+                        cancelled: true,
+                        frame: FrameStatus::Cancelled,
+                        sequence: None,
+                        crop: None,
+                        timestamp_ns: None,
+                    },
+                    slot,
+                });
+            }
         }
         let now = Instant::now();
-        if self.dead || self.timed_out || self.queued.is_empty() || self.next_at > now + timeout {
-            std::thread::sleep(timeout);
+        let idle = self.dead || self.timed_out || self.queued.is_empty();
+        let wait = if idle || self.next_at > now + timeout {
+            timeout
+        } else {
+            self.next_at.saturating_duration_since(now)
+        };
+        // A reader giving a buffer back ends the wait: the owner requeues it at once.
+        match self.released.recv_timeout(wait) {
+            Ok(slot) => return Next::Released(slot),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+        }
+        if idle || self.next_at > Instant::now() {
             return Next::Timeout;
         }
-        std::thread::sleep(self.next_at.saturating_duration_since(now));
         self.next_at += self.period;
-        self.queued.pop_front();
+        let Some(slot) = self.queued.pop_front() else {
+            return Next::Timeout;
+        };
         let frame = self.status();
         // One jump of 2 in the sequence right after the startup frames.
         let sequence = if self.script == Script::Startup && self.produced >= 8 {
@@ -145,10 +198,22 @@ impl Pipeline for FakePipeline {
             if self.produced == after + 1 && self.restarts == 0 {
                 // The frontend times out now: this and every queued request are cancelled.
                 self.timed_out = true;
-                self.queued.push_back(());
+                self.queued.push_back(slot);
                 return self.next(timeout);
             }
         }
+        // The "sensor" writes the buffer: uniform grey by frame status.
+        let grey = match frame {
+            FrameStatus::Success => 180,
+            FrameStatus::Startup => 60,
+            FrameStatus::Error | FrameStatus::Cancelled => 0,
+        };
+        let s = &mut self.slots[slot];
+        let y = self.video.0 as usize * self.video.1 as usize;
+        let video = Arc::make_mut(&mut s.video);
+        video[..y].fill(grey);
+        video[y..].fill(128);
+        Arc::make_mut(&mut s.still).fill(grey);
         let crop = match self.script {
             Script::Squashed => WHOLE,
             _ => SQUARE,
@@ -159,7 +224,9 @@ impl Pipeline for FakePipeline {
                 frame,
                 sequence: u32::try_from(sequence).ok(),
                 crop: Some(crop),
+                timestamp_ns: Some(now_timestamps().0),
             },
+            slot,
         })
     }
 
@@ -168,28 +235,55 @@ impl Pipeline for FakePipeline {
     }
 
     fn fill(&self, req: &FakeRequest, frame: &mut FrameMut) -> bool {
-        let grey = match req.completion.frame {
-            FrameStatus::Success => 180,
-            FrameStatus::Startup => 60,
-            FrameStatus::Error | FrameStatus::Cancelled => 0,
-        };
-        let (mono, unix) = now_timestamps();
+        let s = &self.slots[req.slot];
         let f = &mut **frame;
-        f.timestamp_ns = mono;
-        f.unix_us = unix.max(unix_us_now());
+        stamp(f, req);
         let (vw, vh) = self.video;
         f.video.reshape(vw, vh, PixelFormat::I420);
-        let y = vw as usize * vh as usize;
-        f.video.data[..y].fill(grey);
-        f.video.data[y..].fill(128);
+        f.video.data.copy_from_slice(&s.video);
         let (sw, sh) = self.still;
         f.still.reshape(sw, sh, PixelFormat::Rgb24);
-        f.still.data.fill(grey);
+        f.still.data.copy_from_slice(&s.still);
         true
     }
 
-    fn requeue(&mut self, _req: FakeRequest) -> Result<(), FakeRequest> {
-        self.queued.push_back(());
+    fn lend(&mut self, req: FakeRequest, frame: &mut Frame) -> Result<(), FakeRequest> {
+        let s = &mut self.slots[req.slot];
+        let lease: crate::frames::Lease = Arc::new(Release {
+            tx: self.released_tx.clone(),
+            slot: req.slot as u64,
+        });
+        let lent = |region: &Arc<Vec<u8>>, (w, h): (u32, u32), format| {
+            let mut image = Image::new(w, h, format);
+            let len = image.data.len();
+            let region: crate::frames::Region = region.clone();
+            image.data = Pixels::lent(region, 0, len, lease.clone())?;
+            Some(image)
+        };
+        let (Some(video), Some(still)) = (
+            lent(&s.video, self.video, PixelFormat::I420),
+            lent(&s.still, self.still, PixelFormat::Rgb24),
+        ) else {
+            return Err(req);
+        };
+        stamp(frame, &req);
+        frame.video = video;
+        frame.still = still;
+        s.lent = Some(req);
+        Ok(())
+    }
+
+    fn take_lent(&mut self, token: u64) -> Option<FakeRequest> {
+        let slot = usize::try_from(token).ok()?;
+        self.slots.get_mut(slot)?.lent.take()
+    }
+
+    fn buffers(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn requeue(&mut self, req: FakeRequest) -> Result<(), FakeRequest> {
+        self.queued.push_back(req.slot);
         Ok(())
     }
 
@@ -199,10 +293,17 @@ impl Pipeline for FakePipeline {
 
     fn restart(&mut self, held: Vec<FakeRequest>) -> Result<(), String> {
         self.restarts += 1;
-        // Stop returns every request; start queues them all again.
+        // Stop returns every queued request; start queues them all again (lent ones come
+        // back through take_lent).
         self.queued.clear();
-        self.queued.extend((0..REQUESTS).map(|_| ()));
-        drop(held);
+        self.queued.extend(held.iter().map(|r| r.slot));
+        let lent: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].lent.is_some())
+            .collect();
+        let all: Vec<usize> = (0..self.slots.len())
+            .filter(|i| !lent.contains(i) && !self.queued.contains(i))
+            .collect();
+        self.queued.extend(all);
         self.timed_out = false;
         if let Script::Cancel { recover, .. } = self.script {
             self.dead = !recover;
@@ -212,12 +313,24 @@ impl Pipeline for FakePipeline {
     }
 }
 
+/// Stamps a frame with its capture time (the fake's clock: now).
+fn stamp(f: &mut Frame, req: &FakeRequest) {
+    let (mono, unix) = now_timestamps();
+    f.timestamp_ns = req.completion.timestamp_ns.unwrap_or(mono);
+    f.unix_us = unix.max(unix_us_now());
+}
+
 /// Opens the fake pipeline at the configured sizes and rate.
 pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraError> {
     tracing::warn!("{ENV}: running the fake pipeline {script:?}, not a camera");
     let video = (config.stream.width, config.stream.height);
     let still = (config.still.width, config.still.height);
-    let period = Duration::from_secs(1) / config.camera.framerate.max(1);
+    let asked = Duration::from_secs(1) / config.camera.framerate.max(1);
+    let period = match script {
+        Script::Fast { factor } => asked / factor,
+        _ => asked,
+    };
+    let pacer = super::pace::Pacer::for_rate(config.camera.framerate);
     let crop_wanted = config.camera.crop == Crop::CenterSquare;
     // Like a Pi: one ISP crop for both outputs, so their shapes must match (as libcamera.rs
     // checks after configure()).
@@ -246,9 +359,18 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
         } else {
             CropState::Disabled
         };
+        let (released_tx, released) = channel();
+        let slot = || Slot {
+            video: Arc::new(vec![0; video.0 as usize * video.1 as usize * 3 / 2]),
+            still: Arc::new(vec![0; still.0 as usize * still.1 as usize * 3]),
+            lent: None,
+        };
         let mut p = FakePipeline {
             script,
-            queued: (0..REQUESTS).map(|_| ()).collect(),
+            queued: (0..REQUESTS).collect(),
+            slots: (0..REQUESTS).map(|_| slot()).collect(),
+            released_tx,
+            released,
             period,
             next_at: Instant::now() + period,
             produced: 0,
@@ -262,7 +384,7 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
             return Ok(());
         }
         let wait = owner::restart_wait(i64::try_from(period.as_micros()).unwrap_or(i64::MAX));
-        owner.drive("fake", &mut p, crop_wanted.then_some(still), wait)
+        owner.drive("fake", &mut p, crop_wanted.then_some(still), wait, pacer)
     })?;
     Ok(Box::new(camera))
 }
@@ -289,6 +411,8 @@ mod tests {
             })
         );
         assert_eq!(parse("cancel:x"), None);
+        assert_eq!(parse("fast:3"), Some(Script::Fast { factor: 3 }));
+        assert_eq!(parse("fast:0"), None);
         assert_eq!(parse("nope"), None);
     }
 }

@@ -12,6 +12,7 @@
 pub mod controls;
 pub mod fake;
 pub mod owner;
+pub mod pace;
 pub mod pi_guard;
 #[cfg(test)]
 mod pi_model;

@@ -28,12 +28,25 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::controls::ControlsHandle;
+use super::pace::Pacer;
 use super::{Camera, CameraError, CameraInfo, CropState, FrameMut, FrameSink, Rect, StopFlag};
-use crate::frames::Stats;
+use crate::frames::{Frame, Stats};
 
 /// Empty frames lent to the owner thread at a time: one being filled while the previous one
 /// is on its way to the sink.
 pub const FRAMES_LENT: usize = 2;
+/// Requests the camera keeps queued at least: fewer, and a frame can find no buffer to go
+/// to (the sensor drops it). Beyond this, requests are lent to readers; when readers hold
+/// more, the owner copies instead (see [`max_lent`]).
+pub const MIN_QUEUED: usize = 3;
+/// Requests lent to readers at most, whatever the buffer count.
+const MAX_LENT: usize = 4;
+
+/// How many of `buffers` requests may be lent to readers at once: the newest frame (kept for
+/// stills), the one the encoder reads, one on its way; the camera keeps [`MIN_QUEUED`].
+pub fn max_lent(buffers: usize) -> usize {
+    buffers.saturating_sub(MIN_QUEUED).min(MAX_LENT)
+}
 /// Wake-up period of both loops, so `stop` is honoured promptly even when no frame comes.
 pub const TICK: Duration = Duration::from_millis(100);
 /// How long `run` waits for the owner to stop the camera after `stop` was set. Stopping a Pi
@@ -86,11 +99,15 @@ pub struct Completion {
     pub sequence: Option<u32>,
     /// The `ScalerCrop` the ISP applied, from the request's metadata.
     pub crop: Option<Rect>,
+    /// Capture time (CLOCK_BOOTTIME ns), when the camera reports it: for pacing.
+    pub timestamp_ns: Option<u64>,
 }
 
 /// A result of waiting for the next completed request.
 pub enum Next<R> {
     Request(R),
+    /// The last reader of a lent request's buffers dropped them (token from [`Pipeline::lend`]).
+    Released(u64),
     Timeout,
     /// The pipeline can deliver nothing more (its completion channel is gone).
     Closed,
@@ -107,6 +124,15 @@ pub trait Pipeline {
     /// Copies the request's buffers into `frame` and stamps its time (the owner numbers
     /// it); false when a plane is missing or short.
     fn fill(&self, req: &Self::Request, frame: &mut FrameMut) -> bool;
+    /// Lends the request's buffers instead of copying them: `frame`'s images become the
+    /// camera's buffers (stamped like `fill`), and the pipeline keeps the request until
+    /// [`Next::Released`] says the last reader dropped them, then hands it out again through
+    /// [`Pipeline::take_lent`]. Gives the request back when it cannot lend (then the owner copies).
+    fn lend(&mut self, req: Self::Request, frame: &mut Frame) -> Result<(), Self::Request>;
+    /// The lent request whose readers are done, ready to be requeued.
+    fn take_lent(&mut self, token: u64) -> Option<Self::Request>;
+    /// How many requests (buffer sets) the camera has in all.
+    fn buffers(&self) -> usize;
     /// Reuses the request and queues it again, with the controls every request carries (see
     /// `request_controls` in the libcamera pipeline). Gives the request back when the camera refuses it.
     fn requeue(&mut self, req: Self::Request) -> Result<(), Self::Request>;
@@ -121,10 +147,12 @@ pub trait Pipeline {
 pub enum Event {
     /// The camera is configured and streaming (frames are requeued unread until `run`).
     Opened(Box<Opened>),
-    /// A filled frame, and the crop state it showed when that changed.
+    /// A filled frame, and the crop state it showed when that changed. `copied`: it is one
+    /// of the empty frames `run` lent (else the camera's buffers lent to it).
     Frame {
         frame: FrameMut,
         crop: Option<CropState>,
+        copied: bool,
     },
     /// The owner stopped the camera and released everything (or never got it).
     Ended(Result<(), CameraError>),
@@ -159,8 +187,9 @@ pub fn spawn(
 ) -> Result<OwnerCamera, CameraError> {
     let (start_tx, start_rx) = sync_channel(1);
     let (empty_tx, empty_rx) = sync_channel(FRAMES_LENT);
-    // Frame events never exceed the frames lent; plus Opened and Ended.
-    let (event_tx, event_rx) = sync_channel(FRAMES_LENT + 2);
+    // Frame events never exceed the empty frames lent plus the requests lent; plus Opened
+    // and Ended.
+    let (event_tx, event_rx) = sync_channel(FRAMES_LENT + MAX_LENT + 2);
     let owner = Owner {
         start: start_rx,
         empty: empty_rx,
@@ -210,10 +239,14 @@ struct Counts {
     gaps: u64,
     lost: u64,
     restarts: u64,
+    paced: u64,
+    lent: u64,
 }
 
 impl Counts {
     fn flush(&self, stats: &Stats) {
+        stats.frames_paced.store(self.paced, Ordering::Relaxed);
+        stats.frames_lent.store(self.lent, Ordering::Relaxed);
         stats.frames_startup.store(self.startup, Ordering::Relaxed);
         stats.frames_error.store(self.error, Ordering::Relaxed);
         stats.sequence_gaps.store(self.gaps, Ordering::Relaxed);
@@ -233,14 +266,19 @@ impl Owner {
     }
 
     /// Runs the camera until stopped, or until it fails beyond recovery. `crop_aspect` is
-    /// the output shape the planned crop has, to check the crop the ISP reports.
+    /// the output shape the planned crop has, to check the crop the ISP reports; `pacer`
+    /// gives back the frames beyond the configured rate.
     pub fn drive<P: Pipeline>(
         &self,
         id: &str,
         p: &mut P,
         crop_aspect: Option<(u32, u32)>,
         restart_wait: Duration,
+        mut pacer: Pacer,
     ) -> Result<(), CameraError> {
+        let max_lent = max_lent(p.buffers());
+        // Requests lent to readers now.
+        let mut lent = 0usize;
         let mut running: Option<(StopFlag, Arc<Stats>)> = None;
         // A lent frame kept for the next request after a failed copy.
         let mut spare: Option<FrameMut> = None;
@@ -308,8 +346,19 @@ impl Owner {
                 continue;
             }
 
-            let req = match p.next(TICK) {
+            let mut req = match p.next(TICK) {
                 Next::Request(r) => r,
+                Next::Released(token) => {
+                    lent = lent.saturating_sub(1);
+                    if let Some(req) = p.take_lent(token) {
+                        if let Err(req) = p.requeue(req) {
+                            held.push(req);
+                            broken
+                                .get_or_insert_with(|| "the camera refused a request".to_string());
+                        }
+                    }
+                    continue;
+                }
                 Next::Timeout => continue,
                 Next::Closed => return Err(failed(id, "the camera's completion channel closed")),
             };
@@ -336,45 +385,81 @@ impl Owner {
                         restarts = 0;
                     }
                     restarted_at = None;
-                    if running.is_some() {
-                        match spare.take().or_else(|| self.empty.try_recv().ok()) {
-                            Some(mut frame) => {
-                                sequence += 1;
-                                if p.fill(&req, &mut frame) {
-                                    frame.sequence = sequence;
-                                    let crop = c.crop.map(|applied| match crop_aspect {
-                                        Some(a) => super::plan::crop_applied(applied, a),
-                                        None => CropState::Applied(applied),
-                                    });
-                                    if let Some(CropState::NotSquare(applied)) = crop {
-                                        if !warned_crop {
-                                            tracing::error!(camera = %id, ?applied, "the ISP applied a crop of another shape than the output: the picture is squashed");
-                                            warned_crop = true;
-                                        }
-                                    }
-                                    let crop = crop.filter(|c| last_crop != Some(*c));
-                                    if crop.is_some() {
-                                        last_crop = crop;
-                                    }
-                                    // Never full: at most FRAMES_LENT frames exist to send.
-                                    let _ = self.events.try_send(Event::Frame { frame, crop });
-                                } else {
-                                    if !warned_short {
-                                        tracing::warn!(camera = %id, sequence, "frame with missing or short planes dropped");
-                                        warned_short = true;
-                                    }
-                                    spare = Some(frame);
+                    if let Some((_, stats)) = &running {
+                        let started = Instant::now();
+                        let keep = c.timestamp_ns.is_none_or(|t| pacer.keep(t));
+                        let crop = c.crop.map(|applied| match crop_aspect {
+                            Some(a) => super::plan::crop_applied(applied, a),
+                            None => CropState::Applied(applied),
+                        });
+                        if let Some(CropState::NotSquare(applied)) = crop {
+                            if !warned_crop {
+                                tracing::error!(camera = %id, ?applied, "the ISP applied a crop of another shape than the output: the picture is squashed");
+                                warned_crop = true;
+                            }
+                        }
+                        let mut publish = |mut frame: FrameMut, sequence: u64, copied: bool| {
+                            frame.sequence = sequence;
+                            let crop = crop.filter(|c| last_crop != Some(*c));
+                            if crop.is_some() {
+                                last_crop = crop;
+                            }
+                            // Never full: at most FRAMES_LENT + max_lent frames exist to send.
+                            let _ = self.events.try_send(Event::Frame {
+                                frame,
+                                crop,
+                                copied,
+                            });
+                        };
+                        if !keep {
+                            // Beyond the configured rate: back untouched (below).
+                            counts.paced += 1;
+                        } else if lent < max_lent {
+                            // Lent, not copied: the readers give it back (Next::Released).
+                            let mut frame = Frame::empty();
+                            match p.lend(req, &mut frame) {
+                                Ok(()) => {
+                                    lent += 1;
+                                    counts.lent += 1;
+                                    sequence += 1;
+                                    publish(FrameMut::new(frame), sequence, false);
+                                    stats.camera_us.observe_since(started);
+                                    continue;
+                                }
+                                Err(r) => {
+                                    req = r;
                                 }
                             }
-                            // `run` is behind: this frame is skipped.
-                            None => counts.lost += 1,
                         }
+                        if keep {
+                            match spare.take().or_else(|| self.empty.try_recv().ok()) {
+                                Some(mut frame) => {
+                                    if p.fill(&req, &mut frame) {
+                                        let bytes = frame.video.data.len() + frame.still.data.len();
+                                        stats
+                                            .bytes_copied
+                                            .fetch_add(bytes as u64, Ordering::Relaxed);
+                                        sequence += 1;
+                                        publish(frame, sequence, true);
+                                    } else {
+                                        if !warned_short {
+                                            tracing::warn!(camera = %id, sequence, "frame with missing or short planes dropped");
+                                            warned_short = true;
+                                        }
+                                        spare = Some(frame);
+                                    }
+                                }
+                                // `run` is behind: this frame is skipped.
+                                None => counts.lost += 1,
+                            }
+                        }
+                        stats.camera_us.observe_since(started);
                     }
                 }
                 FrameStatus::Startup => counts.startup += 1,
                 FrameStatus::Error | FrameStatus::Cancelled => counts.error += 1,
             }
-            // Back to the camera at once: the data is copied.
+            // Back to the camera at once: the data is copied, or not wanted.
             if let Err(req) = p.requeue(req) {
                 held.push(req);
                 broken.get_or_insert_with(|| "the camera refused a request".to_string());
@@ -428,14 +513,20 @@ impl Camera for OwnerCamera {
         let mut stopping: Option<Instant> = None;
         loop {
             match self.events.recv_timeout(TICK) {
-                Ok(Event::Frame { frame, crop }) => {
+                Ok(Event::Frame {
+                    frame,
+                    crop,
+                    copied,
+                }) => {
                     if let Some(crop) = crop {
                         sink.set_crop(crop);
                     }
                     sink.publish(frame);
                     // One back for the one returned: FRAMES_LENT stay lent. Fails only when
                     // the owner is gone, which the next recv reports.
-                    let _ = self.empty.try_send(sink.acquire());
+                    if copied {
+                        let _ = self.empty.try_send(sink.acquire());
+                    }
                 }
                 Ok(Event::Ended(result)) => {
                     if let Some(t) = self.thread.take() {

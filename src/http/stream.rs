@@ -462,6 +462,26 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
             "Camera restarts after it stopped delivering.",
             &s.stats.camera_restarts,
         ),
+        (
+            "picker_frames_paced_total",
+            "Good frames beyond camera.framerate, given back to the camera untouched.",
+            &s.stats.frames_paced,
+        ),
+        (
+            "picker_frames_unconsumed_total",
+            "Published frames replaced before the encoder or a still read them.",
+            &s.stats.frames_unconsumed,
+        ),
+        (
+            "picker_frames_lent_total",
+            "Frames whose camera buffers were lent to readers instead of copied.",
+            &s.stats.frames_lent,
+        ),
+        (
+            "picker_camera_bytes_copied_total",
+            "Bytes the CPU copied out of camera buffers (frames that could not be lent, stills).",
+            &s.stats.bytes_copied,
+        ),
     ] {
         metric(
             name,
@@ -470,6 +490,16 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
             v.load(std::sync::atomic::Ordering::Relaxed).to_string(),
         );
     }
+    s.stats.camera_us.write(
+        &mut out,
+        "picker_camera_frame_seconds",
+        "Time the camera thread spent per good frame (lend or copy, hand-over).",
+    );
+    s.stats.encode_us.write(
+        &mut out,
+        "picker_encode_frame_seconds",
+        "Time the stream encoder spent per frame (JPEG from the video image).",
+    );
     s.write_reliability_metrics(&mut out);
     let mut resp = warp::reply::Response::new(out.into());
     resp.headers_mut().insert(

@@ -1,0 +1,134 @@
+//! Pacing to `camera.framerate`: a camera that delivers more frames than asked (libcamera's
+//! virtual camera runs at 85-100 fps whatever it is asked; a USB camera may have only faster
+//! modes) must not cost a copy or an encode per surplus frame. The owner gives such frames
+//! back to the camera untouched and counts them.
+//!
+//! Pure: decisions from capture timestamps alone, so tests replay recorded sequences.
+
+/// Decides, frame by frame, which to keep so that kept frames are at least about one period
+/// apart on average, without bursts after a late frame and without dropping frames of a
+/// camera that runs at the asked rate with jitter.
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    period_ns: u64,
+    /// When the next frame is due; `None` before the first.
+    due: Option<u64>,
+}
+
+impl Pacer {
+    /// A pacer for `period_ns` between frames; 0 keeps every frame.
+    pub fn new(period_ns: u64) -> Self {
+        Pacer {
+            period_ns,
+            due: None,
+        }
+    }
+
+    /// Frame period from the frame rate (frames per second, at least 1).
+    pub fn for_rate(fps: u32) -> Self {
+        Pacer::new(1_000_000_000 / u64::from(fps.max(1)))
+    }
+
+    /// True to keep the frame captured at `timestamp_ns`, false to give it back.
+    pub fn keep(&mut self, timestamp_ns: u64) -> bool {
+        if self.period_ns == 0 {
+            return true;
+        }
+        // A frame up to a quarter period early counts as on time: a camera running at the
+        // asked rate has jitter of a few hundred microseconds either way.
+        let slack = self.period_ns / 4;
+        match self.due {
+            Some(due) if timestamp_ns.saturating_add(slack) < due => {
+                // Too early; but a clock that went backwards (a restarted camera) starts over.
+                if due.saturating_sub(timestamp_ns) > 4 * self.period_ns {
+                    self.due = Some(timestamp_ns.saturating_add(self.period_ns));
+                    return true;
+                }
+                false
+            }
+            Some(due) => {
+                // On time: the next is due a period after this one was. Late by more than a
+                // period: start from this frame rather than catch up with a burst.
+                let next = due.saturating_add(self.period_ns);
+                self.due = Some(if timestamp_ns >= next {
+                    timestamp_ns.saturating_add(self.period_ns)
+                } else {
+                    next
+                });
+                true
+            }
+            None => {
+                self.due = Some(timestamp_ns.saturating_add(self.period_ns));
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// Kept frames out of `n` frames every `every_ns`, with `jitter(i)` added to each.
+    fn kept(fps: u32, every_ns: u64, n: u64, jitter: impl Fn(u64) -> i64) -> u64 {
+        let mut p = Pacer::for_rate(fps);
+        (0..n)
+            .filter(|i| {
+                let t = (1_000 * MS + i * every_ns) as i64 + jitter(*i);
+                p.keep(t as u64)
+            })
+            .count() as u64
+    }
+
+    #[test]
+    fn a_camera_at_the_asked_rate_keeps_every_frame_even_with_jitter() {
+        let period = 1_000_000_000 / 30;
+        assert_eq!(kept(30, period, 300, |_| 0), 300);
+        // +-2 ms of jitter, alternating.
+        let j = |i: u64| {
+            if i % 2 == 0 {
+                2 * MS as i64
+            } else {
+                -2 * MS as i64
+            }
+        };
+        assert_eq!(kept(30, period, 300, j), 300);
+        // Slightly faster than asked (30.3 fps for 30): nothing to pace yet... mostly.
+        assert!(kept(30, period * 99 / 100, 300, |_| 0) >= 297);
+    }
+
+    #[test]
+    fn a_faster_camera_is_paced_to_the_asked_rate() {
+        // The virtual camera: ~90 fps for 30 asked; 10 s of frames.
+        let k = kept(30, 1_000_000_000 / 90, 900, |_| 0);
+        assert!(
+            (295..=305).contains(&k),
+            "kept {k} of 900 for 10 s at 30 fps"
+        );
+        // 45 fps for 30 asked: two of three.
+        let k = kept(30, 1_000_000_000 / 45, 450, |_| 0);
+        assert!((295..=305).contains(&k), "kept {k} of 450");
+        // 100 fps for 1 fps asked.
+        let k = kept(1, 10 * MS, 1_000, |_| 0);
+        assert!((10..=11).contains(&k), "kept {k} of 1000");
+    }
+
+    #[test]
+    fn a_late_frame_brings_no_burst_and_a_clock_reset_no_stall() {
+        let mut p = Pacer::for_rate(10); // 100 ms
+        assert!(p.keep(1_000 * MS));
+        // 350 ms late: kept; the next is due a period after it, not at the old schedule.
+        assert!(p.keep(1_450 * MS));
+        assert!(!p.keep(1_500 * MS));
+        assert!(p.keep(1_550 * MS));
+        // The camera restarted with a new clock near zero: not paced for ever.
+        assert!(p.keep(5 * MS));
+        assert!(!p.keep(10 * MS));
+        assert!(p.keep(105 * MS));
+        // Period 0: everything kept.
+        let mut all = Pacer::new(0);
+        assert!((0..10).all(|_| all.keep(0)));
+    }
+}
