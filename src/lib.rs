@@ -27,6 +27,7 @@ pub mod camera;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod dmabuf;
 pub mod encode_pool;
 pub mod encoder;
 pub mod frames;

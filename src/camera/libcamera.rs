@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::Duration;
 
 use libcamera::camera::{
@@ -30,10 +30,10 @@ use libcamera::color_space::ColorSpace;
 use libcamera::control::{ControlList, MergePolicy};
 use libcamera::control_value::ControlValue;
 use libcamera::controls;
-use libcamera::framebuffer::AsFrameBuffer;
-use libcamera::framebuffer::FrameMetadataStatus;
+use libcamera::framebuffer::{
+    AsFrameBuffer, FrameBufferPlane, FrameMetadataStatus, OwnedFrameBuffer,
+};
 use libcamera::framebuffer_allocator::{FrameBuffer, FrameBufferAllocator};
-use libcamera::framebuffer_map::MemoryMappedFrameBuffer;
 use libcamera::geometry::{Rectangle, Size};
 use libcamera::pixel_format::PixelFormat as LcFormat;
 use libcamera::properties;
@@ -41,6 +41,7 @@ use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::{Stream, StreamRole};
 use libcamera::utils::UniquePtr;
 
+use super::buffers::{Layout, Mapped};
 use super::controls::{ControlFacts, ControlsHandle};
 use super::owner::{self, Completion, FrameStatus, Next, Pipeline};
 use super::plan::{self, ModeLimits, Orientation, RawMode, Selector};
@@ -48,7 +49,8 @@ use super::{
     Camera, CameraError, CameraInfo, CropState, FrameMut, PixelFormat, Rect, SourceKind, StreamInfo,
 };
 use crate::config::{Config, Crop};
-use crate::frames::{Image, now_timestamps, unix_us_now};
+use crate::dmabuf::{self, Heap, Mapping};
+use crate::frames::{Frame, Image, Lease, now_timestamps, unix_us_now};
 
 /// How long libcamera may take to enumerate, configure and start the camera (slow under
 /// emulation; instant on a Pi; a few configures when choosing the sensor mode).
@@ -175,24 +177,61 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
     Ok(Box::new(camera.with_controls(controls)))
 }
 
-/// The size, format and row stride of one configured stream, as we copy it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Layout {
-    width: u32,
-    height: u32,
-    format: PixelFormat,
-    stride: usize,
+/// Buffers (requests) asked of the camera per stream: the Pi's own apps use six for video.
+/// Up to `owner::max_lent` of them are lent to readers at a time, the rest stay queued.
+const BUFFERS: u32 = 6;
+
+/// What reaches the owner thread: completed requests (libcamera's thread) and lent requests
+/// whose last reader is done (any thread), through one channel so neither waits.
+enum Msg {
+    Completed(Request),
+    Released(u64),
 }
 
-type MappedBuffer = MemoryMappedFrameBuffer<FrameBuffer>;
+/// Dropped with the last image of a lent request: tells the owner to requeue it.
+struct Release {
+    tx: Sender<Msg>,
+    cookie: u64,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Released(self.cookie));
+    }
+}
+
+/// The buffers of one request, mapped for reading, and the request while it is lent.
+struct Slot {
+    video: Mapped,
+    still: Option<Mapped>,
+    lent: Option<Request>,
+}
+
+impl Slot {
+    fn mappings(&self) -> Vec<&Arc<Mapping>> {
+        let mut all = self.video.mappings();
+        if let Some(s) = &self.still {
+            for m in s.mappings() {
+                if !all.iter().any(|o| Arc::ptr_eq(o, m)) {
+                    all.push(m);
+                }
+            }
+        }
+        all
+    }
+}
 
 /// The libcamera side of the owner loop. Field order is drop order: requests come back
 /// (in `Drop`) before the allocator frees their buffers and before the camera is released.
 struct LcPipeline<'d> {
     id: String,
-    completed: Receiver<Request>,
+    completed: Receiver<Msg>,
+    /// For the leases of lent requests.
+    released: Sender<Msg>,
     /// Requests the camera refused to take back: kept, not freed under it.
     parked: Vec<Request>,
+    /// Per request cookie: its mapped buffers, and the request while lent.
+    slots: Vec<Slot>,
     disconnected: Arc<AtomicBool>,
     video: (Stream, Layout),
     still: Option<(Stream, Layout)>,
@@ -201,6 +240,10 @@ struct LcPipeline<'d> {
     /// The `[controls]` of the config and of `PUT /controls`, and what the camera advertises.
     controls: Arc<ControlsHandle>,
     control_facts: ControlFacts,
+    /// `DMA_BUF_IOCTL_SYNC` failed once (logged once).
+    warned_sync: bool,
+    /// The driver's buffers, when those are used (their descriptors are imported, duplicated).
+    _driver_buffers: Vec<FrameBuffer>,
     _alloc: FrameBufferAllocator,
     active: ActiveCamera<'d>,
 }
@@ -218,12 +261,35 @@ impl LcPipeline<'_> {
     }
 }
 
+impl LcPipeline<'_> {
+    /// Brackets the CPU's reads of a slot's buffers (`start`: before, else after).
+    fn sync(&mut self, cookie: usize, start: bool) {
+        let Some(slot) = self.slots.get(cookie) else {
+            return;
+        };
+        let mut failed = None;
+        for m in slot.mappings() {
+            let r = if start { m.begin_read() } else { m.end_read() };
+            if let Err(e) = r {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            if !self.warned_sync {
+                tracing::warn!(camera = %self.id, "DMA_BUF_IOCTL_SYNC failed (frames may show stale cache lines): {e}");
+                self.warned_sync = true;
+            }
+        }
+    }
+}
+
 impl Pipeline for LcPipeline<'_> {
     type Request = Request;
 
     fn next(&mut self, timeout: Duration) -> Next<Request> {
         match self.completed.recv_timeout(timeout) {
-            Ok(r) => Next::Request(r),
+            Ok(Msg::Completed(r)) => Next::Request(r),
+            Ok(Msg::Released(cookie)) => Next::Released(cookie),
             Err(RecvTimeoutError::Timeout) => Next::Timeout,
             Err(RecvTimeoutError::Disconnected) => Next::Closed,
         }
@@ -231,7 +297,7 @@ impl Pipeline for LcPipeline<'_> {
 
     fn completion(&self, req: &Request) -> Completion {
         let meta = req
-            .buffer::<MappedBuffer>(&self.video.0)
+            .buffer::<OwnedFrameBuffer>(&self.video.0)
             .and_then(|b| b.metadata());
         let frame = match meta.as_ref().map(|m| m.status()) {
             Some(FrameMetadataStatus::Success) => FrameStatus::Success,
@@ -248,16 +314,70 @@ impl Pipeline for LcPipeline<'_> {
                 .get::<controls::ScalerCrop>()
                 .ok()
                 .map(|c| rect(c.0)),
+            timestamp_ns: sensor_timestamp(req),
         }
     }
 
     fn fill(&self, req: &Request, frame: &mut FrameMut) -> bool {
-        fill(
+        let Some(slot) = self.slots.get(req.cookie() as usize) else {
+            return false;
+        };
+        for m in slot.mappings() {
+            let _ = m.begin_read();
+        }
+        let ok = fill(
             frame,
             req,
-            (&self.video.0, self.video.1),
-            self.still.as_ref().map(|(s, l)| (s, *l)),
-        )
+            (&slot.video, self.video.1),
+            slot.still
+                .as_ref()
+                .zip(self.still.as_ref().map(|(_, l)| *l)),
+        );
+        for m in slot.mappings() {
+            let _ = m.end_read();
+        }
+        ok
+    }
+
+    fn lend(&mut self, req: Request, frame: &mut Frame) -> Result<(), Request> {
+        let cookie = req.cookie();
+        let Some(slot) = self.slots.get(cookie as usize) else {
+            return Err(req);
+        };
+        let lease: Lease = Arc::new(Release {
+            tx: self.released.clone(),
+            cookie,
+        });
+        let video = slot.video.lend(self.video.1, &lease);
+        let still = match (&slot.still, &self.still) {
+            (Some(m), Some((_, layout))) => m.lend(*layout, &lease),
+            // One stream: the still is the video image (the same lent buffer).
+            _ => video.clone(),
+        };
+        let (Some(video), Some(still)) = (video, still) else {
+            // Dropping the lease sends a release nobody waits for: the owner ignores a cookie
+            // with nothing lent.
+            return Err(req);
+        };
+        self.sync(cookie as usize, true);
+        frame.timestamp_ns = sensor_timestamp(&req).unwrap_or_else(|| now_timestamps().0);
+        frame.unix_us = unix_us_now();
+        frame.video = video;
+        frame.still = still;
+        if let Some(slot) = self.slots.get_mut(cookie as usize) {
+            slot.lent = Some(req);
+        }
+        Ok(())
+    }
+
+    fn take_lent(&mut self, token: u64) -> Option<Request> {
+        let req = self.slots.get_mut(token as usize)?.lent.take()?;
+        self.sync(token as usize, false);
+        Some(req)
+    }
+
+    fn buffers(&self) -> usize {
+        self.slots.len()
     }
 
     fn requeue(&mut self, mut req: Request) -> Result<(), Request> {
@@ -277,9 +397,17 @@ impl Pipeline for LcPipeline<'_> {
         if let Err(e) = self.active.stop() {
             tracing::warn!(camera = %self.id, "stop before restart: {e}");
         }
-        // Stopping completes every queued request (cancelled): take them all back.
-        while let Ok(r) = self.completed.try_recv() {
-            held.push(r);
+        // Stopping completes every queued request (cancelled): take them all back. Releases
+        // of lent requests come back through the owner later (take_lent).
+        let mut releases = Vec::new();
+        while let Ok(m) = self.completed.try_recv() {
+            match m {
+                Msg::Completed(r) => held.push(r),
+                Msg::Released(cookie) => releases.push(cookie),
+            }
+        }
+        for cookie in releases {
+            let _ = self.released.send(Msg::Released(cookie));
         }
         held.append(&mut self.parked);
         self.disconnected.store(false, Ordering::Relaxed);
@@ -384,44 +512,127 @@ fn owner_body(
         adjustments: std::mem::take(&mut neg.adjustments),
     };
 
-    // Buffers, memory-mapped once; one request per buffer (pair), reused forever.
+    // Buffers: from a cached DMA heap where there is one, else the driver's; mapped once
+    // (shared with the frames that lend them); one request per buffer pair, reused forever.
+    let counts = |i: usize| {
+        let c = neg.config.get(i).expect("stream exists");
+        (c.get_buffer_count() as usize, c.get_frame_size() as usize)
+    };
+    let (video_count, video_frame_size) = counts(neg.video);
+    let (still_count, still_frame_size) = if neg.still != neg.video {
+        counts(neg.still)
+    } else {
+        (video_count, 0)
+    };
+    let count = video_count.min(still_count).max(1);
+    let heaps: &[&str] = if neg.has_sensor {
+        &dmabuf::CONTIGUOUS_HEAPS
+    } else {
+        &[
+            dmabuf::CONTIGUOUS_HEAPS[0],
+            dmabuf::CONTIGUOUS_HEAPS[1],
+            dmabuf::SYSTEM_HEAP,
+        ]
+    };
     let mut alloc = FrameBufferAllocator::new(&active);
-    let mut map = |stream: &Stream| -> Result<Vec<MappedBuffer>, CameraError> {
-        alloc
-            .alloc(stream)
-            .map_err(|e| failed(&id, format!("allocate buffers: {e}")))?
-            .into_iter()
-            .map(|b| MemoryMappedFrameBuffer::new(b).map_err(|e| failed(&id, format!("mmap: {e}"))))
-            .collect()
+    let mut driver_buffers: Vec<FrameBuffer> = Vec::new();
+    let from_heap = match Heap::open_first(heaps) {
+        Some(heap) => {
+            let sets = (0..count)
+                .map(|_| {
+                    let video = heap_buffer(&heap, video_layout, video_frame_size)?;
+                    let still = match &still {
+                        Some((_, l)) => Some(heap_buffer(&heap, *l, still_frame_size)?),
+                        None => None,
+                    };
+                    Ok::<_, std::io::Error>((video, still))
+                })
+                .collect::<Result<Vec<_>, _>>();
+            match sets {
+                Ok(sets) => {
+                    tracing::info!(camera = %id, heap = %heap.path().display(), buffers = count, "frame buffers from a cached DMA heap, imported");
+                    Some(sets)
+                }
+                Err(e) => {
+                    tracing::warn!(camera = %id, heap = %heap.path().display(), "cannot allocate frame buffers from the DMA heap ({e}): using the driver's buffers");
+                    None
+                }
+            }
+        }
+        None => {
+            tracing::warn!(camera = %id, "no DMA heap ({}): using the driver's buffers (uncached on a Raspberry Pi: CPU reads are slower)", heaps.join(", "));
+            None
+        }
     };
-    let video_bufs = map(&video_stream)?;
-    let mut still_bufs: Vec<Option<MappedBuffer>> = match &still {
-        Some((s, _)) => map(s)?.into_iter().map(Some).collect(),
-        None => Vec::new(),
+    let sets = match from_heap {
+        Some(sets) => sets,
+        None => {
+            let mut take =
+                |stream: &Stream| -> Result<Vec<(OwnedFrameBuffer, Mapped)>, CameraError> {
+                    let bufs = alloc
+                        .alloc(stream)
+                        .map_err(|e| failed(&id, format!("allocate buffers: {e}")))?;
+                    let out = bufs
+                        .iter()
+                        .map(|b| {
+                            driver_buffer(b).map_err(|e| failed(&id, format!("map buffer: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    driver_buffers.extend(bufs);
+                    Ok(out)
+                };
+            let video_bufs = take(&video_stream)?;
+            let still_bufs = match &still {
+                Some((s, _)) => take(s)?.into_iter().map(Some).collect(),
+                None => Vec::new(),
+            };
+            let mut still_bufs = still_bufs.into_iter();
+            let mut sets = Vec::new();
+            for v in video_bufs {
+                let s = match &still {
+                    // Fewer still buffers: that many requests.
+                    Some(_) => match still_bufs.next().flatten() {
+                        Some(b) => Some(b),
+                        None => break,
+                    },
+                    None => None,
+                };
+                sets.push((v, s));
+            }
+            sets
+        }
     };
-    let mut requests = Vec::with_capacity(video_bufs.len());
-    for (i, vb) in video_bufs.into_iter().enumerate() {
-        let sb = match &still {
-            Some(_) => match still_bufs.get_mut(i).and_then(Option::take) {
-                Some(b) => Some(b),
-                None => break, // fewer still buffers: that many requests
-            },
-            None => None,
-        };
+    let mut requests = Vec::with_capacity(sets.len());
+    let mut slots = Vec::with_capacity(sets.len());
+    for (i, ((vb, vm), s)) in sets.into_iter().enumerate() {
         let mut req = active
             .create_request(Some(i as u64))
             .ok_or_else(|| failed(&id, "cannot create a request"))?;
         req.add_buffer(&video_stream, vb)
             .map_err(|e| failed(&id, format!("add buffer: {e}")))?;
-        if let (Some((s, _)), Some(b)) = (&still, sb) {
-            req.add_buffer(s, b)
-                .map_err(|e| failed(&id, format!("add buffer: {e}")))?;
-        }
+        let still_mapped = match (&still, s) {
+            (Some((stream, _)), Some((sb, sm))) => {
+                req.add_buffer(stream, sb)
+                    .map_err(|e| failed(&id, format!("add buffer: {e}")))?;
+                Some(sm)
+            }
+            _ => None,
+        };
         requests.push(req);
+        slots.push(Slot {
+            video: vm,
+            still: still_mapped,
+            lent: None,
+        });
     }
-    drop(still_bufs);
 
-    let completed = active.subscribe_request_completed();
+    let (released, completed) = channel();
+    {
+        let tx = released.clone();
+        active.on_request_completed(move |r| {
+            let _ = tx.send(Msg::Completed(r));
+        });
+    }
     let disconnected = Arc::new(AtomicBool::new(false));
     {
         let disconnected = disconnected.clone();
@@ -445,7 +656,9 @@ fn owner_body(
     let mut pipeline = LcPipeline {
         id: id.clone(),
         completed,
+        released,
         parked: Vec::new(),
+        slots,
         disconnected,
         video: (video_stream, video_layout),
         still,
@@ -453,6 +666,8 @@ fn owner_body(
         start_controls,
         controls: controls_handle,
         control_facts,
+        warned_sync: false,
+        _driver_buffers: driver_buffers,
         _alloc: alloc,
         active,
     };
@@ -483,12 +698,106 @@ fn owner_body(
     let period_us = neg
         .frame_period_us
         .unwrap_or(1_000_000 / i64::from(wanted.framerate.max(1)));
+    // Frames beyond the period in force go back untouched (the virtual camera runs at
+    // 85-100 fps whatever it is asked).
+    let pacer = super::pace::Pacer::new(u64::try_from(period_us).unwrap_or(0) * 1_000);
     owner.drive(
         &id,
         &mut pipeline,
         aspect,
         super::owner::restart_wait(period_us),
+        pacer,
     )
+}
+
+/// A buffer from a DMA heap for one stream, described to libcamera for import (planes one
+/// after the other in one buffer) and mapped for reading.
+fn heap_buffer(
+    heap: &Heap,
+    layout: Layout,
+    frame_size: usize,
+) -> std::io::Result<(OwnedFrameBuffer, Mapped)> {
+    use std::os::fd::AsFd;
+    let len = layout.buffer_len(frame_size);
+    let fd = heap.alloc(len)?;
+    let map = Arc::new(Mapping::new(fd.as_fd(), len)?);
+    let planes = layout.planes();
+    let too_big = |_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "buffer too large");
+    let described = planes
+        .iter()
+        .map(|(offset, length)| {
+            Ok(FrameBufferPlane {
+                fd: fd.try_clone()?,
+                offset: u32::try_from(*offset).map_err(too_big)?,
+                length: u32::try_from(*length).map_err(too_big)?,
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let fb = OwnedFrameBuffer::new(described, None)?;
+    let mapped = Mapped {
+        planes: planes
+            .into_iter()
+            .map(|(offset, length)| (map.clone(), offset, length))
+            .collect(),
+    };
+    Ok((fb, mapped))
+}
+
+/// One of the driver's buffers: its descriptors duplicated into a buffer to import (so every
+/// request has the same buffer type) and mapped for reading, each descriptor once.
+fn driver_buffer(b: &FrameBuffer) -> std::io::Result<(OwnedFrameBuffer, Mapped)> {
+    use std::os::fd::BorrowedFd;
+    let planes: Vec<(i32, usize, usize)> = b
+        .planes()
+        .into_iter()
+        .map(|p| {
+            let offset = p.offset().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "plane without an offset")
+            })?;
+            Ok((p.fd(), offset, p.len()))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut maps: Vec<(i32, Arc<Mapping>)> = Vec::new();
+    let mut described = Vec::new();
+    let mut mapped = Vec::new();
+    for &(fd, offset, len) in &planes {
+        // SAFETY: the allocator's buffer `b` owns this descriptor and outlives this call.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let map = match maps.iter().find(|(f, _)| *f == fd) {
+            Some((_, m)) => m.clone(),
+            None => {
+                let whole = planes
+                    .iter()
+                    .filter(|(f, ..)| *f == fd)
+                    .map(|(_, o, l)| o + l)
+                    .max()
+                    .unwrap_or(0);
+                let m = Arc::new(Mapping::new(borrowed, whole)?);
+                maps.push((fd, m.clone()));
+                m
+            }
+        };
+        let too_big = |_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "buffer too large");
+        described.push(FrameBufferPlane {
+            fd: borrowed.try_clone_to_owned()?,
+            offset: u32::try_from(offset).map_err(too_big)?,
+            length: u32::try_from(len).map_err(too_big)?,
+        });
+        mapped.push((map, offset, len));
+    }
+    Ok((
+        OwnedFrameBuffer::new(described, None)?,
+        Mapped { planes: mapped },
+    ))
+}
+
+/// The capture time libcamera reports (CLOCK_BOOTTIME ns), if any.
+fn sensor_timestamp(req: &Request) -> Option<u64> {
+    req.metadata()
+        .get::<controls::SensorTimestamp>()
+        .ok()
+        .and_then(|t| u64::try_from(t.0).ok())
+        .filter(|t| *t > 0)
 }
 
 /// The camera the selector names, from libcamera's list (id and `Model` property).
@@ -521,27 +830,20 @@ fn find_camera<'a>(
 fn fill(
     frame: &mut FrameMut,
     req: &Request,
-    (video_stream, video_layout): (&Stream, Layout),
-    still: Option<(&Stream, Layout)>,
+    (video, video_layout): (&Mapped, Layout),
+    still: Option<(&Mapped, Layout)>,
 ) -> bool {
-    let timestamp = req
-        .metadata()
-        .get::<controls::SensorTimestamp>()
-        .ok()
-        .and_then(|t| u64::try_from(t.0).ok())
-        .filter(|t| *t > 0)
-        .unwrap_or_else(|| now_timestamps().0);
     let f = &mut **frame;
-    f.timestamp_ns = timestamp;
+    f.timestamp_ns = sensor_timestamp(req).unwrap_or_else(|| now_timestamps().0);
     f.unix_us = unix_us_now();
-    let video_ok = req
-        .buffer::<MappedBuffer>(video_stream)
-        .is_some_and(|b| copy_planes(&b.data(), video_layout, &mut f.video));
+    let video_ok = video
+        .slices()
+        .is_some_and(|planes| copy_planes(&planes, video_layout, &mut f.video));
     video_ok
         && match still {
-            Some((stream, layout)) => req
-                .buffer::<MappedBuffer>(stream)
-                .is_some_and(|b| copy_planes(&b.data(), layout, &mut f.still)),
+            Some((mapped, layout)) => mapped
+                .slices()
+                .is_some_and(|planes| copy_planes(&planes, layout, &mut f.still)),
             None => {
                 copy_image(&f.video, &mut f.still);
                 true
@@ -561,6 +863,9 @@ struct Negotiated {
     crop: Option<Rectangle>,
     crop_state: CropState,
     sensor_mode: Option<(u32, u32)>,
+    /// A sensor behind an ISP (a Pi), not a virtual or USB camera: its buffers must be
+    /// physically contiguous on a Pi 4.
+    has_sensor: bool,
     /// For `FrameDurationLimits`, when the camera has the control.
     frame_period_us: Option<i64>,
 }
@@ -598,11 +903,13 @@ fn build(
         let mut s = config.get_mut(still).expect("two streams");
         s.set_pixel_format(LcFormat::new(RGB888, 0));
         s.set_size(Size::new(wanted.still.0, wanted.still.1));
+        s.set_buffer_count(BUFFERS);
     }
     {
         let mut v = config.get_mut(video).expect("video stream");
         v.set_pixel_format(LcFormat::new(YUV420, 0));
         v.set_size(Size::new(wanted.video.0, wanted.video.1));
+        v.set_buffer_count(BUFFERS);
         // JPEG's own colour space (full range BT.601), so the encoder takes the planes as
         // they are; on a Pi the RGB stream then gets the matching sRGB.
         v.set_color_space(Some(ColorSpace::sycc()));
@@ -887,6 +1194,7 @@ fn negotiate(active: &mut ActiveCamera<'_>, wanted: &Wanted) -> Result<Negotiate
         crop,
         crop_state,
         sensor_mode: chosen.map(|m| (m.width, m.height)),
+        has_sensor: facts.is_some(),
         frame_period_us,
     })
 }
@@ -894,15 +1202,11 @@ fn negotiate(active: &mut ActiveCamera<'_>, wanted: &Wanted) -> Result<Negotiate
 /// Copies a camera buffer's planes into `dst`, keeping the camera's strides (so rows need no
 /// repacking). False when the buffer is shorter than the layout needs.
 fn copy_planes(src: &[&[u8]], layout: Layout, dst: &mut Image) -> bool {
-    let chroma_stride = match layout.format {
-        PixelFormat::I420 => layout.stride / 2,
-        _ => layout.stride,
-    };
     dst.reshape_strided(
         layout.width,
         layout.height,
         layout.format,
-        &[layout.stride, chroma_stride, chroma_stride],
+        &layout.strides(),
     );
     let planes = dst.planes;
     if src.len() >= planes {
@@ -1014,7 +1318,9 @@ mod tests {
             .enumerate()
             .for_each(|(i, b)| *b = i as u8);
         let mut still = Image::new(4, 2, PixelFormat::Rgb24);
-        still.data.reserve(1024);
+        if let crate::frames::Pixels::Owned(v) = &mut still.data {
+            v.reserve(1024);
+        }
         let ptr = still.data.as_ptr();
         copy_image(&video, &mut still);
         assert_eq!(still.format, PixelFormat::Nv12);

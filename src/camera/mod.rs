@@ -9,6 +9,7 @@
 //!   restarts), generic over [`owner::Pipeline`]; `libcamera` and [`fake`] implement it.
 //! - [`test_pattern`]: the built-in pattern when there is no camera.
 
+pub mod buffers;
 pub mod controls;
 pub mod fake;
 pub mod owner;

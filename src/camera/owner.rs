@@ -349,8 +349,9 @@ impl Owner {
             let mut req = match p.next(TICK) {
                 Next::Request(r) => r,
                 Next::Released(token) => {
-                    lent = lent.saturating_sub(1);
+                    // A lease of a lend that failed has nothing to give back.
                     if let Some(req) = p.take_lent(token) {
+                        lent = lent.saturating_sub(1);
                         if let Err(req) = p.requeue(req) {
                             held.push(req);
                             broken

@@ -1,0 +1,274 @@
+//! Camera buffers as picker reads them, without libcamera: where each plane of a configured
+//! stream lies (to allocate buffers for import), and an [`Image`] over a mapped buffer lent by
+//! the camera (no copy). Pure layout logic, so it is tested here with recorded layouts; the
+//! libcamera side (`libcamera.rs`) only gathers descriptors and mappings.
+
+use std::sync::Arc;
+
+use crate::dmabuf::Mapping;
+use crate::frames::{Image, Lease, PixelFormat, Pixels, Region};
+
+/// The size, format and row stride of one configured stream, as libcamera reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub width: u32,
+    pub height: u32,
+    pub format: PixelFormat,
+    /// Bytes per row of the first plane; chroma planes of planar YUV 4:2:0 have half.
+    pub stride: usize,
+}
+
+impl Layout {
+    /// Row strides per plane, the way libcamera lays its formats out.
+    pub fn strides(&self) -> [usize; 3] {
+        let chroma = match self.format {
+            PixelFormat::I420 => self.stride / 2,
+            _ => self.stride,
+        };
+        [self.stride, chroma, chroma]
+    }
+
+    /// (offset, length) of each plane in one buffer, planes one after the other: how a buffer
+    /// picker allocates for this stream is described to libcamera on import.
+    pub fn planes(&self) -> Vec<(usize, usize)> {
+        let rows = self.height as usize;
+        let chroma_rows = rows.div_ceil(2);
+        let [s0, s1, _] = self.strides();
+        let sizes: Vec<usize> = match self.format {
+            PixelFormat::I420 => vec![s0 * rows, s1 * chroma_rows, s1 * chroma_rows],
+            PixelFormat::Nv12 => vec![s0 * rows, s1 * chroma_rows],
+            PixelFormat::Yuyv | PixelFormat::Rgb24 | PixelFormat::Bgr24 => vec![s0 * rows],
+        };
+        let mut offset = 0;
+        sizes
+            .into_iter()
+            .map(|len| {
+                let plane = (offset, len);
+                offset += len;
+                plane
+            })
+            .collect()
+    }
+
+    /// Bytes one buffer needs: the planes, or libcamera's frame size when that is larger.
+    pub fn buffer_len(&self, frame_size: usize) -> usize {
+        let planes: usize = self.planes().iter().map(|(_, len)| len).sum();
+        planes.max(frame_size)
+    }
+}
+
+/// One stream's buffer of one request: each plane's mapping and its (offset, length) there.
+#[derive(Clone, Debug)]
+pub struct Mapped {
+    pub planes: Vec<(Arc<Mapping>, usize, usize)>,
+}
+
+impl Mapped {
+    /// The plane bytes, for copying (`None` when a plane lies outside its mapping).
+    pub fn slices(&self) -> Option<Vec<&[u8]>> {
+        self.planes
+            .iter()
+            .map(|(m, offset, len)| (**m).as_ref().get(*offset..offset.checked_add(*len)?))
+            .collect()
+    }
+
+    /// The distinct mappings (one, usually), for `DMA_BUF_IOCTL_SYNC` around CPU reads.
+    pub fn mappings(&self) -> Vec<&Arc<Mapping>> {
+        let mut out: Vec<&Arc<Mapping>> = Vec::new();
+        for (m, _, _) in &self.planes {
+            if !out.iter().any(|o| Arc::ptr_eq(o, m)) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// The buffer as an image, no copy: `None` when its planes are not all in one mapping or
+    /// do not hold the layout (then the camera's frame is copied instead).
+    pub fn lend(&self, layout: Layout, lease: &Lease) -> Option<Image> {
+        let (first, ..) = self.planes.first()?;
+        if !self.planes.iter().all(|(m, ..)| Arc::ptr_eq(m, first)) {
+            return None;
+        }
+        let mut image = Image::new(0, 0, layout.format);
+        image.reshape_strided(
+            layout.width,
+            layout.height,
+            layout.format,
+            &layout.strides(),
+        );
+        let planes = image.planes;
+        if self.planes.len() >= planes {
+            for i in 0..planes {
+                image.offsets[i] = self.planes[i].1;
+            }
+        } else if self.planes.len() == 1 {
+            // All planes in one buffer plane, one after the other, from its offset.
+            let base = self.planes[0].1;
+            for i in 0..planes {
+                image.offsets[i] += base;
+            }
+        } else {
+            return None;
+        }
+        let needed = image.needed_len();
+        let region: Region = first.clone();
+        image.data = Pixels::lent(region, 0, needed, lease.clone())?;
+        // Every plane inside the lent bytes (offsets may be out of order).
+        let sizes_ok = (0..planes).all(|i| image.plane(i).len() == plane_len(&image, i));
+        sizes_ok.then_some(image)
+    }
+}
+
+fn plane_len(image: &Image, i: usize) -> usize {
+    let rows = match (image.format, i) {
+        (PixelFormat::I420 | PixelFormat::Nv12, 1 | 2) => (image.height as usize).div_ceil(2),
+        _ => image.height as usize,
+    };
+    image.strides[i] * rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    fn mapping(bytes: &[u8]) -> Arc<Mapping> {
+        let fd = nix::sys::memfd::memfd_create(c"picker-test", nix::sys::memfd::MFdFlags::empty())
+            .unwrap();
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes).unwrap();
+        let fd = OwnedFd::from(f);
+        Arc::new(Mapping::new(fd.as_fd(), bytes.len()).unwrap())
+    }
+
+    fn lease() -> Lease {
+        Arc::new(())
+    }
+
+    #[test]
+    fn plane_layouts_for_import() {
+        // The Pi's 512x512 outputs: YUV420 with a 512 stride, RGB888 at 1536.
+        let yuv = Layout {
+            width: 512,
+            height: 512,
+            format: PixelFormat::I420,
+            stride: 512,
+        };
+        assert_eq!(
+            yuv.planes(),
+            vec![(0, 262_144), (262_144, 65_536), (327_680, 65_536)]
+        );
+        assert_eq!(yuv.buffer_len(0), 393_216);
+        assert_eq!(yuv.buffer_len(400_000), 400_000);
+        let rgb = Layout {
+            width: 512,
+            height: 512,
+            format: PixelFormat::Bgr24,
+            stride: 1536,
+        };
+        assert_eq!(rgb.planes(), vec![(0, 786_432)]);
+        // The virtual camera's NV12, odd height: chroma rows round up.
+        let nv12 = Layout {
+            width: 6,
+            height: 5,
+            format: PixelFormat::Nv12,
+            stride: 8,
+        };
+        assert_eq!(nv12.planes(), vec![(0, 40), (40, 24)]);
+    }
+
+    #[test]
+    fn a_lent_image_reads_the_buffer_in_place() {
+        // NV12 4x2, stride 8, planes at 0 and 16 of one buffer.
+        let bytes: Vec<u8> = (0..32u8).collect();
+        let m = mapping(&bytes);
+        let layout = Layout {
+            width: 4,
+            height: 2,
+            format: PixelFormat::Nv12,
+            stride: 8,
+        };
+        let mapped = Mapped {
+            planes: vec![(m.clone(), 0, 16), (m.clone(), 16, 8)],
+        };
+        let img = mapped.lend(layout, &lease()).expect("lendable");
+        assert!(img.data.is_lent());
+        assert_eq!(img.plane(0), &bytes[..16]);
+        assert_eq!(img.plane(1), &bytes[16..24]);
+        // The same data through the copy path.
+        assert_eq!(mapped.slices().unwrap(), vec![&bytes[..16], &bytes[16..24]]);
+        assert_eq!(mapped.mappings().len(), 1);
+    }
+
+    #[test]
+    fn all_planes_in_one_buffer_plane_and_at_an_offset() {
+        // I420 4x2 stride 4 after 8 bytes of something else: Y 8, U 2, V 2.
+        let bytes: Vec<u8> = (0..20u8).collect();
+        let m = mapping(&bytes);
+        let layout = Layout {
+            width: 4,
+            height: 2,
+            format: PixelFormat::I420,
+            stride: 4,
+        };
+        let mapped = Mapped {
+            planes: vec![(m, 8, 12)],
+        };
+        let img = mapped.lend(layout, &lease()).expect("lendable");
+        assert_eq!(img.plane(0), &bytes[8..16]);
+        assert_eq!(img.plane(1), &bytes[16..18]);
+        assert_eq!(img.plane(2), &bytes[18..20]);
+    }
+
+    #[test]
+    fn buffers_that_cannot_be_lent_are_refused_not_misread() {
+        let layout = Layout {
+            width: 4,
+            height: 2,
+            format: PixelFormat::Nv12,
+            stride: 8,
+        };
+        let a = mapping(&[0; 16]);
+        let b = mapping(&[0; 8]);
+        // Planes in two buffers: copied instead.
+        let split = Mapped {
+            planes: vec![(a.clone(), 0, 16), (b, 0, 8)],
+        };
+        assert!(split.lend(layout, &lease()).is_none());
+        assert_eq!(split.mappings().len(), 2);
+        // A buffer too short for the layout.
+        let short = Mapped {
+            planes: vec![(a.clone(), 0, 16), (a.clone(), 12, 8)],
+        };
+        assert!(short.lend(layout, &lease()).is_none());
+        assert!(short.slices().is_none());
+        // No planes at all.
+        assert!(Mapped { planes: vec![] }.lend(layout, &lease()).is_none());
+    }
+
+    #[test]
+    fn the_lease_lives_as_long_as_any_image_of_it() {
+        let m = mapping(&[7; 48]);
+        let layout = Layout {
+            width: 4,
+            height: 4,
+            format: PixelFormat::Rgb24,
+            stride: 12,
+        };
+        let lease: Lease = Arc::new(());
+        let img = Mapped {
+            planes: vec![(m, 0, 48)],
+        }
+        .lend(layout, &lease)
+        .unwrap();
+        let copy = img.clone();
+        drop(img);
+        assert_eq!(Arc::strong_count(&lease), 2, "the clone still holds it");
+        let owned = copy.to_owned_image();
+        drop(copy);
+        assert_eq!(Arc::strong_count(&lease), 1, "an owned copy holds nothing");
+        assert!(owned.data.iter().all(|b| *b == 7));
+    }
+}
