@@ -13,6 +13,9 @@ pub struct Pacer {
     period_ns: u64,
     /// When the next frame is due; `None` before the first.
     due: Option<u64>,
+    /// The previous frame's time (kept or not): the camera's own interval tells whether the
+    /// next frame will be closer to the schedule than this one.
+    last: Option<u64>,
 }
 
 impl Pacer {
@@ -21,6 +24,7 @@ impl Pacer {
         Pacer {
             period_ns,
             due: None,
+            last: None,
         }
     }
 
@@ -31,37 +35,42 @@ impl Pacer {
 
     /// True to keep the frame captured at `timestamp_ns`, false to give it back.
     pub fn keep(&mut self, timestamp_ns: u64) -> bool {
+        let interval = self.last.map(|l| timestamp_ns.saturating_sub(l));
+        self.last = Some(timestamp_ns);
         if self.period_ns == 0 {
             return true;
         }
-        // A frame up to a quarter period early counts as on time: a camera running at the
-        // asked rate has jitter of a few hundred microseconds either way.
-        let slack = self.period_ns / 4;
-        match self.due {
-            Some(due) if timestamp_ns.saturating_add(slack) < due => {
-                // Too early; but a clock that went backwards (a restarted camera) starts over.
-                if due.saturating_sub(timestamp_ns) > 4 * self.period_ns {
-                    self.due = Some(timestamp_ns.saturating_add(self.period_ns));
-                    return true;
-                }
-                false
-            }
-            Some(due) => {
-                // On time: the next is due a period after this one was. Late by more than a
-                // period: start from this frame rather than catch up with a burst.
-                let next = due.saturating_add(self.period_ns);
-                self.due = Some(if timestamp_ns >= next {
-                    timestamp_ns.saturating_add(self.period_ns)
-                } else {
-                    next
-                });
-                true
-            }
-            None => {
+        let Some(due) = self.due else {
+            self.due = Some(timestamp_ns.saturating_add(self.period_ns));
+            return true;
+        };
+        if timestamp_ns < due {
+            let early = due - timestamp_ns;
+            // A clock that went backwards (a restarted camera) starts over.
+            if early > 4 * self.period_ns {
                 self.due = Some(timestamp_ns.saturating_add(self.period_ns));
-                true
+                return true;
+            }
+            // Early: kept only when within a quarter period (a camera at the asked rate has
+            // jitter either way) and closer to the schedule than the next frame will be, by
+            // the camera's own interval (a camera faster than asked has a better one coming).
+            let next_late = interval.map(|i| i.saturating_sub(early));
+            if early > self.period_ns / 4 || next_late.is_some_and(|late| late <= early) {
+                return false;
             }
         }
+        // Kept. The next is due a period after the schedule, or after this frame if it came
+        // early: a camera slightly faster than asked (a sensor's frame length is quantised)
+        // must not drift out of the slack and lose a frame every few seconds. Late by more than
+        // a period: start from this frame rather than catch up with a burst.
+        let next = due.saturating_add(self.period_ns);
+        let after_this = timestamp_ns.saturating_add(self.period_ns);
+        self.due = Some(if timestamp_ns >= next {
+            after_this
+        } else {
+            next.min(after_this)
+        });
+        true
     }
 }
 
@@ -95,8 +104,10 @@ mod tests {
             }
         };
         assert_eq!(kept(30, period, 300, j), 300);
-        // Slightly faster than asked (30.3 fps for 30): nothing to pace yet... mostly.
-        assert!(kept(30, period * 99 / 100, 300, |_| 0) >= 297);
+        // Slightly faster than asked (a sensor's quantised frame length: 30.3 fps for 30):
+        // every frame kept, however long it runs; the early time must not add up.
+        assert_eq!(kept(30, period * 99 / 100, 3_000, |_| 0), 3_000);
+        assert_eq!(kept(30, period * 996 / 1000, 3_000, j), 3_000);
     }
 
     #[test]
