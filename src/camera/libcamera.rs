@@ -524,7 +524,11 @@ fn owner_body(
     } else {
         (video_count, 0)
     };
+    // What the camera settled on; picker's own (heap) buffers are never fewer than BUFFERS
+    // (the virtual camera says 4 whatever it is asked): requests beyond those the camera
+    // needs are what can be lent without starving it.
     let count = video_count.min(still_count).max(1);
+    let heap_count = count.max(BUFFERS as usize);
     let heaps: &[&str] = if neg.has_sensor {
         &dmabuf::CONTIGUOUS_HEAPS
     } else {
@@ -538,7 +542,7 @@ fn owner_body(
     let mut driver_buffers: Vec<FrameBuffer> = Vec::new();
     let from_heap = match Heap::open_first(heaps) {
         Some(heap) => {
-            let sets = (0..count)
+            let sets = (0..heap_count)
                 .map(|_| {
                     let video = heap_buffer(&heap, video_layout, video_frame_size)?;
                     let still = match &still {
@@ -550,7 +554,7 @@ fn owner_body(
                 .collect::<Result<Vec<_>, _>>();
             match sets {
                 Ok(sets) => {
-                    tracing::info!(camera = %id, heap = %heap.path().display(), buffers = count, "frame buffers from a cached DMA heap, imported");
+                    tracing::info!(camera = %id, heap = %heap.path().display(), buffers = heap_count, "frame buffers from a cached DMA heap, imported");
                     Some(sets)
                 }
                 Err(e) => {
