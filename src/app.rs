@@ -172,6 +172,8 @@ impl Shared {
         if !frame.is_lent() {
             return frame;
         }
+        // The copy is made under the lock (a millisecond at most): concurrent requests for a
+        // new frame wait for one copy instead of each making its own.
         let mut last = self.detached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(d) = last.as_ref().filter(|d| d.sequence == frame.sequence) {
             return d.clone();

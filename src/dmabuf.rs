@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 /// The heaps picker allocates from, in order: Raspberry Pi OS's cached video heap, then the
-/// kernel's CMA heap (both physically contiguous, as the Pi 4's ISP needs).
+/// kernel's CMA heap, as rpicam-apps does. On a Pi 4 both are physically contiguous, as its ISP
+/// needs; on a Pi 5 `vidbuf_cached` is the system heap, which its ISP (behind an IOMMU) takes.
 pub const CONTIGUOUS_HEAPS: [&str; 2] = ["/dev/dma_heap/vidbuf_cached", "/dev/dma_heap/linux,cma"];
 /// The kernel's system heap: cached but not contiguous, so only for cameras whose pipeline
 /// does not DMA into the buffer through an ISP without an IOMMU (the virtual camera, which
@@ -39,15 +40,22 @@ pub struct Mapping {
 }
 
 // SAFETY: the mapping is read-only memory owned by this value until drop; sharing a pointer to
-// it between threads is as safe as sharing a `&[u8]`. Writes by the device happen only while
-// no reader holds a lent frame (see `camera::owner`).
+// it between threads is as safe as sharing a `&[u8]` under the contract of `Mapping::new`
+// (nobody writes the buffer while it is read).
 unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps the first `len` bytes of the buffer behind `fd` (duplicated: the caller keeps its
     /// own descriptor).
-    pub fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+    ///
+    /// # Safety
+    ///
+    /// The bytes are handed out as `&[u8]`: the caller reads them only while no device or
+    /// process writes the buffer (for a camera buffer: while its request is completed and
+    /// not queued again, see `camera::owner`), and the buffer must not shrink below `len`
+    /// (a truncated memfd would fault).
+    pub unsafe fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty buffer"));
         }
@@ -253,7 +261,8 @@ mod tests {
     fn a_mapping_reads_the_buffer_and_outlives_the_callers_descriptor() {
         let bytes: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let fd = memfd_with(&bytes);
-        let m = Mapping::new(fd.as_fd(), bytes.len()).unwrap();
+        // SAFETY: this test's memfd, written before and never after.
+        let m = unsafe { Mapping::new(fd.as_fd(), bytes.len()) }.unwrap();
         drop(fd);
         assert_eq!(m.as_ref(), &bytes[..]);
         // A memfd is no DMA-BUF: no sync needed, and bracketing is a no-op, not an error.
@@ -277,7 +286,8 @@ mod tests {
     #[test]
     fn an_empty_or_bad_buffer_is_an_error_not_a_panic() {
         let fd = memfd_with(b"x");
-        assert!(Mapping::new(fd.as_fd(), 0).is_err());
+        // SAFETY: as above.
+        assert!(unsafe { Mapping::new(fd.as_fd(), 0) }.is_err());
         let err = Heap::open(Path::new("/nonexistent/dma_heap/x")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/dma_heap/x"), "{err}");
     }
@@ -292,7 +302,8 @@ mod tests {
             return;
         };
         let fd = heap.alloc(64 * 1024).unwrap();
-        let m = Mapping::new(fd.as_fd(), 64 * 1024).unwrap();
+        // SAFETY: a fresh heap buffer nobody else has.
+        let m = unsafe { Mapping::new(fd.as_fd(), 64 * 1024) }.unwrap();
         assert!(m.syncs(), "a heap buffer is a DMA-BUF");
         m.begin_read().unwrap();
         assert!(m.as_ref().iter().all(|b| *b == 0));

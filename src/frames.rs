@@ -199,6 +199,33 @@ impl Image {
         format: PixelFormat,
         strides: &[usize],
     ) {
+        let len = self.set_layout(width, height, format, strides);
+        self.data.resize(len);
+    }
+
+    /// An image with this layout and no pixels yet (nothing allocated): for lent buffers.
+    pub fn layout_only(width: u32, height: u32, format: PixelFormat, strides: &[usize]) -> Image {
+        let mut image = Image {
+            width: 0,
+            height: 0,
+            format,
+            planes: 0,
+            strides: [0; 3],
+            offsets: [0; 3],
+            data: Pixels::default(),
+        };
+        image.set_layout(width, height, format, strides);
+        image
+    }
+
+    /// Sets size, format, strides and tight plane offsets; returns the bytes they span.
+    fn set_layout(
+        &mut self,
+        width: u32,
+        height: u32,
+        format: PixelFormat,
+        strides: &[usize],
+    ) -> usize {
         let (sizes, planes) = format.plane_sizes(width as usize, height as usize);
         let mut offset = 0;
         for (i, (min_stride, rows)) in sizes.iter().take(planes).enumerate() {
@@ -215,7 +242,7 @@ impl Image {
         self.height = height;
         self.format = format;
         self.planes = planes;
-        self.data.resize(offset);
+        offset
     }
 
     /// Bytes of plane data the layout needs (stride padding included), for checking a

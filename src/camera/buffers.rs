@@ -90,8 +90,8 @@ impl Mapped {
         if !self.planes.iter().all(|(m, ..)| Arc::ptr_eq(m, first)) {
             return None;
         }
-        let mut image = Image::new(0, 0, layout.format);
-        image.reshape_strided(
+        // The layout alone: no pixels allocated (they are the camera's).
+        let mut image = Image::layout_only(
             layout.width,
             layout.height,
             layout.format,
@@ -140,7 +140,8 @@ mod tests {
         let mut f = std::fs::File::from(fd);
         f.write_all(bytes).unwrap();
         let fd = OwnedFd::from(f);
-        Arc::new(Mapping::new(fd.as_fd(), bytes.len()).unwrap())
+        // SAFETY: this test's memfd, written before and never after.
+        Arc::new(unsafe { Mapping::new(fd.as_fd(), bytes.len()) }.unwrap())
     }
 
     fn lease() -> Lease {

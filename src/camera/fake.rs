@@ -210,10 +210,14 @@ impl Pipeline for FakePipeline {
         };
         let s = &mut self.slots[slot];
         let y = self.video.0 as usize * self.video.1 as usize;
-        let video = Arc::make_mut(&mut s.video);
+        // Only requeued buffers are written: one a reader still held would be a bug of the
+        // owner (a request requeued while lent), and must not pass silently.
+        let video = Arc::get_mut(&mut s.video).expect("the camera wrote a buffer a reader holds");
         video[..y].fill(grey);
         video[y..].fill(128);
-        Arc::make_mut(&mut s.still).fill(grey);
+        Arc::get_mut(&mut s.still)
+            .expect("the camera wrote a buffer a reader holds")
+            .fill(grey);
         let crop = match self.script {
             Script::Squashed => WHOLE,
             _ => SQUARE,
@@ -234,7 +238,7 @@ impl Pipeline for FakePipeline {
         req.completion
     }
 
-    fn fill(&self, req: &FakeRequest, frame: &mut FrameMut) -> bool {
+    fn fill(&self, req: &FakeRequest, frame: &mut FrameMut) -> Option<usize> {
         let s = &self.slots[req.slot];
         let f = &mut **frame;
         stamp(f, req);
@@ -244,7 +248,7 @@ impl Pipeline for FakePipeline {
         let (sw, sh) = self.still;
         f.still.reshape(sw, sh, PixelFormat::Rgb24);
         f.still.data.copy_from_slice(&s.still);
-        true
+        Some(s.video.len() + s.still.len())
     }
 
     fn lend(&mut self, req: FakeRequest, frame: &mut Frame) -> Result<(), FakeRequest> {
@@ -254,8 +258,8 @@ impl Pipeline for FakePipeline {
             slot: req.slot as u64,
         });
         let lent = |region: &Arc<Vec<u8>>, (w, h): (u32, u32), format| {
-            let mut image = Image::new(w, h, format);
-            let len = image.data.len();
+            let mut image = Image::layout_only(w, h, format, &[]);
+            let len = image.needed_len();
             let region: crate::frames::Region = region.clone();
             image.data = Pixels::lent(region, 0, len, lease.clone())?;
             Some(image)

@@ -242,6 +242,12 @@ struct LcPipeline<'d> {
     control_facts: ControlFacts,
     /// `DMA_BUF_IOCTL_SYNC` failed once (logged once).
     warned_sync: bool,
+    /// Frames may be lent: buffers from a cached heap, or a camera without an ISP. A Pi's
+    /// driver buffers are uncached: the encoder reading them in place would be slower than
+    /// one copy out (rpicam-apps' finding), so those frames are copied.
+    lend_ok: bool,
+    /// A buffer's planes were in several mappings: copied instead (logged once).
+    warned_lend: bool,
     /// The driver's buffers, when those are used (their descriptors are imported, duplicated).
     _driver_buffers: Vec<FrameBuffer>,
     _alloc: FrameBufferAllocator,
@@ -318,10 +324,8 @@ impl Pipeline for LcPipeline<'_> {
         }
     }
 
-    fn fill(&self, req: &Request, frame: &mut FrameMut) -> bool {
-        let Some(slot) = self.slots.get(req.cookie() as usize) else {
-            return false;
-        };
+    fn fill(&self, req: &Request, frame: &mut FrameMut) -> Option<usize> {
+        let slot = self.slots.get(req.cookie() as usize)?;
         for m in slot.mappings() {
             let _ = m.begin_read();
         }
@@ -340,6 +344,9 @@ impl Pipeline for LcPipeline<'_> {
     }
 
     fn lend(&mut self, req: Request, frame: &mut Frame) -> Result<(), Request> {
+        if !self.lend_ok {
+            return Err(req);
+        }
         let cookie = req.cookie();
         let Some(slot) = self.slots.get(cookie as usize) else {
             return Err(req);
@@ -357,6 +364,10 @@ impl Pipeline for LcPipeline<'_> {
         let (Some(video), Some(still)) = (video, still) else {
             // Dropping the lease sends a release nobody waits for: the owner ignores a cookie
             // with nothing lent.
+            if !self.warned_lend {
+                tracing::warn!(camera = %self.id, "a frame buffer's planes cannot be read in place (several descriptors, or short): frames are copied");
+                self.warned_lend = true;
+            }
             return Err(req);
         };
         self.sync(cookie as usize, true);
@@ -568,6 +579,10 @@ fn owner_body(
             None
         }
     };
+    let lend_ok = from_heap.is_some() || !neg.has_sensor;
+    if !lend_ok {
+        tracing::warn!(camera = %id, "the driver's buffers are uncached: each frame is copied out once instead of read in place");
+    }
     let sets = match from_heap {
         Some(sets) => sets,
         None => {
@@ -671,6 +686,8 @@ fn owner_body(
         controls: controls_handle,
         control_facts,
         warned_sync: false,
+        lend_ok,
+        warned_lend: false,
         _driver_buffers: driver_buffers,
         _alloc: alloc,
         active,
@@ -724,7 +741,8 @@ fn heap_buffer(
     use std::os::fd::AsFd;
     let len = layout.buffer_len(frame_size);
     let fd = heap.alloc(len)?;
-    let map = Arc::new(Mapping::new(fd.as_fd(), len)?);
+    // SAFETY: read only while its request is in hand or lent (LcPipeline::fill, lend).
+    let map = Arc::new(unsafe { Mapping::new(fd.as_fd(), len) }?);
     let planes = layout.planes();
     let too_big = |_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "buffer too large");
     let described = planes
@@ -765,7 +783,13 @@ fn driver_buffer(b: &FrameBuffer) -> std::io::Result<(OwnedFrameBuffer, Mapped)>
     let mut described = Vec::new();
     let mut mapped = Vec::new();
     for &(fd, offset, len) in &planes {
-        // SAFETY: the allocator's buffer `b` owns this descriptor and outlives this call.
+        if fd < 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "plane without a descriptor",
+            ));
+        }
+        // SAFETY: the allocator's buffer `b` owns this open descriptor and outlives this call.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let map = match maps.iter().find(|(f, _)| *f == fd) {
             Some((_, m)) => m.clone(),
@@ -776,7 +800,8 @@ fn driver_buffer(b: &FrameBuffer) -> std::io::Result<(OwnedFrameBuffer, Mapped)>
                     .map(|(_, o, l)| o + l)
                     .max()
                     .unwrap_or(0);
-                let m = Arc::new(Mapping::new(borrowed, whole)?);
+                // SAFETY: read only while its request is in hand or lent.
+                let m = Arc::new(unsafe { Mapping::new(borrowed, whole) }?);
                 maps.push((fd, m.clone()));
                 m
             }
@@ -830,29 +855,32 @@ fn find_camera<'a>(
     cameras.get(index).ok_or_else(not_found)
 }
 
-/// Copies the request's buffers into `frame`. False when a plane is missing or short.
+/// Copies the request's buffers into `frame`: the bytes copied out of the camera's buffers,
+/// `None` when a plane is missing or short.
 fn fill(
     frame: &mut FrameMut,
     req: &Request,
     (video, video_layout): (&Mapped, Layout),
     still: Option<(&Mapped, Layout)>,
-) -> bool {
+) -> Option<usize> {
     let f = &mut **frame;
     f.timestamp_ns = sensor_timestamp(req).unwrap_or_else(|| now_timestamps().0);
     f.unix_us = unix_us_now();
-    let video_ok = video
-        .slices()
-        .is_some_and(|planes| copy_planes(&planes, video_layout, &mut f.video));
-    video_ok
-        && match still {
-            Some((mapped, layout)) => mapped
-                .slices()
-                .is_some_and(|planes| copy_planes(&planes, layout, &mut f.still)),
-            None => {
-                copy_image(&f.video, &mut f.still);
-                true
-            }
+    let planes = video.slices()?;
+    copy_planes(&planes, video_layout, &mut f.video).then_some(())?;
+    let video_bytes = f.video.data.len();
+    match still {
+        Some((mapped, layout)) => {
+            let planes = mapped.slices()?;
+            copy_planes(&planes, layout, &mut f.still).then_some(())?;
+            Some(video_bytes + f.still.data.len())
         }
+        None => {
+            // From the copy just made, not from the camera's buffer.
+            copy_image(&f.video, &mut f.still);
+            Some(video_bytes)
+        }
+    }
 }
 
 /// What negotiation settled on.

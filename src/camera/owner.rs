@@ -122,8 +122,9 @@ pub trait Pipeline {
     fn next(&mut self, timeout: Duration) -> Next<Self::Request>;
     fn completion(&self, req: &Self::Request) -> Completion;
     /// Copies the request's buffers into `frame` and stamps its time (the owner numbers
-    /// it); false when a plane is missing or short.
-    fn fill(&self, req: &Self::Request, frame: &mut FrameMut) -> bool;
+    /// it). Returns the bytes copied out of the camera's buffers; `None` when a plane is
+    /// missing or short.
+    fn fill(&self, req: &Self::Request, frame: &mut FrameMut) -> Option<usize>;
     /// Lends the request's buffers instead of copying them: `frame`'s images become the
     /// camera's buffers (stamped like `fill`), and the pipeline keeps the request until
     /// [`Next::Released`] says the last reader dropped them, then hands it out again through
@@ -435,13 +436,13 @@ impl Owner {
                         if keep {
                             match spare.take().or_else(|| self.empty.try_recv().ok()) {
                                 Some(mut frame) => {
-                                    if p.fill(&req, &mut frame) {
-                                        let bytes = frame.video.data.len() + frame.still.data.len();
+                                    if let Some(bytes) = p.fill(&req, &mut frame) {
                                         stats
                                             .bytes_copied
                                             .fetch_add(bytes as u64, Ordering::Relaxed);
                                         sequence += 1;
                                         publish(frame, sequence, true);
+                                        stats.camera_us.observe_since(started);
                                     } else {
                                         if !warned_short {
                                             tracing::warn!(camera = %id, sequence, "frame with missing or short planes dropped");
@@ -454,7 +455,6 @@ impl Owner {
                                 None => counts.lost += 1,
                             }
                         }
-                        stats.camera_us.observe_since(started);
                     }
                 }
                 FrameStatus::Startup => counts.startup += 1,

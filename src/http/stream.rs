@@ -469,7 +469,7 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
         ),
         (
             "picker_frames_unconsumed_total",
-            "Published frames replaced before the encoder or a still read them.",
+            "Published frames replaced before the encoder or a still read them (frames paced out or lost are counted apart).",
             &s.stats.frames_unconsumed,
         ),
         (
@@ -493,7 +493,7 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
     s.stats.camera_us.write(
         &mut out,
         "picker_camera_frame_seconds",
-        "Time the camera thread spent per good frame (lend or copy, hand-over).",
+        "Time the camera thread spent per published frame (lend or copy, hand-over).",
     );
     s.stats.encode_us.write(
         &mut out,
