@@ -287,3 +287,39 @@ fn a_camera_faster_than_the_configured_rate_is_paced() {
     assert!(encoded <= captured, "encoded {encoded} of {captured}");
     assert_eq!(metric(&p, "picker_camera_bytes_copied_total") % 1.0, 0.0);
 }
+
+/// Issue 14: a camera that renders a frame the moment a request is queued (libcamera's
+/// virtual camera, in picker's own process) is paced by when picker gives requests back, not
+/// by throwing away the frames it made too early.
+#[test]
+fn a_camera_that_makes_a_frame_per_request_is_paced_by_its_requests() {
+    let dir = temp_dir();
+    let text = config_text(
+        dir.path(),
+        &[
+            "camera.framerate = 10",
+            "stream.width = 128",
+            "stream.height = 128",
+            "still.width = 128",
+            "still.height = 128",
+        ],
+    );
+    let mut p = Picker::start_config(dir, &text, &[("PICKER_TEST_PIPELINE", "on-demand")]);
+    let mut stream = p.mjpeg("");
+    for _ in 0..20 {
+        stream.next_part();
+    }
+    let captured = metric(&p, "picker_frames_captured_total");
+    let paced = metric(&p, "picker_frames_paced_total");
+    // Requeued at once, every request would come back at once as a frame to throw away
+    // (thousands a second); held until the next frame is nearly due, about one made too early
+    // per good one at most.
+    assert!(captured >= 19.0, "captured {captured}");
+    assert!(
+        paced <= captured + 8.0,
+        "paced {paced}, captured {captured}"
+    );
+    drop(stream);
+    let (status, _) = p.terminate();
+    assert!(status.success(), "{status:?}\n{}", p.log_text());
+}

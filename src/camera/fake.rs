@@ -10,8 +10,10 @@
 //!   dead however often it is restarted;
 //! - `cancel-once:N`: the same, but the first restart brings it back;
 //! - `squashed`: good frames whose metadata reports the whole 16:9 sensor as the crop;
-//! - `fast:K`: good frames at K times `camera.framerate` (a camera that ignores the asked
-//!   rate, as libcamera's virtual one does).
+//! - `fast:K`: good frames at K times `camera.framerate` (a free-running camera faster than
+//!   asked, as a USB camera with only faster modes);
+//! - `on-demand`: a good frame the moment a request is queued, as libcamera's virtual camera
+//!   renders one per request whatever rate is asked.
 //!
 //! Frames are uniform grey: 180 for a good frame, 60 startup, 0 error, so a published frame
 //! that was not a good one would show. Like a real camera's, the fake's buffers are lent to
@@ -57,6 +59,7 @@ pub enum Script {
     Cancel { after: u64, recover: bool },
     Squashed,
     Fast { factor: u32 },
+    OnDemand,
 }
 
 /// The script named in `PICKER_TEST_PIPELINE`, if set.
@@ -65,7 +68,7 @@ pub fn from_env() -> Option<Result<Script, CameraError>> {
     Some(parse(&spec).ok_or_else(|| CameraError::Failed {
         id: "fake".into(),
         what: format!(
-            "{ENV}={spec:?}: expected \"startup\", \"cancel:N\", \"cancel-once:N\", \"squashed\" or \"fast:K\""
+            "{ENV}={spec:?}: expected \"startup\", \"cancel:N\", \"cancel-once:N\", \"squashed\", \"fast:K\" or \"on-demand\""
         ),
     }))
 }
@@ -74,6 +77,7 @@ fn parse(spec: &str) -> Option<Script> {
     match spec.split_once(':') {
         None if spec == "startup" => Some(Script::Startup),
         None if spec == "squashed" => Some(Script::Squashed),
+        None if spec == "on-demand" => Some(Script::OnDemand),
         Some(("cancel", n)) => Some(Script::Cancel {
             after: n.parse().ok()?,
             recover: false,
@@ -168,6 +172,10 @@ impl Pipeline for FakePipeline {
             }
         }
         let now = Instant::now();
+        if self.script == Script::OnDemand {
+            // No frame clock: the next queued request is a frame now.
+            self.next_at = now;
+        }
         let idle = self.dead || self.timed_out || self.queued.is_empty();
         let wait = if idle || self.next_at > now + timeout {
             timeout
@@ -417,6 +425,7 @@ mod tests {
         assert_eq!(parse("cancel:x"), None);
         assert_eq!(parse("fast:3"), Some(Script::Fast { factor: 3 }));
         assert_eq!(parse("fast:0"), None);
+        assert_eq!(parse("on-demand"), Some(Script::OnDemand));
         assert_eq!(parse("nope"), None);
     }
 }

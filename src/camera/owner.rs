@@ -21,6 +21,7 @@
 //! frame within [`restart_wait`]. Then the owner ends with an error at once, the service exits
 //! non-zero and systemd restarts it, instead of the watchdog killing a wedged process later.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
@@ -280,6 +281,12 @@ impl Owner {
         let max_lent = max_lent(p.buffers());
         // Requests lent to readers now.
         let mut lent = 0usize;
+        // Requests of frames paced out, held until the next frame is nearly due: a camera
+        // that makes a frame per request (libcamera's virtual one) would otherwise render
+        // frames as fast as they are requeued, all in this process, to have them thrown away.
+        let mut deferred: VecDeque<P::Request> = VecDeque::new();
+        // When the next deferred request goes back (set by the latest paced frame).
+        let mut release_at = Instant::now();
         let mut running: Option<(StopFlag, Arc<Stats>)> = None;
         // A lent frame kept for the next request after a failed copy.
         let mut spare: Option<FrameMut> = None;
@@ -339,6 +346,7 @@ impl Owner {
                     }
                     std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
                 }
+                held.extend(deferred.drain(..));
                 if let Err(e) = p.restart(std::mem::take(&mut held)) {
                     tracing::warn!(camera = %id, "restart attempt {restarts} failed: {e}");
                 }
@@ -347,7 +355,27 @@ impl Owner {
                 continue;
             }
 
-            let mut req = match p.next(TICK) {
+            // One deferred request back to the camera once the next frame is nearly due; the
+            // wait for the camera ends then at the latest.
+            let mut wait = TICK;
+            if !deferred.is_empty() {
+                let now = Instant::now();
+                if release_at > now {
+                    wait = wait.min(release_at - now);
+                } else {
+                    // Should that frame be lost, the next request goes a period later.
+                    release_at = now + pacer.period();
+                    if let Some(req) = deferred.pop_front() {
+                        if let Err(req) = p.requeue(req) {
+                            held.push(req);
+                            broken
+                                .get_or_insert_with(|| "the camera refused a request".to_string());
+                        }
+                    }
+                    continue;
+                }
+            }
+            let mut req = match p.next(wait) {
                 Next::Request(r) => r,
                 Next::Released(token) => {
                     // A lease of a lend that failed has nothing to give back.
@@ -390,6 +418,9 @@ impl Owner {
                     if let Some((_, stats)) = &running {
                         let started = Instant::now();
                         let keep = c.timestamp_ns.is_none_or(|t| pacer.keep(t));
+                        if let Some(t) = c.timestamp_ns {
+                            release_at = started + pacer.requeue_after(t);
+                        }
                         let crop = c.crop.map(|applied| match crop_aspect {
                             Some(a) => super::plan::crop_applied(applied, a),
                             None => CropState::Applied(applied),
@@ -414,8 +445,12 @@ impl Owner {
                             });
                         };
                         if !keep {
-                            // Beyond the configured rate: back untouched (below).
+                            // Beyond the configured rate: back untouched when the next frame
+                            // is nearly due (above). A free-running sensor meanwhile drops
+                            // frames for want of a buffer: the surplus, which nobody wanted.
                             counts.paced += 1;
+                            deferred.push_back(req);
+                            continue;
                         } else if lent < max_lent {
                             // Lent, not copied: the readers give it back (Next::Released).
                             let mut frame = Frame::empty();

@@ -28,9 +28,25 @@ impl Pacer {
         }
     }
 
+    /// The period paced to (zero: none).
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.period_ns)
+    }
+
     /// Frame period from the frame rate (frames per second, at least 1).
     pub fn for_rate(fps: u32) -> Self {
         Pacer::new(1_000_000_000 / u64::from(fps.max(1)))
+    }
+
+    /// How long after the frame captured at `timestamp_ns` (just passed to [`Pacer::keep`]) a
+    /// request given back for being early may go to the camera again: until a quarter period
+    /// before the next frame is due, so that a camera that makes a frame per request
+    /// (libcamera's virtual one renders it at once) delivers it on time, and one that runs
+    /// freely has a buffer ready. At most one period; zero when not pacing. Relative to the
+    /// frame, so the camera's clock need not be this machine's.
+    pub fn requeue_after(&self, timestamp_ns: u64) -> std::time::Duration {
+        let at = self.due.map_or(0, |d| d.saturating_sub(self.period_ns / 4));
+        std::time::Duration::from_nanos(at.saturating_sub(timestamp_ns).min(self.period_ns))
     }
 
     /// True to keep the frame captured at `timestamp_ns`, false to give it back.
