@@ -404,6 +404,63 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::camera::StopFlag;
+    use crate::frames::{FrameSink, Stats};
+    use std::sync::atomic::Ordering;
+
+    /// Readers that keep every frame (a flood of slow snapshot jobs, say) hold at most
+    /// `max_lent` of the camera's buffers: the owner copies every later frame instead, and the
+    /// camera is never starved. The fake panics should it write a buffer a reader holds.
+    #[test]
+    fn readers_that_hold_every_frame_get_copies_beyond_the_lent_ones() {
+        let config = Config::parse(
+            "[camera]\nframerate = 100\n[stream]\nwidth = 64\nheight = 64\n[still]\nwidth = 64\nheight = 64\n",
+            std::path::Path::new("/p.toml"),
+        )
+        .unwrap();
+        let mut camera = open(&config, Script::Fast { factor: 1 }).unwrap();
+        let stats = Arc::new(Stats::default());
+        let sink = Arc::new(FrameSink::new(stats.clone(), CropState::Disabled));
+        let stop = StopFlag::new();
+        let runner = {
+            let (sink, stop) = (sink.clone(), stop.clone());
+            std::thread::spawn(move || camera.run(&sink, &stop))
+        };
+        let mut rx = sink.subscribe();
+        let mut kept = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while kept.len() < 40 && Instant::now() < deadline {
+            if rx.has_changed().unwrap_or(false) {
+                if let Some(f) = rx.borrow_and_update().clone() {
+                    kept.push(f);
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        stop.stop();
+        runner.join().unwrap().unwrap();
+        assert!(kept.len() >= 40, "frames kept coming: {}", kept.len());
+        let lent = kept.iter().filter(|f| f.is_lent()).count();
+        assert_eq!(
+            lent,
+            owner::max_lent(REQUESTS),
+            "lent while readers hold them all"
+        );
+        assert_eq!(
+            stats.frames_lent.load(Ordering::Relaxed) as usize,
+            owner::max_lent(REQUESTS)
+        );
+        // The copied frames are whole and right: the fake's good grey.
+        let frame_bytes = (64 * 64 * 3 / 2 + 64 * 64 * 3) as u64;
+        let copied = stats.bytes_copied.load(Ordering::Relaxed);
+        assert!(
+            copied >= (kept.len() - lent) as u64 * frame_bytes,
+            "{copied}"
+        );
+        assert_eq!(copied % frame_bytes, 0);
+        assert!(kept.iter().all(|f| f.still.data.iter().all(|b| *b == 180)));
+    }
 
     #[test]
     fn scripts_parse() {
