@@ -161,33 +161,14 @@ pub struct Image {
 
 impl Image {
     pub fn new(width: u32, height: u32, format: PixelFormat) -> Self {
-        let mut image = Image {
-            width: 0,
-            height: 0,
-            format,
-            planes: 0,
-            strides: [0; 3],
-            offsets: [0; 3],
-            data: Pixels::default(),
-        };
-        image.reshape(width, height, format);
+        let mut image = Image::layout_only(width, height, format, &[]);
+        image.data.resize(image.needed_len());
         image
     }
 
     /// Lays the image out tightly packed at this size, reusing the allocation when it fits.
     pub fn reshape(&mut self, width: u32, height: u32, format: PixelFormat) {
-        let (sizes, planes) = format.plane_sizes(width as usize, height as usize);
-        let mut offset = 0;
-        for (i, (stride, rows)) in sizes.iter().enumerate() {
-            self.strides[i] = *stride;
-            self.offsets[i] = offset;
-            offset += stride * rows;
-        }
-        self.width = width;
-        self.height = height;
-        self.format = format;
-        self.planes = planes;
-        self.data.resize(offset);
+        self.reshape_strided(width, height, format, &[]);
     }
 
     /// Lays the image out with the given per-plane strides (as a camera buffer has them), so
@@ -227,6 +208,8 @@ impl Image {
         strides: &[usize],
     ) -> usize {
         let (sizes, planes) = format.plane_sizes(width as usize, height as usize);
+        self.strides = [0; 3];
+        self.offsets = [0; 3];
         let mut offset = 0;
         for (i, (min_stride, rows)) in sizes.iter().take(planes).enumerate() {
             let stride = strides

@@ -255,13 +255,10 @@ fn stream_frames_are_lent_not_copied_and_a_still_copies_only_itself() {
     assert_eq!((a.status, b.status), (200, 200));
 }
 
-/// Issue 14: a camera delivering three times the configured rate costs picker one frame in
-/// three; the rest go back to the camera untouched, counted.
-#[test]
-fn a_camera_faster_than_the_configured_rate_is_paced() {
-    let dir = temp_dir();
-    let text = config_text(
-        dir.path(),
+/// A config at 10 fps and 128x128 for both outputs.
+fn small_at_10_fps(dir: &std::path::Path) -> String {
+    config_text(
+        dir,
         &[
             "camera.framerate = 10",
             "stream.width = 128",
@@ -269,7 +266,15 @@ fn a_camera_faster_than_the_configured_rate_is_paced() {
             "still.width = 128",
             "still.height = 128",
         ],
-    );
+    )
+}
+
+/// Issue 14: a camera delivering three times the configured rate costs picker one frame in
+/// three; the rest go back to the camera untouched, counted.
+#[test]
+fn a_camera_faster_than_the_configured_rate_is_paced() {
+    let dir = temp_dir();
+    let text = small_at_10_fps(dir.path());
     let p = Picker::start_config(dir, &text, &[("PICKER_TEST_PIPELINE", "fast:3")]);
     let mut stream = p.mjpeg("");
     for _ in 0..20 {
@@ -294,16 +299,7 @@ fn a_camera_faster_than_the_configured_rate_is_paced() {
 #[test]
 fn a_camera_that_makes_a_frame_per_request_is_paced_by_its_requests() {
     let dir = temp_dir();
-    let text = config_text(
-        dir.path(),
-        &[
-            "camera.framerate = 10",
-            "stream.width = 128",
-            "stream.height = 128",
-            "still.width = 128",
-            "still.height = 128",
-        ],
-    );
+    let text = small_at_10_fps(dir.path());
     let mut p = Picker::start_config(dir, &text, &[("PICKER_TEST_PIPELINE", "on-demand")]);
     let mut stream = p.mjpeg("");
     for _ in 0..20 {
