@@ -306,9 +306,17 @@ fn a_camera_that_makes_a_frame_per_request_is_paced_by_its_requests() {
     let text = small_at_10_fps(dir.path());
     let mut p = Picker::start_config(dir, &text, &[("PICKER_TEST_PIPELINE", "on-demand")]);
     let mut stream = p.mjpeg("");
-    for _ in 0..20 {
-        stream.next_part();
-    }
+    let stamps: Vec<u64> = (0..21)
+        .map(|_| {
+            let part = stream.next_part();
+            part.header("x-timestamp-ns").unwrap().parse().unwrap()
+        })
+        .collect();
+    let mean_ms = (stamps[20] - stamps[0]) as f64 / 20.0 / 1e6;
+    assert!(
+        mean_ms >= 75.0,
+        "frames {mean_ms:.1} ms apart, asked 100 ms"
+    );
     let captured = metric(&p, "picker_frames_captured_total");
     let paced = metric(&p, "picker_frames_paced_total");
     // Requeued at once, every request would come back at once as a frame to throw away
