@@ -80,7 +80,7 @@ fn only_good_frames_are_published_and_ready_follows_the_first() {
 
 #[test]
 fn a_camera_that_cancels_everything_is_restarted_then_picker_exits_non_zero() {
-    let mut p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", "cancel:5")]);
+    let mut p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", "cancel:30")]);
     let status = wait_exit(&mut p, Duration::from_secs(30)).unwrap_or_else(|| {
         panic!(
             "still running 30 s after the camera died:\n{}",

@@ -39,13 +39,14 @@ impl Pacer {
     }
 
     /// How long after the frame captured at `timestamp_ns` (just passed to [`Pacer::keep`]) a
-    /// request given back for being early may go to the camera again: until a quarter period
-    /// before the next frame is due, so that a camera that makes a frame per request
-    /// (libcamera's virtual one renders it at once) delivers it on time, and one that runs
-    /// freely has a buffer ready. At most one period; zero when not pacing. Relative to the
-    /// frame, so the camera's clock need not be this machine's.
+    /// request given back for being early may go to the camera again: when the next frame is
+    /// due, so that a camera that makes a frame per request (libcamera's virtual one renders
+    /// it at once) makes one that is kept, and one that runs freely has a buffer for the next.
+    /// Never sooner, or a camera of the first kind would be asked again and again for frames
+    /// a little early. At most one period; zero when not pacing. Relative to the frame, so the
+    /// camera's clock need not be this machine's.
     pub fn requeue_after(&self, timestamp_ns: u64) -> std::time::Duration {
-        let at = self.due.map_or(0, |d| d.saturating_sub(self.period_ns / 4));
+        let at = self.due.unwrap_or(0);
         std::time::Duration::from_nanos(at.saturating_sub(timestamp_ns).min(self.period_ns))
     }
 

@@ -194,7 +194,12 @@ impl Picker {
         let deadline = Instant::now() + Duration::from_secs(20);
         while picker.find_log("ready").is_none() {
             if let Ok(Some(_)) = picker.child.try_wait() {
+                // The log reader may be behind the exit: a picker that was ready and has
+                // already ended (a camera that dies at once) is not one that never started.
                 std::thread::sleep(Duration::from_millis(100));
+                if picker.find_log("ready").is_some() {
+                    break;
+                }
                 let log = picker.log_text();
                 return Err((std::mem::replace(&mut picker.dir, temp_dir()), log));
             }
