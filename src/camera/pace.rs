@@ -170,6 +170,15 @@ mod tests {
         assert!(p.keep(5 * MS));
         assert!(!p.keep(10 * MS));
         assert!(p.keep(105 * MS));
+        // A request given back for an early frame returns when the next is due, never
+        // sooner (a camera that renders per request would make another early frame), and
+        // never more than a period later.
+        let mut p = Pacer::for_rate(10);
+        assert!(p.keep(1_000 * MS)); // due at 1100 ms
+        assert!(!p.keep(1_020 * MS));
+        assert_eq!(p.requeue_after(1_020 * MS).as_millis(), 80);
+        assert_eq!(p.requeue_after(0).as_millis(), 100);
+        assert_eq!(Pacer::new(0).requeue_after(5), std::time::Duration::ZERO);
         // Period 0: everything kept.
         let mut all = Pacer::new(0);
         assert!((0..10).all(|_| all.keep(0)));
