@@ -148,45 +148,51 @@ TOML
     grep -m1 "model name" /proc/cpuinfo' || die "setting up the VM failed"
 
 # --- one server -------------------------------------------------------------------------------
+port_of() { case $1 in ustreamer) echo 8080 ;; *) echo 8000 ;; esac; }
+# The PID listening on a port in the VM (ustreamer names its main thread "main", so not pgrep).
+# shellcheck disable=SC2016 # expanded in the VM
+listener='ss -Hltnp "sport = :$port" | sed -n "s/.*pid=\([0-9]*\).*/\1/p" | head -n1'
+# stop_port PORT: stops whatever listens on PORT in the VM (TERM, then KILL after 10 s).
+stop_port() {
+    vm_run --timeout 60 "port=$1; pid=\$($listener); [ -n \"\$pid\" ] || exit 0
+        kill -TERM \$pid
+        for i in \$(seq 100); do kill -0 \$pid 2>/dev/null || exit 0; sleep 0.1; done
+        kill -KILL \$pid; sleep 0.5" || true
+}
 # start_server NAME: starts it in the VM, waits until it serves, prints its PID.
 start_server() {
+    local port cmd ready
+    port=$(port_of "$1")
     case $1 in
     ustreamer)
-        # shellcheck disable=SC2016
-        vm_run --timeout 120 '
-            setsid ustreamer --device /dev/video0 --input 0 --format YUYV --resolution 640x480 \
-                --desired-fps 30 --quality 80 --encoder CPU --host 127.0.0.1 --port 8080 \
-                --tcp-nodelay </dev/null >/root/server.log 2>&1 &
-            for i in $(seq 200); do
-                curl -sf -m 5 -o /dev/null http://127.0.0.1:8080/snapshot && break
-                sleep 0.3
-            done
-            curl -sf -m 5 -o /dev/null http://127.0.0.1:8080/snapshot || { cat /root/server.log >&2; exit 1; }
-            pgrep -n -x ustreamer'
+        cmd="ustreamer --device /dev/video0 --input 0 --format YUYV --resolution 640x480 \
+            --desired-fps 30 --quality 80 --encoder CPU --host 127.0.0.1 --port $port --tcp-nodelay"
+        ready="curl -sf -m 5 -o /dev/null http://127.0.0.1:$port/snapshot"
         ;;
     picker-libcamera | picker-test-pattern)
-        vm_run --timeout 180 "
-            setsid /root/picker --config /root/picker-${1#picker-}.toml </dev/null >/root/server.log 2>&1 &
-            for i in \$(seq 400); do
-                grep -q ' ready' /root/server.log && break
-                pgrep -x picker >/dev/null || break
-                sleep 0.3
-            done
-            grep -q ' ready' /root/server.log || { cat /root/server.log >&2; exit 1; }
-            pgrep -n -x picker"
+        cmd="/root/picker --config /root/picker-${1#picker-}.toml"
+        ready="grep -q ' ready' /root/server.log"
         ;;
     *) die "unknown server: $1" ;;
     esac
-}
-stop_server() { # stop_server PID
-    vm_run --timeout 60 "kill -TERM $1 2>/dev/null
-        for i in \$(seq 100); do kill -0 $1 2>/dev/null || exit 0; sleep 0.1; done
-        kill -KILL $1; sleep 0.5" || true
+    stop_port "$port" # a server left over from a failed start
+    vm_run --timeout 180 "port=$port
+        setsid $cmd </dev/null >/root/server.log 2>&1 &
+        for i in \$(seq 400); do
+            $ready && break
+            kill -0 \$! 2>/dev/null || break
+            sleep 0.3
+        done
+        $ready || { cat /root/server.log >&2; exit 1; }
+        pid=\$($listener)
+        [ -n \"\$pid\" ] || { echo no process listens on port $port >&2; exit 1; }
+        echo \$pid"
 }
 url_of() {
     case $1 in
-    ustreamer) echo "127.0.0.1:8080/stream?extra_headers=1" ;;
-    *) echo "127.0.0.1:8000/stream.mjpg" ;;
+    # extra_headers: the grab (capture) time per part; its X-Timestamp is the send time.
+    ustreamer) echo "127.0.0.1:$(port_of "$1")/stream?extra_headers=1" ;;
+    *) echo "127.0.0.1:$(port_of "$1")/stream.mjpg" ;;
     esac
 }
 
@@ -203,6 +209,7 @@ for ((r = 1; r <= REPEAT; r++)); do
         if ! pid=$(start_server "$s" 2>"$work/start.err"); then
             cat "$work/start.err"
             echo "vm-compare: $s did not start; skipped in this repeat"
+            stop_port "$(port_of "$s")"
             continue
         fi
         pid=$(tail -n1 <<<"$pid")
@@ -226,7 +233,7 @@ print("  %-20s %2d clients: cpu %6.1f%%  %8s us/client-frame  %5.1f fps/client  
     d["latency_ms_p50"], d["latency_ms_p99"], d["vm_busy_pct"],
     ("  ERRORS %s" % d["errors"]) if d["errors"] else ""))' "$(tail -n1 "$runs")" "$s"
         done
-        stop_server "$pid"
+        stop_port "$(port_of "$s")"
         vm_run "cat /root/server.log" >"$out/server-$s-r$r.log" 2>&1 || true
         # What the camera made of picker's request (size, format, rate): once is enough.
         if [[ $s == picker-* && $r == 1 ]]; then

@@ -16,7 +16,7 @@
 //! headers are on:
 //! - `X-Timestamp-Ns` (picker): capture time on CLOCK_BOOTTIME;
 //! - `X-UStreamer-Grab-Time` (ustreamer, asked for with `?extra_headers=1`): grab time on
-//!   CLOCK_MONOTONIC. ustreamer's own `X-Timestamp` is the wall-clock time at which it *writes*
+//!   CLOCK_MONOTONIC (`-Timestamp` in ustreamer 5.x). ustreamer's own `X-Timestamp` is the wall-clock time at which it *writes*
 //!   the part (`get_now_real()` in its `_http_callback_stream_write`), not the capture time, so
 //!   it would hide capture, encoding and queueing;
 //! - else `X-Timestamp`, Unix seconds, against CLOCK_REALTIME.
@@ -127,6 +127,9 @@ struct Stats {
     latency_us: Vec<f64>,
     /// Receipt - X-Timestamp, microseconds.
     xts_age_us: Vec<f64>,
+    /// Receipt - X-UStreamer-Send-Time (CLOCK_MONOTONIC), microseconds: a check of the clock
+    /// that ustreamer's grab time is on (a few ms at most if it is CLOCK_MONOTONIC).
+    send_age_us: Vec<f64>,
     clock: &'static str,
     error: Option<String>,
 }
@@ -174,7 +177,7 @@ fn client(host: &str, path: &str, shared: &Shared, stream: TcpStream, st: &mut S
         if l.is_empty() || l.starts_with("--") {
             continue;
         }
-        let (mut len, mut ts_ns, mut grab, mut xts) = (None, None, None, None);
+        let (mut len, mut ts_ns, mut grab, mut send, mut xts) = (None, None, None, None, None);
         let mut h = l.to_string();
         loop {
             if let Some((k, v)) = h.split_once(':') {
@@ -182,7 +185,13 @@ fn client(host: &str, path: &str, shared: &Shared, stream: TcpStream, st: &mut S
                 match k.as_str() {
                     "content-length" => len = v.parse::<u64>().ok(),
                     "x-timestamp-ns" => ts_ns = v.parse::<i128>().ok(),
-                    "x-ustreamer-grab-time" => grab = seconds_to_ns(v),
+                    // "-Timestamp" up to ustreamer 5.x (Debian's 5.4), "-Time" later.
+                    "x-ustreamer-grab-time" | "x-ustreamer-grab-timestamp" => {
+                        grab = seconds_to_ns(v)
+                    }
+                    "x-ustreamer-send-time" | "x-ustreamer-send-timestamp" => {
+                        send = seconds_to_ns(v)
+                    }
                     "x-timestamp" => xts = seconds_to_ns(v),
                     _ => {}
                 }
@@ -233,6 +242,9 @@ fn client(host: &str, path: &str, shared: &Shared, stream: TcpStream, st: &mut S
         }
         if let Some(t) = xts {
             st.xts_age_us.push((real - t) as f64 / 1000.0);
+        }
+        if let Some(t) = send {
+            st.send_age_us.push((mono - t) as f64 / 1000.0);
         }
     }
     Ok(())
@@ -339,6 +351,8 @@ fn main() {
     let errors: Vec<String> = results.iter().filter_map(|s| s.error.clone()).collect();
     let mut lat: Vec<f64> = results.iter().flat_map(|s| s.latency_us.iter().copied()).collect();
     let mut age: Vec<f64> = results.iter().flat_map(|s| s.xts_age_us.iter().copied()).collect();
+    let mut send_age: Vec<f64> =
+        results.iter().flat_map(|s| s.send_age_us.iter().copied()).collect();
     let clock = results.iter().map(|s| s.clock).find(|c| !c.is_empty()).unwrap_or("");
     let negative = lat.iter().filter(|&&l| l < 0.0).count();
     let busy = (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64 * 100.0;
@@ -349,7 +363,7 @@ fn main() {
          \"frames\": {frames}, \"min_client_frames\": {min_frames}, \"fps_per_client\": {}, \
          \"cpu_us_per_client_frame\": {}, \"jpeg_kib\": {}, \"latency_ms_p50\": {}, \
          \"latency_ms_p99\": {}, \"latency_negative\": {negative}, \"latency_clock\": \"{clock}\", \
-         \"xts_age_ms_p50\": {}, \"errors\": {:?}}}",
+         \"xts_age_ms_p50\": {}, \"send_age_ms_p50\": {}, \"errors\": {:?}}}",
         num(window),
         num(cpu_s),
         num(cpu_s / window * 100.0),
@@ -362,6 +376,7 @@ fn main() {
         num(percentile(&mut lat, 0.5) / 1000.0),
         num(percentile(&mut lat, 0.99) / 1000.0),
         num(percentile(&mut age, 0.5) / 1000.0),
+        num(percentile(&mut send_age, 0.5) / 1000.0),
         errors,
     );
 }
