@@ -9,6 +9,7 @@
 #   --deb FILE  the picker .deb to measure (its /usr/bin/picker); default: build one with
 #               packaging/build-deb.sh --suite forky --nocheck
 #   --out DIR   where the results go (default: target/bench-results/vm-compare-TIME)
+#   --summary DIR  only print the summary of the runs saved in DIR (no VM)
 #   REPEAT (3), SECONDS_PER_RUN (15), CLIENTS ("1 5 20"), SERVERS (all three, see below)
 #
 # Servers, one at a time, in the order of SERVERS, reversed on every other repeat:
@@ -28,12 +29,77 @@ source "$repo/packaging/vm/lib.sh"
 # shellcheck source=packaging/chroot-lib.sh
 source "$repo/packaging/chroot-lib.sh"
 
+# summarize RUNS.JSONL: the markdown summary (medians over the repeats, ratios to ustreamer).
+summarize() {
+    python3 - "$1" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+repeat = max([r["repeat"] for r in runs] or [0])
+seconds = "%.0f" % (statistics.median([r["window_s"] for r in runs]) if runs else 0)
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def f(x, d=1):
+    return "-" if x is None else "%.*f" % (d, x)
+servers = [s for s in ("ustreamer", "picker-libcamera", "picker-test-pattern") if any(r["server"] == s for r in runs)]
+servers += sorted({r["server"] for r in runs} - set(servers))
+counts = sorted({r["clients"] for r in runs if r["clients"] > 0})
+def sel(s, n):
+    return [r for r in runs if r["server"] == s and r["clients"] == n and not r["errors"]]
+idle = {s: med([r["cpu_pct"] for r in sel(s, 0)]) for s in servers}
+print("### picker and ustreamer in the forky VM (medians of %s repeats x %s s)\n" % (repeat, seconds))
+print("| server | clients | CPU us per delivered client-frame | server CPU % | fps per client | latency p50 ms | latency p99 ms | X-Timestamp age p50 ms | JPEG KiB | idle CPU % | vivid kthread CPU % | runs |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+per = {}
+for s in servers:
+    for n in counts:
+        rs = sel(s, n)
+        per[s, n] = med([r["cpu_us_per_client_frame"] for r in rs])
+        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+            s, n, f(per[s, n]), f(med([r["cpu_pct"] for r in rs])),
+            f(med([r["fps_per_client"] for r in rs])),
+            f(med([r["latency_ms_p50"] for r in rs]), 2), f(med([r["latency_ms_p99"] for r in rs]), 2),
+            f(med([r["xts_age_ms_p50"] for r in rs]), 2),
+            f(med([r["jpeg_kib"] for r in rs])), f(idle[s]),
+            f(med([r["aux_cpu_pct"] for r in rs])) if s == "ustreamer" else "-", len(rs)))
+print()
+if "ustreamer" in servers:
+    print("| ratio to ustreamer | " + " | ".join("CPU per client-frame, %d clients" % n for n in counts) + " | idle CPU |")
+    print("|---|" + "---|" * (len(counts) + 1))
+    for s in servers:
+        if s == "ustreamer":
+            continue
+        cells = []
+        for n in counts:
+            a, b = per.get((s, n)), per.get(("ustreamer", n))
+            cells.append(f(a / b, 2) if a and b else "-")
+        a, b = idle.get(s), idle.get("ustreamer")
+        cells.append(f(a / b, 3) if a is not None and b else "-")
+        print("| %s / ustreamer | %s |" % (s, " | ".join(cells)))
+    print()
+clocks = sorted({(r["server"], r["latency_clock"]) for r in runs if r["latency_clock"]})
+print("Latency clocks: " + "; ".join("%s: %s" % c for c in clocks) + ".")
+send = med([r.get("send_age_ms_p50") for r in runs if r["server"] == "ustreamer" and r["clients"] > 0])
+print("Latency = receipt of a part's last byte - its capture time on the clock named. X-Timestamp age = receipt - "
+      "the X-Timestamp header (CLOCK_REALTIME): ustreamer writes its send time there, picker on libcamera the time "
+      "its camera thread took the completed request, picker's test pattern the drawing time. "
+      "Receipt - X-UStreamer-Send-Time(stamp) on CLOCK_MONOTONIC, p50: %s ms (small and positive: ustreamer's "
+      "times are on CLOCK_MONOTONIC)." % f(send, 2))
+neg = sum(r["latency_negative"] for r in runs)
+errs = [(r["server"], r["repeat"], r["clients"], r["errors"]) for r in runs if r["errors"]]
+print("Negative latencies: %d. Runs with client errors: %s." % (neg, errs or "none"))
+busy = {s: med([r["vm_busy_pct"] for r in runs if r["server"] == s and r["clients"] == max(counts or [0])]) for s in servers}
+print("VM CPU busy (all vCPUs) at %s clients, median: %s." % (max(counts or [0]), ", ".join("%s %s%%" % (s, f(busy[s], 0)) for s in servers)))
+PY
+}
+
 deb="" out=""
 while (($#)); do
     case "$1" in
         --deb) deb=$(realpath "$2"); shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+        --summary) summarize "$2/runs.jsonl"; exit ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "vm-compare: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -246,61 +312,7 @@ vm_stop
 stage ""
 
 # --- summary ----------------------------------------------------------------------------------
-python3 - "$runs" "$REPEAT" "$SECONDS_PER_RUN" >"$out/summary.md" <<'PY'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-repeat, seconds = sys.argv[2], sys.argv[3]
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-def f(x, d=1):
-    return "-" if x is None else "%.*f" % (d, x)
-servers = [s for s in ("ustreamer", "picker-libcamera", "picker-test-pattern") if any(r["server"] == s for r in runs)]
-servers += sorted({r["server"] for r in runs} - set(servers))
-counts = sorted({r["clients"] for r in runs if r["clients"] > 0})
-def sel(s, n):
-    return [r for r in runs if r["server"] == s and r["clients"] == n and not r["errors"]]
-idle = {s: med([r["cpu_pct"] for r in sel(s, 0)]) for s in servers}
-print("### picker and ustreamer in the forky VM (medians of %s repeats x %s s)\n" % (repeat, seconds))
-print("| server | clients | CPU us per delivered client-frame | server CPU % | fps per client | latency p50 ms | latency p99 ms | JPEG KiB | idle CPU % | source kthread CPU % | runs |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-per = {}
-for s in servers:
-    for n in counts:
-        rs = sel(s, n)
-        per[s, n] = med([r["cpu_us_per_client_frame"] for r in rs])
-        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
-            s, n, f(per[s, n]), f(med([r["cpu_pct"] for r in rs])),
-            f(med([r["fps_per_client"] for r in rs])),
-            f(med([r["latency_ms_p50"] for r in rs]), 2), f(med([r["latency_ms_p99"] for r in rs]), 2),
-            f(med([r["jpeg_kib"] for r in rs])), f(idle[s]),
-            f(med([r["aux_cpu_pct"] for r in rs])) if s == "ustreamer" else "-", len(rs)))
-print()
-if "ustreamer" in servers:
-    print("| ratio to ustreamer | " + " | ".join("CPU per client-frame, %d clients" % n for n in counts) + " | idle CPU |")
-    print("|---|" + "---|" * (len(counts) + 1))
-    for s in servers:
-        if s == "ustreamer":
-            continue
-        cells = []
-        for n in counts:
-            a, b = per.get((s, n)), per.get(("ustreamer", n))
-            cells.append(f(a / b, 2) if a and b else "-")
-        a, b = idle.get(s), idle.get("ustreamer")
-        cells.append(f(a / b, 3) if a is not None and b else "-")
-        print("| %s / ustreamer | %s |" % (s, " | ".join(cells)))
-    print()
-clocks = sorted({(r["server"], r["latency_clock"]) for r in runs if r["latency_clock"]})
-print("Latency clocks: " + "; ".join("%s: %s" % c for c in clocks) + ".")
-age = {s: med([r["xts_age_ms_p50"] for r in runs if r["server"] == s and r["clients"] > 0]) for s in servers}
-print("Age of the X-Timestamp header at receipt, p50 ms: " + ", ".join("%s %s" % (s, f(age[s], 2)) for s in servers)
-      + " (ustreamer's X-Timestamp is its send time, picker's the capture time).")
-neg = sum(r["latency_negative"] for r in runs)
-errs = [(r["server"], r["repeat"], r["clients"], r["errors"]) for r in runs if r["errors"]]
-print("Negative latencies: %d. Runs with client errors: %s." % (neg, errs or "none"))
-busy = {s: med([r["vm_busy_pct"] for r in runs if r["server"] == s and r["clients"] == max(counts or [0])]) for s in servers}
-print("VM CPU busy (all vCPUs) at %s clients, median: %s." % (max(counts or [0]), ", ".join("%s %s%%" % (s, f(busy[s], 0)) for s in servers)))
-PY
+summarize "$runs" >"$out/summary.md"
 echo
 cat "$out/summary.md"
 echo
