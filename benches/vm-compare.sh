@@ -48,19 +48,20 @@ def sel(s, n):
     return [r for r in runs if r["server"] == s and r["clients"] == n and not r["errors"]]
 idle = {s: med([r["cpu_pct"] for r in sel(s, 0)]) for s in servers}
 print("### picker and ustreamer in the forky VM (medians of %s repeats x %s s)\n" % (repeat, seconds))
-print("| server | clients | CPU us per delivered client-frame | server CPU % | fps per client | latency p50 ms | latency p99 ms | X-Timestamp age p50 ms | JPEG KiB | idle CPU % | vivid kthread CPU % | runs |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| server | clients | CPU us per delivered client-frame | server CPU % | fps per client | latency p50 ms | latency p99 ms | X-Timestamp age p50 ms | JPEG KiB | camera fps | idle CPU % | idle camera fps | vivid kthread CPU % | runs |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 per = {}
 for s in servers:
     for n in counts:
         rs = sel(s, n)
         per[s, n] = med([r["cpu_us_per_client_frame"] for r in rs])
-        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
             s, n, f(per[s, n]), f(med([r["cpu_pct"] for r in rs])),
             f(med([r["fps_per_client"] for r in rs])),
             f(med([r["latency_ms_p50"] for r in rs]), 2), f(med([r["latency_ms_p99"] for r in rs]), 2),
             f(med([r["xts_age_ms_p50"] for r in rs]), 2),
-            f(med([r["jpeg_kib"] for r in rs])), f(idle[s]),
+            f(med([r["jpeg_kib"] for r in rs])), f(med([r.get("camera_fps") for r in rs])), f(idle[s]),
+            f(med([r.get("camera_fps") for r in sel(s, 0)])),
             f(med([r["aux_cpu_pct"] for r in rs])) if s == "ustreamer" else "-", len(rs)))
 print()
 if "ustreamer" in servers:
@@ -261,6 +262,14 @@ url_of() {
     *) echo "127.0.0.1:$(port_of "$1")/stream.mjpg" ;;
     esac
 }
+# Where the client reads the camera's frame rate: ustreamer's /state (captured_fps), picker's
+# /metrics (picker_frames_captured_total).
+frames_url_of() {
+    case $1 in
+    ustreamer) echo "127.0.0.1:$(port_of "$1")/state" ;;
+    *) echo "127.0.0.1:$(port_of "$1")/metrics" ;;
+    esac
+}
 
 runs=$out/runs.jsonl
 : >"$runs"
@@ -288,15 +297,15 @@ for ((r = 1; r <= REPEAT; r++)); do
         vm_run 'sleep 3'
         for n in 0 "${clients[@]}"; do
             line=$(vm_run --timeout $((SECONDS_PER_RUN + 90)) \
-                "/root/client --url '$(url_of "$s")' --clients $n --seconds $SECONDS_PER_RUN --pid $pid ${aux:+--aux-pid $aux}") ||
+                "/root/client --url '$(url_of "$s")' --clients $n --seconds $SECONDS_PER_RUN --pid $pid --frames-url '$(frames_url_of "$s")' ${aux:+--aux-pid $aux}") ||
                 { echo "  $s, $n clients: the client failed"; continue; }
             printf '{"server": "%s", "repeat": %d, %s\n' "$s" "$r" "${line#\{}" >>"$runs"
             python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
-print("  %-20s %2d clients: cpu %6.1f%%  %8s us/client-frame  %5.1f fps/client  lat p50 %s p99 %s ms  vm busy %.0f%%%s" % (
+print("  %-20s %2d clients: cpu %6.1f%%  %8s us/client-frame  %5.1f fps/client  camera %s fps  lat p50 %s p99 %s ms  vm busy %.0f%%%s" % (
     sys.argv[2], d["clients"], d["cpu_pct"], d["cpu_us_per_client_frame"], d["fps_per_client"],
-    d["latency_ms_p50"], d["latency_ms_p99"], d["vm_busy_pct"],
+    d.get("camera_fps"), d["latency_ms_p50"], d["latency_ms_p99"], d["vm_busy_pct"],
     ("  ERRORS %s" % d["errors"]) if d["errors"] else ""))' "$(tail -n1 "$runs")" "$s"
         done
         stop_port "$(port_of "$s")"

@@ -4,13 +4,15 @@
 //! `benches/*.rs` and `benches/*/main.rs`.
 //!
 //!   client --url HOST:PORT/PATH --clients N --seconds S --pid PID [--aux-pid PID]
+//!          [--frames-url HOST:PORT/PATH]
 //!
 //! Opens N HTTP/1.1 connections to the multipart MJPEG stream at the URL (chunked or not),
 //! waits until every one has a frame, then measures for S seconds: parts received by all
 //! clients, their capture-to-receipt latency, and the CPU time (utime + stime, all threads)
 //! of process PID over exactly that window, read from /proc/PID/stat. --clients 0 measures the
 //! server alone (idle). --aux-pid adds a second process, e.g. the kernel thread of `vivid`
-//! that generates ustreamer's frames. Prints one JSON object.
+//! that generates ustreamer's frames. --frames-url (picker's /metrics, ustreamer's /state) gives
+//! the rate at which the camera delivered frames over the window. Prints one JSON object.
 //!
 //! Latency = receipt (after the part's last byte) - capture time, on the clock the server's
 //! headers are on:
@@ -250,6 +252,30 @@ fn client(host: &str, path: &str, shared: &Shared, stream: TcpStream, st: &mut S
     Ok(())
 }
 
+/// GET http://HOST:PORT/PATH (one request, connection closed), the body.
+fn fetch(url: &str) -> io::Result<String> {
+    let (host, path) = url.split_once('/').unwrap_or((url, ""));
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// The number after KEY in TEXT ("picker_frames_captured_total 123", "\"captured_fps\": 30").
+/// A Prometheus sample line starting with KEY comes first (its "# HELP" line names it too).
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let at = match text.lines().find(|l| l.starts_with(key)) {
+        Some(line) => line.as_ptr() as usize - text.as_ptr() as usize,
+        None => text.find(key)?,
+    };
+    let rest = &text[at + key.len()..];
+    let rest = rest.trim_start_matches(|c: char| c == '"' || c == ':' || c.is_whitespace());
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -264,7 +290,7 @@ fn num(x: f64) -> String {
 }
 
 fn main() {
-    let mut url = String::new();
+    let (mut url, mut frames_url) = (String::new(), String::new());
     let (mut clients, mut seconds, mut pid, mut aux) = (1usize, 10.0f64, 0u32, 0u32);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -275,6 +301,7 @@ fn main() {
             "--seconds" => seconds = v().parse().expect("--seconds S"),
             "--pid" => pid = v().parse().expect("--pid PID"),
             "--aux-pid" => aux = v().parse().expect("--aux-pid PID"),
+            "--frames-url" => frames_url = v(),
             _ => panic!("unknown argument {a}"),
         }
     }
@@ -318,6 +345,8 @@ fn main() {
 
     let tck = unsafe { sysconf(SC_CLK_TCK) } as f64;
     let self_pid = std::process::id();
+    // The camera's rate: picker's counters in /metrics, ustreamer's captured_fps in /state.
+    let f0 = if frames_url.is_empty() { String::new() } else { fetch(&frames_url).unwrap_or_default() };
     let (c0, a0, s0, m0) = (
         cpu_ticks(pid).expect("server's /proc/PID/stat"),
         if aux > 0 { cpu_ticks(aux).unwrap_or(0) } else { 0 },
@@ -335,6 +364,17 @@ fn main() {
         cpu_ticks(self_pid).unwrap_or(0),
         machine_ticks(),
     );
+    let f1 = if frames_url.is_empty() { String::new() } else { fetch(&frames_url).unwrap_or_default() };
+    let rate = |key: &str| match (number_after(&f0, key), number_after(&f1, key)) {
+        (Some(a), Some(b)) if key.ends_with("_total") => (b - a) / window,
+        (Some(a), Some(b)) => (a + b) / 2.0,
+        _ => f64::NAN,
+    };
+    let (camera_fps, encoded_fps) = if f0.contains("picker_frames_captured_total") {
+        (rate("picker_frames_captured_total"), rate("picker_frames_encoded_total"))
+    } else {
+        (rate("\"captured_fps\""), f64::NAN)
+    };
     shared.stop.store(true, Ordering::SeqCst);
     for s in &sockets {
         let _ = s.shutdown(Shutdown::Both);
@@ -363,7 +403,7 @@ fn main() {
          \"frames\": {frames}, \"min_client_frames\": {min_frames}, \"fps_per_client\": {}, \
          \"cpu_us_per_client_frame\": {}, \"jpeg_kib\": {}, \"latency_ms_p50\": {}, \
          \"latency_ms_p99\": {}, \"latency_negative\": {negative}, \"latency_clock\": \"{clock}\", \
-         \"xts_age_ms_p50\": {}, \"send_age_ms_p50\": {}, \"errors\": {:?}}}",
+         \"xts_age_ms_p50\": {}, \"send_age_ms_p50\": {}, \"camera_fps\": {}, \"encoded_fps\": {}, \"errors\": {:?}}}",
         num(window),
         num(cpu_s),
         num(cpu_s / window * 100.0),
@@ -377,6 +417,8 @@ fn main() {
         num(percentile(&mut lat, 0.99) / 1000.0),
         num(percentile(&mut age, 0.5) / 1000.0),
         num(percentile(&mut send_age, 0.5) / 1000.0),
+        num(camera_fps),
+        num(encoded_fps),
         errors,
     );
 }
