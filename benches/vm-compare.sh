@@ -90,6 +90,8 @@ neg = sum(r["latency_negative"] for r in runs)
 errs = [(r["server"], r["repeat"], r["clients"], r["errors"]) for r in runs if r["errors"]]
 print("Negative latencies: %d. Runs with client errors: %s." % (neg, errs or "none"))
 busy = {s: med([r["vm_busy_pct"] for r in runs if r["server"] == s and r["clients"] == max(counts or [0])]) for s in servers}
+print("Host load average (1 min) during the runs: median %s, max %s." % (
+    f(med([r.get("host_load") for r in runs]), 2), f(max([r.get("host_load", 0) for r in runs] or [0]), 2)))
 print("VM CPU busy (all vCPUs) at %s clients, median: %s." % (max(counts or [0]), ", ".join("%s %s%%" % (s, f(busy[s], 0)) for s in servers)))
 PY
 }
@@ -299,13 +301,16 @@ for ((r = 1; r <= REPEAT; r++)); do
             line=$(vm_run --timeout $((SECONDS_PER_RUN + 90)) \
                 "/root/client --url '$(url_of "$s")' --clients $n --seconds $SECONDS_PER_RUN --pid $pid --frames-url '$(frames_url_of "$s")' ${aux:+--aux-pid $aux}") ||
                 { echo "  $s, $n clients: the client failed"; continue; }
-            printf '{"server": "%s", "repeat": %d, %s\n' "$s" "$r" "${line#\{}" >>"$runs"
+            # The host's load average beside each run: under TCG, host contention inflates the
+            # CPU time the guest accounts (it sees no steal time).
+            printf '{"server": "%s", "repeat": %d, "host_load": %s, %s\n' "$s" "$r" \
+                "$(cut -d' ' -f1 /proc/loadavg)" "${line#\{}" >>"$runs"
             python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
-print("  %-20s %2d clients: cpu %6.1f%%  %8s us/client-frame  %5.1f fps/client  camera %s fps  lat p50 %s p99 %s ms  vm busy %.0f%%%s" % (
+print("  %-20s %2d clients: cpu %6.1f%%  %8s us/client-frame  %5.1f fps/client  camera %s fps  lat p50 %s p99 %s ms  vm busy %.0f%%  host load %.1f%s" % (
     sys.argv[2], d["clients"], d["cpu_pct"], d["cpu_us_per_client_frame"], d["fps_per_client"],
-    d.get("camera_fps"), d["latency_ms_p50"], d["latency_ms_p99"], d["vm_busy_pct"],
+    d.get("camera_fps"), d["latency_ms_p50"], d["latency_ms_p99"], d["vm_busy_pct"], d.get("host_load", 0),
     ("  ERRORS %s" % d["errors"]) if d["errors"] else ""))' "$(tail -n1 "$runs")" "$s"
         done
         stop_port "$(port_of "$s")"
