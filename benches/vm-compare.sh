@@ -78,6 +78,29 @@ if "ustreamer" in servers:
         cells.append(f(a / b, 3) if a is not None and b else "-")
         print("| %s / ustreamer | %s |" % (s, " | ".join(cells)))
     print()
+    # Repeat by repeat: the servers of one repeat ran minutes apart, the repeats up to
+    # half an hour apart, and the host's load drifts; the ratio within a repeat is the fairer one.
+    print("Ratios repeat by repeat (CPU per client-frame; idle CPU), median [each repeat]:\n")
+    print("| ratio | " + " | ".join("%d clients" % n for n in counts) + " | idle |")
+    print("|---|" + "---|" * (len(counts) + 1))
+    reps = sorted({r["repeat"] for r in runs})
+    def one(s, n, rep, key):
+        v = [r[key] for r in sel(s, n) if r["repeat"] == rep and r[key] is not None]
+        return v[0] if v else None
+    for s in servers:
+        if s == "ustreamer":
+            continue
+        cells = []
+        for n in counts + [0]:
+            key = "cpu_us_per_client_frame" if n else "cpu_pct"
+            rs = []
+            for rep in reps:
+                a, b = one(s, n, rep, key), one("ustreamer", n, rep, key)
+                if a is not None and b:
+                    rs.append(a / b)
+            cells.append("%s [%s]" % (f(med(rs), 2), " ".join(f(x, 2) for x in rs)) if rs else "-")
+        print("| %s / ustreamer | %s |" % (s, " | ".join(cells)))
+    print()
 clocks = sorted({(r["server"], r["latency_clock"]) for r in runs if r["latency_clock"]})
 print("Latency clocks: " + "; ".join("%s: %s" % c for c in clocks) + ".")
 send = med([r.get("send_age_ms_p50") for r in runs if r["server"] == "ustreamer" and r["clients"] > 0])
@@ -90,8 +113,9 @@ neg = sum(r["latency_negative"] for r in runs)
 errs = [(r["server"], r["repeat"], r["clients"], r["errors"]) for r in runs if r["errors"]]
 print("Negative latencies: %d. Runs with client errors: %s." % (neg, errs or "none"))
 busy = {s: med([r["vm_busy_pct"] for r in runs if r["server"] == s and r["clients"] == max(counts or [0])]) for s in servers}
-print("Host load average (1 min) during the runs: median %s, max %s." % (
-    f(med([r.get("host_load") for r in runs]), 2), f(max([r.get("host_load", 0) for r in runs] or [0]), 2)))
+loads = [r["host_load"] for r in runs if r.get("host_load") is not None]
+if loads:
+    print("Host load average (1 min) during the runs: median %s, max %s." % (f(med(loads), 2), f(max(loads), 2)))
 print("VM CPU busy (all vCPUs) at %s clients, median: %s." % (max(counts or [0]), ", ".join("%s %s%%" % (s, f(busy[s], 0)) for s in servers)))
 PY
 }
