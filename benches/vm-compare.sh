@@ -4,7 +4,7 @@
 # the VM (so QEMU's network emulation is not measured).
 #
 #   benches/vm-compare.sh [--deb FILE] [--out DIR]
-#   REPEAT=1 SECONDS_PER_RUN=5 benches/vm-compare.sh      # a quick smoke run (~8 min)
+#   REPEAT=1 SECONDS_PER_RUN=5 benches/vm-compare.sh      # a quick smoke run (~4 min; full: ~15 min)
 #
 #   --deb FILE  the picker .deb to measure (its /usr/bin/picker); default: build one with
 #               packaging/build-deb.sh --suite forky --nocheck
