@@ -48,7 +48,10 @@ const CLOCK_BOOTTIME: i32 = 7;
 const SC_CLK_TCK: i32 = 2;
 
 fn now_ns(clock: i32) -> i128 {
-    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid clock id and a valid out-pointer.
     let rc = unsafe { clock_gettime(clock, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime({clock})");
@@ -70,7 +73,10 @@ fn seconds_to_ns(s: &str) -> Option<i128> {
 fn cpu_ticks(pid: u32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces: the fields that follow start after its ')'.
-    let rest = &stat[stat.rfind(')').ok_or_else(|| io::Error::other("bad stat"))? + 2..];
+    let rest = &stat[stat
+        .rfind(')')
+        .ok_or_else(|| io::Error::other("bad stat"))?
+        + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state); utime and stime are fields 14 and 15.
     Ok(f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0))
@@ -80,7 +86,11 @@ fn cpu_ticks(pid: u32) -> io::Result<u64> {
 fn machine_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let line = stat.lines().next().unwrap_or("");
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total - idle, total)
@@ -142,10 +152,19 @@ struct Shared {
     ready: AtomicUsize,
 }
 
-fn client(host: &str, path: &str, shared: &Shared, stream: TcpStream, st: &mut Stats) -> io::Result<()> {
+fn client(
+    host: &str,
+    path: &str,
+    shared: &Shared,
+    stream: TcpStream,
+    st: &mut Stats,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut w = stream.try_clone()?;
-    write!(w, "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: picker-vm-compare\r\n\r\n")?;
+    write!(
+        w,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: picker-vm-compare\r\n\r\n"
+    )?;
     let mut r = BufReader::with_capacity(1 << 16, stream);
     let mut line = String::new();
     r.read_line(&mut line)?;
@@ -166,7 +185,14 @@ fn client(host: &str, path: &str, shared: &Shared, stream: TcpStream, st: &mut S
             chunked = true;
         }
     }
-    let mut body = BufReader::with_capacity(1 << 16, Body { inner: r, chunked, left: 0 });
+    let mut body = BufReader::with_capacity(
+        1 << 16,
+        Body {
+            inner: r,
+            chunked,
+            left: 0,
+        },
+    );
     let mut first = true;
     let mut sink = vec![0u8; 1 << 16];
     while !shared.stop.load(Ordering::Relaxed) {
@@ -216,8 +242,11 @@ fn client(host: &str, path: &str, shared: &Shared, stream: TcpStream, st: &mut S
             }
             left -= n as u64;
         }
-        let (real, mono, boot) =
-            (now_ns(CLOCK_REALTIME), now_ns(CLOCK_MONOTONIC), now_ns(CLOCK_BOOTTIME));
+        let (real, mono, boot) = (
+            now_ns(CLOCK_REALTIME),
+            now_ns(CLOCK_MONOTONIC),
+            now_ns(CLOCK_BOOTTIME),
+        );
         if first {
             first = false;
             shared.ready.fetch_add(1, Ordering::SeqCst);
@@ -257,10 +286,16 @@ fn fetch(url: &str) -> io::Result<String> {
     let (host, path) = url.split_once('/').unwrap_or((url, ""));
     let mut s = TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET /{path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 /// The number after KEY in TEXT ("picker_frames_captured_total 123", "\"captured_fps\": 30").
@@ -272,7 +307,9 @@ fn number_after(text: &str, key: &str) -> Option<f64> {
     };
     let rest = &text[at + key.len()..];
     let rest = rest.trim_start_matches(|c: char| c == '"' || c == ':' || c.is_whitespace());
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
@@ -286,7 +323,11 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn num(x: f64) -> String {
-    if x.is_finite() { format!("{x:.3}") } else { "null".into() }
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "null".into()
+    }
 }
 
 fn main() {
@@ -346,10 +387,18 @@ fn main() {
     let tck = unsafe { sysconf(SC_CLK_TCK) } as f64;
     let self_pid = std::process::id();
     // The camera's rate: picker's counters in /metrics, ustreamer's captured_fps in /state.
-    let f0 = if frames_url.is_empty() { String::new() } else { fetch(&frames_url).unwrap_or_default() };
+    let f0 = if frames_url.is_empty() {
+        String::new()
+    } else {
+        fetch(&frames_url).unwrap_or_default()
+    };
     let (c0, a0, s0, m0) = (
         cpu_ticks(pid).expect("server's /proc/PID/stat"),
-        if aux > 0 { cpu_ticks(aux).unwrap_or(0) } else { 0 },
+        if aux > 0 {
+            cpu_ticks(aux).unwrap_or(0)
+        } else {
+            0
+        },
         cpu_ticks(self_pid).unwrap_or(0),
         machine_ticks(),
     );
@@ -360,18 +409,29 @@ fn main() {
     let window = t0.elapsed().as_secs_f64();
     let (c1, a1, s1, m1) = (
         cpu_ticks(pid).expect("server's /proc/PID/stat"),
-        if aux > 0 { cpu_ticks(aux).unwrap_or(0) } else { 0 },
+        if aux > 0 {
+            cpu_ticks(aux).unwrap_or(0)
+        } else {
+            0
+        },
         cpu_ticks(self_pid).unwrap_or(0),
         machine_ticks(),
     );
-    let f1 = if frames_url.is_empty() { String::new() } else { fetch(&frames_url).unwrap_or_default() };
+    let f1 = if frames_url.is_empty() {
+        String::new()
+    } else {
+        fetch(&frames_url).unwrap_or_default()
+    };
     let rate = |key: &str| match (number_after(&f0, key), number_after(&f1, key)) {
         (Some(a), Some(b)) if key.ends_with("_total") => (b - a) / window,
         (Some(a), Some(b)) => (a + b) / 2.0,
         _ => f64::NAN,
     };
     let (camera_fps, encoded_fps) = if f0.contains("picker_frames_captured_total") {
-        (rate("picker_frames_captured_total"), rate("picker_frames_encoded_total"))
+        (
+            rate("picker_frames_captured_total"),
+            rate("picker_frames_encoded_total"),
+        )
     } else {
         (rate("\"captured_fps\""), f64::NAN)
     };
@@ -389,14 +449,30 @@ fn main() {
     let bytes: u64 = results.iter().map(|s| s.bytes).sum();
     let min_frames = results.iter().map(|s| s.frames).min().unwrap_or(0);
     let errors: Vec<String> = results.iter().filter_map(|s| s.error.clone()).collect();
-    let mut lat: Vec<f64> = results.iter().flat_map(|s| s.latency_us.iter().copied()).collect();
-    let mut age: Vec<f64> = results.iter().flat_map(|s| s.xts_age_us.iter().copied()).collect();
-    let mut send_age: Vec<f64> =
-        results.iter().flat_map(|s| s.send_age_us.iter().copied()).collect();
-    let clock = results.iter().map(|s| s.clock).find(|c| !c.is_empty()).unwrap_or("");
+    let mut lat: Vec<f64> = results
+        .iter()
+        .flat_map(|s| s.latency_us.iter().copied())
+        .collect();
+    let mut age: Vec<f64> = results
+        .iter()
+        .flat_map(|s| s.xts_age_us.iter().copied())
+        .collect();
+    let mut send_age: Vec<f64> = results
+        .iter()
+        .flat_map(|s| s.send_age_us.iter().copied())
+        .collect();
+    let clock = results
+        .iter()
+        .map(|s| s.clock)
+        .find(|c| !c.is_empty())
+        .unwrap_or("");
     let negative = lat.iter().filter(|&&l| l < 0.0).count();
     let busy = (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64 * 100.0;
-    let per_frame = if frames > 0 { cpu_s * 1e6 / frames as f64 } else { f64::NAN };
+    let per_frame = if frames > 0 {
+        cpu_s * 1e6 / frames as f64
+    } else {
+        f64::NAN
+    };
     println!(
         "{{\"clients\": {clients}, \"ready\": {ready}, \"window_s\": {}, \"cpu_s\": {}, \
          \"cpu_pct\": {}, \"aux_cpu_pct\": {}, \"client_cpu_pct\": {}, \"vm_busy_pct\": {}, \
