@@ -826,6 +826,7 @@ fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
         (a.camera.id != b.camera.id, "camera.id"),
         (a.camera.framerate != b.camera.framerate, "camera.framerate"),
         (a.camera.crop != b.camera.crop, "camera.crop"),
+        (a.camera.buffers != b.camera.buffers, "camera.buffers"),
         (a.stream.enabled != b.stream.enabled, "stream.enabled"),
         (a.stream.width != b.stream.width, "stream.width"),
         (a.stream.height != b.stream.height, "stream.height"),

@@ -35,6 +35,7 @@ pub struct RawCamera {
     pub index: Option<usize>,
     pub framerate: Option<u32>,
     pub crop: Option<String>,
+    pub buffers: Option<String>,
     pub rotation: Option<u32>,
     pub hflip: Option<bool>,
     pub vflip: Option<bool>,
@@ -73,6 +74,16 @@ pub enum SourceChoice {
     TestPattern,
 }
 
+/// Where the camera's frame buffers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// A cached DMA heap when the system has one (imported into libcamera), else the driver's.
+    Auto,
+    /// Always the driver's (libcamera's allocator): a way back should a camera refuse
+    /// imported buffers.
+    Driver,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Crop {
     /// The largest centred square of the sensor, cropped by the ISP (`ScalerCrop`).
@@ -89,6 +100,7 @@ pub struct CameraConfig {
     pub index: Option<usize>,
     pub framerate: u32,
     pub crop: Crop,
+    pub buffers: Buffers,
     /// 0 or 180 degrees (the Pi ISP flips; it cannot turn by 90).
     pub rotation: u32,
     pub hflip: bool,
@@ -321,6 +333,16 @@ impl RawConfig {
                 Crop::None
             }
         };
+        let buffers = match self.camera.buffers.as_deref().unwrap_or("auto") {
+            "auto" => Buffers::Auto,
+            "driver" => Buffers::Driver,
+            other => {
+                errors.push(format!(
+                    "camera.buffers = {other:?}: expected \"auto\" or \"driver\""
+                ));
+                Buffers::Auto
+            }
+        };
         let framerate = self.camera.framerate.unwrap_or(30);
         if !(1..=120).contains(&framerate) {
             errors.push(format!(
@@ -444,6 +466,7 @@ impl RawConfig {
                 index,
                 framerate,
                 crop,
+                buffers,
                 rotation,
                 hflip: self.camera.hflip.unwrap_or(false),
                 vflip: self.camera.vflip.unwrap_or(false),
@@ -598,6 +621,7 @@ mod tests {
         assert_eq!(c.camera.id, None);
         assert_eq!(c.camera.framerate, 30);
         assert_eq!(c.camera.crop, Crop::CenterSquare);
+        assert_eq!(c.camera.buffers, Buffers::Auto);
         assert!(c.stream.enabled);
         assert_eq!(c.stream.bind.to_string(), "0.0.0.0");
         assert_eq!(c.stream.port, 8000);
@@ -666,7 +690,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_reported_at_once() {
         let err = parse(
-            "[camera]\nsource = \"usb\"\ncrop = \"circle\"\nframerate = 0\n\
+            "[camera]\nsource = \"usb\"\ncrop = \"circle\"\nframerate = 0\nbuffers = \"gpu\"\n\
              [stream]\nquality = 0\nwidth = 511\nbind = \"nowhere\"\nmax-clients = 0\n\
              client-timeout = 0\n",
         )
@@ -675,6 +699,7 @@ mod tests {
         for key in [
             "camera.source",
             "camera.crop",
+            "camera.buffers",
             "camera.framerate",
             "stream.quality",
             "stream.width",
@@ -859,6 +884,7 @@ mod tests {
                 "id",
                 "framerate",
                 "crop",
+                "buffers",
                 "enabled",
                 "bind",
                 "port",

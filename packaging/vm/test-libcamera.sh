@@ -436,6 +436,21 @@ else
     fail "a missing camera fails at start with the list of cameras" "$missing"
 fi
 
+# camera.buffers = "driver": the way back from imported buffers; libcamera's own allocator.
+driver=$(vm 'sed "s/^\[camera\]/[camera]\nbuffers = \"driver\"/" /root/picker.toml >/root/driver.toml
+    (RUST_LOG=info /root/picker --config /root/driver.toml >/root/driver.log 2>&1 &)
+    for i in $(seq 240); do grep -q " ready" /root/driver.log && break; sleep 0.5; done
+    pkill -TERM -x picker
+    for i in $(seq 80); do pgrep -x picker >/dev/null || break; sleep 0.1; done
+    grep -v "^\[" /root/driver.log | grep -E "driver|ready|ERROR"')
+if grep -q 'camera.buffers = "driver": using the driver' <<<"$driver" && grep -q ' ready' <<<"$driver" &&
+    ! grep -q 'ERROR' <<<"$driver"; then
+    pass "camera.buffers = \"driver\": libcamera's own buffers, picker ready"
+    indent <<<"$driver"
+else
+    fail "camera.buffers = \"driver\"" "$driver"
+fi
+
 controls_checks
 echo
 if ((failures)); then

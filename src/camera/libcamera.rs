@@ -48,7 +48,7 @@ use super::plan::{self, ModeLimits, Orientation, RawMode, Selector};
 use super::{
     Camera, CameraError, CameraInfo, CropState, FrameMut, PixelFormat, Rect, SourceKind, StreamInfo,
 };
-use crate::config::{Config, Crop};
+use crate::config::{Buffers, Config, Crop};
 use crate::dmabuf::{self, Heap, Mapping};
 use crate::frames::{Frame, Image, Lease, now_timestamps, unix_us_now};
 
@@ -137,6 +137,7 @@ struct Wanted {
     still: (u32, u32),
     framerate: u32,
     crop: Crop,
+    buffers: Buffers,
     orientation: Orientation,
 }
 
@@ -166,6 +167,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
         still: (config.still.width, config.still.height),
         framerate: c.framerate,
         crop: c.crop,
+        buffers: c.buffers,
         orientation: plan::orientation(c.rotation, c.hflip, c.vflip),
     };
     let what = wanted.what().unwrap_or_else(|| "-".to_string());
@@ -551,7 +553,11 @@ fn owner_body(
     };
     let mut alloc = FrameBufferAllocator::new(&active);
     let mut driver_buffers: Vec<FrameBuffer> = Vec::new();
-    let from_heap = match Heap::open_first(heaps) {
+    let heap = match wanted.buffers {
+        Buffers::Auto => Heap::open_first(heaps),
+        Buffers::Driver => None,
+    };
+    let from_heap = match heap {
         Some(heap) => {
             let sets = (0..heap_count)
                 .map(|_| {
@@ -573,6 +579,10 @@ fn owner_body(
                     None
                 }
             }
+        }
+        None if wanted.buffers == Buffers::Driver => {
+            tracing::info!(camera = %id, "camera.buffers = \"driver\": using the driver's buffers");
+            None
         }
         None => {
             tracing::warn!(camera = %id, "no DMA heap ({}): using the driver's buffers (uncached on a Raspberry Pi: CPU reads are slower)", heaps.join(", "));
