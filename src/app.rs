@@ -160,9 +160,7 @@ impl Shared {
 
     /// The latest frame, marked read (for `/metrics`' unconsumed frames).
     fn take_latest(&self) -> Option<Arc<Frame>> {
-        let rx = self.sink.subscribe();
-        let latest = rx.borrow();
-        latest.as_ref().inspect(|f| f.consume()).cloned()
+        Frame::consume(&self.sink.subscribe().borrow())
     }
 
     /// A still request's frame with its own copy of the still (see `Frame::detach_still`),
@@ -236,7 +234,7 @@ impl Shared {
         let wait = rx.wait_for(|f| f.as_ref().is_some_and(|f| f.timestamp_ns > asked_at));
         tokio::select! {
             r = tokio::time::timeout(limit, wait) => match r {
-                Ok(Ok(f)) => f.as_ref().inspect(|f| f.consume()).cloned().ok_or(StillError::NoFrame),
+                Ok(Ok(f)) => Frame::consume(&f).ok_or(StillError::NoFrame),
                 Ok(Err(_)) => Err(StillError::ShuttingDown),
                 Err(_) => Err(StillError::Timeout(limit)),
             },

@@ -185,8 +185,7 @@ pub fn run(
                 _ = demand.changed() => {}
                 _ = shutdown.wait_for(|s| *s) => return None,
             }
-            let latest = frames.borrow_and_update();
-            Some(latest.as_ref().inspect(|f| f.consume()).cloned())
+            Some(Frame::consume(&frames.borrow_and_update()))
         });
         let Some(frame) = next else { return };
         let Some(frame) = frame else { continue };

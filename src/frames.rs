@@ -301,10 +301,12 @@ impl Frame {
         }
     }
 
-    /// Records that somebody read this frame. Call while the frame is still borrowed from
-    /// the channel, so a publish that replaces it sees the mark.
-    pub fn consume(&self) {
-        self.consumed.store(true, Ordering::Relaxed);
+    /// The frame in `slot` (the latest, borrowed from the channel), marked read: marked while
+    /// still borrowed, so a publish that replaces it sees the mark.
+    pub fn consume(slot: &Option<Arc<Frame>>) -> Option<Arc<Frame>> {
+        let frame = slot.as_ref()?;
+        frame.consumed.store(true, Ordering::Relaxed);
+        Some(frame.clone())
     }
 
     /// True when the frame's pixels are a camera buffer lent to it.
@@ -404,7 +406,6 @@ pub struct Histogram {
     /// then above the last.
     buckets: [AtomicU64; HISTOGRAM_BOUNDS_US.len() + 1],
     sum_us: AtomicU64,
-    count: AtomicU64,
 }
 
 /// Bucket bounds, microseconds: 50 us to 1 s.
@@ -420,15 +421,10 @@ impl Histogram {
             .unwrap_or(HISTOGRAM_BOUNDS_US.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn observe_since(&self, start: Instant) {
         self.observe(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
     }
 
     /// Appends the histogram in the Prometheus text format, in seconds as its convention is.

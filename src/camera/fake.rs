@@ -107,18 +107,6 @@ struct Slot {
     lent: Option<FakeRequest>,
 }
 
-/// Tells the pipeline a lent request's readers are done (see `Pipeline::lend`).
-struct Release {
-    tx: Sender<u64>,
-    slot: u64,
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let _ = self.tx.send(self.slot);
-    }
-}
-
 struct FakePipeline {
     script: Script,
     /// Requests queued (their slots), in order; each completes one frame period after the
@@ -261,10 +249,11 @@ impl Pipeline for FakePipeline {
 
     fn lend(&mut self, req: FakeRequest, frame: &mut Frame) -> Result<(), FakeRequest> {
         let s = &mut self.slots[req.slot];
-        let lease: crate::frames::Lease = Arc::new(Release {
-            tx: self.released_tx.clone(),
-            slot: req.slot as u64,
-        });
+        let lease: crate::frames::Lease = Arc::new(owner::Release::new(
+            self.released_tx.clone(),
+            req.slot as u64,
+            std::convert::identity,
+        ));
         let lent = |region: &Arc<Vec<u8>>, (w, h): (u32, u32), format| {
             let mut image = Image::layout_only(w, h, format, &[]);
             let len = image.needed_len();

@@ -190,18 +190,6 @@ enum Msg {
     Released(u64),
 }
 
-/// Dropped with the last image of a lent request: tells the owner to requeue it.
-struct Release {
-    tx: Sender<Msg>,
-    cookie: u64,
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let _ = self.tx.send(Msg::Released(self.cookie));
-    }
-}
-
 /// The buffers of one request, mapped for reading, and the request while it is lent.
 struct Slot {
     video: Mapped,
@@ -243,7 +231,7 @@ struct LcPipeline<'d> {
     controls: Arc<ControlsHandle>,
     control_facts: ControlFacts,
     /// `DMA_BUF_IOCTL_SYNC` failed once (logged once).
-    warned_sync: bool,
+    warned_sync: std::cell::Cell<bool>,
     /// Frames may be lent: buffers from a cached heap, or a camera without an ISP. A Pi's
     /// driver buffers are uncached: the encoder reading them in place would be slower than
     /// one copy out (rpicam-apps' finding), so those frames are copied.
@@ -271,7 +259,7 @@ impl LcPipeline<'_> {
 
 impl LcPipeline<'_> {
     /// Brackets the CPU's reads of a slot's buffers (`start`: before, else after).
-    fn sync(&mut self, cookie: usize, start: bool) {
+    fn sync(&self, cookie: usize, start: bool) {
         let Some(slot) = self.slots.get(cookie) else {
             return;
         };
@@ -283,9 +271,8 @@ impl LcPipeline<'_> {
             }
         }
         if let Some(e) = failed {
-            if !self.warned_sync {
+            if !self.warned_sync.replace(true) {
                 tracing::warn!(camera = %self.id, "DMA_BUF_IOCTL_SYNC failed (frames may show stale cache lines): {e}");
-                self.warned_sync = true;
             }
         }
     }
@@ -327,10 +314,9 @@ impl Pipeline for LcPipeline<'_> {
     }
 
     fn fill(&self, req: &Request, frame: &mut FrameMut) -> Option<usize> {
-        let slot = self.slots.get(req.cookie() as usize)?;
-        for m in slot.mappings() {
-            let _ = m.begin_read();
-        }
+        let cookie = req.cookie() as usize;
+        let slot = self.slots.get(cookie)?;
+        self.sync(cookie, true);
         let ok = fill(
             frame,
             req,
@@ -339,9 +325,7 @@ impl Pipeline for LcPipeline<'_> {
                 .as_ref()
                 .zip(self.still.as_ref().map(|(_, l)| *l)),
         );
-        for m in slot.mappings() {
-            let _ = m.end_read();
-        }
+        self.sync(cookie, false);
         ok
     }
 
@@ -353,10 +337,11 @@ impl Pipeline for LcPipeline<'_> {
         let Some(slot) = self.slots.get(cookie as usize) else {
             return Err(req);
         };
-        let lease: Lease = Arc::new(Release {
-            tx: self.released.clone(),
+        let lease: Lease = Arc::new(owner::Release::new(
+            self.released.clone(),
             cookie,
-        });
+            Msg::Released,
+        ));
         let video = slot.video.lend(self.video.1, &lease);
         let still = match (&slot.still, &self.still) {
             (Some(m), Some((_, layout))) => m.lend(*layout, &lease),
@@ -695,7 +680,7 @@ fn owner_body(
         start_controls,
         controls: controls_handle,
         control_facts,
-        warned_sync: false,
+        warned_sync: std::cell::Cell::new(false),
         lend_ok,
         warned_lend: false,
         _driver_buffers: driver_buffers,
@@ -754,16 +739,9 @@ fn heap_buffer(
     // SAFETY: read only while its request is in hand or lent (LcPipeline::fill, lend).
     let map = Arc::new(unsafe { Mapping::new(fd.as_fd(), len) }?);
     let planes = layout.planes();
-    let too_big = |_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "buffer too large");
     let described = planes
         .iter()
-        .map(|(offset, length)| {
-            Ok(FrameBufferPlane {
-                fd: fd.try_clone()?,
-                offset: u32::try_from(*offset).map_err(too_big)?,
-                length: u32::try_from(*length).map_err(too_big)?,
-            })
-        })
+        .map(|&(offset, length)| import_plane(fd.try_clone()?, offset, length))
         .collect::<std::io::Result<Vec<_>>>()?;
     let fb = OwnedFrameBuffer::new(described, None)?;
     let mapped = Mapped {
@@ -816,18 +794,27 @@ fn driver_buffer(b: &FrameBuffer) -> std::io::Result<(OwnedFrameBuffer, Mapped)>
                 m
             }
         };
-        let too_big = |_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "buffer too large");
-        described.push(FrameBufferPlane {
-            fd: borrowed.try_clone_to_owned()?,
-            offset: u32::try_from(offset).map_err(too_big)?,
-            length: u32::try_from(len).map_err(too_big)?,
-        });
+        described.push(import_plane(borrowed.try_clone_to_owned()?, offset, len)?);
         mapped.push((map, offset, len));
     }
     Ok((
         OwnedFrameBuffer::new(described, None)?,
         Mapped { planes: mapped },
     ))
+}
+
+/// One plane of a buffer to import: libcamera takes offsets and lengths as 32 bits.
+fn import_plane(
+    fd: std::os::fd::OwnedFd,
+    offset: usize,
+    length: usize,
+) -> std::io::Result<FrameBufferPlane> {
+    let too_big = |_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "buffer too large");
+    Ok(FrameBufferPlane {
+        fd,
+        offset: u32::try_from(offset).map_err(too_big)?,
+        length: u32::try_from(length).map_err(too_big)?,
+    })
 }
 
 /// The capture time libcamera reports (CLOCK_BOOTTIME ns), if any.

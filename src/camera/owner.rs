@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -143,6 +143,42 @@ pub trait Pipeline {
     /// Stops the camera, takes back every request (those in `held` and those still queued),
     /// starts it again and queues them all.
     fn restart(&mut self, held: Vec<Self::Request>) -> Result<(), String>;
+}
+
+/// The lease a pipeline puts in a lent frame's images (see [`Pipeline::lend`]): when the last
+/// image drops, `message(token)` goes to the pipeline's channel, which its `next` reports as
+/// [`Next::Released`]. Errors are ignored: a pipeline gone needs nothing back. The message is
+/// made on drop, so the lease is `Sync` whatever the channel carries (libcamera's requests are
+/// not).
+pub struct Release<M: Send> {
+    tx: Sender<M>,
+    token: u64,
+    message: fn(u64) -> M,
+}
+
+impl<M: Send> Release<M> {
+    pub fn new(tx: Sender<M>, token: u64, message: fn(u64) -> M) -> Self {
+        Release { tx, token, message }
+    }
+}
+
+impl<M: Send> Drop for Release<M> {
+    fn drop(&mut self) {
+        let _ = self.tx.send((self.message)(self.token));
+    }
+}
+
+/// Requeues a request; one the camera refuses is held for the next restart, which it asks for.
+fn requeue_or_hold<P: Pipeline>(
+    p: &mut P,
+    req: P::Request,
+    held: &mut Vec<P::Request>,
+    broken: &mut Option<String>,
+) {
+    if let Err(req) = p.requeue(req) {
+        held.push(req);
+        broken.get_or_insert_with(|| "the camera refused a request".to_string());
+    }
 }
 
 /// Messages from the owner thread.
@@ -281,7 +317,7 @@ impl Owner {
         let max_lent = max_lent(p.buffers());
         // Requests lent to readers now.
         let mut lent = 0usize;
-        // Requests of frames paced out, held until the next frame is nearly due: a camera
+        // Requests of frames paced out, held until the next frame is due: a camera
         // that makes a frame per request (libcamera's virtual one) would otherwise render
         // frames as fast as they are requeued, all in this process, to have them thrown away.
         let mut deferred: VecDeque<P::Request> = VecDeque::new();
@@ -355,8 +391,8 @@ impl Owner {
                 continue;
             }
 
-            // One deferred request back to the camera once the next frame is nearly due; the
-            // wait for the camera ends then at the latest.
+            // One deferred request back to the camera once the next frame is due; the wait for
+            // the camera ends then at the latest.
             let mut wait = TICK;
             if !deferred.is_empty() {
                 let now = Instant::now();
@@ -366,11 +402,7 @@ impl Owner {
                     // Should that frame be lost, the next request goes a period later.
                     release_at = now + pacer.period();
                     if let Some(req) = deferred.pop_front() {
-                        if let Err(req) = p.requeue(req) {
-                            held.push(req);
-                            broken
-                                .get_or_insert_with(|| "the camera refused a request".to_string());
-                        }
+                        requeue_or_hold(p, req, &mut held, &mut broken);
                     }
                     continue;
                 }
@@ -381,11 +413,7 @@ impl Owner {
                     // A lease of a lend that failed has nothing to give back.
                     if let Some(req) = p.take_lent(token) {
                         lent = lent.saturating_sub(1);
-                        if let Err(req) = p.requeue(req) {
-                            held.push(req);
-                            broken
-                                .get_or_insert_with(|| "the camera refused a request".to_string());
-                        }
+                        requeue_or_hold(p, req, &mut held, &mut broken);
                     }
                     continue;
                 }
@@ -446,12 +474,13 @@ impl Owner {
                         };
                         if !keep {
                             // Beyond the configured rate: back untouched when the next frame
-                            // is nearly due (above). A free-running sensor meanwhile drops
+                            // is due (above). A free-running sensor meanwhile drops
                             // frames for want of a buffer: the surplus, which nobody wanted.
                             counts.paced += 1;
                             deferred.push_back(req);
                             continue;
-                        } else if lent < max_lent {
+                        }
+                        if lent < max_lent {
                             // Lent, not copied: the readers give it back (Next::Released).
                             let mut frame = Frame::empty();
                             match p.lend(req, &mut frame) {
@@ -468,27 +497,26 @@ impl Owner {
                                 }
                             }
                         }
-                        if keep {
-                            match spare.take().or_else(|| self.empty.try_recv().ok()) {
-                                Some(mut frame) => {
-                                    if let Some(bytes) = p.fill(&req, &mut frame) {
-                                        stats
-                                            .bytes_copied
-                                            .fetch_add(bytes as u64, Ordering::Relaxed);
-                                        sequence += 1;
-                                        publish(frame, sequence, true);
-                                        stats.camera_us.observe_since(started);
-                                    } else {
-                                        if !warned_short {
-                                            tracing::warn!(camera = %id, sequence, "frame with missing or short planes dropped");
-                                            warned_short = true;
-                                        }
-                                        spare = Some(frame);
+                        // Kept, and not lent: copied.
+                        match spare.take().or_else(|| self.empty.try_recv().ok()) {
+                            Some(mut frame) => {
+                                if let Some(bytes) = p.fill(&req, &mut frame) {
+                                    stats
+                                        .bytes_copied
+                                        .fetch_add(bytes as u64, Ordering::Relaxed);
+                                    sequence += 1;
+                                    publish(frame, sequence, true);
+                                    stats.camera_us.observe_since(started);
+                                } else {
+                                    if !warned_short {
+                                        tracing::warn!(camera = %id, sequence, "frame with missing or short planes dropped");
+                                        warned_short = true;
                                     }
+                                    spare = Some(frame);
                                 }
-                                // `run` is behind: this frame is skipped.
-                                None => counts.lost += 1,
                             }
+                            // `run` is behind: this frame is skipped.
+                            None => counts.lost += 1,
                         }
                     }
                 }
@@ -496,10 +524,7 @@ impl Owner {
                 FrameStatus::Error | FrameStatus::Cancelled => counts.error += 1,
             }
             // Back to the camera at once: the data is copied, or not wanted.
-            if let Err(req) = p.requeue(req) {
-                held.push(req);
-                broken.get_or_insert_with(|| "the camera refused a request".to_string());
-            }
+            requeue_or_hold(p, req, &mut held, &mut broken);
         }
     }
 }
