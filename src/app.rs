@@ -177,9 +177,7 @@ impl Shared {
             return d.clone();
         }
         let (d, copied) = frame.detach_still();
-        self.stats
-            .bytes_copied
-            .fetch_add(copied as u64, Ordering::Relaxed);
+        self.stats.add_copied(copied as u64);
         let d = Arc::new(d);
         *last = Some(d.clone());
         d
@@ -207,7 +205,7 @@ impl Shared {
             fps,
             clients: self.stats.stream_clients.load(Ordering::Relaxed),
             frames: FrameCounts {
-                captured: self.stats.captured.load(Ordering::Relaxed),
+                captured: self.stats.tally().captured,
                 encoded: self.stats.encoded.load(Ordering::Relaxed),
                 dropped: self.stats.dropped.load(Ordering::Relaxed),
                 sequence: latest.map(|f| f.sequence).unwrap_or(0),

@@ -367,7 +367,8 @@ const POOL_FRAMES: usize = 6;
 /// Counters shown in `/state` and `/metrics`.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub captured: AtomicU64,
+    /// Frames captured, lent and bytes copied, counted together: see [`Tally`].
+    tally: Mutex<Tally>,
     pub encoded: AtomicU64,
     /// Frames the encoder skipped while clients were watching (it was still busy).
     pub dropped: AtomicU64,
@@ -386,15 +387,39 @@ pub struct Stats {
     pub frames_paced: AtomicU64,
     /// Published frames replaced before anybody (encoder, still) read them.
     pub frames_unconsumed: AtomicU64,
-    /// Bytes the CPU copied out of camera buffers (copies when no buffer could be lent, and
-    /// the still of each still request).
-    pub bytes_copied: AtomicU64,
-    /// Frames whose camera buffers were lent to readers instead of copied.
-    pub frames_lent: AtomicU64,
     /// Time the camera thread spent per good frame (lend or copy, publish), microseconds.
     pub camera_us: Histogram,
     /// Time the stream encoder spent per frame, microseconds.
     pub encode_us: Histogram,
+}
+
+/// Counters that are read together and must add up: every frame a camera publishes is
+/// either lent or copied whole (the test pattern's are neither), so `captured - lent` frames were copied, and `bytes_copied` is their bytes
+/// plus the stills'. Kept under one lock (taken a few times per frame, never contended for
+/// long) rather than as separate atomics: a reading between two updates would not add up,
+/// which made a check of exactly this fail once in the VM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Frames published.
+    pub captured: u64,
+    /// Frames whose camera buffers were lent to readers instead of copied.
+    pub lent: u64,
+    /// Bytes the CPU copied out of camera buffers (frames that could not be lent, and the
+    /// still of each still request).
+    pub bytes_copied: u64,
+}
+
+impl Stats {
+    /// The frame counters, as one consistent reading.
+    pub fn tally(&self) -> Tally {
+        *self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `bytes` copied out of a camera buffer outside publishing (a still's own copy).
+    pub fn add_copied(&self, bytes: u64) {
+        let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        t.bytes_copied = t.bytes_copied.saturating_add(bytes);
+    }
 }
 
 /// A Prometheus histogram of microsecond durations with fixed buckets. Written by hand: the
@@ -490,8 +515,9 @@ impl FrameSink {
         FrameMut(Arc::new(Frame::empty()))
     }
 
-    /// Makes `frame` the latest frame. Never waits.
-    pub fn publish(&self, frame: FrameMut) {
+    /// Makes `frame` the latest frame. Never waits. `copied`: the bytes copied out of the
+    /// camera's buffers to make it (0 for a lent frame, or one of picker's own making).
+    pub fn publish(&self, frame: FrameMut, copied: u64) {
         let frame = frame.0;
         // Only frames with memory of their own are worth recycling; a lent frame in the
         // pool would keep its camera buffer from going back.
@@ -502,7 +528,12 @@ impl FrameSink {
             }
             pool.push(frame.clone());
         }
-        self.stats.captured.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut t = self.stats.tally.lock().unwrap_or_else(|e| e.into_inner());
+            t.captured += 1;
+            t.lent += u64::from(frame.is_lent());
+            t.bytes_copied = t.bytes_copied.saturating_add(copied);
+        }
         self.last_publish_ns
             .store(now_timestamps().0, Ordering::Relaxed);
         self.count_fps();

@@ -339,7 +339,8 @@ fi
 # it, imported. With a stream client and no still, the camera's frames are lent to the encoder:
 # the bytes copied grow only by whole frames the owner could not lend (counted apart); a still
 # copies its own image once. The virtual camera runs faster than the 30 fps asked: the surplus
-# is given back untouched (picker_frames_paced_total), when it shows.
+# is given back untouched (picker_frames_paced_total), when it shows. Each reading of /metrics
+# adds up (frames captured, lent and bytes copied are counted together), so the sums are exact.
 heap=$(vm 'grep -F "frame buffers from a cached DMA heap" /root/picker.log')
 if grep -q 'heap=/dev/dma_heap/system' <<<"$heap"; then
     pass "frame buffers come from the system DMA heap, imported into libcamera"

@@ -395,7 +395,6 @@ mod tests {
     use super::*;
     use crate::camera::StopFlag;
     use crate::frames::{FrameSink, Stats};
-    use std::sync::atomic::Ordering;
 
     /// Readers that keep every frame (a flood of slow snapshot jobs, say) hold at most
     /// `max_lent` of the camera's buffers: the owner copies every later frame instead, and the
@@ -436,13 +435,10 @@ mod tests {
             owner::max_lent(REQUESTS),
             "lent while readers hold them all"
         );
-        assert_eq!(
-            stats.frames_lent.load(Ordering::Relaxed) as usize,
-            owner::max_lent(REQUESTS)
-        );
+        assert_eq!(stats.tally().lent as usize, owner::max_lent(REQUESTS));
         // The copied frames are whole and right: the fake's good grey.
         let frame_bytes = (64 * 64 * 3 / 2 + 64 * 64 * 3) as u64;
-        let copied = stats.bytes_copied.load(Ordering::Relaxed);
+        let copied = stats.tally().bytes_copied;
         assert!(
             copied >= (kept.len() - lent) as u64 * frame_bytes,
             "{copied}"

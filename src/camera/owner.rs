@@ -186,11 +186,12 @@ pub enum Event {
     /// The camera is configured and streaming (frames are requeued unread until `run`).
     Opened(Box<Opened>),
     /// A filled frame, and the crop state it showed when that changed. `copied`: it is one
-    /// of the empty frames `run` lent (else the camera's buffers lent to it).
+    /// of the empty frames `run` lent, filled with this many bytes (else the camera's buffers
+    /// are lent to it).
     Frame {
         frame: FrameMut,
         crop: Option<CropState>,
-        copied: bool,
+        copied: Option<u64>,
     },
     /// The owner stopped the camera and released everything (or never got it).
     Ended(Result<(), CameraError>),
@@ -278,13 +279,11 @@ struct Counts {
     lost: u64,
     restarts: u64,
     paced: u64,
-    lent: u64,
 }
 
 impl Counts {
     fn flush(&self, stats: &Stats) {
         stats.frames_paced.store(self.paced, Ordering::Relaxed);
-        stats.frames_lent.store(self.lent, Ordering::Relaxed);
         stats.frames_startup.store(self.startup, Ordering::Relaxed);
         stats.frames_error.store(self.error, Ordering::Relaxed);
         stats.sequence_gaps.store(self.gaps, Ordering::Relaxed);
@@ -459,19 +458,20 @@ impl Owner {
                                 warned_crop = true;
                             }
                         }
-                        let mut publish = |mut frame: FrameMut, sequence: u64, copied: bool| {
-                            frame.sequence = sequence;
-                            let crop = crop.filter(|c| last_crop != Some(*c));
-                            if crop.is_some() {
-                                last_crop = crop;
-                            }
-                            // Never full: at most FRAMES_LENT + max_lent frames exist to send.
-                            let _ = self.events.try_send(Event::Frame {
-                                frame,
-                                crop,
-                                copied,
-                            });
-                        };
+                        let mut publish =
+                            |mut frame: FrameMut, sequence: u64, copied: Option<u64>| {
+                                frame.sequence = sequence;
+                                let crop = crop.filter(|c| last_crop != Some(*c));
+                                if crop.is_some() {
+                                    last_crop = crop;
+                                }
+                                // Never full: at most FRAMES_LENT + max_lent frames exist to send.
+                                let _ = self.events.try_send(Event::Frame {
+                                    frame,
+                                    crop,
+                                    copied,
+                                });
+                            };
                         if !keep {
                             // Beyond the configured rate: back untouched when the next frame
                             // is due (above). A free-running sensor meanwhile drops
@@ -486,9 +486,8 @@ impl Owner {
                             match p.lend(req, &mut frame) {
                                 Ok(()) => {
                                     lent += 1;
-                                    counts.lent += 1;
                                     sequence += 1;
-                                    publish(FrameMut::new(frame), sequence, false);
+                                    publish(FrameMut::new(frame), sequence, None);
                                     stats.camera_us.observe_since(started);
                                     continue;
                                 }
@@ -501,11 +500,8 @@ impl Owner {
                         match spare.take().or_else(|| self.empty.try_recv().ok()) {
                             Some(mut frame) => {
                                 if let Some(bytes) = p.fill(&req, &mut frame) {
-                                    stats
-                                        .bytes_copied
-                                        .fetch_add(bytes as u64, Ordering::Relaxed);
                                     sequence += 1;
-                                    publish(frame, sequence, true);
+                                    publish(frame, sequence, Some(bytes as u64));
                                     stats.camera_us.observe_since(started);
                                 } else {
                                     if !warned_short {
@@ -582,10 +578,10 @@ impl Camera for OwnerCamera {
                     if let Some(crop) = crop {
                         sink.set_crop(crop);
                     }
-                    sink.publish(frame);
+                    sink.publish(frame, copied.unwrap_or(0));
                     // One back for the one returned: FRAMES_LENT stay lent. Fails only when
                     // the owner is gone, which the next recv reports.
-                    if copied {
+                    if copied.is_some() {
                         let _ = self.empty.try_send(sink.acquire());
                     }
                 }

@@ -179,7 +179,7 @@ impl Camera for TestPattern {
                 .reshape(self.video.0, self.video.1, PixelFormat::I420);
             still_rows.draw_rgb(&mut frame.still, sequence);
             video_rows.draw_i420(&mut frame.video, sequence);
-            sink.publish(frame);
+            sink.publish(frame, 0);
 
             next += period;
             if let Some(stall) = self.stall.filter(|s| s.after == sequence) {

@@ -385,6 +385,8 @@ fn retry_later(why: impl Into<String>) -> warp::reply::Response {
 /// justify a metrics registry crate.
 fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
     let st = s.state();
+    // One reading of the counters that add up (captured = lent + copied whole).
+    let tally = s.stats.tally();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         let _ = write!(
@@ -404,7 +406,7 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
         "picker_frames_captured_total",
         "counter",
         "Frames delivered by the camera.",
-        st.frames.captured.to_string(),
+        tally.captured.to_string(),
     );
     metric(
         "picker_frames_encoded_total",
@@ -472,16 +474,6 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
             "Published frames replaced before the encoder or a still read them (frames paced out or lost are counted apart).",
             &s.stats.frames_unconsumed,
         ),
-        (
-            "picker_frames_lent_total",
-            "Frames whose camera buffers were lent to readers instead of copied.",
-            &s.stats.frames_lent,
-        ),
-        (
-            "picker_camera_bytes_copied_total",
-            "Bytes the CPU copied out of camera buffers (frames that could not be lent, stills).",
-            &s.stats.bytes_copied,
-        ),
     ] {
         metric(
             name,
@@ -490,6 +482,18 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
             v.load(std::sync::atomic::Ordering::Relaxed).to_string(),
         );
     }
+    metric(
+        "picker_frames_lent_total",
+        "counter",
+        "Frames whose camera buffers were lent to readers instead of copied.",
+        tally.lent.to_string(),
+    );
+    metric(
+        "picker_camera_bytes_copied_total",
+        "counter",
+        "Bytes the CPU copied out of camera buffers (frames that could not be lent, stills).",
+        tally.bytes_copied.to_string(),
+    );
     s.stats.camera_us.write(
         &mut out,
         "picker_camera_frame_seconds",

@@ -627,13 +627,26 @@ pub fn decode_png(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 
 /// Counters from `/metrics`.
 pub fn metric(p: &Picker, name: &str) -> f64 {
-    let text = p.tcp_get("/metrics").text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
+    Metrics::read(p).get(name)
+}
+
+/// One reading of `/metrics`: counters that must add up are compared within one reading.
+pub struct Metrics(String);
+
+impl Metrics {
+    pub fn read(p: &Picker) -> Metrics {
+        Metrics(p.tcp_get("/metrics").text())
+    }
+
+    pub fn get(&self, name: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{}", self.0))
+            .trim()
+            .parse()
+            .unwrap()
+    }
 }
 
 pub fn have(tool: &str) -> bool {
