@@ -133,6 +133,42 @@ fn pi_camera_values_are_clamped_and_autofocus_defaults_to_continuous() {
     assert_eq!(c["af-mode"]["status"], json!("unsupported"), "{c}");
 }
 
+/// A robot asking for a long fixed exposure at the default 30 fps: a Pi's IPA would cap it
+/// to the frame without a word; picker says so in `/state` and the log, and asks for the
+/// exposure the camera will use. At 10 fps the same exposure fits.
+#[test]
+fn an_exposure_longer_than_a_frame_is_reported_capped_naming_the_frame_rate() {
+    let p = start("exposure-time = 50000", Some("imx708"));
+    let c = &state(&p)["controls"]["exposure-time"];
+    assert_eq!(c["status"], json!("adjusted"), "{c}");
+    assert_eq!(c["asked"], json!(50000), "{c}");
+    assert_eq!(c["value"], json!(33333), "{c}");
+    assert!(
+        c["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("camera.framerate"),
+        "{c}"
+    );
+    assert!(
+        p.find_log("controls.exposure-time = 50000: adjusted")
+            .is_some(),
+        "{}",
+        p.log_text()
+    );
+    drop(p);
+
+    let dir = temp_dir();
+    let text = format!(
+        "{}[controls]\nexposure-time = 50000\n",
+        config_text(dir.path(), &["camera.framerate = 10"])
+    );
+    let p = Picker::start_config(dir, &text, &[("PICKER_TEST_CONTROLS", "imx708")]);
+    let c = &state(&p)["controls"]["exposure-time"];
+    assert_eq!(c["status"], json!("applied"), "{c}");
+    assert_eq!(c["value"], json!(50000), "{c}");
+}
+
 #[test]
 fn put_merges_until_delete_and_the_camera_takes_each_change() {
     let p = start("exposure-time = 20000\nbrightness = 0.1", Some("imx708"));

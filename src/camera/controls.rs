@@ -530,6 +530,12 @@ pub enum Limits {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ControlFacts {
     pub controls: BTreeMap<Id, Limits>,
+    /// The frame period picker pinned through `FrameDurationLimits` (min = max), in
+    /// microseconds, when the camera has that control. No exposure is longer than a frame:
+    /// the Raspberry Pi IPA caps a fixed `ExposureTime` to what fits in the longest frame
+    /// duration allowed (`IpaBase::applyFrameDurations`, `AgcChannel::limitExposureTime`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_period_us: Option<i64>,
 }
 
 impl ControlFacts {
@@ -541,6 +547,12 @@ impl ControlFacts {
 
     pub fn with(mut self, id: Id, limits: Limits) -> ControlFacts {
         self.controls.insert(id, limits);
+        self
+    }
+
+    /// The frame period in force, pinned by picker (see [`ControlFacts::frame_period_us`]).
+    pub fn with_frame_period(mut self, us: Option<i64>) -> ControlFacts {
+        self.frame_period_us = us.filter(|us| *us > 0);
         self
     }
 
@@ -950,9 +962,22 @@ fn auto_or_fixed(
     };
     let (set, note) = match limits {
         Limits::Int { min, max, .. } if min <= max => {
-            let c = (v as i64).clamp(*min, *max);
-            let note =
+            let mut c = (v as i64).clamp(*min, *max);
+            let mut note =
                 (c != v as i64).then(|| format!("clamped to the camera's range {min} to {max}"));
+            // The camera would cap it silently to fit the frame; say so, and ask for what it
+            // will do.
+            if let Some(period) = facts
+                .frame_period_us
+                .filter(|p| id == Id::ExposureTime && c > *p)
+            {
+                c = period;
+                note = Some(format!(
+                    "longer than a frame at the frame rate in force ({period} us per frame): \
+                     the camera keeps the exposure within the frame, at most {period} us; \
+                     lower camera.framerate for a longer one"
+                ));
+            }
             p.set(id, Value::Int(c.clamp(0, i64::from(i32::MAX)) as i32));
             (serde_json::Value::from(c), note)
         }
@@ -1559,6 +1584,45 @@ mod tests {
                 p.reports
             );
         }
+    }
+
+    /// A Pi caps a fixed exposure to the frame picker pinned (its IPA does so silently): an
+    /// exposure longer than a frame is reported adjusted, and asked for as it will be.
+    #[test]
+    fn an_exposure_longer_than_the_frame_is_capped_to_the_frame_and_said_so() {
+        let at_30 = fixtures::imx708_vc4().with_frame_period(Some(33_333));
+        let p = plan(&toml("exposure-time = 50000"), &at_30);
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(33_333)));
+        let r = &p.reports["exposure-time"];
+        assert_eq!(r.status, Status::Adjusted);
+        assert_eq!(r.value, Some(serde_json::json!(33_333)));
+        let note = r.note.as_deref().unwrap_or("");
+        assert!(
+            note.contains("33333 us per frame") && note.contains("camera.framerate"),
+            "{note}"
+        );
+        // Within the frame: applied as asked.
+        let p = plan(&toml("exposure-time = 33333"), &at_30);
+        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(33_333)));
+        // At 10 fps the same exposure fits.
+        let at_10 = fixtures::imx708_vc4().with_frame_period(Some(100_000));
+        let p = plan(&toml("exposure-time = 50000"), &at_10);
+        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(50_000)));
+        // No frame period pinned (no FrameDurationLimits): the camera's own range only.
+        let p = plan(&toml("exposure-time = 50000"), &fixtures::imx708_vc4());
+        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
+        // The gain is no exposure: never capped by the frame.
+        let p = plan(&toml("analogue-gain = 8.0"), &at_30);
+        assert_eq!(p.reports["analogue-gain"].status, Status::Applied);
+        // A runtime change is planned the same way.
+        let change = plan_change(
+            &toml("exposure-time = 10000"),
+            &toml("exposure-time = 40000"),
+            &at_30,
+        );
+        assert_eq!(change.value(Id::ExposureTime), Some(Value::Int(33_333)));
     }
 
     #[test]

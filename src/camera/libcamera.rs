@@ -661,7 +661,8 @@ fn owner_body(
     }
     // After configure: the Pi's control limits are the sensor mode's now, not placeholders.
     // The camera's own controls are kept apart, so a restart can add the ones in force then.
-    let control_facts = super::libcamera_controls::facts(active.controls());
+    let control_facts =
+        super::libcamera_controls::facts(active.controls()).with_frame_period(neg.frame_period_us);
     let plan = controls_handle.start(&control_facts);
     let first_controls = with_values(&start_controls, &plan.values);
     active

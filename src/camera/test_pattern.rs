@@ -108,13 +108,14 @@ impl TestPattern {
             still: (config.still.width, config.still.height),
             stall: Stall::from_env(),
             controls: Arc::new(ControlsHandle::new(&config.controls)),
-            facts: facts_from_env(),
+            facts: facts_from_env(config.camera.framerate),
         }
     }
 }
 
-/// The controls the pattern pretends to have: `PICKER_TEST_CONTROLS=<fixture>` (tests only).
-fn facts_from_env() -> ControlFacts {
+/// The controls the pattern pretends to have: `PICKER_TEST_CONTROLS=<fixture>` (tests only),
+/// with the frame period pinned at `framerate`, as picker pins a Pi camera's.
+fn facts_from_env(framerate: u32) -> ControlFacts {
     let Ok(name) = std::env::var("PICKER_TEST_CONTROLS") else {
         return ControlFacts::none();
     };
@@ -123,7 +124,7 @@ fn facts_from_env() -> ControlFacts {
             tracing::warn!(
                 "PICKER_TEST_CONTROLS: the test pattern advertises the controls of {name}"
             );
-            f
+            f.with_frame_period(Some(1_000_000 / i64::from(framerate.max(1))))
         }
         None => {
             tracing::warn!("PICKER_TEST_CONTROLS={name:?}: no such fixture; no controls");
