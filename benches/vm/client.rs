@@ -392,31 +392,26 @@ fn main() {
     } else {
         fetch(&frames_url).unwrap_or_default()
     };
-    let (c0, a0, s0, m0) = (
-        cpu_ticks(pid).expect("server's /proc/PID/stat"),
-        if aux > 0 {
-            cpu_ticks(aux).unwrap_or(0)
-        } else {
-            0
-        },
-        cpu_ticks(self_pid).unwrap_or(0),
-        machine_ticks(),
-    );
+    // CPU ticks of the server, its helper process (if any), this client, and the machine.
+    let ticks = || {
+        (
+            cpu_ticks(pid).expect("server's /proc/PID/stat"),
+            if aux > 0 {
+                cpu_ticks(aux).unwrap_or(0)
+            } else {
+                0
+            },
+            cpu_ticks(self_pid).unwrap_or(0),
+            machine_ticks(),
+        )
+    };
+    let (c0, a0, s0, m0) = ticks();
     let t0 = Instant::now();
     shared.measuring.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs_f64(seconds));
     shared.measuring.store(false, Ordering::SeqCst);
     let window = t0.elapsed().as_secs_f64();
-    let (c1, a1, s1, m1) = (
-        cpu_ticks(pid).expect("server's /proc/PID/stat"),
-        if aux > 0 {
-            cpu_ticks(aux).unwrap_or(0)
-        } else {
-            0
-        },
-        cpu_ticks(self_pid).unwrap_or(0),
-        machine_ticks(),
-    );
+    let (c1, a1, s1, m1) = ticks();
     let f1 = if frames_url.is_empty() {
         String::new()
     } else {
