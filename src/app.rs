@@ -196,6 +196,10 @@ impl Shared {
         } else {
             0.0
         };
+        // Read before the frames captured: a frame is encoded after it is captured, so one
+        // reading never shows more encoded (or dropped) than captured.
+        let encoded = self.stats.encoded.load(Ordering::Relaxed);
+        let dropped = self.stats.dropped.load(Ordering::Relaxed);
         State {
             online: self.online(),
             source: self.info.source,
@@ -206,8 +210,8 @@ impl Shared {
             clients: self.stats.stream_clients.load(Ordering::Relaxed),
             frames: FrameCounts {
                 captured: self.stats.tally().captured,
-                encoded: self.stats.encoded.load(Ordering::Relaxed),
-                dropped: self.stats.dropped.load(Ordering::Relaxed),
+                encoded,
+                dropped,
                 sequence: latest.map(|f| f.sequence).unwrap_or(0),
             },
             crop: self.sink.crop(),

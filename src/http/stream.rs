@@ -385,7 +385,8 @@ fn retry_later(why: impl Into<String>) -> warp::reply::Response {
 /// justify a metrics registry crate.
 fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
     let st = s.state();
-    // One reading of the counters that add up (captured = lent + copied whole).
+    // One reading of the counters that add up (captured = lent + copied whole), taken after
+    // `state()` read the frames encoded, so that no reading shows more encoded than captured.
     let tally = s.stats.tally();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
