@@ -394,8 +394,8 @@ pub struct Stats {
 }
 
 /// Counters that are read together and must add up: every frame a camera publishes is
-/// either lent or copied whole (the test pattern's are neither), so `captured - lent` frames were copied, and `bytes_copied` is their bytes
-/// plus the stills'. Kept under one lock (taken a few times per frame, never contended for
+/// either lent or copied whole (the test pattern's are neither), so `captured - lent` frames
+/// were copied, and `bytes_copied` is their bytes plus the stills'. Kept under one lock (taken a few times per frame, never contended for
 /// long) rather than as separate atomics: a reading between two updates would not add up,
 /// which made a check of exactly this fail once in the VM.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -412,13 +412,19 @@ pub struct Tally {
 impl Stats {
     /// The frame counters, as one consistent reading.
     pub fn tally(&self) -> Tally {
-        *self.tally.lock().unwrap_or_else(|e| e.into_inner())
+        *self.tally_mut()
     }
 
     /// Counts `bytes` copied out of a camera buffer outside publishing (a still's own copy).
     pub fn add_copied(&self, bytes: u64) {
-        let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.tally_mut();
         t.bytes_copied = t.bytes_copied.saturating_add(bytes);
+    }
+
+    /// The tally, locked. Its updates cannot panic, so a poisoned lock still holds sound
+    /// counts.
+    fn tally_mut(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -529,7 +535,7 @@ impl FrameSink {
             pool.push(frame.clone());
         }
         {
-            let mut t = self.stats.tally.lock().unwrap_or_else(|e| e.into_inner());
+            let mut t = self.stats.tally_mut();
             t.captured += 1;
             t.lent += u64::from(frame.is_lent());
             t.bytes_copied = t.bytes_copied.saturating_add(copied);
