@@ -21,7 +21,9 @@
 //!   ([`throttle::Events`]: refused connections, accept errors, dropped clients).
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
-//! - [`app`]: wires it all together and decides shutdown.
+//! - [`app`]: wires it all together and decides shutdown; [`app::sockets`] binds the stream
+//!   port and the still socket and shares out the descriptor budget, [`app::reload`] applies
+//!   a SIGHUP's config, [`app::signal`] installs the signal handlers.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.
 
 pub mod app;
