@@ -4,9 +4,11 @@
 //! running state after start-up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::sockets::bind_tcp;
 use crate::config::Config;
@@ -39,6 +41,34 @@ pub async fn reload_config(
             return;
         }
     };
+    let applied = apply_live_keys(running, &new, shared, swap).await;
+    let restart = restart_keys(running, &new);
+    if applied.is_empty() {
+        tracing::info!("config reloaded from {}: nothing to apply", path.display());
+    } else {
+        tracing::info!(
+            "config reloaded from {}: applied {}",
+            path.display(),
+            applied.join(", ")
+        );
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            "config keys changed that need a restart (systemctl restart picker): {}; \
+             running with their old values",
+            restart.join(", ")
+        );
+    }
+}
+
+/// Applies the keys of `new` that can change while running and differ from `running`, and
+/// records them in `running`; returns them as `key = value` for the log.
+async fn apply_live_keys(
+    running: &mut Config,
+    new: &Config,
+    shared: &Shared,
+    swap: &tokio::sync::mpsc::Sender<TcpListener>,
+) -> Vec<String> {
     let mut applied = Vec::new();
     if new.stream.quality != running.stream.quality {
         shared.quality.store(new.stream.quality, Ordering::Relaxed);
@@ -47,18 +77,7 @@ pub async fn reload_config(
     }
     let (old_max, new_max) = (running.stream.max_clients, new.stream.max_clients);
     if new_max != old_max {
-        let slots = shared.stream_slots.clone();
-        if new_max > old_max {
-            slots.add_permits(new_max - old_max);
-        } else {
-            // Take the surplus slots as clients leave; nobody is cut off.
-            let surplus = u32::try_from(old_max - new_max).unwrap_or(u32::MAX);
-            tokio::spawn(async move {
-                if let Ok(p) = slots.acquire_many_owned(surplus).await {
-                    p.forget();
-                }
-            });
-        }
+        resize_slots(shared.stream_slots.clone(), old_max, new_max);
         shared.max_clients.store(new_max, Ordering::Relaxed);
         running.stream.max_clients = new_max;
         applied.push(format!("stream.max-clients = {new_max}"));
@@ -76,7 +95,7 @@ pub async fn reload_config(
     }
     let moved = (new.stream.bind, new.stream.port) != (running.stream.bind, running.stream.port);
     if moved && running.stream.enabled && new.stream.enabled {
-        match bind_tcp(&new).await {
+        match bind_tcp(new).await {
             Ok(l) => {
                 let addr = l.local_addr().ok();
                 if swap.send(l).await.is_ok() {
@@ -97,22 +116,22 @@ pub async fn reload_config(
             ),
         }
     }
-    let restart = restart_keys(running, &new);
-    if applied.is_empty() {
-        tracing::info!("config reloaded from {}: nothing to apply", path.display());
+    applied
+}
+
+/// Grows the stream's client slots from `old_max` to `new_max` at once, or shrinks them as
+/// clients leave.
+fn resize_slots(slots: Arc<Semaphore>, old_max: usize, new_max: usize) {
+    if new_max > old_max {
+        slots.add_permits(new_max - old_max);
     } else {
-        tracing::info!(
-            "config reloaded from {}: applied {}",
-            path.display(),
-            applied.join(", ")
-        );
-    }
-    if !restart.is_empty() {
-        tracing::warn!(
-            "config keys changed that need a restart (systemctl restart picker): {}; \
-             running with their old values",
-            restart.join(", ")
-        );
+        // Take the surplus slots as clients leave; nobody is cut off.
+        let surplus = u32::try_from(old_max - new_max).unwrap_or(u32::MAX);
+        tokio::spawn(async move {
+            if let Ok(p) = slots.acquire_many_owned(surplus).await {
+                p.forget();
+            }
+        });
     }
 }
 
