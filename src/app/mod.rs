@@ -400,8 +400,8 @@ async fn flush_events(events: Arc<Events>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Waits for the first frame, says READY, then serves until shutdown, a failure, or the
-/// watchdog's end; reloads the config on each SIGHUP meanwhile.
+/// Waits for the first frame, says READY, then serves (feeding the watchdog) until shutdown
+/// or a failure; reloads the config on each SIGHUP meanwhile.
 ///
 /// One function rather than two: the wait for the first frame and the loop after READY
 /// answer the same exits (the camera stops, shutdown comes), and READY sits between them.
