@@ -14,11 +14,16 @@
 //! - [`encode_pool`]: snapshots and stills, encoded once per frame on a fixed thread pool.
 //! - [`http`]: accept loops and the routes of the stream port and the still socket
 //!   (stills, and `/controls` for runtime control changes).
+//! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
+//!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
-//! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will.
+//! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will
+//!   ([`throttle::Events`]: refused connections, accept errors, dropped clients).
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
-//! - [`app`]: wires it all together and decides shutdown.
+//! - [`app`]: wires it all together and decides shutdown; [`app::sockets`] binds the stream
+//!   port and the still socket and shares out the descriptor budget, [`app::reload`] applies
+//!   a SIGHUP's config, [`app::signal`] installs the signal handlers.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.
 
 pub mod app;
@@ -37,6 +42,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod offline;
+pub mod state;
 pub mod still_client;
 pub mod throttle;
 
