@@ -1846,7 +1846,7 @@ mod tests {
 
     #[test]
     fn shipped_config_documents_every_key_with_a_valid_example() {
-        let text = include_str!("../../config/picker.toml");
+        let text = include_str!("../../../config/picker.toml");
         let table = &text[text.find("[controls]").expect("a [controls] table")..];
         for key in KEYS {
             let line = table
