@@ -381,7 +381,8 @@ pub(super) fn name<T: Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::controls::{AF_MANUAL, Id, Value, fixtures, plan, toml};
+    use crate::camera::controls::facts::AF_MANUAL;
+    use crate::camera::controls::{Id, Value, fixtures, plan, toml};
 
     #[test]
     fn config_checks_name_the_key() {
