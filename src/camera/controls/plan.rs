@@ -1,0 +1,817 @@
+//! The pure plan: from the keys asked and the facts of one camera, the values to set and a
+//! report per key; for a runtime change, the values that get there from what the camera runs.
+//! Plain functions of recorded facts, so every decision is tested table-driven over the Pi
+//! fixtures and the camera thread only applies the result.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::facts::{
+    AF_CONTINUOUS, AF_TRIGGER_START, MODE_AUTO, MODE_MANUAL, af_mode_value, af_range_value,
+    awb_value, denoise_value, exposure_mode_value, metering_value,
+};
+use super::keys::name;
+use super::{AfMode, ControlFacts, ControlsConfig, Id, KEYS, Limits, OrAuto, Value};
+
+/// How one `[controls]` key fared on this camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Set as asked.
+    Applied,
+    /// Set, but changed to fit the camera (clamped to its limits).
+    Adjusted,
+    /// The camera does not advertise the control (or that value): not set, not an error.
+    Unsupported,
+}
+
+/// The report for one key: what was asked, what is in force, and why they differ.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub status: Status,
+    /// As asked (config or runtime).
+    pub asked: serde_json::Value,
+    /// In force on the camera; absent when unsupported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What to set on the camera, and the report per key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// In order; a later entry for the same control wins.
+    pub values: Vec<(Id, Value)>,
+    pub reports: BTreeMap<&'static str, Report>,
+}
+
+impl Plan {
+    fn set(&mut self, id: Id, v: Value) {
+        self.values.retain(|(i, _)| *i != id);
+        self.values.push((id, v));
+    }
+
+    fn report(
+        &mut self,
+        key: &'static str,
+        status: Status,
+        asked: impl Serialize,
+        value: Option<serde_json::Value>,
+        note: Option<String>,
+    ) {
+        let asked = tidy(serde_json::to_value(asked).unwrap_or(serde_json::Value::Null));
+        let value = value.map(tidy);
+        self.reports.insert(
+            key,
+            Report {
+                status,
+                asked,
+                value,
+                note,
+            },
+        );
+    }
+
+    fn unsupported(&mut self, key: &'static str, asked: impl Serialize, why: String) {
+        self.report(key, Status::Unsupported, asked, None, Some(why));
+    }
+
+    /// The value of control `id` this plan sets, if any.
+    pub fn value(&self, id: Id) -> Option<Value> {
+        self.values.iter().find(|(i, _)| *i == id).map(|(_, v)| *v)
+    }
+}
+
+/// Numbers in reports as written (0.1, not the 0.10000000149011612 an f32 widens to): every
+/// fractional number here comes from an f32, so its shortest f32 form is the true one.
+fn tidy(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Number(n) if n.is_f64() => {
+            let short = (n.as_f64().unwrap_or(0.0) as f32).to_string();
+            short.parse::<f64>().map(J::from).unwrap_or(J::Number(n))
+        }
+        J::Array(a) => J::Array(a.into_iter().map(tidy).collect()),
+        other => other,
+    }
+}
+
+fn no_control(id: Id) -> String {
+    format!("the camera has no {id:?} control")
+}
+
+/// Clamps `v` to a float control's limits: (value, note when clamped).
+fn clamp_float(v: f32, limits: &Limits) -> (f32, Option<String>) {
+    match limits {
+        Limits::Float { min, max, .. } if min <= max => {
+            let c = v.clamp(*min, *max);
+            let note = (c != v).then(|| format!("clamped to the camera's range {min} to {max}"));
+            (c, note)
+        }
+        _ => (v, None),
+    }
+}
+
+/// The plan for `config` on a camera with `facts`. Where the camera has autofocus and the
+/// config says nothing about focus, autofocus is continuous (what rpicam-apps does; the Pi
+/// starts in manual focus at 1 m, useless for close work).
+pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
+    let mut p = Plan::default();
+
+    // Focus.
+    let af_asked = config
+        .af_mode
+        .or(config.lens_position.map(|_| AfMode::Manual));
+    match (af_asked, facts.has(Id::AfMode)) {
+        (Some(m), true) if facts.accepts(Id::AfMode, af_mode_value(m)) => {
+            p.set(Id::AfMode, Value::Int(af_mode_value(m)));
+            // "auto" focuses when triggered: once now (start, or the change that set it).
+            if m == AfMode::Auto && facts.accepts(Id::AfTrigger, AF_TRIGGER_START) {
+                p.set(Id::AfTrigger, Value::Int(AF_TRIGGER_START));
+            }
+            if config.af_mode.is_some() {
+                p.report("af-mode", Status::Applied, m, Some(name(&m).into()), None);
+            }
+        }
+        (Some(m), true) => p.unsupported(
+            "af-mode",
+            m,
+            format!("the camera's AfMode has no {:?}", name(&m)),
+        ),
+        (Some(m), false) => {
+            if config.af_mode.is_some() {
+                p.unsupported("af-mode", m, "the camera has no autofocus (AfMode)".into());
+            }
+        }
+        (None, true) if facts.accepts(Id::AfMode, AF_CONTINUOUS) => {
+            p.set(Id::AfMode, Value::Int(AF_CONTINUOUS));
+            p.report(
+                "af-mode",
+                Status::Applied,
+                serde_json::Value::Null,
+                Some("continuous".into()),
+                Some("default: continuous autofocus where the camera has it".into()),
+            );
+        }
+        (None, _) => {}
+    }
+    if let Some(r) = config.af_range {
+        if facts.accepts(Id::AfRange, af_range_value(r)) {
+            p.set(Id::AfRange, Value::Int(af_range_value(r)));
+            p.report("af-range", Status::Applied, r, Some(name(&r).into()), None);
+        } else {
+            p.unsupported("af-range", r, no_control_or_value(facts, Id::AfRange, &r));
+        }
+    }
+    if let Some(pos) = config.lens_position {
+        match (facts.get(Id::LensPosition), facts.has(Id::AfMode)) {
+            (Some(limits), true) => {
+                let (v, note) = clamp_float(pos, limits);
+                p.set(Id::LensPosition, Value::Float(v));
+                let status = if note.is_some() {
+                    Status::Adjusted
+                } else {
+                    Status::Applied
+                };
+                p.report("lens-position", status, pos, Some(v.into()), note);
+            }
+            _ => p.unsupported(
+                "lens-position",
+                pos,
+                "the camera has no lens to move (LensPosition)".into(),
+            ),
+        }
+    }
+
+    // Exposure.
+    auto_or_fixed(
+        &mut p,
+        facts,
+        "exposure-time",
+        config.exposure_time.map(|e| match e {
+            OrAuto::Auto => OrAuto::Auto,
+            OrAuto::Fixed(t) => OrAuto::Fixed(t as f64),
+        }),
+        Id::ExposureTime,
+        Id::ExposureTimeMode,
+    );
+    auto_or_fixed(
+        &mut p,
+        facts,
+        "analogue-gain",
+        config.analogue_gain.map(|e| match e {
+            OrAuto::Auto => OrAuto::Auto,
+            OrAuto::Fixed(g) => OrAuto::Fixed(f64::from(g)),
+        }),
+        Id::AnalogueGain,
+        Id::AnalogueGainMode,
+    );
+    if let Some(m) = config.exposure_mode {
+        enumerated(
+            &mut p,
+            facts,
+            "exposure-mode",
+            Id::AeExposureMode,
+            &m,
+            exposure_mode_value(m),
+        );
+    }
+    if let Some(m) = config.metering {
+        enumerated(
+            &mut p,
+            facts,
+            "metering",
+            Id::AeMeteringMode,
+            &m,
+            metering_value(m),
+        );
+    }
+    float_key(&mut p, facts, "ev", Id::ExposureValue, config.ev);
+
+    // White balance.
+    if let Some(m) = config.awb_mode {
+        if facts.accepts(Id::AwbMode, awb_value(m)) {
+            if facts.has(Id::AwbEnable) {
+                p.set(Id::AwbEnable, Value::Bool(true));
+            }
+            p.set(Id::AwbMode, Value::Int(awb_value(m)));
+            p.report("awb-mode", Status::Applied, m, Some(name(&m).into()), None);
+        } else {
+            p.unsupported("awb-mode", m, no_control_or_value(facts, Id::AwbMode, &m));
+        }
+    }
+    match config.colour_gains {
+        None => {}
+        Some(g) if !facts.has(Id::ColourGains) => {
+            p.unsupported("colour-gains", g, no_control(Id::ColourGains));
+        }
+        Some(OrAuto::Auto) => {
+            // AwbEnable where there is one; else gains of 0, which the Pi reads as "auto".
+            if facts.has(Id::AwbEnable) {
+                p.set(Id::AwbEnable, Value::Bool(true));
+            } else {
+                p.set(Id::ColourGains, Value::Floats([0.0, 0.0]));
+            }
+            p.report(
+                "colour-gains",
+                Status::Applied,
+                "auto",
+                Some("auto".into()),
+                None,
+            );
+        }
+        Some(OrAuto::Fixed([r, b])) => {
+            let limits = facts.get(Id::ColourGains).expect("checked above");
+            let (rc, n1) = clamp_float(r, limits);
+            let (bc, n2) = clamp_float(b, limits);
+            p.set(Id::ColourGains, Value::Floats([rc, bc]));
+            let note = n1.or(n2);
+            let status = if note.is_some() {
+                Status::Adjusted
+            } else {
+                Status::Applied
+            };
+            p.report(
+                "colour-gains",
+                status,
+                [r, b],
+                Some(serde_json::json!([rc, bc])),
+                note,
+            );
+        }
+    }
+
+    // Picture tuning.
+    float_key(
+        &mut p,
+        facts,
+        "brightness",
+        Id::Brightness,
+        config.brightness,
+    );
+    float_key(&mut p, facts, "contrast", Id::Contrast, config.contrast);
+    float_key(
+        &mut p,
+        facts,
+        "saturation",
+        Id::Saturation,
+        config.saturation,
+    );
+    float_key(&mut p, facts, "sharpness", Id::Sharpness, config.sharpness);
+    if let Some(d) = config.denoise {
+        enumerated(
+            &mut p,
+            facts,
+            "denoise",
+            Id::NoiseReductionMode,
+            &d,
+            denoise_value(d),
+        );
+    }
+    p
+}
+
+fn no_control_or_value<T: Serialize>(facts: &ControlFacts, id: Id, v: &T) -> String {
+    if facts.has(id) {
+        format!("the camera's {id:?} has no {:?}", name(v))
+    } else {
+        no_control(id)
+    }
+}
+
+fn enumerated<T: Serialize>(
+    p: &mut Plan,
+    facts: &ControlFacts,
+    key: &'static str,
+    id: Id,
+    asked: &T,
+    v: i32,
+) {
+    if facts.accepts(id, v) {
+        p.set(id, Value::Int(v));
+        p.report(key, Status::Applied, asked, Some(name(asked).into()), None);
+    } else {
+        p.unsupported(key, asked, no_control_or_value(facts, id, asked));
+    }
+}
+
+fn float_key(p: &mut Plan, facts: &ControlFacts, key: &'static str, id: Id, v: Option<f32>) {
+    let Some(v) = v else { return };
+    match facts.get(id) {
+        Some(limits @ Limits::Float { .. }) => {
+            let (c, note) = clamp_float(v, limits);
+            p.set(id, Value::Float(c));
+            let status = if note.is_some() {
+                Status::Adjusted
+            } else {
+                Status::Applied
+            };
+            p.report(key, status, v, Some(c.into()), note);
+        }
+        _ => p.unsupported(key, v, no_control(id)),
+    }
+}
+
+/// Exposure time and analogue gain: a fixed value switches the camera's automatic
+/// algorithm off for it (`*Mode` manual; on libcamera before 0.5, `AeEnable` false), "auto"
+/// switches it back on.
+fn auto_or_fixed(
+    p: &mut Plan,
+    facts: &ControlFacts,
+    key: &'static str,
+    asked: Option<OrAuto<f64>>,
+    id: Id,
+    mode: Id,
+) {
+    let Some(asked) = asked else { return };
+    let shown = |v: OrAuto<f64>| match v {
+        OrAuto::Auto => serde_json::Value::from("auto"),
+        OrAuto::Fixed(x) if id == Id::ExposureTime => serde_json::Value::from(x as i64),
+        OrAuto::Fixed(x) => serde_json::Value::from(x as f32),
+    };
+    let Some(limits) = facts.get(id) else {
+        p.unsupported(key, shown(asked), no_control(id));
+        return;
+    };
+    let manual = match asked {
+        OrAuto::Auto => false,
+        OrAuto::Fixed(_) => true,
+    };
+    if facts.has(mode) {
+        p.set(
+            mode,
+            Value::Int(if manual { MODE_MANUAL } else { MODE_AUTO }),
+        );
+    } else if facts.has(Id::AeEnable) {
+        p.set(Id::AeEnable, Value::Bool(!manual));
+    }
+    let OrAuto::Fixed(v) = asked else {
+        p.report(key, Status::Applied, "auto", Some("auto".into()), None);
+        return;
+    };
+    let (set, note) = match limits {
+        Limits::Int { min, max, .. } if min <= max => {
+            let mut c = (v as i64).clamp(*min, *max);
+            let mut note =
+                (c != v as i64).then(|| format!("clamped to the camera's range {min} to {max}"));
+            // The camera would cap it silently to fit the frame; say so, and ask for what it
+            // will do.
+            if let Some(period) = facts
+                .frame_period_us
+                .filter(|p| id == Id::ExposureTime && c > *p)
+            {
+                c = period;
+                note = Some(format!(
+                    "longer than a frame at the frame rate in force ({period} us per frame): \
+                     the camera keeps the exposure within the frame, at most {period} us; \
+                     lower camera.framerate for a longer one"
+                ));
+            }
+            p.set(id, Value::Int(c.clamp(0, i64::from(i32::MAX)) as i32));
+            (serde_json::Value::from(c), note)
+        }
+        Limits::Float { .. } => {
+            let (c, note) = clamp_float(v as f32, limits);
+            p.set(id, Value::Float(c));
+            (serde_json::Value::from(c), note)
+        }
+        _ => {
+            p.unsupported(
+                key,
+                shown(asked),
+                format!("the camera's {id:?} is not a number"),
+            );
+            return;
+        }
+    };
+    let status = if note.is_some() {
+        Status::Adjusted
+    } else {
+        Status::Applied
+    };
+    p.report(key, status, shown(asked), Some(set), note);
+}
+
+/// The values that take the camera back to its own behaviour for `key` once a runtime value
+/// is removed (libcamera controls persist until set again).
+fn restore(key: &str, facts: &ControlFacts, p: &mut Plan) {
+    let mut default = |id: Id| {
+        let v = match facts.get(id) {
+            Some(Limits::Enum { default, .. }) => Value::Int(*default),
+            Some(Limits::Float { default, .. }) => Value::Float(*default),
+            Some(Limits::Int { default, .. }) => Value::Int(*default as i32),
+            Some(Limits::Bool) | None => return,
+        };
+        p.set(id, v);
+    };
+    match key {
+        "af-range" => default(Id::AfRange),
+        "exposure-mode" => default(Id::AeExposureMode),
+        "metering" => default(Id::AeMeteringMode),
+        "ev" => default(Id::ExposureValue),
+        "brightness" => default(Id::Brightness),
+        "contrast" => default(Id::Contrast),
+        "saturation" => default(Id::Saturation),
+        "sharpness" => default(Id::Sharpness),
+        "denoise" => default(Id::NoiseReductionMode),
+        "awb-mode" if facts.has(Id::AwbMode) => p.set(Id::AwbMode, Value::Int(0)),
+        "exposure-time" | "analogue-gain" => {
+            let mode = if key == "exposure-time" {
+                Id::ExposureTimeMode
+            } else {
+                Id::AnalogueGainMode
+            };
+            if facts.has(mode) {
+                p.set(mode, Value::Int(MODE_AUTO));
+            } else if facts.has(Id::AeEnable) {
+                p.set(Id::AeEnable, Value::Bool(true));
+            }
+        }
+        "colour-gains" => {
+            if facts.has(Id::AwbEnable) {
+                p.set(Id::AwbEnable, Value::Bool(true));
+            } else if facts.has(Id::ColourGains) {
+                p.set(Id::ColourGains, Value::Floats([0.0, 0.0]));
+            }
+        }
+        // af-mode and lens-position: the new plan sets AfMode (default continuous).
+        _ => {}
+    }
+}
+
+/// The plan that takes a camera running `old` to `new`: restores for the keys `new` no
+/// longer sets, then everything `new` sets.
+pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFacts) -> Plan {
+    let was = serde_json::to_value(old).unwrap_or_default();
+    let is = serde_json::to_value(new).unwrap_or_default();
+    let mut p = Plan::default();
+    for key in KEYS {
+        if was.get(key).is_some() && is.get(key).is_none() {
+            restore(key, facts, &mut p);
+        }
+    }
+    let next = plan(new, facts);
+    for (id, v) in &next.values {
+        // A new scan only when af-mode changed, not with every other change.
+        if *id == Id::AfTrigger && old.af_mode == new.af_mode {
+            continue;
+        }
+        p.set(*id, *v);
+    }
+    p.reports = next.reports;
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::controls::facts::{AF_AUTO, AF_MANUAL};
+    use crate::camera::controls::{fixtures, toml};
+
+    fn cameras() -> Vec<(&'static str, ControlFacts)> {
+        vec![
+            ("imx708-pisp", fixtures::imx708_pisp()),
+            ("imx708-vc4", fixtures::imx708_vc4()),
+            ("imx219", fixtures::imx219()),
+            ("imx477", fixtures::imx477()),
+            ("ov5647", fixtures::ov5647()),
+            ("virtual", ControlFacts::none()),
+        ]
+    }
+
+    fn status(p: &Plan, key: &str) -> Option<Status> {
+        p.reports.get(key).map(|r| r.status)
+    }
+
+    #[test]
+    fn default_is_continuous_autofocus_where_the_camera_has_it_and_nothing_else() {
+        for (cam, facts) in cameras() {
+            let p = plan(&ControlsConfig::default(), &facts);
+            if cam.starts_with("imx708") {
+                assert_eq!(
+                    p.values,
+                    vec![(Id::AfMode, Value::Int(AF_CONTINUOUS))],
+                    "{cam}"
+                );
+                assert_eq!(status(&p, "af-mode"), Some(Status::Applied), "{cam}");
+            } else {
+                assert!(p.values.is_empty(), "{cam}: {:?}", p.values);
+                assert!(p.reports.is_empty(), "{cam}");
+            }
+        }
+    }
+
+    #[test]
+    fn focus_for_close_work_per_camera() {
+        // 4 dioptres = 25 cm.
+        let c = toml("lens-position = 4\naf-range = \"macro\"");
+        for (cam, facts) in cameras() {
+            let p = plan(&c, &facts);
+            if cam.starts_with("imx708") {
+                assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_MANUAL)), "{cam}");
+                assert_eq!(p.value(Id::LensPosition), Some(Value::Float(4.0)), "{cam}");
+                assert_eq!(p.value(Id::AfRange), Some(Value::Int(1)), "{cam}");
+                assert_eq!(status(&p, "lens-position"), Some(Status::Applied));
+            } else {
+                assert_eq!(p.value(Id::LensPosition), None, "{cam}");
+                assert_eq!(p.value(Id::AfMode), None, "{cam}");
+                assert_eq!(
+                    status(&p, "lens-position"),
+                    Some(Status::Unsupported),
+                    "{cam}"
+                );
+                assert_eq!(status(&p, "af-range"), Some(Status::Unsupported), "{cam}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_beyond_the_camera_limits_are_clamped_and_reported_adjusted() {
+        struct Case {
+            text: &'static str,
+            cam: ControlFacts,
+            key: &'static str,
+            id: Id,
+            want: Value,
+        }
+        let cases = [
+            // The IMX708 focus map ends at 15 dioptres (the pre-configure 32 is a placeholder).
+            Case {
+                text: "lens-position = 20",
+                cam: fixtures::imx708_pisp(),
+                key: "lens-position",
+                id: Id::LensPosition,
+                want: Value::Float(15.0),
+            },
+            Case {
+                text: "analogue-gain = 40.0",
+                cam: fixtures::imx219(),
+                key: "analogue-gain",
+                id: Id::AnalogueGain,
+                want: Value::Float(10.666_667),
+            },
+            Case {
+                text: "analogue-gain = 40.0",
+                cam: fixtures::ov5647(),
+                key: "analogue-gain",
+                id: Id::AnalogueGain,
+                want: Value::Float(40.0),
+            },
+            Case {
+                text: "exposure-time = 10",
+                cam: fixtures::imx477(),
+                key: "exposure-time",
+                id: Id::ExposureTime,
+                want: Value::Int(114),
+            },
+            Case {
+                text: "exposure-time = 30000000",
+                cam: fixtures::ov5647(),
+                key: "exposure-time",
+                id: Id::ExposureTime,
+                want: Value::Int(969_249),
+            },
+            Case {
+                text: "ev = 12",
+                cam: fixtures::imx708_vc4(),
+                key: "ev",
+                id: Id::ExposureValue,
+                want: Value::Float(8.0),
+            },
+            Case {
+                text: "contrast = 40",
+                cam: fixtures::imx477(),
+                key: "contrast",
+                id: Id::Contrast,
+                want: Value::Float(32.0),
+            },
+            Case {
+                text: "sharpness = 20",
+                cam: fixtures::imx219(),
+                key: "sharpness",
+                id: Id::Sharpness,
+                want: Value::Float(16.0),
+            },
+            Case {
+                text: "colour-gains = [40.0, 1.5]",
+                cam: fixtures::imx219(),
+                key: "colour-gains",
+                id: Id::ColourGains,
+                want: Value::Floats([32.0, 1.5]),
+            },
+        ];
+        for c in cases {
+            let p = plan(&toml(c.text), &c.cam);
+            assert_eq!(p.value(c.id), Some(c.want), "{}", c.text);
+            let clamped = match c.want {
+                Value::Float(40.0) => Status::Applied,
+                _ => Status::Adjusted,
+            };
+            assert_eq!(
+                status(&p, c.key),
+                Some(clamped),
+                "{}: {:?}",
+                c.text,
+                p.reports
+            );
+        }
+    }
+
+    /// A Pi caps a fixed exposure to the frame picker pinned (its IPA does so silently): an
+    /// exposure longer than a frame is reported adjusted, and asked for as it will be.
+    #[test]
+    fn an_exposure_longer_than_the_frame_is_capped_to_the_frame_and_said_so() {
+        let at_30 = fixtures::imx708_vc4().with_frame_period(Some(33_333));
+        let p = plan(&toml("exposure-time = 50000"), &at_30);
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(33_333)));
+        let r = &p.reports["exposure-time"];
+        assert_eq!(r.status, Status::Adjusted);
+        assert_eq!(r.value, Some(serde_json::json!(33_333)));
+        let note = r.note.as_deref().unwrap_or("");
+        assert!(
+            note.contains("33333 us per frame") && note.contains("camera.framerate"),
+            "{note}"
+        );
+        // Within the frame: applied as asked.
+        let p = plan(&toml("exposure-time = 33333"), &at_30);
+        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(33_333)));
+        // At 10 fps the same exposure fits.
+        let at_10 = fixtures::imx708_vc4().with_frame_period(Some(100_000));
+        let p = plan(&toml("exposure-time = 50000"), &at_10);
+        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(50_000)));
+        // No frame period pinned (no FrameDurationLimits): the camera's own range only.
+        let p = plan(&toml("exposure-time = 50000"), &fixtures::imx708_vc4());
+        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
+        // The gain is no exposure: never capped by the frame.
+        let p = plan(&toml("analogue-gain = 8.0"), &at_30);
+        assert_eq!(p.reports["analogue-gain"].status, Status::Applied);
+        // A runtime change is planned the same way.
+        let change = plan_change(
+            &toml("exposure-time = 10000"),
+            &toml("exposure-time = 40000"),
+            &at_30,
+        );
+        assert_eq!(change.value(Id::ExposureTime), Some(Value::Int(33_333)));
+    }
+
+    #[test]
+    fn fixed_exposure_and_gain_switch_their_automatic_mode_off_and_auto_back_on() {
+        let c = toml("exposure-time = 10000\nanalogue-gain = 2.0");
+        for (cam, facts) in cameras() {
+            let p = plan(&c, &facts);
+            if cam == "virtual" {
+                assert!(p.values.is_empty());
+                assert_eq!(status(&p, "exposure-time"), Some(Status::Unsupported));
+                assert_eq!(status(&p, "analogue-gain"), Some(Status::Unsupported));
+                continue;
+            }
+            assert_eq!(
+                p.value(Id::ExposureTimeMode),
+                Some(Value::Int(MODE_MANUAL)),
+                "{cam}"
+            );
+            assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(10_000)), "{cam}");
+            assert_eq!(
+                p.value(Id::AnalogueGainMode),
+                Some(Value::Int(MODE_MANUAL)),
+                "{cam}"
+            );
+            assert_eq!(p.value(Id::AnalogueGain), Some(Value::Float(2.0)), "{cam}");
+        }
+        let p = plan(&toml("exposure-time = \"auto\""), &fixtures::imx219());
+        assert_eq!(
+            p.values,
+            vec![(Id::ExposureTimeMode, Value::Int(MODE_AUTO))]
+        );
+        // libcamera before 0.5 has only AeEnable.
+        let old = ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
+            Id::ExposureTime,
+            Limits::Int {
+                min: 1,
+                max: 1_000_000,
+                default: 0,
+            },
+        );
+        let p = plan(&toml("exposure-time = 5000"), &old);
+        assert_eq!(p.value(Id::AeEnable), Some(Value::Bool(false)));
+        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(5000)));
+    }
+
+    #[test]
+    fn enumerated_keys_map_to_libcamera_values() {
+        let c = toml(
+            "exposure-mode = \"long\"\nmetering = \"spot\"\nawb-mode = \"daylight\"\ndenoise = \"high-quality\"\naf-mode = \"auto\"",
+        );
+        let p = plan(&c, &fixtures::imx708_pisp());
+        assert_eq!(p.value(Id::AeExposureMode), Some(Value::Int(2)));
+        assert_eq!(p.value(Id::AeMeteringMode), Some(Value::Int(1)));
+        assert_eq!(p.value(Id::AwbMode), Some(Value::Int(5)));
+        assert_eq!(p.value(Id::AwbEnable), Some(Value::Bool(true)));
+        assert_eq!(p.value(Id::NoiseReductionMode), Some(Value::Int(2)));
+        assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_AUTO)));
+        assert_eq!(p.value(Id::AfTrigger), Some(Value::Int(AF_TRIGGER_START)));
+        // Auto focus scans once when set, not again with every other change.
+        let later = c.merged(&toml("ev = 1"));
+        let change = plan_change(&c, &later, &fixtures::imx708_pisp());
+        assert_eq!(change.value(Id::AfTrigger), None);
+        let change = plan_change(&ControlsConfig::default(), &c, &fixtures::imx708_pisp());
+        assert_eq!(
+            change.value(Id::AfTrigger),
+            Some(Value::Int(AF_TRIGGER_START))
+        );
+        assert!(
+            p.reports.values().all(|r| r.status == Status::Applied),
+            "{:?}",
+            p.reports
+        );
+        // A camera that lists fewer values: that value is unsupported, the others still set.
+        let few = fixtures::imx219().with(Id::AwbMode, enumerated_limits(&[0, 1]));
+        let p = plan(&c, &few);
+        assert_eq!(status(&p, "awb-mode"), Some(Status::Unsupported));
+        assert_eq!(p.value(Id::AwbMode), None);
+        assert_eq!(status(&p, "metering"), Some(Status::Applied));
+        assert_eq!(status(&p, "af-mode"), Some(Status::Unsupported));
+    }
+
+    fn enumerated_limits(v: &[i32]) -> Limits {
+        Limits::Enum {
+            values: v.to_vec(),
+            default: v[0],
+        }
+    }
+
+    #[test]
+    fn every_key_on_a_camera_without_controls_is_unsupported_not_an_error() {
+        let c = toml(
+            "af-mode = \"continuous\"\naf-range = \"full\"\nexposure-time = 1000\nanalogue-gain = 1.5\n\
+             exposure-mode = \"short\"\nmetering = \"matrix\"\nev = 0.5\nawb-mode = \"cloudy\"\n\
+             brightness = 0.1\ncontrast = 1.2\nsaturation = 0.8\nsharpness = 2\ndenoise = \"off\"",
+        );
+        let p = plan(&c, &ControlFacts::none());
+        assert!(p.values.is_empty());
+        assert_eq!(p.reports.len(), 13);
+        assert!(
+            p.reports
+                .values()
+                .all(|r| r.status == Status::Unsupported && r.value.is_none())
+        );
+    }
+
+    #[test]
+    fn removing_a_runtime_value_restores_the_camera_behaviour() {
+        let facts = fixtures::imx708_pisp();
+        let old = toml(
+            "exposure-time = 8000\ncolour-gains = [1.2, 1.9]\nbrightness = 0.3\nlens-position = 2",
+        );
+        let p = plan_change(&old, &ControlsConfig::default(), &facts);
+        assert_eq!(p.value(Id::ExposureTimeMode), Some(Value::Int(MODE_AUTO)));
+        assert_eq!(p.value(Id::AwbEnable), Some(Value::Bool(true)));
+        assert_eq!(p.value(Id::Brightness), Some(Value::Float(0.0)));
+        assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_CONTINUOUS)));
+        assert_eq!(p.value(Id::ExposureTime), None);
+    }
+}
