@@ -119,8 +119,70 @@ fn clamp_float(v: f32, limits: &Limits) -> (f32, Option<String>) {
 /// starts in manual focus at 1 m, useless for close work).
 pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
     let mut p = Plan::default();
+    for (key, step) in STEPS {
+        step(&mut p, facts, key, config);
+    }
+    p
+}
 
+/// One key's part of a plan: reads its key (and any key it depends on) from the config.
+type Step = fn(&mut Plan, &ControlFacts, &'static str, &ControlsConfig);
+
+/// Every key and how it is planned, in the order of [`KEYS`]. The order is behaviour: the
+/// values are set in it, and a later value for the same control wins. Most keys are one kind
+/// of control ([`enumerated`], [`float_key`], [`auto_or_fixed`]); the few with rules of their
+/// own (focus, white balance) have a function below. A table rather than one long function,
+/// so that a new key is one row, in its place among the others.
+const STEPS: [(&str, Step); 15] = [
     // Focus.
+    ("af-mode", af_mode),
+    ("af-range", |p, f, key, c| {
+        enumerated(p, f, key, Id::AfRange, c.af_range, af_range_value)
+    }),
+    ("lens-position", lens_position),
+    // Exposure.
+    ("exposure-time", |p, f, key, c| {
+        let asked = widened(c.exposure_time);
+        auto_or_fixed(p, f, key, asked, Id::ExposureTime, Id::ExposureTimeMode)
+    }),
+    ("analogue-gain", |p, f, key, c| {
+        let asked = widened(c.analogue_gain);
+        auto_or_fixed(p, f, key, asked, Id::AnalogueGain, Id::AnalogueGainMode)
+    }),
+    ("exposure-mode", |p, f, key, c| {
+        let asked = c.exposure_mode;
+        enumerated(p, f, key, Id::AeExposureMode, asked, exposure_mode_value)
+    }),
+    ("metering", |p, f, key, c| {
+        enumerated(p, f, key, Id::AeMeteringMode, c.metering, metering_value)
+    }),
+    ("ev", |p, f, key, c| {
+        float_key(p, f, key, Id::ExposureValue, c.ev)
+    }),
+    // White balance.
+    ("awb-mode", awb_mode),
+    ("colour-gains", colour_gains),
+    // Picture tuning.
+    ("brightness", |p, f, key, c| {
+        float_key(p, f, key, Id::Brightness, c.brightness)
+    }),
+    ("contrast", |p, f, key, c| {
+        float_key(p, f, key, Id::Contrast, c.contrast)
+    }),
+    ("saturation", |p, f, key, c| {
+        float_key(p, f, key, Id::Saturation, c.saturation)
+    }),
+    ("sharpness", |p, f, key, c| {
+        float_key(p, f, key, Id::Sharpness, c.sharpness)
+    }),
+    ("denoise", |p, f, key, c| {
+        enumerated(p, f, key, Id::NoiseReductionMode, c.denoise, denoise_value)
+    }),
+];
+
+/// `af-mode`, also when only `lens-position` is set (it implies manual focus), and the
+/// default of continuous autofocus.
+fn af_mode(p: &mut Plan, facts: &ControlFacts, key: &'static str, config: &ControlsConfig) {
     let af_asked = config
         .af_mode
         .or(config.lens_position.map(|_| AfMode::Manual));
@@ -132,23 +194,21 @@ pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
                 p.set(Id::AfTrigger, Value::Int(AF_TRIGGER_START));
             }
             if config.af_mode.is_some() {
-                p.report("af-mode", Status::Applied, m, Some(name(&m).into()), None);
+                p.report(key, Status::Applied, m, Some(name(&m).into()), None);
             }
         }
-        (Some(m), true) => p.unsupported(
-            "af-mode",
-            m,
-            format!("the camera's AfMode has no {:?}", name(&m)),
-        ),
+        (Some(m), true) => {
+            p.unsupported(key, m, format!("the camera's AfMode has no {:?}", name(&m)))
+        }
         (Some(m), false) => {
             if config.af_mode.is_some() {
-                p.unsupported("af-mode", m, "the camera has no autofocus (AfMode)".into());
+                p.unsupported(key, m, "the camera has no autofocus (AfMode)".into());
             }
         }
         (None, true) if facts.accepts(Id::AfMode, AF_CONTINUOUS) => {
             p.set(Id::AfMode, Value::Int(AF_CONTINUOUS));
             p.report(
-                "af-mode",
+                key,
                 Status::Applied,
                 serde_json::Value::Null,
                 Some("continuous".into()),
@@ -157,95 +217,53 @@ pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
         }
         (None, _) => {}
     }
-    if let Some(r) = config.af_range {
-        if facts.accepts(Id::AfRange, af_range_value(r)) {
-            p.set(Id::AfRange, Value::Int(af_range_value(r)));
-            p.report("af-range", Status::Applied, r, Some(name(&r).into()), None);
-        } else {
-            p.unsupported("af-range", r, no_control_or_value(facts, Id::AfRange, &r));
-        }
-    }
-    if let Some(pos) = config.lens_position {
-        match (facts.get(Id::LensPosition), facts.has(Id::AfMode)) {
-            (Some(limits), true) => {
-                let (v, note) = clamp_float(pos, limits);
-                p.set(Id::LensPosition, Value::Float(v));
-                let status = if note.is_some() {
-                    Status::Adjusted
-                } else {
-                    Status::Applied
-                };
-                p.report("lens-position", status, pos, Some(v.into()), note);
-            }
-            _ => p.unsupported(
-                "lens-position",
-                pos,
-                "the camera has no lens to move (LensPosition)".into(),
-            ),
-        }
-    }
+}
 
-    // Exposure.
-    auto_or_fixed(
-        &mut p,
-        facts,
-        "exposure-time",
-        config.exposure_time.map(|e| match e {
-            OrAuto::Auto => OrAuto::Auto,
-            OrAuto::Fixed(t) => OrAuto::Fixed(t as f64),
-        }),
-        Id::ExposureTime,
-        Id::ExposureTimeMode,
-    );
-    auto_or_fixed(
-        &mut p,
-        facts,
-        "analogue-gain",
-        config.analogue_gain.map(|e| match e {
-            OrAuto::Auto => OrAuto::Auto,
-            OrAuto::Fixed(g) => OrAuto::Fixed(f64::from(g)),
-        }),
-        Id::AnalogueGain,
-        Id::AnalogueGainMode,
-    );
-    if let Some(m) = config.exposure_mode {
-        enumerated(
-            &mut p,
-            facts,
-            "exposure-mode",
-            Id::AeExposureMode,
-            &m,
-            exposure_mode_value(m),
-        );
-    }
-    if let Some(m) = config.metering {
-        enumerated(
-            &mut p,
-            facts,
-            "metering",
-            Id::AeMeteringMode,
-            &m,
-            metering_value(m),
-        );
-    }
-    float_key(&mut p, facts, "ev", Id::ExposureValue, config.ev);
-
-    // White balance.
-    if let Some(m) = config.awb_mode {
-        if facts.accepts(Id::AwbMode, awb_value(m)) {
-            if facts.has(Id::AwbEnable) {
-                p.set(Id::AwbEnable, Value::Bool(true));
-            }
-            p.set(Id::AwbMode, Value::Int(awb_value(m)));
-            p.report("awb-mode", Status::Applied, m, Some(name(&m).into()), None);
-        } else {
-            p.unsupported("awb-mode", m, no_control_or_value(facts, Id::AwbMode, &m));
+/// `lens-position`: only where the camera has autofocus too (the lens is moved in its
+/// manual mode, which `af_mode` sets).
+fn lens_position(p: &mut Plan, facts: &ControlFacts, key: &'static str, config: &ControlsConfig) {
+    let Some(pos) = config.lens_position else {
+        return;
+    };
+    match (facts.get(Id::LensPosition), facts.has(Id::AfMode)) {
+        (Some(limits), true) => {
+            let (v, note) = clamp_float(pos, limits);
+            p.set(Id::LensPosition, Value::Float(v));
+            let status = if note.is_some() {
+                Status::Adjusted
+            } else {
+                Status::Applied
+            };
+            p.report(key, status, pos, Some(v.into()), note);
         }
+        _ => p.unsupported(
+            key,
+            pos,
+            "the camera has no lens to move (LensPosition)".into(),
+        ),
     }
+}
+
+/// `awb-mode`: a preset also switches automatic white balance on, where there is a switch.
+fn awb_mode(p: &mut Plan, facts: &ControlFacts, key: &'static str, config: &ControlsConfig) {
+    let Some(m) = config.awb_mode else { return };
+    if facts.accepts(Id::AwbMode, awb_value(m)) {
+        if facts.has(Id::AwbEnable) {
+            p.set(Id::AwbEnable, Value::Bool(true));
+        }
+        p.set(Id::AwbMode, Value::Int(awb_value(m)));
+        p.report(key, Status::Applied, m, Some(name(&m).into()), None);
+    } else {
+        p.unsupported(key, m, no_control_or_value(facts, Id::AwbMode, &m));
+    }
+}
+
+/// `colour-gains`: fixed gains switch automatic white balance off; "auto" back on.
+fn colour_gains(p: &mut Plan, facts: &ControlFacts, key: &'static str, config: &ControlsConfig) {
     match config.colour_gains {
         None => {}
         Some(g) if !facts.has(Id::ColourGains) => {
-            p.unsupported("colour-gains", g, no_control(Id::ColourGains));
+            p.unsupported(key, g, no_control(Id::ColourGains));
         }
         Some(OrAuto::Auto) => {
             // AwbEnable where there is one; else gains of 0, which the Pi reads as "auto".
@@ -254,13 +272,7 @@ pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
             } else {
                 p.set(Id::ColourGains, Value::Floats([0.0, 0.0]));
             }
-            p.report(
-                "colour-gains",
-                Status::Applied,
-                "auto",
-                Some("auto".into()),
-                None,
-            );
+            p.report(key, Status::Applied, "auto", Some("auto".into()), None);
         }
         Some(OrAuto::Fixed([r, b])) => {
             let limits = facts.get(Id::ColourGains).expect("checked above");
@@ -273,44 +285,17 @@ pub fn plan(config: &ControlsConfig, facts: &ControlFacts) -> Plan {
             } else {
                 Status::Applied
             };
-            p.report(
-                "colour-gains",
-                status,
-                [r, b],
-                Some(serde_json::json!([rc, bc])),
-                note,
-            );
+            p.report(key, status, [r, b], Some(serde_json::json!([rc, bc])), note);
         }
     }
+}
 
-    // Picture tuning.
-    float_key(
-        &mut p,
-        facts,
-        "brightness",
-        Id::Brightness,
-        config.brightness,
-    );
-    float_key(&mut p, facts, "contrast", Id::Contrast, config.contrast);
-    float_key(
-        &mut p,
-        facts,
-        "saturation",
-        Id::Saturation,
-        config.saturation,
-    );
-    float_key(&mut p, facts, "sharpness", Id::Sharpness, config.sharpness);
-    if let Some(d) = config.denoise {
-        enumerated(
-            &mut p,
-            facts,
-            "denoise",
-            Id::NoiseReductionMode,
-            &d,
-            denoise_value(d),
-        );
-    }
-    p
+/// A number or "auto" as [`auto_or_fixed`] takes it (every u32 and f32 is exact as an f64).
+fn widened<T: Into<f64>>(asked: Option<OrAuto<T>>) -> Option<OrAuto<f64>> {
+    asked.map(|e| match e {
+        OrAuto::Auto => OrAuto::Auto,
+        OrAuto::Fixed(x) => OrAuto::Fixed(x.into()),
+    })
 }
 
 fn no_control_or_value<T: Serialize>(facts: &ControlFacts, id: Id, v: &T) -> String {
@@ -321,19 +306,22 @@ fn no_control_or_value<T: Serialize>(facts: &ControlFacts, id: Id, v: &T) -> Str
     }
 }
 
-fn enumerated<T: Serialize>(
+/// An enumerated key: set when the camera lists the libcamera value (`value` of the asked).
+fn enumerated<T: Serialize + Copy>(
     p: &mut Plan,
     facts: &ControlFacts,
     key: &'static str,
     id: Id,
-    asked: &T,
-    v: i32,
+    asked: Option<T>,
+    value: fn(T) -> i32,
 ) {
+    let Some(asked) = asked else { return };
+    let v = value(asked);
     if facts.accepts(id, v) {
         p.set(id, Value::Int(v));
-        p.report(key, Status::Applied, asked, Some(name(asked).into()), None);
+        p.report(key, Status::Applied, asked, Some(name(&asked).into()), None);
     } else {
-        p.unsupported(key, asked, no_control_or_value(facts, id, asked));
+        p.unsupported(key, asked, no_control_or_value(facts, id, &asked));
     }
 }
 
@@ -799,6 +787,12 @@ mod tests {
                 .values()
                 .all(|r| r.status == Status::Unsupported && r.value.is_none())
         );
+    }
+
+    #[test]
+    fn every_key_is_planned_once_in_the_order_of_keys() {
+        let planned: Vec<&str> = STEPS.iter().map(|(key, _)| *key).collect();
+        assert_eq!(planned, KEYS);
     }
 
     #[test]
