@@ -226,7 +226,8 @@ fn log_report(key: &str, r: &Report) {
 mod tests {
     use super::*;
     use crate::camera::controls::facts::MODE_AUTO;
-    use crate::camera::controls::{Value, fixtures, toml};
+    use crate::camera::controls::test_util::toml;
+    use crate::camera::controls::{Value, fixtures};
 
     #[test]
     fn a_reloaded_key_the_socket_overrides_is_named() {

@@ -382,7 +382,8 @@ pub(super) fn name<T: Serialize>(v: &T) -> String {
 mod tests {
     use super::*;
     use crate::camera::controls::facts::AF_MANUAL;
-    use crate::camera::controls::{Id, Value, fixtures, plan, toml};
+    use crate::camera::controls::test_util::toml;
+    use crate::camera::controls::{Id, Value, fixtures, plan};
 
     #[test]
     fn config_checks_name_the_key() {

@@ -19,6 +19,7 @@
 mod facts;
 mod handle;
 mod keys;
+mod kinds;
 mod plan;
 
 pub use facts::{ControlFacts, Id, Limits, Value};
@@ -30,10 +31,32 @@ pub use plan::{Plan, Report, Status, plan, plan_change};
 
 pub mod fixtures;
 
-/// A `[controls]` table from TOML that passes the checks: what most tests here start from.
+/// What the tests of every part start from.
 #[cfg(test)]
-fn toml(text: &str) -> ControlsConfig {
-    let c: ControlsConfig = toml::from_str(text).unwrap();
-    assert_eq!(c.check("controls."), Vec::<String>::new());
-    c
+mod test_util {
+    use super::{ControlFacts, ControlsConfig, Plan, Status, fixtures};
+
+    /// A `[controls]` table from TOML that passes the checks.
+    pub fn toml(text: &str) -> ControlsConfig {
+        let c: ControlsConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.check("controls."), Vec::<String>::new());
+        c
+    }
+
+    /// Every recorded Pi camera, and one with no controls (libcamera's virtual camera).
+    pub fn cameras() -> Vec<(&'static str, ControlFacts)> {
+        vec![
+            ("imx708-pisp", fixtures::imx708_pisp()),
+            ("imx708-vc4", fixtures::imx708_vc4()),
+            ("imx219", fixtures::imx219()),
+            ("imx477", fixtures::imx477()),
+            ("ov5647", fixtures::ov5647()),
+            ("virtual", ControlFacts::none()),
+        ]
+    }
+
+    /// How `key` fared in `p`, if it was reported.
+    pub fn status(p: &Plan, key: &str) -> Option<Status> {
+        p.reports.get(key).map(|r| r.status)
+    }
 }

@@ -8,10 +8,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::facts::{
-    AF_CONTINUOUS, AF_TRIGGER_START, MODE_AUTO, MODE_MANUAL, af_mode_value, af_range_value,
-    awb_value, denoise_value, exposure_mode_value, metering_value,
+    AF_CONTINUOUS, AF_TRIGGER_START, MODE_AUTO, af_mode_value, af_range_value, awb_value,
+    denoise_value, exposure_mode_value, metering_value,
 };
 use super::keys::name;
+use super::kinds::{
+    auto_or_fixed, clamp_float, enumerated, float_key, no_control, no_control_or_value, widened,
+};
 use super::{AfMode, ControlFacts, ControlsConfig, Id, KEYS, Limits, OrAuto, Value};
 
 /// How one `[controls]` key fared on this camera.
@@ -48,12 +51,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn set(&mut self, id: Id, v: Value) {
+    pub(super) fn set(&mut self, id: Id, v: Value) {
         self.values.retain(|(i, _)| *i != id);
         self.values.push((id, v));
     }
 
-    fn report(
+    pub(super) fn report(
         &mut self,
         key: &'static str,
         status: Status,
@@ -74,7 +77,7 @@ impl Plan {
         );
     }
 
-    fn unsupported(&mut self, key: &'static str, asked: impl Serialize, why: String) {
+    pub(super) fn unsupported(&mut self, key: &'static str, asked: impl Serialize, why: String) {
         self.report(key, Status::Unsupported, asked, None, Some(why));
     }
 
@@ -95,22 +98,6 @@ fn tidy(v: serde_json::Value) -> serde_json::Value {
         }
         J::Array(a) => J::Array(a.into_iter().map(tidy).collect()),
         other => other,
-    }
-}
-
-fn no_control(id: Id) -> String {
-    format!("the camera has no {id:?} control")
-}
-
-/// Clamps `v` to a float control's limits: (value, note when clamped).
-fn clamp_float(v: f32, limits: &Limits) -> (f32, Option<String>) {
-    match limits {
-        Limits::Float { min, max, .. } if min <= max => {
-            let c = v.clamp(*min, *max);
-            let note = (c != v).then(|| format!("clamped to the camera's range {min} to {max}"));
-            (c, note)
-        }
-        _ => (v, None),
     }
 }
 
@@ -290,138 +277,6 @@ fn colour_gains(p: &mut Plan, facts: &ControlFacts, key: &'static str, config: &
     }
 }
 
-/// A number or "auto" as [`auto_or_fixed`] takes it (every u32 and f32 is exact as an f64).
-fn widened<T: Into<f64>>(asked: Option<OrAuto<T>>) -> Option<OrAuto<f64>> {
-    asked.map(|e| match e {
-        OrAuto::Auto => OrAuto::Auto,
-        OrAuto::Fixed(x) => OrAuto::Fixed(x.into()),
-    })
-}
-
-fn no_control_or_value<T: Serialize>(facts: &ControlFacts, id: Id, v: &T) -> String {
-    if facts.has(id) {
-        format!("the camera's {id:?} has no {:?}", name(v))
-    } else {
-        no_control(id)
-    }
-}
-
-/// An enumerated key: set when the camera lists the libcamera value (`value` of the asked).
-fn enumerated<T: Serialize + Copy>(
-    p: &mut Plan,
-    facts: &ControlFacts,
-    key: &'static str,
-    id: Id,
-    asked: Option<T>,
-    value: fn(T) -> i32,
-) {
-    let Some(asked) = asked else { return };
-    let v = value(asked);
-    if facts.accepts(id, v) {
-        p.set(id, Value::Int(v));
-        p.report(key, Status::Applied, asked, Some(name(&asked).into()), None);
-    } else {
-        p.unsupported(key, asked, no_control_or_value(facts, id, &asked));
-    }
-}
-
-fn float_key(p: &mut Plan, facts: &ControlFacts, key: &'static str, id: Id, v: Option<f32>) {
-    let Some(v) = v else { return };
-    match facts.get(id) {
-        Some(limits @ Limits::Float { .. }) => {
-            let (c, note) = clamp_float(v, limits);
-            p.set(id, Value::Float(c));
-            let status = if note.is_some() {
-                Status::Adjusted
-            } else {
-                Status::Applied
-            };
-            p.report(key, status, v, Some(c.into()), note);
-        }
-        _ => p.unsupported(key, v, no_control(id)),
-    }
-}
-
-/// Exposure time and analogue gain: a fixed value switches the camera's automatic
-/// algorithm off for it (`*Mode` manual; on libcamera before 0.5, `AeEnable` false), "auto"
-/// switches it back on.
-fn auto_or_fixed(
-    p: &mut Plan,
-    facts: &ControlFacts,
-    key: &'static str,
-    asked: Option<OrAuto<f64>>,
-    id: Id,
-    mode: Id,
-) {
-    let Some(asked) = asked else { return };
-    let shown = |v: OrAuto<f64>| match v {
-        OrAuto::Auto => serde_json::Value::from("auto"),
-        OrAuto::Fixed(x) if id == Id::ExposureTime => serde_json::Value::from(x as i64),
-        OrAuto::Fixed(x) => serde_json::Value::from(x as f32),
-    };
-    let Some(limits) = facts.get(id) else {
-        p.unsupported(key, shown(asked), no_control(id));
-        return;
-    };
-    let manual = match asked {
-        OrAuto::Auto => false,
-        OrAuto::Fixed(_) => true,
-    };
-    if facts.has(mode) {
-        p.set(
-            mode,
-            Value::Int(if manual { MODE_MANUAL } else { MODE_AUTO }),
-        );
-    } else if facts.has(Id::AeEnable) {
-        p.set(Id::AeEnable, Value::Bool(!manual));
-    }
-    let OrAuto::Fixed(v) = asked else {
-        p.report(key, Status::Applied, "auto", Some("auto".into()), None);
-        return;
-    };
-    let (set, note) = match limits {
-        Limits::Int { min, max, .. } if min <= max => {
-            let mut c = (v as i64).clamp(*min, *max);
-            let mut note =
-                (c != v as i64).then(|| format!("clamped to the camera's range {min} to {max}"));
-            // The camera would cap it silently to fit the frame; say so, and ask for what it
-            // will do.
-            if let Some(period) = facts
-                .frame_period_us
-                .filter(|p| id == Id::ExposureTime && c > *p)
-            {
-                c = period;
-                note = Some(format!(
-                    "longer than a frame at the frame rate in force ({period} us per frame): \
-                     the camera keeps the exposure within the frame, at most {period} us; \
-                     lower camera.framerate for a longer one"
-                ));
-            }
-            p.set(id, Value::Int(c.clamp(0, i64::from(i32::MAX)) as i32));
-            (serde_json::Value::from(c), note)
-        }
-        Limits::Float { .. } => {
-            let (c, note) = clamp_float(v as f32, limits);
-            p.set(id, Value::Float(c));
-            (serde_json::Value::from(c), note)
-        }
-        _ => {
-            p.unsupported(
-                key,
-                shown(asked),
-                format!("the camera's {id:?} is not a number"),
-            );
-            return;
-        }
-    };
-    let status = if note.is_some() {
-        Status::Adjusted
-    } else {
-        Status::Applied
-    };
-    p.report(key, status, shown(asked), Some(set), note);
-}
-
 /// The values that take the camera back to its own behaviour for `key` once a runtime value
 /// is removed (libcamera controls persist until set again).
 fn restore(key: &str, facts: &ControlFacts, p: &mut Plan) {
@@ -496,22 +351,8 @@ pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFa
 mod tests {
     use super::*;
     use crate::camera::controls::facts::{AF_AUTO, AF_MANUAL};
-    use crate::camera::controls::{fixtures, toml};
-
-    fn cameras() -> Vec<(&'static str, ControlFacts)> {
-        vec![
-            ("imx708-pisp", fixtures::imx708_pisp()),
-            ("imx708-vc4", fixtures::imx708_vc4()),
-            ("imx219", fixtures::imx219()),
-            ("imx477", fixtures::imx477()),
-            ("ov5647", fixtures::ov5647()),
-            ("virtual", ControlFacts::none()),
-        ]
-    }
-
-    fn status(p: &Plan, key: &str) -> Option<Status> {
-        p.reports.get(key).map(|r| r.status)
-    }
+    use crate::camera::controls::fixtures;
+    use crate::camera::controls::test_util::{cameras, status, toml};
 
     #[test]
     fn default_is_continuous_autofocus_where_the_camera_has_it_and_nothing_else() {
@@ -553,180 +394,6 @@ mod tests {
                 assert_eq!(status(&p, "af-range"), Some(Status::Unsupported), "{cam}");
             }
         }
-    }
-
-    #[test]
-    fn values_beyond_the_camera_limits_are_clamped_and_reported_adjusted() {
-        struct Case {
-            text: &'static str,
-            cam: ControlFacts,
-            key: &'static str,
-            id: Id,
-            want: Value,
-        }
-        let cases = [
-            // The IMX708 focus map ends at 15 dioptres (the pre-configure 32 is a placeholder).
-            Case {
-                text: "lens-position = 20",
-                cam: fixtures::imx708_pisp(),
-                key: "lens-position",
-                id: Id::LensPosition,
-                want: Value::Float(15.0),
-            },
-            Case {
-                text: "analogue-gain = 40.0",
-                cam: fixtures::imx219(),
-                key: "analogue-gain",
-                id: Id::AnalogueGain,
-                want: Value::Float(10.666_667),
-            },
-            Case {
-                text: "analogue-gain = 40.0",
-                cam: fixtures::ov5647(),
-                key: "analogue-gain",
-                id: Id::AnalogueGain,
-                want: Value::Float(40.0),
-            },
-            Case {
-                text: "exposure-time = 10",
-                cam: fixtures::imx477(),
-                key: "exposure-time",
-                id: Id::ExposureTime,
-                want: Value::Int(114),
-            },
-            Case {
-                text: "exposure-time = 30000000",
-                cam: fixtures::ov5647(),
-                key: "exposure-time",
-                id: Id::ExposureTime,
-                want: Value::Int(969_249),
-            },
-            Case {
-                text: "ev = 12",
-                cam: fixtures::imx708_vc4(),
-                key: "ev",
-                id: Id::ExposureValue,
-                want: Value::Float(8.0),
-            },
-            Case {
-                text: "contrast = 40",
-                cam: fixtures::imx477(),
-                key: "contrast",
-                id: Id::Contrast,
-                want: Value::Float(32.0),
-            },
-            Case {
-                text: "sharpness = 20",
-                cam: fixtures::imx219(),
-                key: "sharpness",
-                id: Id::Sharpness,
-                want: Value::Float(16.0),
-            },
-            Case {
-                text: "colour-gains = [40.0, 1.5]",
-                cam: fixtures::imx219(),
-                key: "colour-gains",
-                id: Id::ColourGains,
-                want: Value::Floats([32.0, 1.5]),
-            },
-        ];
-        for c in cases {
-            let p = plan(&toml(c.text), &c.cam);
-            assert_eq!(p.value(c.id), Some(c.want), "{}", c.text);
-            let clamped = match c.want {
-                Value::Float(40.0) => Status::Applied,
-                _ => Status::Adjusted,
-            };
-            assert_eq!(
-                status(&p, c.key),
-                Some(clamped),
-                "{}: {:?}",
-                c.text,
-                p.reports
-            );
-        }
-    }
-
-    /// A Pi caps a fixed exposure to the frame picker pinned (its IPA does so silently): an
-    /// exposure longer than a frame is reported adjusted, and asked for as it will be.
-    #[test]
-    fn an_exposure_longer_than_the_frame_is_capped_to_the_frame_and_said_so() {
-        let at_30 = fixtures::imx708_vc4().with_frame_period(Some(33_333));
-        let p = plan(&toml("exposure-time = 50000"), &at_30);
-        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(33_333)));
-        let r = &p.reports["exposure-time"];
-        assert_eq!(r.status, Status::Adjusted);
-        assert_eq!(r.value, Some(serde_json::json!(33_333)));
-        let note = r.note.as_deref().unwrap_or("");
-        assert!(
-            note.contains("33333 us per frame") && note.contains("camera.framerate"),
-            "{note}"
-        );
-        // Within the frame: applied as asked.
-        let p = plan(&toml("exposure-time = 33333"), &at_30);
-        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
-        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(33_333)));
-        // At 10 fps the same exposure fits.
-        let at_10 = fixtures::imx708_vc4().with_frame_period(Some(100_000));
-        let p = plan(&toml("exposure-time = 50000"), &at_10);
-        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
-        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(50_000)));
-        // No frame period pinned (no FrameDurationLimits): the camera's own range only.
-        let p = plan(&toml("exposure-time = 50000"), &fixtures::imx708_vc4());
-        assert_eq!(p.reports["exposure-time"].status, Status::Applied);
-        // The gain is no exposure: never capped by the frame.
-        let p = plan(&toml("analogue-gain = 8.0"), &at_30);
-        assert_eq!(p.reports["analogue-gain"].status, Status::Applied);
-        // A runtime change is planned the same way.
-        let change = plan_change(
-            &toml("exposure-time = 10000"),
-            &toml("exposure-time = 40000"),
-            &at_30,
-        );
-        assert_eq!(change.value(Id::ExposureTime), Some(Value::Int(33_333)));
-    }
-
-    #[test]
-    fn fixed_exposure_and_gain_switch_their_automatic_mode_off_and_auto_back_on() {
-        let c = toml("exposure-time = 10000\nanalogue-gain = 2.0");
-        for (cam, facts) in cameras() {
-            let p = plan(&c, &facts);
-            if cam == "virtual" {
-                assert!(p.values.is_empty());
-                assert_eq!(status(&p, "exposure-time"), Some(Status::Unsupported));
-                assert_eq!(status(&p, "analogue-gain"), Some(Status::Unsupported));
-                continue;
-            }
-            assert_eq!(
-                p.value(Id::ExposureTimeMode),
-                Some(Value::Int(MODE_MANUAL)),
-                "{cam}"
-            );
-            assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(10_000)), "{cam}");
-            assert_eq!(
-                p.value(Id::AnalogueGainMode),
-                Some(Value::Int(MODE_MANUAL)),
-                "{cam}"
-            );
-            assert_eq!(p.value(Id::AnalogueGain), Some(Value::Float(2.0)), "{cam}");
-        }
-        let p = plan(&toml("exposure-time = \"auto\""), &fixtures::imx219());
-        assert_eq!(
-            p.values,
-            vec![(Id::ExposureTimeMode, Value::Int(MODE_AUTO))]
-        );
-        // libcamera before 0.5 has only AeEnable.
-        let old = ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
-            Id::ExposureTime,
-            Limits::Int {
-                min: 1,
-                max: 1_000_000,
-                default: 0,
-            },
-        );
-        let p = plan(&toml("exposure-time = 5000"), &old);
-        assert_eq!(p.value(Id::AeEnable), Some(Value::Bool(false)));
-        assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(5000)));
     }
 
     #[test]
