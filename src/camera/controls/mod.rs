@@ -15,8 +15,26 @@
 //! the libcamera controls follow Raspberry Pi's IPA (`src/ipa/rpi/common/ipa_base.cpp`):
 //! `ExposureTime`/`AnalogueGain` only act in the manual `ExposureTimeMode`/`AnalogueGainMode`,
 //! `LensPosition` only in `AfMode` manual, `ColourGains` switch automatic white balance off.
+//!
+//! # Layout
+//! One file per reason to change, so that a new key, a new camera or a new decision each
+//! touch the file that owns it; every public item is re-exported here, so callers name
+//! `camera::controls::X` and never the file:
+//! - `keys`: the keys as users write them (serde shapes, checks, the runtime layer).
+//! - `facts`: what a camera advertises, and the libcamera numbers the values stand for.
+//! - `plan`: the pure decisions, a table with one row per key, and runtime changes;
+//!   `kinds`: how each kind of control (enumerated, float, number or "auto") is planned.
+//! - `handle`: the state the camera thread and the HTTP handlers share, and its log lines.
+//! - [`fixtures`]: the recorded Pi cameras the tests and the test pattern plan against.
+//!
+//! A new key: its field in `ControlsConfig`, `KEYS`, `merged`, `clear` and, with a range,
+//! `check` (`keys`); its [`Id`] and value mapping (`facts`); one row in the table and, if a
+//! removed runtime value must be undone, an arm in `restore` (`plan`); its libcamera id and
+//! kind (`libcamera_controls`); its limits on the recorded cameras (`fixtures`); an example
+//! line in `config/picker.toml` (a test checks it).
 
 mod facts;
+pub mod fixtures;
 mod handle;
 mod keys;
 mod kinds;
@@ -28,8 +46,6 @@ pub use keys::{
     AfMode, AfRange, AwbMode, ControlsConfig, Denoise, ExposureMode, KEYS, Metering, OrAuto,
 };
 pub use plan::{Plan, Report, Status, plan, plan_change};
-
-pub mod fixtures;
 
 /// What the tests of every part start from.
 #[cfg(test)]
