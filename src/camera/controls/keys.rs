@@ -185,7 +185,8 @@ const MAX_EXPOSURE_US: u32 = i32::MAX as u32;
 impl ControlsConfig {
     /// Range and consistency checks that need no camera; `table` prefixes the key in messages
     /// ("controls." for the TOML, "" for the HTTP API). Limits of the camera are applied later
-    /// by clamping (see [`plan`](fn@super::plan)), not refused, because they are known only after configure.
+    /// by clamping (see [`plan`](fn@super::plan)), not refused, because they are known only
+    /// after configure.
     pub fn check(&self, table: &str) -> Vec<String> {
         let mut errors = Vec::new();
         let mut float = |key: &str, v: Option<f32>, min: f32, max: f32, what: &str| {
