@@ -7,16 +7,179 @@
 
 use std::sync::Arc;
 
+use libcamera::camera::ActiveCamera;
 use libcamera::framebuffer::{AsFrameBuffer, FrameBufferPlane, OwnedFrameBuffer};
-use libcamera::framebuffer_allocator::FrameBuffer;
+use libcamera::framebuffer_allocator::{FrameBuffer, FrameBufferAllocator};
+use libcamera::stream::Stream;
 
+use super::negotiate::{Negotiated, Streams};
+use super::{BUFFERS, failed};
+use crate::camera::CameraError;
 use crate::camera::buffers::{Layout, Mapped};
-use crate::dmabuf::{Heap, Mapping};
+use crate::config::Buffers;
+use crate::dmabuf::{self, Heap, Mapping};
 use crate::frames::Image;
+
+/// One stream's buffer of one request: as handed to libcamera, and mapped for picker's reads.
+type Buffer = (OwnedFrameBuffer, Mapped);
+
+/// The buffers of one request: video, and still when the camera gives two streams.
+pub(super) type Set = (Buffer, Option<Buffer>);
+
+/// Every request's buffers, and what must outlive them.
+pub(super) struct Allocated {
+    pub(super) sets: Vec<Set>,
+    /// The driver's buffers, when those are used (their descriptors are imported, duplicated).
+    pub(super) driver_buffers: Vec<FrameBuffer>,
+    pub(super) alloc: FrameBufferAllocator,
+    /// Frames may be lent: buffers from a cached heap, or a camera without an ISP.
+    pub(super) lend_ok: bool,
+}
+
+/// Buffers: from a cached DMA heap where there is one, else the driver's; mapped once
+/// (shared with the frames that lend them); one request per buffer pair, reused forever.
+pub(super) fn allocate(
+    active: &ActiveCamera<'_>,
+    choice: Buffers,
+    neg: &Negotiated,
+    streams: &Streams,
+    id: &str,
+) -> Result<Allocated, CameraError> {
+    let counts = |i: usize| {
+        let c = neg.config.get(i).expect("stream exists");
+        (c.get_buffer_count() as usize, c.get_frame_size() as usize)
+    };
+    let (video_count, video_frame_size) = counts(neg.video);
+    let (still_count, still_frame_size) = if neg.still != neg.video {
+        counts(neg.still)
+    } else {
+        (video_count, 0)
+    };
+    // What the camera settled on; picker's own (heap) buffers are never fewer than BUFFERS
+    // (the virtual camera says 4 whatever it is asked): requests beyond those the camera
+    // needs are what can be lent without starving it.
+    let count = video_count.min(still_count).max(1);
+    let heap_count = count.max(BUFFERS as usize);
+    let mut alloc = FrameBufferAllocator::new(active);
+    let mut driver_buffers: Vec<FrameBuffer> = Vec::new();
+    let frame_sizes = (video_frame_size, still_frame_size);
+    let from_heap = from_heap(choice, neg.has_sensor, heap_count, frame_sizes, streams, id);
+    let lend_ok = from_heap.is_some() || !neg.has_sensor;
+    if !lend_ok {
+        tracing::warn!(camera = %id, "the driver's buffers are uncached: each frame is copied out once instead of read in place");
+    }
+    let sets = match from_heap {
+        Some(sets) => sets,
+        None => from_driver(&mut alloc, streams, &mut driver_buffers, id)?,
+    };
+    Ok(Allocated {
+        sets,
+        driver_buffers,
+        alloc,
+        lend_ok,
+    })
+}
+
+/// `count` sets from the first DMA heap there is (the contiguous ones only behind a sensor),
+/// or `None`, said in the log, when the config or the machine says the driver's.
+fn from_heap(
+    choice: Buffers,
+    has_sensor: bool,
+    count: usize,
+    (video_frame_size, still_frame_size): (usize, usize),
+    streams: &Streams,
+    id: &str,
+) -> Option<Vec<Set>> {
+    let heaps: &[&str] = if has_sensor {
+        &dmabuf::CONTIGUOUS_HEAPS
+    } else {
+        &[
+            dmabuf::CONTIGUOUS_HEAPS[0],
+            dmabuf::CONTIGUOUS_HEAPS[1],
+            dmabuf::SYSTEM_HEAP,
+        ]
+    };
+    let heap = match choice {
+        Buffers::Auto => Heap::open_first(heaps),
+        Buffers::Driver => None,
+    };
+    match heap {
+        Some(heap) => {
+            let sets = (0..count)
+                .map(|_| {
+                    let video = heap_buffer(&heap, streams.video.1, video_frame_size)?;
+                    let still = match &streams.still {
+                        Some((_, l)) => Some(heap_buffer(&heap, *l, still_frame_size)?),
+                        None => None,
+                    };
+                    Ok::<_, std::io::Error>((video, still))
+                })
+                .collect::<Result<Vec<_>, _>>();
+            match sets {
+                Ok(sets) => {
+                    tracing::info!(camera = %id, heap = %heap.path().display(), buffers = count, "frame buffers from a cached DMA heap, imported");
+                    Some(sets)
+                }
+                Err(e) => {
+                    tracing::warn!(camera = %id, heap = %heap.path().display(), "cannot allocate frame buffers from the DMA heap ({e}): using the driver's buffers");
+                    None
+                }
+            }
+        }
+        None if choice == Buffers::Driver => {
+            tracing::info!(camera = %id, "camera.buffers = \"driver\": using the driver's buffers");
+            None
+        }
+        None => {
+            tracing::warn!(camera = %id, "no DMA heap ({}): using the driver's buffers (uncached on a Raspberry Pi: CPU reads are slower)", heaps.join(", "));
+            None
+        }
+    }
+}
+
+/// Sets from the driver's own buffers (kept in `driver_buffers`: their descriptors are
+/// duplicated into the buffers of the requests); as many as the stream with fewer.
+fn from_driver(
+    alloc: &mut FrameBufferAllocator,
+    streams: &Streams,
+    driver_buffers: &mut Vec<FrameBuffer>,
+    id: &str,
+) -> Result<Vec<Set>, CameraError> {
+    let mut take = |stream: &Stream| -> Result<Vec<Buffer>, CameraError> {
+        let bufs = alloc
+            .alloc(stream)
+            .map_err(|e| failed(id, format!("allocate buffers: {e}")))?;
+        let out = bufs
+            .iter()
+            .map(|b| driver_buffer(b).map_err(|e| failed(id, format!("map buffer: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        driver_buffers.extend(bufs);
+        Ok(out)
+    };
+    let video_bufs = take(&streams.video.0)?;
+    let still_bufs = match &streams.still {
+        Some((s, _)) => take(s)?.into_iter().map(Some).collect(),
+        None => Vec::new(),
+    };
+    let mut still_bufs = still_bufs.into_iter();
+    let mut sets = Vec::new();
+    for v in video_bufs {
+        let s = match &streams.still {
+            // Fewer still buffers: that many requests.
+            Some(_) => match still_bufs.next().flatten() {
+                Some(b) => Some(b),
+                None => break,
+            },
+            None => None,
+        };
+        sets.push((v, s));
+    }
+    Ok(sets)
+}
 
 /// A buffer from a DMA heap for one stream, described to libcamera for import (planes one
 /// after the other in one buffer) and mapped for reading.
-pub(super) fn heap_buffer(
+fn heap_buffer(
     heap: &Heap,
     layout: Layout,
     frame_size: usize,
@@ -43,7 +206,7 @@ pub(super) fn heap_buffer(
 
 /// One of the driver's buffers: its descriptors duplicated into a buffer to import (so every
 /// request has the same buffer type) and mapped for reading, each descriptor once.
-pub(super) fn driver_buffer(b: &FrameBuffer) -> std::io::Result<(OwnedFrameBuffer, Mapped)> {
+fn driver_buffer(b: &FrameBuffer) -> std::io::Result<(OwnedFrameBuffer, Mapped)> {
     use std::os::fd::BorrowedFd;
     let planes: Vec<(i32, usize, usize)> = b
         .planes()

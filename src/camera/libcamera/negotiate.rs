@@ -15,13 +15,14 @@ use libcamera::controls;
 use libcamera::geometry::{Rectangle, Size};
 use libcamera::pixel_format::PixelFormat as LcFormat;
 use libcamera::properties;
-use libcamera::stream::StreamRole;
+use libcamera::stream::{Stream, StreamRole};
 
 use super::formats::{
     RGB888, STILL_PREFERENCE, VIDEO_PREFERENCE, YUV420, format_name, lc_orientation, our_format,
     pick_format, rect, rectangle,
 };
 use super::{BUFFERS, Wanted, failed};
+use crate::camera::buffers::Layout;
 use crate::camera::plan::{self, ModeLimits, Orientation, RawMode};
 use crate::camera::{CameraError, CropState};
 use crate::config::Crop;
@@ -69,6 +70,45 @@ pub(super) struct Negotiated {
     pub(super) has_sensor: bool,
     /// For `FrameDurationLimits`, when the camera has the control.
     pub(super) frame_period_us: Option<i64>,
+}
+
+/// The configured streams, each with the layout of its buffers.
+pub(super) struct Streams {
+    pub(super) video: (Stream, Layout),
+    /// `None` when the camera gives one stream: the still is the video image.
+    pub(super) still: Option<(Stream, Layout)>,
+}
+
+impl Negotiated {
+    /// Streams and layouts as configured (configure may still fix strides).
+    pub(super) fn streams(&self, id: &str) -> Result<Streams, CameraError> {
+        let stream_at = |i: usize| -> Result<(Stream, Layout), CameraError> {
+            let c = self
+                .config
+                .get(i)
+                .ok_or_else(|| failed(id, "stream missing after configure"))?;
+            let stream = c
+                .stream()
+                .ok_or_else(|| failed(id, "stream missing after configure"))?;
+            let size = c.get_size();
+            let format = our_format(c.get_pixel_format().fourcc())
+                .ok_or_else(|| failed(id, "format changed by configure"))?;
+            let layout = Layout {
+                width: size.width,
+                height: size.height,
+                format,
+                stride: c.get_stride() as usize,
+            };
+            Ok((stream, layout))
+        };
+        let video = stream_at(self.video)?;
+        let still = if self.still != self.video {
+            Some(stream_at(self.still)?)
+        } else {
+            None
+        };
+        Ok(Streams { video, still })
+    }
 }
 
 /// A configuration as generated and adjusted by us, validated.

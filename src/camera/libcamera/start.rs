@@ -5,28 +5,27 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{Receiver, Sender, channel};
 
+use libcamera::camera::{ActiveCamera, Camera as LcCamera};
 use libcamera::camera_manager::CameraManager;
 use libcamera::control::ControlList;
 use libcamera::controls;
-use libcamera::framebuffer::OwnedFrameBuffer;
-use libcamera::framebuffer_allocator::{FrameBuffer, FrameBufferAllocator};
-use libcamera::stream::Stream;
+use libcamera::request::Request;
+use libcamera::utils::UniquePtr;
 
-use super::buffers::{driver_buffer, heap_buffer};
-use super::formats::our_format;
-use super::negotiate::{find_camera, negotiate};
+use super::buffers::{Set, allocate};
+use super::negotiate::{Negotiated, Streams, find_camera, negotiate};
 use super::pipeline::{LcPipeline, Msg, Slot, with_values};
-use super::{BUFFERS, Wanted, failed};
-use crate::camera::buffers::{Layout, Mapped};
-use crate::camera::controls::ControlsHandle;
+use super::{Wanted, failed};
+use crate::camera::buffers::Layout;
+use crate::camera::controls::{ControlFacts, ControlsHandle};
 use crate::camera::{CameraError, CameraInfo, SourceKind, StreamInfo};
 use crate::camera::{libcamera_controls, owner, pace, pi_guard};
-use crate::config::Buffers;
-use crate::dmabuf::{self, Heap};
 
-/// The owner thread's work: everything libcamera, from the manager to the last request.
+/// The owner thread's work: everything libcamera, from the manager to the last request, one
+/// named step after the other, then the owner loop. The manager, its camera list and the camera
+/// stay here, made first and so dropped last, after the pipeline has stopped the camera.
 pub(super) fn owner_body(
     wanted: &Wanted,
     controls_handle: Arc<ControlsHandle>,
@@ -38,172 +37,90 @@ pub(super) fn owner_body(
     pi_guard::check(cameras.len());
     let cam = find_camera(&cameras, wanted)?;
     let id = cam.id().to_string();
-    let mut active = cam.acquire().map_err(|e| {
+    let mut active = acquire(&cam, &id)?;
+    let mut neg = negotiate(&mut active, wanted)?;
+    let streams = neg.streams(&id)?;
+    let info = camera_info(&id, &streams, std::mem::take(&mut neg.adjustments));
+    let buffers = allocate(&active, wanted.buffers, &neg, &streams, &id)?;
+    let (requests, slots) = create_requests(&mut active, &streams, buffers.sets, &id)?;
+    let (released, completed, disconnected) = connect(&mut active);
+    let (start_controls, control_facts) = start_camera(&mut active, &neg, &controls_handle, &id)?;
+    let mut pipeline = LcPipeline {
+        id: id.clone(),
+        completed,
+        released,
+        parked: Vec::new(),
+        slots,
+        disconnected,
+        video: streams.video,
+        still: streams.still,
+        crop: neg.crop,
+        start_controls,
+        controls: controls_handle,
+        control_facts,
+        warned_sync: std::cell::Cell::new(false),
+        lend_ok: buffers.lend_ok,
+        warned_lend: false,
+        _driver_buffers: buffers.driver_buffers,
+        _alloc: buffers.alloc,
+        active,
+    };
+    let count = queue(&mut pipeline, requests)?;
+    log_streaming(&info, &neg, count);
+    if !owner.opened(info, neg.crop_state) {
+        // `open` gave up waiting; dropping the pipeline stops the camera.
+        return Ok(());
+    }
+    drive(owner, &id, &mut pipeline, wanted, &neg)
+}
+
+/// Exclusive use of the camera, or why not.
+fn acquire<'d>(cam: &LcCamera<'d>, id: &str) -> Result<ActiveCamera<'d>, CameraError> {
+    cam.acquire().map_err(|e| {
         failed(
-            &id,
+            id,
             format!("cannot acquire the camera (in use by another process?): {e}"),
         )
-    })?;
-    let mut neg = negotiate(&mut active, wanted)?;
+    })
+}
 
-    // Streams and layouts as configured (configure may still fix strides).
-    let stream_at = |i: usize| -> Result<(Stream, Layout), CameraError> {
-        let c = neg
-            .config
-            .get(i)
-            .ok_or_else(|| failed(&id, "stream missing after configure"))?;
-        let stream = c
-            .stream()
-            .ok_or_else(|| failed(&id, "stream missing after configure"))?;
-        let size = c.get_size();
-        let format = our_format(c.get_pixel_format().fourcc())
-            .ok_or_else(|| failed(&id, "format changed by configure"))?;
-        let layout = Layout {
-            width: size.width,
-            height: size.height,
-            format,
-            stride: c.get_stride() as usize,
-        };
-        Ok((stream, layout))
-    };
-    let (video_stream, video_layout) = stream_at(neg.video)?;
-    let still = if neg.still != neg.video {
-        Some(stream_at(neg.still)?)
-    } else {
-        None
-    };
-    let still_layout = still.as_ref().map_or(video_layout, |(_, l)| *l);
+/// What the camera runs with, for the log and `/state`.
+fn camera_info(id: &str, streams: &Streams, adjustments: Vec<String>) -> CameraInfo {
+    let video_layout = streams.video.1;
+    let still_layout = streams.still.as_ref().map_or(video_layout, |(_, l)| *l);
     let stream_info = |l: Layout| StreamInfo {
         width: l.width,
         height: l.height,
         format: l.format,
     };
-    let info = CameraInfo {
+    CameraInfo {
         source: SourceKind::Libcamera,
-        id: id.clone(),
+        id: id.to_string(),
         video: stream_info(video_layout),
         still: stream_info(still_layout),
-        adjustments: std::mem::take(&mut neg.adjustments),
-    };
-
-    // Buffers: from a cached DMA heap where there is one, else the driver's; mapped once
-    // (shared with the frames that lend them); one request per buffer pair, reused forever.
-    let counts = |i: usize| {
-        let c = neg.config.get(i).expect("stream exists");
-        (c.get_buffer_count() as usize, c.get_frame_size() as usize)
-    };
-    let (video_count, video_frame_size) = counts(neg.video);
-    let (still_count, still_frame_size) = if neg.still != neg.video {
-        counts(neg.still)
-    } else {
-        (video_count, 0)
-    };
-    // What the camera settled on; picker's own (heap) buffers are never fewer than BUFFERS
-    // (the virtual camera says 4 whatever it is asked): requests beyond those the camera
-    // needs are what can be lent without starving it.
-    let count = video_count.min(still_count).max(1);
-    let heap_count = count.max(BUFFERS as usize);
-    let heaps: &[&str] = if neg.has_sensor {
-        &dmabuf::CONTIGUOUS_HEAPS
-    } else {
-        &[
-            dmabuf::CONTIGUOUS_HEAPS[0],
-            dmabuf::CONTIGUOUS_HEAPS[1],
-            dmabuf::SYSTEM_HEAP,
-        ]
-    };
-    let mut alloc = FrameBufferAllocator::new(&active);
-    let mut driver_buffers: Vec<FrameBuffer> = Vec::new();
-    let heap = match wanted.buffers {
-        Buffers::Auto => Heap::open_first(heaps),
-        Buffers::Driver => None,
-    };
-    let from_heap = match heap {
-        Some(heap) => {
-            let sets = (0..heap_count)
-                .map(|_| {
-                    let video = heap_buffer(&heap, video_layout, video_frame_size)?;
-                    let still = match &still {
-                        Some((_, l)) => Some(heap_buffer(&heap, *l, still_frame_size)?),
-                        None => None,
-                    };
-                    Ok::<_, std::io::Error>((video, still))
-                })
-                .collect::<Result<Vec<_>, _>>();
-            match sets {
-                Ok(sets) => {
-                    tracing::info!(camera = %id, heap = %heap.path().display(), buffers = heap_count, "frame buffers from a cached DMA heap, imported");
-                    Some(sets)
-                }
-                Err(e) => {
-                    tracing::warn!(camera = %id, heap = %heap.path().display(), "cannot allocate frame buffers from the DMA heap ({e}): using the driver's buffers");
-                    None
-                }
-            }
-        }
-        None if wanted.buffers == Buffers::Driver => {
-            tracing::info!(camera = %id, "camera.buffers = \"driver\": using the driver's buffers");
-            None
-        }
-        None => {
-            tracing::warn!(camera = %id, "no DMA heap ({}): using the driver's buffers (uncached on a Raspberry Pi: CPU reads are slower)", heaps.join(", "));
-            None
-        }
-    };
-    let lend_ok = from_heap.is_some() || !neg.has_sensor;
-    if !lend_ok {
-        tracing::warn!(camera = %id, "the driver's buffers are uncached: each frame is copied out once instead of read in place");
+        adjustments,
     }
-    let sets = match from_heap {
-        Some(sets) => sets,
-        None => {
-            let mut take =
-                |stream: &Stream| -> Result<Vec<(OwnedFrameBuffer, Mapped)>, CameraError> {
-                    let bufs = alloc
-                        .alloc(stream)
-                        .map_err(|e| failed(&id, format!("allocate buffers: {e}")))?;
-                    let out = bufs
-                        .iter()
-                        .map(|b| {
-                            driver_buffer(b).map_err(|e| failed(&id, format!("map buffer: {e}")))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    driver_buffers.extend(bufs);
-                    Ok(out)
-                };
-            let video_bufs = take(&video_stream)?;
-            let still_bufs = match &still {
-                Some((s, _)) => take(s)?.into_iter().map(Some).collect(),
-                None => Vec::new(),
-            };
-            let mut still_bufs = still_bufs.into_iter();
-            let mut sets = Vec::new();
-            for v in video_bufs {
-                let s = match &still {
-                    // Fewer still buffers: that many requests.
-                    Some(_) => match still_bufs.next().flatten() {
-                        Some(b) => Some(b),
-                        None => break,
-                    },
-                    None => None,
-                };
-                sets.push((v, s));
-            }
-            sets
-        }
-    };
+}
+
+/// One request per buffer set, its cookie the index of its slot; reused forever.
+fn create_requests(
+    active: &mut ActiveCamera<'_>,
+    streams: &Streams,
+    sets: Vec<Set>,
+    id: &str,
+) -> Result<(Vec<Request>, Vec<Slot>), CameraError> {
     let mut requests = Vec::with_capacity(sets.len());
     let mut slots = Vec::with_capacity(sets.len());
     for (i, ((vb, vm), s)) in sets.into_iter().enumerate() {
         let mut req = active
             .create_request(Some(i as u64))
-            .ok_or_else(|| failed(&id, "cannot create a request"))?;
-        req.add_buffer(&video_stream, vb)
-            .map_err(|e| failed(&id, format!("add buffer: {e}")))?;
-        let still_mapped = match (&still, s) {
+            .ok_or_else(|| failed(id, "cannot create a request"))?;
+        req.add_buffer(&streams.video.0, vb)
+            .map_err(|e| failed(id, format!("add buffer: {e}")))?;
+        let still_mapped = match (&streams.still, s) {
             (Some((stream, _)), Some((sb, sm))) => {
                 req.add_buffer(stream, sb)
-                    .map_err(|e| failed(&id, format!("add buffer: {e}")))?;
+                    .map_err(|e| failed(id, format!("add buffer: {e}")))?;
                 Some(sm)
             }
             _ => None,
@@ -215,7 +132,12 @@ pub(super) fn owner_body(
             lent: None,
         });
     }
+    Ok((requests, slots))
+}
 
+/// libcamera's signals into the owner's channel: completed requests, and a flag for a camera
+/// unplugged. Also the sender the leases of lent requests clone.
+fn connect(active: &mut ActiveCamera<'_>) -> (Sender<Msg>, Receiver<Msg>, Arc<AtomicBool>) {
     let (released, completed) = channel();
     {
         let tx = released.clone();
@@ -228,6 +150,17 @@ pub(super) fn owner_body(
         let disconnected = disconnected.clone();
         active.on_disconnected(move || disconnected.store(true, Ordering::Relaxed));
     }
+    (released, completed, disconnected)
+}
+
+/// Starts the camera with the negotiated frame period and crop and the `[controls]` the camera
+/// advertises; returns picker's own start controls and those facts, which a restart needs again.
+fn start_camera(
+    active: &mut ActiveCamera<'_>,
+    neg: &Negotiated,
+    controls_handle: &ControlsHandle,
+    id: &str,
+) -> Result<(UniquePtr<ControlList>, ControlFacts), CameraError> {
     let mut start_controls = ControlList::new();
     if let Some(period) = neg.frame_period_us {
         let _ = start_controls.set(controls::FrameDurationLimits([period, period]));
@@ -243,37 +176,27 @@ pub(super) fn owner_body(
     let first_controls = with_values(&start_controls, &plan.values);
     active
         .start(Some(&first_controls))
-        .map_err(|e| failed(&id, format!("start: {e}")))?;
-    let mut pipeline = LcPipeline {
-        id: id.clone(),
-        completed,
-        released,
-        parked: Vec::new(),
-        slots,
-        disconnected,
-        video: (video_stream, video_layout),
-        still,
-        crop: neg.crop,
-        start_controls,
-        controls: controls_handle,
-        control_facts,
-        warned_sync: std::cell::Cell::new(false),
-        lend_ok,
-        warned_lend: false,
-        _driver_buffers: driver_buffers,
-        _alloc: alloc,
-        active,
-    };
+        .map_err(|e| failed(id, format!("start: {e}")))?;
+    Ok((start_controls, control_facts))
+}
+
+/// Queues every request (with the controls each carries); how many.
+fn queue(pipeline: &mut LcPipeline<'_>, requests: Vec<Request>) -> Result<usize, CameraError> {
     let count = requests.len();
     for mut req in requests {
         pipeline.request_controls(&mut req);
         pipeline
             .active
             .queue_request(req)
-            .map_err(|(_, e)| failed(&id, format!("queue request: {e}")))?;
+            .map_err(|(_, e)| failed(&pipeline.id, format!("queue request: {e}")))?;
     }
+    Ok(count)
+}
+
+/// Once, when streaming: what the camera settled on, for whoever reads the log of a start.
+fn log_streaming(info: &CameraInfo, neg: &Negotiated, count: usize) {
     tracing::info!(
-        camera = %id,
+        camera = %info.id,
         video = ?info.video,
         still = ?info.still,
         sensor_mode = ?neg.sensor_mode,
@@ -282,10 +205,17 @@ pub(super) fn owner_body(
         buffers = count,
         "libcamera streaming"
     );
-    if !owner.opened(info, neg.crop_state) {
-        // `open` gave up waiting; dropping the pipeline stops the camera.
-        return Ok(());
-    }
+}
+
+/// Hands the started pipeline to the owner loop, paced to the frame period in force; returns
+/// when the camera stops or fails for good.
+fn drive(
+    owner: &owner::Owner,
+    id: &str,
+    pipeline: &mut LcPipeline<'_>,
+    wanted: &Wanted,
+    neg: &Negotiated,
+) -> Result<(), CameraError> {
     let aspect = neg.crop.map(|_| wanted.still);
     // The period in force; the virtual camera reports no limits: then the one asked for.
     let period_us = neg
@@ -294,11 +224,5 @@ pub(super) fn owner_body(
     // Frames beyond the period in force go back untouched (the virtual camera runs at
     // 85-100 fps whatever it is asked).
     let pacer = pace::Pacer::new(u64::try_from(period_us).unwrap_or(0) * 1_000);
-    owner.drive(
-        &id,
-        &mut pipeline,
-        aspect,
-        owner::restart_wait(period_us),
-        pacer,
-    )
+    owner.drive(id, pipeline, aspect, owner::restart_wait(period_us), pacer)
 }
