@@ -267,15 +267,90 @@ pub(super) fn negotiate(
     let facts = sensor_facts(active);
     let (orientation, note) = plan::orientation_for(wanted.orientation, facts.is_some());
     adjustments.extend(note);
+    let (chosen, built) = configure_mode(
+        active,
+        wanted,
+        facts.as_ref(),
+        orientation,
+        &id,
+        &mut adjustments,
+    )?;
+    let Built {
+        config,
+        two,
+        status,
+        ..
+    } = built;
+    if !two {
+        adjustments.push(
+            "the camera gives one stream only: stills are copied from the video stream".to_string(),
+        );
+    }
+    let (still, video) = if two { (0, 1) } else { (0, 0) };
+    check_status(&config, status, &id)?;
+
+    // Accept what libcamera made of it, as long as we can read the pixels.
+    if two {
+        let asked = (wanted.still, RGB888);
+        note_stream(&config, still, "still", asked, &id, &mut adjustments)?;
+    }
+    let asked = (wanted.video, YUV420);
+    note_stream(&config, video, "video", asked, &id, &mut adjustments)?;
+    let got = config.orientation();
+    if got != lc_orientation(orientation) {
+        adjustments.push(format!("orientation: asked {orientation:?}, got {got:?}"));
+    }
+
+    // A sensor behind an ISP (a Pi): one crop for both outputs, see plan::check_aspects.
+    let size_of = |i: usize| {
+        let s = config.get(i).expect("stream exists").get_size();
+        (s.width, s.height)
+    };
+    if two {
+        plan::check_aspects(size_of(still), size_of(video), facts.is_some()).map_err(|source| {
+            CameraError::Config {
+                id: id.clone(),
+                source,
+            }
+        })?;
+    }
+
+    // Limits after configure: the real ones.
+    let limits = limits(active);
+    let frame_period_us = plan_frame_period(wanted.framerate, &limits, &mut adjustments);
+    let area = facts.as_ref().map(|(a, _)| *a);
+    let (crop, crop_state) = plan_crop(wanted.crop, area, &limits, size_of(still), &id)?;
+    Ok(Negotiated {
+        config,
+        video,
+        still,
+        adjustments,
+        crop,
+        crop_state,
+        sensor_mode: chosen.map(|m| (m.width, m.height)),
+        has_sensor: facts.is_some(),
+        frame_period_us,
+    })
+}
+
+/// The mode: configures each candidate of a real sensor and reads what it really sees, until
+/// [`plan::choose_mode`] has one; then leaves the camera configured with it. libcamera picks
+/// the mode for a camera without raw modes, and (noted) when none covers the whole sensor.
+fn configure_mode(
+    active: &mut ActiveCamera<'_>,
+    wanted: &Wanted,
+    facts: Option<&((u32, u32), Vec<RawMode>)>,
+    orientation: Orientation,
+    id: &str,
+    adjustments: &mut Vec<String>,
+) -> Result<(Option<RawMode>, Built), CameraError> {
     let need = (
         wanted.still.0.max(wanted.video.0),
         wanted.still.1.max(wanted.video.1),
     );
-
-    // The mode: configure each candidate and read what it really sees.
     let mut last: Option<(Option<RawMode>, Built)> = None;
     let mut chosen: Option<RawMode> = None;
-    if let Some((area, modes)) = &facts {
+    if let Some((area, modes)) = facts {
         let found = plan::choose_mode(*area, modes, need, |mode| {
             let mut b = build(active, wanted, Some(mode), orientation)?;
             if b.status.is_invalid() {
@@ -303,27 +378,24 @@ pub(super) fn negotiate(
             if !b.status.is_invalid() {
                 active
                     .configure(&mut b.config)
-                    .map_err(|e| failed(&id, format!("configure: {e}")))?;
+                    .map_err(|e| failed(id, format!("configure: {e}")))?;
             }
             b
         }
     };
-    let Built {
-        config,
-        two,
-        status,
-        ..
-    } = built;
-    if !two {
-        adjustments.push(
-            "the camera gives one stream only: stills are copied from the video stream".to_string(),
-        );
-    }
-    let (still, video) = if two { (0, 1) } else { (0, 0) };
+    Ok((chosen, built))
+}
+
+/// An invalid configuration is an error; an adjusted one is described by the notes after it.
+fn check_status(
+    config: &CameraConfiguration,
+    status: CameraConfigurationStatus,
+    id: &str,
+) -> Result<(), CameraError> {
     match status {
         CameraConfigurationStatus::Invalid => {
             return Err(failed(
-                &id,
+                id,
                 format!("configuration rejected: {}", config.to_string_repr()),
             ));
         }
@@ -332,71 +404,64 @@ pub(super) fn negotiate(
         }
         CameraConfigurationStatus::Valid => {}
     }
+    Ok(())
+}
 
-    // Accept what libcamera made of it, as long as we can read the pixels.
-    let mut describe = |name: &str, asked: (u32, u32), asked_fmt: u32, i: usize| {
-        let c = config.get(i).expect("stream exists");
-        let (size, fmt) = (c.get_size(), c.get_pixel_format().fourcc());
-        if (size.width, size.height) != asked || fmt != asked_fmt {
+/// Notes how stream `i` differs from what was asked (size, format; colour space for video), and
+/// fails when picker cannot read its format.
+fn note_stream(
+    config: &CameraConfiguration,
+    i: usize,
+    name: &str,
+    (asked, asked_fmt): ((u32, u32), u32),
+    id: &str,
+    adjustments: &mut Vec<String>,
+) -> Result<(), CameraError> {
+    let c = config.get(i).expect("stream exists");
+    let (size, fmt) = (c.get_size(), c.get_pixel_format().fourcc());
+    if (size.width, size.height) != asked || fmt != asked_fmt {
+        adjustments.push(format!(
+            "{name} stream: asked {}x{} {}, got {}x{} {}",
+            asked.0,
+            asked.1,
+            format_name(asked_fmt),
+            size.width,
+            size.height,
+            format_name(fmt)
+        ));
+    }
+    if name == "video" {
+        let got = c.get_color_space();
+        if got != Some(ColorSpace::sycc()) {
             adjustments.push(format!(
-                "{name} stream: asked {}x{} {}, got {}x{} {}",
-                asked.0,
-                asked.1,
-                format_name(asked_fmt),
-                size.width,
-                size.height,
-                format_name(fmt)
+                "video stream: asked colour space sYCC, got {}",
+                got.map_or_else(|| "none".to_string(), |c| c.to_string())
             ));
         }
-        if name == "video" {
-            let got = c.get_color_space();
-            if got != Some(ColorSpace::sycc()) {
-                adjustments.push(format!(
-                    "video stream: asked colour space sYCC, got {}",
-                    got.map_or_else(|| "none".to_string(), |c| c.to_string())
-                ));
-            }
-        }
-        match our_format(fmt) {
-            Some(_) => Ok(()),
-            None => Err(failed(
-                &id,
-                format!("{name} stream format {} is not supported", format_name(fmt)),
-            )),
-        }
-    };
-    if two {
-        describe("still", wanted.still, RGB888, still)?;
     }
-    describe("video", wanted.video, YUV420, video)?;
-    let got = config.orientation();
-    if got != lc_orientation(orientation) {
-        adjustments.push(format!("orientation: asked {orientation:?}, got {got:?}"));
+    match our_format(fmt) {
+        Some(_) => Ok(()),
+        None => Err(failed(
+            id,
+            format!("{name} stream format {} is not supported", format_name(fmt)),
+        )),
     }
+}
 
-    // A sensor behind an ISP (a Pi): one crop for both outputs, see plan::check_aspects.
-    let size_of = |i: usize| {
-        let s = config.get(i).expect("stream exists").get_size();
-        (s.width, s.height)
-    };
-    if two {
-        plan::check_aspects(size_of(still), size_of(video), facts.is_some()).map_err(|source| {
-            CameraError::Config {
-                id: id.clone(),
-                source,
-            }
-        })?;
-    }
-
-    // Limits after configure: the real ones.
-    let limits = limits(active);
-    let (period, clamped) = plan::frame_period(wanted.framerate, limits.frame_duration);
-    let frame_period_us = match limits.frame_duration {
+/// The frame period for `FrameDurationLimits` ([`plan::frame_period`] within the camera's
+/// limits), or `None` when the camera has no such control; either noted when it is not the
+/// rate asked for.
+fn plan_frame_period(
+    framerate: u32,
+    limits: &ModeLimits,
+    adjustments: &mut Vec<String>,
+) -> Option<i64> {
+    let (period, clamped) = plan::frame_period(framerate, limits.frame_duration);
+    match limits.frame_duration {
         Some(_) => {
             if clamped {
                 adjustments.push(format!(
-                    "frame rate: asked {} fps, got {:.2} fps (the camera's FrameDurationLimits)",
-                    wanted.framerate,
+                    "frame rate: asked {framerate} fps, got {:.2} fps (the camera's FrameDurationLimits)",
                     1e6 / period as f64
                 ));
             }
@@ -404,41 +469,36 @@ pub(super) fn negotiate(
         }
         None => {
             adjustments.push(format!(
-                "no FrameDurationLimits control: the camera runs at its own frame rate, not {} fps",
-                wanted.framerate
+                "no FrameDurationLimits control: the camera runs at its own frame rate, not {framerate} fps"
             ));
             None
         }
-    };
-    let (crop, crop_state) = match wanted.crop {
+    }
+}
+
+/// The `ScalerCrop` rectangle to ask for, centred with the still's `aspect` in the area
+/// [`plan::crop_area`] finds, and what `/state` says about it until a frame reports one.
+fn plan_crop(
+    crop: Crop,
+    area: Option<(u32, u32)>,
+    limits: &ModeLimits,
+    aspect: (u32, u32),
+    id: &str,
+) -> Result<(Option<Rectangle>, CropState), CameraError> {
+    Ok(match crop {
         Crop::None => (None, CropState::Disabled),
         Crop::CenterSquare => {
-            let area = plan::crop_area(facts.as_ref().map(|(a, _)| *a), &limits)
-                .map_err(|e| failed(&id, e))?;
+            let area = plan::crop_area(area, limits).map_err(|e| failed(id, e))?;
             match area {
-                Some(area) => {
-                    let aspect = size_of(still);
-                    (
-                        Some(rectangle(plan::centred_crop(area, aspect))),
-                        CropState::Pending,
-                    )
-                }
+                Some(area) => (
+                    Some(rectangle(plan::centred_crop(area, aspect))),
+                    CropState::Pending,
+                ),
                 None => {
                     tracing::warn!(camera = %id, "camera has no ScalerCrop control: streaming uncropped (crop = \"unsupported\")");
                     (None, CropState::Unsupported)
                 }
             }
         }
-    };
-    Ok(Negotiated {
-        config,
-        video,
-        still,
-        adjustments,
-        crop,
-        crop_state,
-        sensor_mode: chosen.map(|m| (m.width, m.height)),
-        has_sensor: facts.is_some(),
-        frame_period_us,
     })
 }
