@@ -2,9 +2,12 @@
 //! captures over a local Unix socket, for the robot software beside it.
 //!
 //! # Layout
+//! (`ARCHITECTURE.md` at the repository's root draws the data and control paths, the threads,
+//! and where to add a control, a route, a config key or a camera.)
 //! - [`config`]: the TOML file, parsed strictly and validated into typed settings.
 //! - [`camera`]: the camera seam ([`camera::Camera`]); the built-in test pattern and, with
-//!   the `libcamera` feature, the real libcamera pipeline; [`camera::controls`] plans the
+//!   the `libcamera` feature, the real libcamera pipeline (`camera::libcamera`: start-up,
+//!   negotiation, buffers, the running pipeline); [`camera::controls`] plans the
 //!   `[controls]` table (focus, exposure...) against what the camera advertises;
 //!   [`camera::pi_guard`] says which package to install when a Raspberry Pi's libcamera
 //!   cannot drive its camera.
