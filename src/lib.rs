@@ -2,9 +2,12 @@
 //! captures over a local Unix socket, for the robot software beside it.
 //!
 //! # Layout
+//! (`ARCHITECTURE.md` at the repository's root draws the data and control paths, the threads,
+//! and where to add a control, a route, a config key or a camera.)
 //! - [`config`]: the TOML file, parsed strictly and validated into typed settings.
 //! - [`camera`]: the camera seam ([`camera::Camera`]); the built-in test pattern and, with
-//!   the `libcamera` feature, the real libcamera pipeline; [`camera::controls`] plans the
+//!   the `libcamera` feature, the real libcamera pipeline (`camera::libcamera`: start-up,
+//!   negotiation, buffers, the running pipeline); [`camera::controls`] plans the
 //!   `[controls]` table (focus, exposure...) against what the camera advertises;
 //!   [`camera::pi_guard`] says which package to install when a Raspberry Pi's libcamera
 //!   cannot drive its camera.
@@ -14,11 +17,16 @@
 //! - [`encode_pool`]: snapshots and stills, encoded once per frame on a fixed thread pool.
 //! - [`http`]: accept loops and the routes of the stream port and the still socket
 //!   (stills, and `/controls` for runtime control changes).
+//! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
+//!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
-//! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will.
+//! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will
+//!   ([`throttle::Events`]: refused connections, accept errors, dropped clients).
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
-//! - [`app`]: wires it all together and decides shutdown.
+//! - [`app`]: wires it all together and decides shutdown; [`app::sockets`] binds the stream
+//!   port and the still socket and shares out the descriptor budget, [`app::reload`] applies
+//!   a SIGHUP's config, [`app::signal`] installs the signal handlers.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.
 
 pub mod app;
@@ -37,6 +45,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod offline;
+pub mod state;
 pub mod still_client;
 pub mod throttle;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::app::Shared;
+use crate::state::Shared;
 
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {

@@ -1,7 +1,7 @@
 //! Camera buffers as picker reads them, without libcamera: where each plane of a configured
 //! stream lies (to allocate buffers for import), and an [`Image`] over a mapped buffer lent by
 //! the camera (no copy). Pure layout logic, so it is tested here with recorded layouts; the
-//! libcamera side (`libcamera.rs`) only gathers descriptors and mappings.
+//! libcamera side (`libcamera/buffers.rs`) only gathers descriptors and mappings.
 
 use std::sync::Arc;
 

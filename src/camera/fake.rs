@@ -333,8 +333,8 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
     };
     let pacer = super::pace::Pacer::for_rate(config.camera.framerate);
     let crop_wanted = config.camera.crop == Crop::CenterSquare;
-    // Like a Pi: one ISP crop for both outputs, so their shapes must match (as libcamera.rs
-    // checks after configure()).
+    // Like a Pi: one ISP crop for both outputs, so their shapes must match (as
+    // libcamera/negotiate.rs checks after configure()).
     super::plan::check_aspects(still, video, true).map_err(|source| CameraError::Config {
         id: "fake".into(),
         source,

@@ -68,8 +68,8 @@ const RESTART_FRAMES: u32 = 8;
 const MAX_FRAME_PERIOD: Duration = Duration::from_secs(2);
 
 /// How long a restarted camera may take to deliver its first good frame, from its frame
-/// period in microseconds: [`RESTART_FRAMES`] periods, at least [`RESTART_WAIT`]. A period
-/// that is not positive counts as none; one above [`MAX_FRAME_PERIOD`] as that.
+/// period in microseconds: `RESTART_FRAMES` periods, at least [`RESTART_WAIT`]. A period
+/// that is not positive counts as none; one above `MAX_FRAME_PERIOD` as that.
 pub fn restart_wait(frame_period_us: i64) -> Duration {
     let period = u64::try_from(frame_period_us)
         .map(Duration::from_micros)
@@ -115,7 +115,7 @@ pub enum Next<R> {
 }
 
 /// A request-based camera, as the owner drives it. Implemented over libcamera in
-/// `libcamera.rs` and by the fake in `fake.rs`.
+/// `libcamera/pipeline.rs` and by the fake in `fake.rs`.
 pub trait Pipeline {
     type Request;
 

@@ -14,7 +14,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Reply;
 
 use super::text;
-use crate::app::Shared;
+use crate::state::Shared;
 
 /// The methods `/controls` answers.
 const ALLOW: &str = "GET, HEAD, PUT, DELETE";

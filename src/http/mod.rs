@@ -14,7 +14,6 @@ pub mod route;
 pub mod still;
 pub mod stream;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use warp::Filter;
 use warp::http::StatusCode;
 
-use crate::throttle::Counted;
+use crate::throttle::Events;
 
 /// hyper's per-connection buffer: request heads larger than this are refused with 431, and
 /// a slow stream client has at most about one frame queued in user space.
@@ -50,110 +49,6 @@ pub struct Limits {
     pub connections: usize,
     /// Cut off a client that accepts no bytes of a response for this long.
     pub write_progress: Option<Duration>,
-}
-
-/// Connection events a client can cause at will: counted for `/metrics`, logged at most
-/// once per kind and 10 s (see [`crate::throttle`]).
-#[derive(Debug, Default)]
-pub struct Events {
-    /// TCP connections closed at once because the connection cap was reached.
-    pub refused: Counted,
-    /// `accept` failures (EMFILE and friends).
-    pub accept_errors: Counted,
-    /// Still-socket clients cut off at their progress deadline.
-    pub still_dropped: Counted,
-    /// Stream clients dropped (for the stream's own deadline: call [`Events::stream_dropped`]).
-    pub stream_dropped: Counted,
-}
-
-impl Events {
-    fn refused(&self, cap: usize) {
-        if let Some(n) = self.refused.hit() {
-            tracing::warn!(
-                "{n} TCP connection(s) refused since the last such line: \
-                 {cap} open, the cap (at most one such line per 10 s)"
-            );
-        }
-    }
-
-    fn accept_error(&self, e: &std::io::Error, backoff: Duration) {
-        if let Some(n) = self.accept_errors.hit() {
-            tracing::warn!(
-                "{n} accept error(s) since the last such line, latest: {e}; \
-                 retrying in {backoff:?} (at most one such line per 10 s)"
-            );
-        }
-    }
-
-    fn still_dropped(&self, e: &dyn std::fmt::Display) {
-        if let Some(n) = self.still_dropped.hit() {
-            tracing::warn!(
-                "{n} still-socket client(s) dropped since the last such line, latest: {e} \
-                 (at most one such line per 10 s)"
-            );
-        }
-    }
-
-    /// Counts a stream client dropped for `why` and logs at most one line per 10 s.
-    pub fn stream_dropped(&self, why: &dyn std::fmt::Display) {
-        if let Some(n) = self.stream_dropped.hit() {
-            tracing::warn!(
-                "{n} stream client(s) dropped since the last such line, latest: {why} \
-                 (at most one such line per 10 s)"
-            );
-        }
-    }
-
-    /// Logs the counts not yet logged, one line per kind; call every 10 s or so.
-    pub fn flush(&self) {
-        let kinds: [(&Counted, &str); 4] = [
-            (
-                &self.refused,
-                "TCP connection(s) refused (connection cap reached)",
-            ),
-            (&self.accept_errors, "accept error(s)"),
-            (&self.still_dropped, "still-socket client(s) dropped"),
-            (&self.stream_dropped, "stream client(s) dropped"),
-        ];
-        for (c, what) in kinds {
-            if let Some(n) = c.flush() {
-                tracing::warn!("{n} {what} since the last such line");
-            }
-        }
-    }
-
-    /// The counters in Prometheus text format, for `/metrics`.
-    pub fn write_metrics(&self, out: &mut String) {
-        let kinds: [(&Counted, &str, &str); 4] = [
-            (
-                &self.refused,
-                "picker_connections_refused_total",
-                "TCP connections closed at once: connection cap reached.",
-            ),
-            (
-                &self.accept_errors,
-                "picker_accept_errors_total",
-                "Failed accept calls on either socket.",
-            ),
-            (
-                &self.still_dropped,
-                "picker_still_clients_dropped_total",
-                "Still-socket clients cut off for not reading their response.",
-            ),
-            (
-                &self.stream_dropped,
-                "picker_stream_clients_dropped_total",
-                "Stream clients dropped by the server.",
-            ),
-        ];
-        for (c, name, help) in kinds {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                c.total()
-            );
-        }
-    }
 }
 
 /// Serves `filter` on `listener` until `shutdown` becomes true, then lets open connections
@@ -336,8 +231,8 @@ pub fn method_not_allowed(allow: &'static str) -> warp::reply::Response {
 /// The answer for a still or snapshot that could not be served: 504 for a stalled camera,
 /// 503 otherwise, with `Retry-After` when the encode queue was full (the client should come
 /// back, and will likely find the frame already encoded), 500 when encoding failed.
-pub fn still_error(e: &crate::app::StillError) -> warp::reply::Response {
-    use crate::app::StillError;
+pub fn still_error(e: &crate::state::StillError) -> warp::reply::Response {
+    use crate::state::StillError;
     let status = match e {
         StillError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         StillError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,

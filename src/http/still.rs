@@ -12,9 +12,9 @@ use warp::Filter;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 
 use super::text;
-use crate::app::{Shared, StillError};
 use crate::encode_pool::Kind;
 use crate::frames::{Frame, PixelFormat};
+use crate::state::{Shared, StillError};
 
 /// The formats a still can be asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use super::auth::{Auth, Verdict};
 use super::deadline::Progress;
 use super::route::{self, Fps, Route, RouteError};
 use super::text;
-use crate::app::Shared;
 use crate::encoder::{BOUNDARY, DemandGuard, EncodedFrame};
+use crate::state::Shared;
 
 pub fn routes(
     shared: Arc<Shared>,

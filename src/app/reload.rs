@@ -1,0 +1,201 @@
+//! SIGHUP applies what can change while the service runs, without dropping a client, and
+//! names what cannot (a restart is the user's call, not ours); a file that does not load
+//! changes nothing. Kept apart from the wiring because it is the one place that changes
+//! running state after start-up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::sockets::bind_tcp;
+use crate::config::Config;
+use crate::state::Shared;
+
+/// SIGHUP: re-reads the config file the service started with. A file that does not load or
+/// check is logged (with file and line) and changes nothing. Otherwise the keys that can
+/// change while running are applied at once: `stream.quality` (next frame),
+/// `stream.max-clients` (new clients; a lower cap takes effect as clients leave),
+/// `stream.client-timeout` (connections accepted from then on), the `[controls]` table (the
+/// camera takes it before its next request; values set with `PUT /controls` stay on top, see
+/// [`ControlsHandle::set_config`](crate::camera::controls::ControlsHandle::set_config)),
+/// `stream.port`/`stream.bind` (the new port is bound first, then the old listener closed;
+/// open connections stay). Keys that shape the camera or the still socket need a restart:
+/// they are named in the log and keep their running values.
+pub async fn reload_config(
+    running: &mut Config,
+    shared: &Shared,
+    swap: &tokio::sync::mpsc::Sender<TcpListener>,
+) {
+    let (path, explicit) = match &running.path {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(crate::config::DEFAULT_PATH), false),
+    };
+    tracing::info!("SIGHUP: reloading {}", path.display());
+    let new = match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload failed, the running config stays: {e}");
+            return;
+        }
+    };
+    let applied = apply_live_keys(running, &new, shared, swap).await;
+    let restart = restart_keys(running, &new);
+    if applied.is_empty() {
+        tracing::info!("config reloaded from {}: nothing to apply", path.display());
+    } else {
+        tracing::info!(
+            "config reloaded from {}: applied {}",
+            path.display(),
+            applied.join(", ")
+        );
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            "config keys changed that need a restart (systemctl restart picker): {}; \
+             running with their old values",
+            restart.join(", ")
+        );
+    }
+}
+
+/// Applies the keys of `new` that can change while running and differ from `running`, and
+/// records them in `running`; returns them as `key = value` for the log.
+async fn apply_live_keys(
+    running: &mut Config,
+    new: &Config,
+    shared: &Shared,
+    swap: &tokio::sync::mpsc::Sender<TcpListener>,
+) -> Vec<String> {
+    let mut applied = Vec::new();
+    if new.stream.quality != running.stream.quality {
+        shared.quality.store(new.stream.quality, Ordering::Relaxed);
+        running.stream.quality = new.stream.quality;
+        applied.push(format!("stream.quality = {}", new.stream.quality));
+    }
+    let (old_max, new_max) = (running.stream.max_clients, new.stream.max_clients);
+    if new_max != old_max {
+        resize_slots(shared.stream_slots.clone(), old_max, new_max);
+        shared.max_clients.store(new_max, Ordering::Relaxed);
+        running.stream.max_clients = new_max;
+        applied.push(format!("stream.max-clients = {new_max}"));
+    }
+    if new.stream.client_timeout != running.stream.client_timeout {
+        let secs = new.stream.client_timeout.as_secs();
+        shared.client_timeout_secs.store(secs, Ordering::Relaxed);
+        running.stream.client_timeout = new.stream.client_timeout;
+        applied.push(format!("stream.client-timeout = {secs}"));
+    }
+    if new.controls != running.controls {
+        shared.controls.set_config(&new.controls);
+        running.controls = new.controls.clone();
+        applied.push("[controls]".to_string());
+    }
+    let moved = (new.stream.bind, new.stream.port) != (running.stream.bind, running.stream.port);
+    if moved && running.stream.enabled && new.stream.enabled {
+        match bind_tcp(new).await {
+            Ok(l) => {
+                let addr = l.local_addr().ok();
+                if swap.send(l).await.is_ok() {
+                    if let Some(addr) = addr {
+                        tracing::info!("listening on http://{addr}");
+                        for url in crate::net::stream_urls(addr) {
+                            tracing::info!("stream at {url}");
+                        }
+                    }
+                    running.stream.bind = new.stream.bind;
+                    running.stream.port = new.stream.port;
+                    applied.push(format!("stream.port = {}", new.stream.port));
+                }
+            }
+            Err(e) => tracing::error!(
+                "reload: {e:#}; still serving on port {}",
+                running.stream.port
+            ),
+        }
+    }
+    applied
+}
+
+/// Grows the stream's client slots from `old_max` to `new_max` at once, or shrinks them as
+/// clients leave.
+fn resize_slots(slots: Arc<Semaphore>, old_max: usize, new_max: usize) {
+    if new_max > old_max {
+        slots.add_permits(new_max - old_max);
+    } else {
+        // Take the surplus slots as clients leave; nobody is cut off.
+        let surplus = u32::try_from(old_max - new_max).unwrap_or(u32::MAX);
+        tokio::spawn(async move {
+            if let Ok(p) = slots.acquire_many_owned(surplus).await {
+                p.forget();
+            }
+        });
+    }
+}
+
+/// The keys that differ between `a` and `b` and cannot change while running.
+fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
+    let pairs = [
+        (a.camera.source != b.camera.source, "camera.source"),
+        (a.camera.id != b.camera.id, "camera.id"),
+        (a.camera.framerate != b.camera.framerate, "camera.framerate"),
+        (a.camera.crop != b.camera.crop, "camera.crop"),
+        (a.camera.buffers != b.camera.buffers, "camera.buffers"),
+        (a.stream.enabled != b.stream.enabled, "stream.enabled"),
+        (a.stream.width != b.stream.width, "stream.width"),
+        (a.stream.height != b.stream.height, "stream.height"),
+        // Read when the stream routes are built, once per listener.
+        (
+            a.stream.allow_origin != b.stream.allow_origin,
+            "stream.allow-origin",
+        ),
+        (
+            a.stream.auth_users != b.stream.auth_users,
+            "stream.auth-users",
+        ),
+        (
+            a.stream.auth_exempt != b.stream.auth_exempt,
+            "stream.auth-exempt",
+        ),
+        (a.still.socket != b.still.socket, "still.socket"),
+        (a.still.width != b.still.width, "still.width"),
+        (a.still.height != b.still.height, "still.height"),
+    ];
+    pairs.iter().filter(|(d, _)| *d).map(|(_, k)| *k).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_reload_names_exactly_the_changed_keys_that_need_a_restart() {
+        let base = Config::parse("", Path::new("/p.toml")).unwrap();
+        // (TOML, keys that need a restart)
+        let table: [(&str, &[&str]); 6] = [
+            (
+                "[stream]\nquality = 50\nmax-clients = 3\nport = 9000\n",
+                &[],
+            ),
+            ("[camera]\nframerate = 15\n", &["camera.framerate"]),
+            ("[still]\nsocket = \"/run/x.sock\"\n", &["still.socket"]),
+            (
+                "[stream]\nallow-origin = \"*\"\nclient-timeout = 3\n[controls]\nev = 1\n",
+                &["stream.allow-origin"],
+            ),
+            (
+                "[stream]\nenabled = false\nwidth = 256\n[camera]\ncrop = \"none\"\n",
+                &["camera.crop", "stream.enabled", "stream.width"],
+            ),
+            ("", &[]),
+        ];
+        for (text, want) in table {
+            let new = Config::parse(text, Path::new("/p.toml")).unwrap();
+            assert_eq!(restart_keys(&base, &new), want.to_vec(), "{text}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Binding happens before [`run`](super::run) so that a failure names the config key at
+//! fault (a port in use, a still socket another picker answers on) and tests can bind their
+//! own; the guard removes the socket file only while it is still ours, and the descriptor
+//! budget is shared out here because the connection caps of both listeners come from it.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::{TcpListener, UnixListener};
+
+use super::AppError;
+use crate::config::Config;
+
+/// The listeners the service serves on, bound before `run` so that failures are reported
+/// with the config key at fault, and so tests can pass their own.
+pub struct Listeners {
+    pub tcp: Option<TcpListener>,
+    pub unix: UnixListener,
+    /// Removes the socket file when dropped.
+    pub socket_guard: SocketGuard,
+}
+
+/// Binds the still socket, then the TCP listener (if the stream is enabled). The still
+/// socket first: a second instance is refused on the robot's socket, whatever the port.
+pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
+    let (unix, socket_guard) =
+        bind_unix(&config.still.socket).map_err(|(what, busy)| AppError::BindUnix {
+            path: config.still.socket.clone(),
+            origin: config.origin(),
+            what,
+            busy,
+        })?;
+    let tcp = if config.stream.enabled {
+        Some(bind_tcp(config).await?)
+    } else {
+        None
+    };
+    Ok(Listeners {
+        tcp,
+        unix,
+        socket_guard,
+    })
+}
+
+/// Binds the stream port of `config`.
+pub async fn bind_tcp(config: &Config) -> Result<TcpListener, AppError> {
+    let addr = SocketAddr::new(config.stream.bind, config.stream.port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::BindTcp {
+            addr,
+            port: config.stream.port,
+            origin: config.origin(),
+            source,
+        })
+}
+
+/// Removes the still socket file on drop, if it is still ours.
+pub struct SocketGuard {
+    path: PathBuf,
+    inode: u64,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), (String, bool)> {
+    let config = |what: String| (what, false);
+    use std::os::unix::fs::MetadataExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| config(format!("cannot create directory {}: {e}", parent.display())))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // A socket file: stale unless somebody still answers on it.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err((
+                    "another process is listening on it (is picker already running?)".into(),
+                    true,
+                ));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| config(format!("cannot remove stale socket: {e}")))?;
+        }
+        Ok(_) => return Err(config("a file that is not a socket is in the way".into())),
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path).map_err(|e| config(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| config(format!("cannot set mode 0660: {e}")))?;
+    let inode = std::fs::symlink_metadata(path)
+        .map_err(|e| config(e.to_string()))?
+        .ino();
+    Ok((
+        listener,
+        SocketGuard {
+            path: path.to_owned(),
+            inode,
+        },
+    ))
+}
+
+/// Raises the descriptor limit to its hard maximum, shares it out (see [`crate::budget`]),
+/// and says the figures once.
+pub(super) fn descriptor_budget() -> crate::budget::Budget {
+    let (nofile, err) = crate::budget::raise_nofile();
+    if let Some(e) = err {
+        tracing::warn!("cannot raise the open-file limit (RLIMIT_NOFILE {nofile}): {e}");
+    }
+    let b = crate::budget::plan(nofile);
+    tracing::info!(
+        "descriptors: limit {}, up to {} TCP connections, {} on the still socket, {} reserved \
+         for the camera, journal and sd-notify",
+        b.nofile,
+        b.tcp,
+        b.still,
+        b.reserve
+    );
+    if b.starved {
+        tracing::warn!(
+            "the open-file limit {} is too low for {} reserved descriptors and both connection \
+             caps: raise LimitNOFILE",
+            b.nofile,
+            b.reserve
+        );
+    }
+    b
+}

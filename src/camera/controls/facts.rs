@@ -1,0 +1,201 @@
+//! What a camera advertises after `configure()`, in picker's own types: which controls
+//! ([`Id`]), their limits ([`Limits`]), the frame period in force ([`ControlFacts`]), the values
+//! set ([`Value`]) and the libcamera numbers the keys' values stand for. No libcamera types, so
+//! facts are recorded ([`fixtures`](super::fixtures)) and the plan is tested on any machine;
+//! `libcamera_controls` reads them from a real camera. This changes when libcamera or a camera
+//! does, not when a key's spelling does.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{AfMode, AfRange, AwbMode, Denoise, ExposureMode, Metering};
+
+/// The libcamera controls this module sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Id {
+    AfMode,
+    AfTrigger,
+    AfRange,
+    LensPosition,
+    AeEnable,
+    ExposureTimeMode,
+    ExposureTime,
+    AnalogueGainMode,
+    AnalogueGain,
+    AeExposureMode,
+    AeMeteringMode,
+    ExposureValue,
+    AwbEnable,
+    AwbMode,
+    ColourGains,
+    Brightness,
+    Contrast,
+    Saturation,
+    Sharpness,
+    NoiseReductionMode,
+}
+
+impl Id {
+    pub const ALL: [Id; 20] = [
+        Id::AfMode,
+        Id::AfTrigger,
+        Id::AfRange,
+        Id::LensPosition,
+        Id::AeEnable,
+        Id::ExposureTimeMode,
+        Id::ExposureTime,
+        Id::AnalogueGainMode,
+        Id::AnalogueGain,
+        Id::AeExposureMode,
+        Id::AeMeteringMode,
+        Id::ExposureValue,
+        Id::AwbEnable,
+        Id::AwbMode,
+        Id::ColourGains,
+        Id::Brightness,
+        Id::Contrast,
+        Id::Saturation,
+        Id::Sharpness,
+        Id::NoiseReductionMode,
+    ];
+}
+
+// libcamera's enum values (control_ids_core.yaml, control_ids_draft.yaml).
+pub(super) const AF_MANUAL: i32 = 0;
+pub(super) const AF_AUTO: i32 = 1;
+pub(super) const AF_CONTINUOUS: i32 = 2;
+pub(super) const AF_TRIGGER_START: i32 = 0;
+pub(super) const MODE_AUTO: i32 = 0; // ExposureTimeModeAuto, AnalogueGainModeAuto
+pub(super) const MODE_MANUAL: i32 = 1;
+
+pub(super) fn af_mode_value(m: AfMode) -> i32 {
+    match m {
+        AfMode::Manual => AF_MANUAL,
+        AfMode::Auto => AF_AUTO,
+        AfMode::Continuous => AF_CONTINUOUS,
+    }
+}
+
+pub(super) fn af_range_value(r: AfRange) -> i32 {
+    match r {
+        AfRange::Normal => 0,
+        AfRange::Macro => 1,
+        AfRange::Full => 2,
+    }
+}
+
+pub(super) fn exposure_mode_value(m: ExposureMode) -> i32 {
+    match m {
+        ExposureMode::Normal => 0,
+        ExposureMode::Short => 1,
+        ExposureMode::Long => 2,
+    }
+}
+
+pub(super) fn metering_value(m: Metering) -> i32 {
+    match m {
+        Metering::Centre => 0, // MeteringCentreWeighted
+        Metering::Spot => 1,
+        Metering::Matrix => 2,
+    }
+}
+
+pub(super) fn awb_value(m: AwbMode) -> i32 {
+    match m {
+        AwbMode::Auto => 0,
+        AwbMode::Incandescent => 1,
+        AwbMode::Tungsten => 2,
+        AwbMode::Fluorescent => 3,
+        AwbMode::Indoor => 4,
+        AwbMode::Daylight => 5,
+        AwbMode::Cloudy => 6,
+    }
+}
+
+pub(super) fn denoise_value(d: Denoise) -> i32 {
+    match d {
+        Denoise::Off => 0,
+        Denoise::Fast => 1,
+        Denoise::HighQuality => 2,
+    }
+}
+
+/// The limits a camera advertises for one control (libcamera's `ControlInfo`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Limits {
+    Bool,
+    Int {
+        min: i64,
+        max: i64,
+        default: i64,
+    },
+    Float {
+        min: f32,
+        max: f32,
+        default: f32,
+    },
+    /// An enumerated control: the values the camera accepts.
+    Enum {
+        values: Vec<i32>,
+        default: i32,
+    },
+}
+
+/// Which of our controls a camera advertises after `configure()`, with their limits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ControlFacts {
+    pub controls: BTreeMap<Id, Limits>,
+    /// The frame period picker pinned through `FrameDurationLimits` (min = max), in
+    /// microseconds, when the camera has that control. No exposure is longer than a frame:
+    /// the Raspberry Pi IPA caps a fixed `ExposureTime` to what fits in the longest frame
+    /// duration allowed (`IpaBase::applyFrameDurations`, `AgcChannel::limitExposureTime`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_period_us: Option<i64>,
+}
+
+impl ControlFacts {
+    /// A camera with none of the controls (the test pattern by default, libcamera's virtual
+    /// camera, a camera whose backend does not report controls).
+    pub fn none() -> ControlFacts {
+        ControlFacts::default()
+    }
+
+    pub fn with(mut self, id: Id, limits: Limits) -> ControlFacts {
+        self.controls.insert(id, limits);
+        self
+    }
+
+    /// The frame period in force, pinned by picker (see [`ControlFacts::frame_period_us`]).
+    pub fn with_frame_period(mut self, us: Option<i64>) -> ControlFacts {
+        self.frame_period_us = us.filter(|us| *us > 0);
+        self
+    }
+
+    pub fn has(&self, id: Id) -> bool {
+        self.controls.contains_key(&id)
+    }
+
+    pub(super) fn get(&self, id: Id) -> Option<&Limits> {
+        self.controls.get(&id)
+    }
+
+    pub(super) fn accepts(&self, id: Id, v: i32) -> bool {
+        match self.get(id) {
+            Some(Limits::Enum { values, .. }) => values.contains(&v),
+            Some(Limits::Int { min, max, .. }) => (*min..=*max).contains(&i64::from(v)),
+            _ => false,
+        }
+    }
+}
+
+/// A value to set, in libcamera's types.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Bool(bool),
+    Int(i32),
+    Float(f32),
+    Floats([f32; 2]),
+}

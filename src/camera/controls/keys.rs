@@ -1,0 +1,504 @@
+//! The `[controls]` keys as written in the TOML file and in `PUT /controls`: their serde
+//! shapes, the checks that need no camera, and how a runtime layer lies over the file's table.
+//! They change when a key is added or its accepted values do, never because a camera or
+//! libcamera did; the libcamera values they map to live with the facts (`facts.rs`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Autofocus mode (`AfMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfMode {
+    Manual,
+    Auto,
+    Continuous,
+}
+
+/// Focus search range (`AfRange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfRange {
+    Normal,
+    Macro,
+    Full,
+}
+
+/// Automatic exposure profile (`AeExposureMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExposureMode {
+    Normal,
+    Short,
+    Long,
+}
+
+/// Automatic exposure metering (`AeMeteringMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metering {
+    Centre,
+    Spot,
+    Matrix,
+}
+
+/// Automatic white balance preset (`AwbMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AwbMode {
+    Auto,
+    Incandescent,
+    Tungsten,
+    Fluorescent,
+    Indoor,
+    Daylight,
+    Cloudy,
+}
+
+/// Noise reduction (`NoiseReductionMode`, a libcamera draft control).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Denoise {
+    Off,
+    Fast,
+    HighQuality,
+}
+
+/// A value that may also be `"auto"` (the camera's algorithm decides).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OrAuto<T> {
+    Auto,
+    Fixed(T),
+}
+
+impl<T: Serialize> Serialize for OrAuto<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OrAuto::Auto => s.serialize_str("auto"),
+            OrAuto::Fixed(v) => v.serialize(s),
+        }
+    }
+}
+
+// Hand-written instead of `#[serde(untagged)]`: untagged enums lose the reason ("data did not
+// match any variant"), and the message must say what is accepted.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrAuto<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IntoDeserializer, value};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = OrAuto<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or \"auto\"")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == "auto" {
+                    Ok(OrAuto::Auto)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OrAuto::Fixed)
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OrAuto::Fixed)
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OrAuto::Fixed)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(value::SeqAccessDeserializer::new(a)).map(OrAuto::Fixed)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The `[controls]` table, and also one layer of runtime overrides. Every key optional:
+/// absent means "the camera's own default".
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ControlsConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub af_mode: Option<AfMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub af_range: Option<AfRange>,
+    /// Dioptres (1 / distance in metres); 0 = infinity. Implies `af-mode = "manual"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lens_position: Option<f32>,
+    /// Microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_time: Option<OrAuto<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analogue_gain: Option<OrAuto<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_mode: Option<ExposureMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metering: Option<Metering>,
+    /// Exposure compensation in stops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ev: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awb_mode: Option<AwbMode>,
+    /// Fixed red and blue gains (automatic white balance off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour_gains: Option<OrAuto<[f32; 2]>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brightness: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharpness: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denoise: Option<Denoise>,
+}
+
+/// Every key, in the order reports and docs list them.
+pub const KEYS: [&str; 15] = [
+    "af-mode",
+    "af-range",
+    "lens-position",
+    "exposure-time",
+    "analogue-gain",
+    "exposure-mode",
+    "metering",
+    "ev",
+    "awb-mode",
+    "colour-gains",
+    "brightness",
+    "contrast",
+    "saturation",
+    "sharpness",
+    "denoise",
+];
+
+/// Longest exposure libcamera's `ExposureTime` (int32 microseconds) can carry.
+const MAX_EXPOSURE_US: u32 = i32::MAX as u32;
+
+impl ControlsConfig {
+    /// Range and consistency checks that need no camera; `table` prefixes the key in messages
+    /// ("controls." for the TOML, "" for the HTTP API). Limits of the camera are applied later
+    /// by clamping (see [`plan`](fn@super::plan)), not refused, because they are known only
+    /// after configure.
+    pub fn check(&self, table: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut float = |key: &str, v: Option<f32>, min: f32, max: f32, what: &str| {
+            if let Some(v) = v {
+                if !v.is_finite() || v < min || v > max {
+                    errors.push(format!("{table}{key} = {v}: {what}"));
+                }
+            }
+        };
+        float(
+            "lens-position",
+            self.lens_position,
+            0.0,
+            1000.0,
+            "must be from 0 (infinity) to 1000 dioptres",
+        );
+        float("ev", self.ev, -16.0, 16.0, "must be from -16 to 16 stops");
+        float(
+            "brightness",
+            self.brightness,
+            -1.0,
+            1.0,
+            "must be from -1 to 1 (0 = normal)",
+        );
+        for (key, v) in [
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+            ("sharpness", self.sharpness),
+        ] {
+            float(key, v, 0.0, 1000.0, "must be from 0 to 1000 (1 = normal)");
+        }
+        if let Some(OrAuto::Fixed(g)) = self.analogue_gain {
+            float(
+                "analogue-gain",
+                Some(g),
+                1.0,
+                1000.0,
+                "must be from 1 to 1000, or \"auto\"",
+            );
+        }
+        if let Some(OrAuto::Fixed(t)) = self.exposure_time {
+            if t == 0 || t > MAX_EXPOSURE_US {
+                errors.push(format!(
+                    "{table}exposure-time = {t}: must be from 1 to {MAX_EXPOSURE_US} microseconds, or \"auto\""
+                ));
+            }
+        }
+        if let Some(OrAuto::Fixed([r, b])) = self.colour_gains {
+            if ![r, b]
+                .iter()
+                .all(|g| g.is_finite() && *g > 0.0 && *g <= 1000.0)
+            {
+                errors.push(format!(
+                    "{table}colour-gains = [{r}, {b}]: both gains must be above 0 and at most 1000, or \"auto\""
+                ));
+            }
+        }
+        if let (Some(mode @ (AfMode::Auto | AfMode::Continuous)), Some(p)) =
+            (self.af_mode, self.lens_position)
+        {
+            errors.push(format!(
+                "{table}lens-position = {p} needs af-mode = \"manual\" (or no af-mode), not {:?}",
+                name(&mode)
+            ));
+        }
+        if let (Some(awb), Some(OrAuto::Fixed(_))) = (self.awb_mode, self.colour_gains) {
+            errors.push(format!(
+                "{table}colour-gains (fixed white balance) and {table}awb-mode = {:?} exclude each other: set one",
+                name(&awb)
+            ));
+        }
+        errors
+    }
+
+    /// `self` with `over` laid on top: a key `over` sets wins; a key that decides what
+    /// another means clears it from below (lens-position vs af-mode, colour-gains vs
+    /// awb-mode), so the result never holds a pair that excludes each other.
+    pub fn merged(&self, over: &ControlsConfig) -> ControlsConfig {
+        let mut m = ControlsConfig {
+            af_mode: over.af_mode.or(self.af_mode),
+            af_range: over.af_range.or(self.af_range),
+            lens_position: over.lens_position.or(self.lens_position),
+            exposure_time: over.exposure_time.or(self.exposure_time),
+            analogue_gain: over.analogue_gain.or(self.analogue_gain),
+            exposure_mode: over.exposure_mode.or(self.exposure_mode),
+            metering: over.metering.or(self.metering),
+            ev: over.ev.or(self.ev),
+            awb_mode: over.awb_mode.or(self.awb_mode),
+            colour_gains: over.colour_gains.or(self.colour_gains),
+            brightness: over.brightness.or(self.brightness),
+            contrast: over.contrast.or(self.contrast),
+            saturation: over.saturation.or(self.saturation),
+            sharpness: over.sharpness.or(self.sharpness),
+            denoise: over.denoise.or(self.denoise),
+        };
+        if over.lens_position.is_some() && over.af_mode.is_none() {
+            m.af_mode = None; // lens-position implies manual
+        }
+        if matches!(over.af_mode, Some(AfMode::Auto | AfMode::Continuous))
+            && over.lens_position.is_none()
+        {
+            m.lens_position = None;
+        }
+        if matches!(over.colour_gains, Some(OrAuto::Fixed(_))) && over.awb_mode.is_none() {
+            m.awb_mode = None;
+        }
+        if over.awb_mode.is_some() && over.colour_gains.is_none() {
+            m.colour_gains = None;
+        }
+        m
+    }
+
+    /// Applies a JSON object of `PUT /controls`: a key with a value sets it (with the same
+    /// clearing as [`merged`](Self::merged)), `null` removes the override (back to the TOML
+    /// value, or the camera's default). Errors name the key.
+    pub fn patched(&self, patch: &serde_json::Value) -> Result<ControlsConfig, Vec<String>> {
+        let Some(obj) = patch.as_object() else {
+            return Err(vec![
+                "the body must be a JSON object of [controls] keys, e.g. {\"lens-position\": 4}"
+                    .to_string(),
+            ]);
+        };
+        let mut errors = Vec::new();
+        let mut set = serde_json::Map::new();
+        let mut cleared = Vec::new();
+        for (k, v) in obj {
+            if !KEYS.contains(&k.as_str()) {
+                errors.push(format!("unknown key {k:?} (known: {})", KEYS.join(", ")));
+            } else if v.is_null() {
+                cleared.push(k.as_str());
+            } else {
+                // Checked one at a time, so a wrong type names its key.
+                let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                match serde_json::from_value::<ControlsConfig>(one) {
+                    Ok(_) => {
+                        set.insert(k.clone(), v.clone());
+                    }
+                    Err(e) => errors.push(format!("{k} = {v}: {e}")),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let over: ControlsConfig = serde_json::from_value(serde_json::Value::Object(set))
+            .map_err(|e| vec![e.to_string()])?;
+        let errors = over.check("");
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut result = self.merged(&over);
+        for key in cleared {
+            result.clear(key);
+        }
+        Ok(result)
+    }
+
+    fn clear(&mut self, key: &str) {
+        match key {
+            "af-mode" => self.af_mode = None,
+            "af-range" => self.af_range = None,
+            "lens-position" => self.lens_position = None,
+            "exposure-time" => self.exposure_time = None,
+            "analogue-gain" => self.analogue_gain = None,
+            "exposure-mode" => self.exposure_mode = None,
+            "metering" => self.metering = None,
+            "ev" => self.ev = None,
+            "awb-mode" => self.awb_mode = None,
+            "colour-gains" => self.colour_gains = None,
+            "brightness" => self.brightness = None,
+            "contrast" => self.contrast = None,
+            "saturation" => self.saturation = None,
+            "sharpness" => self.sharpness = None,
+            "denoise" => self.denoise = None,
+            _ => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == ControlsConfig::default()
+    }
+}
+
+/// The kebab-case name of an enum value, as written in the config.
+pub(super) fn name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::controls::facts::AF_MANUAL;
+    use crate::camera::controls::test_util::toml;
+    use crate::camera::controls::{Id, Value, fixtures, plan};
+
+    #[test]
+    fn config_checks_name_the_key() {
+        let cases = [
+            ("lens-position = -1", "controls.lens-position = -1"),
+            ("exposure-time = 0", "controls.exposure-time = 0"),
+            ("analogue-gain = 0.5", "controls.analogue-gain = 0.5"),
+            ("brightness = 2", "controls.brightness = 2"),
+            ("colour-gains = [0, 1]", "controls.colour-gains = [0, 1]"),
+            (
+                "af-mode = \"continuous\"\nlens-position = 2",
+                "lens-position = 2 needs af-mode",
+            ),
+            (
+                "awb-mode = \"auto\"\ncolour-gains = [1.5, 2]",
+                "exclude each other",
+            ),
+        ];
+        for (text, want) in cases {
+            let c: ControlsConfig = toml::from_str(text).unwrap();
+            let errors = c.check("controls.");
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{text}: {errors:?}"
+            );
+        }
+        for bad in [
+            "af-mode = \"sideways\"",
+            "exposure-time = \"fast\"",
+            "focus = 1",
+            "colour-gains = [1]",
+        ] {
+            assert!(toml::from_str::<ControlsConfig>(bad).is_err(), "{bad}");
+        }
+        let err = toml::from_str::<ControlsConfig>("exposure-time = \"fast\"").unwrap_err();
+        assert!(err.to_string().contains("a number or \"auto\""), "{err}");
+    }
+
+    #[test]
+    fn patches_merge_clear_and_name_bad_keys() {
+        let base = ControlsConfig::default();
+        let r = base
+            .patched(&serde_json::json!({"lens-position": 3, "ev": -1}))
+            .unwrap();
+        assert_eq!((r.lens_position, r.ev), (Some(3.0), Some(-1.0)));
+        // Continuous autofocus clears a lens position from below.
+        let r2 = r
+            .patched(&serde_json::json!({"af-mode": "continuous"}))
+            .unwrap();
+        assert_eq!(
+            (r2.af_mode, r2.lens_position, r2.ev),
+            (Some(AfMode::Continuous), None, Some(-1.0))
+        );
+        // null removes the runtime value.
+        let r3 = r2.patched(&serde_json::json!({"ev": null})).unwrap();
+        assert_eq!(r3.ev, None);
+        for (patch, want) in [
+            (
+                serde_json::json!({"lens-positon": 3}),
+                "unknown key \"lens-positon\"",
+            ),
+            (
+                serde_json::json!({"exposure-time": "long"}),
+                "exposure-time = \"long\"",
+            ),
+            (
+                serde_json::json!({"exposure-time": -5}),
+                "exposure-time = -5",
+            ),
+            (serde_json::json!({"brightness": 3}), "brightness = 3"),
+            (
+                serde_json::json!({"af-mode": "auto", "lens-position": 1}),
+                "needs af-mode",
+            ),
+            (serde_json::json!([1, 2]), "JSON object"),
+        ] {
+            let errors = r.patched(&patch).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{patch}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn runtime_layer_over_the_config_never_holds_a_conflicting_pair() {
+        let config = toml("lens-position = 3\nawb-mode = \"daylight\"");
+        let runtime = ControlsConfig::default()
+            .patched(&serde_json::json!({"af-mode": "continuous", "colour-gains": [1.5, 1.8]}))
+            .unwrap();
+        let asked = config.merged(&runtime);
+        assert_eq!(asked.check(""), Vec::<String>::new());
+        assert_eq!((asked.lens_position, asked.awb_mode), (None, None));
+        let config = toml("af-mode = \"continuous\"");
+        let runtime = ControlsConfig::default()
+            .patched(&serde_json::json!({"lens-position": 5}))
+            .unwrap();
+        let asked = config.merged(&runtime);
+        assert_eq!((asked.af_mode, asked.lens_position), (None, Some(5.0)));
+        let p = plan(&asked, &fixtures::imx708_pisp());
+        assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_MANUAL)));
+    }
+
+    #[test]
+    fn shipped_config_documents_every_key_with_a_valid_example() {
+        let text = include_str!("../../../config/picker.toml");
+        let table = &text[text.find("[controls]").expect("a [controls] table")..];
+        for key in KEYS {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(&format!("#{key} = ")))
+                .unwrap_or_else(|| panic!("{key} is not documented in config/picker.toml"));
+            let c: ControlsConfig = toml::from_str(&line[1..]).unwrap();
+            assert!(!c.is_empty() && c.check("").is_empty(), "{line}");
+        }
+    }
+}
