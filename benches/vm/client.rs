@@ -31,6 +31,7 @@
 //!   the part (`get_now_real()` in its `_http_callback_stream_write`), not the capture time, so
 //!   it would hide capture, encoding and queueing;
 //! - else `X-Timestamp`, Unix seconds, against CLOCK_REALTIME.
+//!
 //! The age of the part's `X-Timestamp` at receipt is reported too for every server, to show the
 //! difference.
 
@@ -563,13 +564,25 @@ fn main() {
         num(cpu_s),
         num(cpu_s / window * 100.0),
         num(own_s / window * 100.0),
-        num(if frames > 0 { own_s * 1e6 / frames as f64 } else { f64::NAN }),
+        num(if frames > 0 {
+            own_s * 1e6 / frames as f64
+        } else {
+            f64::NAN
+        }),
         num((a1 - a0) as f64 / tck / window * 100.0),
         num((s1 - s0) as f64 / tck / window * 100.0),
         num(busy),
-        num(if clients > 0 { frames as f64 / clients as f64 / window } else { 0.0 }),
+        num(if clients > 0 {
+            frames as f64 / clients as f64 / window
+        } else {
+            0.0
+        }),
         num(per_frame),
-        num(if frames > 0 { bytes as f64 / frames as f64 / 1024.0 } else { f64::NAN }),
+        num(if frames > 0 {
+            bytes as f64 / frames as f64 / 1024.0
+        } else {
+            f64::NAN
+        }),
         num(percentile(&mut lat, 0.5) / 1000.0),
         num(percentile(&mut lat, 0.99) / 1000.0),
         num(percentile(&mut age, 0.5) / 1000.0),
@@ -651,7 +664,12 @@ mod tests {
         assert_eq!(by_name["CameraManager"], 1);
         assert_eq!(by_name["VirtualCamera"], 52);
         assert_eq!(by_name.values().sum::<u64>() - own, 53);
-        for n in ["CameraManager", "VirtualCamera", "libcamera-main", "ustreamer"] {
+        for n in [
+            "CameraManager",
+            "VirtualCamera",
+            "libcamera-main",
+            "ustreamer",
+        ] {
             assert!(!is_picker_thread(n), "{n}");
         }
         for n in ["tokio-runtime-w", "encode-1", "camera-owner"] {
