@@ -253,14 +253,16 @@ pub fn run(
 mod tests {
     use super::*;
 
+    const STAMP: PartStamp = PartStamp {
+        sequence: 17,
+        timestamp_ns: 123_456_789_012,
+        unix_us: 1_700_000_000_000_042,
+        offline: false,
+    };
+
     #[test]
     fn part_has_headers_jpeg_and_closing_boundary() {
-        let stamp = PartStamp {
-            sequence: 17,
-            timestamp_ns: 123_456_789_012,
-            unix_us: 1_700_000_000_000_042,
-            offline: false,
-        };
+        let stamp = STAMP;
         let (part, jpeg) = part(b"\xff\xd8abc\xff\xd9", stamp);
         let text = String::from_utf8_lossy(&part);
         assert!(text.starts_with("Content-Type: image/jpeg\r\nContent-Length: 7\r\n"));
@@ -284,15 +286,9 @@ mod tests {
 
     #[test]
     fn closing_repeats_the_latest_part_with_the_closing_boundary_and_the_epilogue() {
-        let stamp = PartStamp {
-            sequence: 3,
-            timestamp_ns: 1,
-            unix_us: 1,
-            offline: false,
-        };
-        let (part, jpeg) = part(b"\xff\xd8x\xff\xd9", stamp);
+        let (part, jpeg) = part(b"\xff\xd8x\xff\xd9", STAMP);
         let latest = EncodedFrame {
-            sequence: 3,
+            sequence: 17,
             part: part.clone(),
             jpeg,
         };
