@@ -177,6 +177,32 @@ fn mjpg_streamer_url_shapes_and_versionless_request_lines() {
     assert_eq!(width, 512, "{err}");
 }
 
+/// The first line is held back until complete (to add a missing version): a client that
+/// stalls in it, or sends a version-less line and never ends its head, is still cut off by
+/// the request-head timeout (10 s), not held forever.
+#[test]
+fn a_stalled_first_line_is_still_cut_off() {
+    let p = Picker::start(&[]);
+    let mut conns: Vec<TcpStream> = [&b"GET /?act"[..], b"GET /?action=snapshot\r\n"]
+        .iter()
+        .map(|first| {
+            let mut s = TcpStream::connect(p.addr()).unwrap();
+            s.write_all(first).unwrap();
+            // Generous for a loaded machine: the timeout is 10 s.
+            s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+            s
+        })
+        .collect();
+    for s in &mut conns {
+        let mut buf = [0u8; 64];
+        // Closed (0 bytes or reset), not timed out on our side.
+        match s.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+}
+
 #[test]
 fn head_answers_every_route_and_other_methods_get_405_with_allow() {
     let p = Picker::start(&[]);
