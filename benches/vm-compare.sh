@@ -19,7 +19,11 @@
 # all at 640x480, JPEG quality 80, 30 fps. Per server: the idle window (no client), then 1, 5
 # and 20 clients. The client is benches/vm/client.rs. Prints each stage's time and a summary
 # (medians over the repeats, ratios picker/ustreamer); everything is also saved in the output
-# directory (runs.jsonl, summary.md, the servers' logs).
+# directory (runs.jsonl, summary.md, the servers' logs). picker's CPU is also given for its own
+# threads alone (by thread name; the rest of the process is libcamera's threads, among them the
+# virtual camera's software rendering, which a real camera does in hardware), with the
+# ratios of that to ustreamer, and the CPU per thread name at the most clients (whole 10 ms
+# ticks per thread: the split is good to about one tick per thread over a window).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,6 +68,34 @@ for s in servers:
             f(med([r.get("camera_fps") for r in sel(s, 0)])),
             f(med([r["aux_cpu_pct"] for r in rs])) if s == "ustreamer" else "-", len(rs)))
 print()
+# picker's own threads apart from libcamera's (runs.jsonl from before this split lacks them).
+own = {}
+pickers = [s for s in servers if s.startswith("picker") and any(r.get("own_cpu_pct") is not None for r in runs if r["server"] == s)]
+if pickers:
+    print("picker's own threads (camera-owner, camera, encoder, encode-N, tokio workers, main) apart from the rest of its process (libcamera's threads):\n")
+    print("| server | clients | own threads: CPU us per client-frame | own threads CPU % | rest CPU % | idle: own CPU % | idle: rest CPU % |")
+    print("|---|---|---|---|---|---|---|")
+    for s in pickers:
+        idle_own = med([r.get("own_cpu_pct") for r in sel(s, 0)])
+        idle_all = idle[s]
+        own[s, 0] = idle_own
+        for n in counts:
+            rs = sel(s, n)
+            own[s, n] = med([r.get("own_cpu_us_per_client_frame") for r in rs])
+            o, a = med([r.get("own_cpu_pct") for r in rs]), med([r["cpu_pct"] for r in rs])
+            print("| %s | %d | %s | %s | %s | %s | %s |" % (
+                s, n, f(own[s, n]), f(o), f(a - o if a is not None and o is not None else None),
+                f(idle_own), f(idle_all - idle_own if idle_all is not None and idle_own is not None else None)))
+    print()
+    top = max(counts or [0])
+    for s in pickers:
+        names = {}
+        for r in sel(s, top):
+            for k, v in (r.get("threads_cpu_pct") or {}).items():
+                names.setdefault(k, []).append(v)
+        print("%s, %d clients, CPU %% per thread name (median): %s" % (
+            s, top, ", ".join("%s %s" % (k, f(med(v))) for k, v in sorted(names.items()))))
+    print()
 if "ustreamer" in servers:
     print("| ratio to ustreamer | " + " | ".join("CPU per client-frame, %d clients" % n for n in counts) + " | idle CPU |")
     print("|---|" + "---|" * (len(counts) + 1))
@@ -77,6 +109,14 @@ if "ustreamer" in servers:
         a, b = idle.get(s), idle.get("ustreamer")
         cells.append(f(a / b, 3) if a is not None and b else "-")
         print("| %s / ustreamer | %s |" % (s, " | ".join(cells)))
+        if s in pickers:
+            cells = []
+            for n in counts:
+                a, b = own.get((s, n)), per.get(("ustreamer", n))
+                cells.append(f(a / b, 2) if a and b else "-")
+            a, b = own.get((s, 0)), idle.get("ustreamer")
+            cells.append(f(a / b, 3) if a is not None and b else "-")
+            print("| %s, own threads only / ustreamer | %s |" % (s, " | ".join(cells)))
     print()
     # Repeat by repeat: the servers of one repeat ran minutes apart, the repeats up to
     # half an hour apart, and the host's load drifts; the ratio within a repeat is the fairer one.
@@ -332,8 +372,8 @@ for ((r = 1; r <= REPEAT; r++)); do
             python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
-print("  %-20s %2d clients: cpu %6.1f%%  %8s us/client-frame  %5.1f fps/client  camera %s fps  lat p50 %s p99 %s ms  vm busy %.0f%%  host load %.1f%s" % (
-    sys.argv[2], d["clients"], d["cpu_pct"], d["cpu_us_per_client_frame"], d["fps_per_client"],
+print("  %-20s %2d clients: cpu %6.1f%% (picker threads %s%%)  %8s us/client-frame  %5.1f fps/client  camera %s fps  lat p50 %s p99 %s ms  vm busy %.0f%%  host load %.1f%s" % (
+    sys.argv[2], d["clients"], d["cpu_pct"], d.get("own_cpu_pct"), d["cpu_us_per_client_frame"], d["fps_per_client"],
     d.get("camera_fps"), d["latency_ms_p50"], d["latency_ms_p99"], d["vm_busy_pct"], d.get("host_load", 0),
     ("  ERRORS %s" % d["errors"]) if d["errors"] else ""))' "$(tail -n1 "$runs")" "$s"
         done

@@ -118,6 +118,36 @@ pub fn part(jpeg: &[u8], stamp: PartStamp) -> (Bytes, Bytes) {
     (part, jpeg)
 }
 
+/// What ends a stream body at shutdown: the latest part again, its boundary made the closing
+/// one (`--picker-frame--`), then an epilogue of one `Content-Type: image/jpeg` line.
+///
+/// Why this shape (measured with ffmpeg 5.1, mpv 0.35, aiohttp 3.8 and GStreamer 1.22 against
+/// a control server): every part already ends with its boundary, so the body cannot simply
+/// close. libavformat's MJPEG demuxer (ffmpeg, mpv) takes any line starting with the boundary
+/// as the next part's start, wants a `Content-Type: image/jpeg` header after it and only
+/// accepts the end of input where that part's body starts; an empty part or a bare closing
+/// boundary is "Invalid data found", an empty JPEG part a "Packet corrupt" warning. aiohttp
+/// wants the closing boundary after a well-formed part (a bare one is "Reading after EOF").
+/// A real JPEG part then the closing boundary satisfies aiohttp and GStreamer (end of
+/// stream); MIME parsers ignore the epilogue after it, which is the header libavformat
+/// wants before it meets the end of input. The repeated part costs a client one duplicate
+/// frame (same `X-Sequence`). With no part yet, an empty part closes the body as RFC 2046
+/// has it.
+pub fn closing(latest: Option<&EncodedFrame>) -> Bytes {
+    const EPILOGUE: &[u8] = b"--\r\nContent-Type: image/jpeg\r\n\r\n";
+    let mut out = BytesMut::new();
+    match latest {
+        // The part ends with "\r\n--picker-frame\r\n": keep all but its last CRLF.
+        Some(f) => out.put_slice(&f.part[..f.part.len() - 2]),
+        None => {
+            out.put_slice(b"\r\n\r\n--");
+            out.put_slice(BOUNDARY.as_bytes());
+        }
+    }
+    out.put_slice(EPILOGUE);
+    out.freeze()
+}
+
 /// Forwards the encoder thread's parts to the stream clients until `shutdown` fires or the
 /// encoder is gone; then drops `out`, which ends every stream body.
 ///
@@ -223,14 +253,16 @@ pub fn run(
 mod tests {
     use super::*;
 
+    const STAMP: PartStamp = PartStamp {
+        sequence: 17,
+        timestamp_ns: 123_456_789_012,
+        unix_us: 1_700_000_000_000_042,
+        offline: false,
+    };
+
     #[test]
     fn part_has_headers_jpeg_and_closing_boundary() {
-        let stamp = PartStamp {
-            sequence: 17,
-            timestamp_ns: 123_456_789_012,
-            unix_us: 1_700_000_000_000_042,
-            offline: false,
-        };
+        let stamp = STAMP;
         let (part, jpeg) = part(b"\xff\xd8abc\xff\xd9", stamp);
         let text = String::from_utf8_lossy(&part);
         assert!(text.starts_with("Content-Type: image/jpeg\r\nContent-Length: 7\r\n"));
@@ -249,6 +281,28 @@ mod tests {
         assert!(
             String::from_utf8_lossy(&offline)
                 .contains("X-Sequence: 17\r\nX-Camera: offline\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn closing_repeats_the_latest_part_with_the_closing_boundary_and_the_epilogue() {
+        let (part, jpeg) = part(b"\xff\xd8x\xff\xd9", STAMP);
+        let latest = EncodedFrame {
+            sequence: 17,
+            part: part.clone(),
+            jpeg,
+        };
+        let end = closing(Some(&latest));
+        // The same head and JPEG, then the closing delimiter in place of the boundary.
+        assert_eq!(&end[..part.len() - 2], &part[..part.len() - 2]);
+        assert!(
+            end.ends_with(b"\xff\xd9\r\n--picker-frame--\r\nContent-Type: image/jpeg\r\n\r\n"),
+            "{end:?}"
+        );
+        // No part yet: an empty part (no headers) and the closing delimiter.
+        assert_eq!(
+            &closing(None)[..],
+            b"\r\n\r\n--picker-frame--\r\nContent-Type: image/jpeg\r\n\r\n"
         );
     }
 

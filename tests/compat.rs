@@ -67,6 +67,142 @@ fn ffmpeg_decodes_the_webcam_urls_with_cache_busters() {
     assert_eq!(p.tcp_get("/state?cacheBust=1").status, 200);
 }
 
+/// The width ffprobe reads from the image or stream `input` (a file, or `-` for `stdin`).
+fn ffprobe_width(input: &str, stdin: &[u8], format: Option<&str>) -> (u32, String) {
+    assert!(
+        have("ffprobe"),
+        "ffprobe is needed: tests/run.sh installs it"
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.args(["30", "ffprobe", "-v", "error"]);
+    if let Some(f) = format {
+        cmd.args(["-f", f]);
+    }
+    let mut child = cmd
+        .args(["-select_streams", "v:0", "-show_entries", "stream=width"])
+        .args(["-of", "csv=p=0", "-i", input])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // ffprobe may stop reading before the end: a broken pipe is no failure here.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let width = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (width, err)
+}
+
+/// mjpg-streamer's multi-input URLs, the malformed `?action=stream?123` and a request line
+/// without a version, each answered as the stream or the snapshot it means.
+#[test]
+fn mjpg_streamer_url_shapes_and_versionless_request_lines() {
+    let p = Picker::start(&[]);
+    for path in [
+        "/?action=stream_0",
+        "/?action=stream?123",
+        "/?action=stream_0?1608856928650",
+    ] {
+        let (gray, err) = ffmpeg_frames(&p.url(path), 2);
+        assert_eq!(gray.len(), 2 * 512 * 512, "{path}: {err}");
+    }
+    let file = p.dir.path().join("snapshot.jpg");
+    for path in [
+        "/?action=snapshot_0",
+        "/?action=snapshot?123",
+        "/webcam/?action=snapshot_0",
+    ] {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-o"])
+            .arg(&file)
+            .args(["-w", "%{http_code} %{content_type}"])
+            .arg(p.url(path))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200 image/jpeg",
+            "{path}"
+        );
+        let (width, err) = ffprobe_width(file.to_str().unwrap(), b"", None);
+        assert_eq!(width, 512, "{path}: {err}");
+    }
+    // Another input than mjpg-streamer's first: there is none.
+    assert_eq!(p.tcp_get("/?action=stream_1").status, 404);
+
+    // `GET /?action=snapshot` with no version, then the headers' end: an HTTP/1.0 answer.
+    let r = raw_request(
+        TcpStream::connect(p.addr()).unwrap(),
+        b"GET /?action=snapshot\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    let (width, err) = ffprobe_width("-", &r.body, None);
+    assert_eq!(width, 512, "{err}");
+    // The stream the same way: read up to the end of its first part (the head ends in CRLF,
+    // so the opening boundary matches too), which ffprobe decodes.
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /?action=stream\r\nUser-Agent: old\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let boundary = b"\r\n--picker-frame\r\n";
+    while got
+        .windows(boundary.len())
+        .filter(|w| w == boundary)
+        .count()
+        < 2
+    {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the stream ended: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head_end = find(&got, b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    assert!(
+        head.contains("content-type: multipart/x-mixed-replace; boundary=picker-frame"),
+        "{head}"
+    );
+    let (width, err) = ffprobe_width("-", &got[head_end + 4..], Some("mpjpeg"));
+    assert_eq!(width, 512, "{err}");
+}
+
+/// The first line is held back until complete (to add a missing version): a client that
+/// stalls in it, or sends a version-less line and never ends its head, is still cut off by
+/// the request-head timeout (10 s), not held forever.
+#[test]
+fn a_stalled_first_line_is_still_cut_off() {
+    let p = Picker::start(&[]);
+    let mut conns: Vec<TcpStream> = [&b"GET /?act"[..], b"GET /?action=snapshot\r\n"]
+        .iter()
+        .map(|first| {
+            let mut s = TcpStream::connect(p.addr()).unwrap();
+            s.write_all(first).unwrap();
+            // Generous for a loaded machine: the timeout is 10 s.
+            s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+            s
+        })
+        .collect();
+    for s in &mut conns {
+        let mut buf = [0u8; 64];
+        // Closed (0 bytes or reset), not timed out on our side.
+        match s.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+}
+
 #[test]
 fn head_answers_every_route_and_other_methods_get_405_with_allow() {
     let p = Picker::start(&[]);

@@ -14,6 +14,15 @@
 //! that generates ustreamer's frames. --frames-url (picker's /metrics, ustreamer's /state) gives
 //! the rate at which the camera delivered frames over the window. Prints one JSON object.
 //!
+//! The server's CPU is also split by thread, from `/proc/PID/task/*/stat`: for picker, its own
+//! threads (named by picker: `camera-owner`, `camera`, `encoder`, `encode-N`, the tokio
+//! workers, the main thread) apart from the rest, which are libcamera's (`CameraManager`,
+//! `VirtualCamera`: the virtual camera's software rendering, which a real camera does in
+//! hardware). libcamera 0.7 names its threads; a thread that did not would carry the name of
+//! the picker thread that started it, so the per-name figures (`threads_cpu_pct`) are printed
+//! too. The rest is the process's total minus picker's threads, so it also holds threads that
+//! ended within the window.
+//!
 //! Latency = receipt (after the part's last byte) - capture time, on the clock the server's
 //! headers are on:
 //! - `X-Timestamp-Ns` (picker): capture time on CLOCK_BOOTTIME;
@@ -22,6 +31,7 @@
 //!   the part (`get_now_real()` in its `_http_callback_stream_write`), not the capture time, so
 //!   it would hide capture, encoding and queueing;
 //! - else `X-Timestamp`, Unix seconds, against CLOCK_REALTIME.
+//!
 //! The age of the part's `X-Timestamp` at receipt is reported too for every server, to show the
 //! difference.
 
@@ -37,7 +47,8 @@ struct Timespec {
     tv_nsec: i64,
 }
 
-extern "C" {
+// `unsafe extern`: required by edition 2024 (tests/vm_client.rs), accepted by 2021.
+unsafe extern "C" {
     fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
     fn sysconf(name: i32) -> i64;
 }
@@ -80,6 +91,62 @@ fn cpu_ticks(pid: u32) -> io::Result<u64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state); utime and stime are fields 14 and 15.
     Ok(f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0))
+}
+
+/// One thread of a process from its `/proc/PID/task/TID/stat` text: (tid, name, utime +
+/// stime in clock ticks).
+fn parse_task_stat(stat: &str) -> Option<(u32, String, u64)> {
+    let open = stat.find(" (")?;
+    // The name may hold spaces and parentheses: it ends at the last ')'.
+    let close = stat.rfind(')')?;
+    let tid = stat[..open].trim().parse().ok()?;
+    let name = stat.get(open + 2..close)?.to_string();
+    let f: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    // f[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((tid, name, ticks))
+}
+
+/// The threads of PID now (those that cannot be read, having just ended, are left out).
+fn thread_ticks(pid: u32) -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|s| parse_task_stat(&s))
+        .collect()
+}
+
+/// Whether a thread of the server is one picker names (see the top of this file). The main
+/// thread carries the executable's name; tokio's workers `tokio-rt-worker` (older tokio:
+/// `tokio-runtime-w`, its 20-byte name cut to the kernel's 15).
+fn is_picker_thread(name: &str) -> bool {
+    matches!(name, "picker" | "camera-owner" | "camera" | "encoder")
+        || name.starts_with("encode-")
+        || name.starts_with("tokio-")
+}
+
+/// CPU ticks per thread name between two samples of the same process (a thread that started
+/// in between counts from zero, one that ended is missing from `after` and not counted), and
+/// their sum over picker's own threads.
+fn thread_cpu(
+    before: &[(u32, String, u64)],
+    after: &[(u32, String, u64)],
+) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let mut by_name = std::collections::BTreeMap::new();
+    let mut own = 0;
+    for (tid, name, t1) in after {
+        let t0 = before
+            .iter()
+            .find(|(b, n, _)| b == tid && n == name)
+            .map_or(0, |b| b.2);
+        let d = t1.saturating_sub(t0);
+        *by_name.entry(name.clone()).or_insert(0) += d;
+        if is_picker_thread(name) {
+            own += d;
+        }
+    }
+    (own, by_name)
 }
 
 /// (busy, total) jiffies of all CPUs of the machine, from /proc/stat.
@@ -405,6 +472,7 @@ fn main() {
             machine_ticks(),
         )
     };
+    let threads0 = thread_ticks(pid);
     let (c0, a0, s0, m0) = ticks();
     let t0 = Instant::now();
     shared.measuring.store(true, Ordering::SeqCst);
@@ -412,6 +480,7 @@ fn main() {
     shared.measuring.store(false, Ordering::SeqCst);
     let window = t0.elapsed().as_secs_f64();
     let (c1, a1, s1, m1) = ticks();
+    let threads1 = thread_ticks(pid);
     let f1 = if frames_url.is_empty() {
         String::new()
     } else {
@@ -468,9 +537,25 @@ fn main() {
     } else {
         f64::NAN
     };
+    // picker's own threads apart (only when the server is picker: its main thread's name).
+    let (own, by_name) = thread_cpu(&threads0, &threads1);
+    let is_picker = threads1
+        .iter()
+        .any(|(tid, name, _)| *tid == pid && name == "picker");
+    let own_s = if is_picker {
+        own as f64 / tck
+    } else {
+        f64::NAN
+    };
+    let threads_json = by_name
+        .iter()
+        .map(|(n, t)| format!("{n:?}: {}", num(*t as f64 / tck / window * 100.0)))
+        .collect::<Vec<_>>()
+        .join(", ");
     println!(
         "{{\"clients\": {clients}, \"ready\": {ready}, \"window_s\": {}, \"cpu_s\": {}, \
-         \"cpu_pct\": {}, \"aux_cpu_pct\": {}, \"client_cpu_pct\": {}, \"vm_busy_pct\": {}, \
+         \"cpu_pct\": {}, \"own_cpu_pct\": {}, \"own_cpu_us_per_client_frame\": {}, \
+         \"threads_cpu_pct\": {{{threads_json}}}, \"aux_cpu_pct\": {}, \"client_cpu_pct\": {}, \"vm_busy_pct\": {}, \
          \"frames\": {frames}, \"min_client_frames\": {min_frames}, \"fps_per_client\": {}, \
          \"cpu_us_per_client_frame\": {}, \"jpeg_kib\": {}, \"latency_ms_p50\": {}, \
          \"latency_ms_p99\": {}, \"latency_negative\": {negative}, \"latency_clock\": \"{clock}\", \
@@ -478,12 +563,26 @@ fn main() {
         num(window),
         num(cpu_s),
         num(cpu_s / window * 100.0),
+        num(own_s / window * 100.0),
+        num(if frames > 0 {
+            own_s * 1e6 / frames as f64
+        } else {
+            f64::NAN
+        }),
         num((a1 - a0) as f64 / tck / window * 100.0),
         num((s1 - s0) as f64 / tck / window * 100.0),
         num(busy),
-        num(if clients > 0 { frames as f64 / clients as f64 / window } else { 0.0 }),
+        num(if clients > 0 {
+            frames as f64 / clients as f64 / window
+        } else {
+            0.0
+        }),
         num(per_frame),
-        num(if frames > 0 { bytes as f64 / frames as f64 / 1024.0 } else { f64::NAN }),
+        num(if frames > 0 {
+            bytes as f64 / frames as f64 / 1024.0
+        } else {
+            f64::NAN
+        }),
         num(percentile(&mut lat, 0.5) / 1000.0),
         num(percentile(&mut lat, 0.99) / 1000.0),
         num(percentile(&mut age, 0.5) / 1000.0),
@@ -492,4 +591,89 @@ fn main() {
         num(encoded_fps),
         errors,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc/PID/task/*/stat` of picker (debug build, test pattern) recorded twice, before
+    /// and after a two-second stream: main thread, two tokio workers, the encode pool, the
+    /// camera thread (the test pattern's drawing) and the stream encoder; their `starttime`
+    /// and later fields cut.
+    const BEFORE: &str = "\
+3084 (picker) S 3080 3080 30523 0 -1 4194304 824 0 0 0 3 0 0 0 20 0 7 0 303695
+3086 (tokio-rt-worker) S 3080 3080 30523 0 -1 4194368 32 0 0 0 2 0 0 0 20 0 7 0 303697
+3087 (tokio-rt-worker) S 3080 3080 30523 0 -1 4194368 19 0 0 0 0 1 0 0 20 0 7 0 303697
+3089 (encode-0) S 3080 3080 30523 0 -1 4194368 1 0 0 0 0 0 0 0 20 0 7 0 303698
+3090 (encode-1) S 3080 3080 30523 0 -1 4194368 4 0 0 0 0 0 0 0 20 0 7 0 303698
+3093 (camera) R 3080 3080 30523 0 -1 4194368 583 0 0 0 14 0 0 0 20 0 7 0 303703
+3094 (encoder) S 3080 3080 30523 0 -1 4194368 211 0 0 0 4 0 0 0 20 0 7 0 303703";
+    const AFTER: &str = "\
+3084 (picker) S 3080 3080 30523 0 -1 4194304 824 0 0 0 3 0 0 0 20 0 7 0 303695
+3086 (tokio-rt-worker) S 3080 3080 30523 0 -1 4194368 32 0 0 0 3 0 0 0 20 0 7 0 303697
+3087 (tokio-rt-worker) S 3080 3080 30523 0 -1 4194368 19 0 0 0 1 1 0 0 20 0 7 0 303697
+3089 (encode-0) S 3080 3080 30523 0 -1 4194368 1 0 0 0 0 0 0 0 20 0 7 0 303698
+3090 (encode-1) S 3080 3080 30523 0 -1 4194368 4 0 0 0 0 0 0 0 20 0 7 0 303698
+3093 (camera) S 3080 3080 30523 0 -1 4194368 583 0 0 0 19 0 0 0 20 0 7 0 303703
+3094 (encoder) S 3080 3080 30523 0 -1 4194368 215 0 0 0 7 0 0 0 20 0 7 0 303703";
+
+    /// libcamera's threads as its 0.7 names them (`Thread("CameraManager")`,
+    /// `Thread("VirtualCamera")` in its source), in the same format; not recorded here (the
+    /// virtual camera runs in the VM only).
+    const LIBCAMERA_BEFORE: &str = "\
+3101 (CameraManager) S 3080 3080 30523 0 -1 4194368 10 0 0 0 5 1 0 0 20 0 7 0 303700
+3102 (VirtualCamera) S 3080 3080 30523 0 -1 4194368 10 0 0 0 40 2 0 0 20 0 7 0 303700";
+    const LIBCAMERA_AFTER: &str = "\
+3101 (CameraManager) S 3080 3080 30523 0 -1 4194368 10 0 0 0 6 1 0 0 20 0 7 0 303700
+3102 (VirtualCamera) S 3080 3080 30523 0 -1 4194368 10 0 0 0 90 4 0 0 20 0 7 0 303700
+3103 (camera-owner) S 3080 3080 30523 0 -1 4194368 10 0 0 0 2 0 0 0 20 0 7 0 303700";
+
+    fn sample(text: &str) -> Vec<(u32, String, u64)> {
+        text.lines().map(|l| parse_task_stat(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn parses_a_task_stat_line() {
+        assert_eq!(
+            parse_task_stat(BEFORE.lines().nth(2).unwrap()),
+            Some((3087, "tokio-rt-worker".into(), 1))
+        );
+        // A name with spaces and parentheses ends at the last ')'.
+        let odd = "7 (a) b (c)) S 1 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 1";
+        assert_eq!(parse_task_stat(odd), Some((7, "a) b (c)".into(), 11)));
+        assert_eq!(parse_task_stat("7 (short) S 1"), None);
+        assert_eq!(parse_task_stat(""), None);
+    }
+
+    #[test]
+    fn splits_picker_threads_from_the_rest_by_name() {
+        // The recorded test-pattern run: every thread is picker's.
+        let (own, by_name) = thread_cpu(&sample(BEFORE), &sample(AFTER));
+        assert_eq!(own, 10);
+        assert_eq!(by_name["tokio-rt-worker"], 2);
+        assert_eq!(by_name["camera"], 5);
+        assert_eq!(by_name["encoder"], 3);
+        assert_eq!(by_name["picker"], 0);
+        assert_eq!(by_name.values().sum::<u64>(), own);
+        // With libcamera's threads beside them (and a camera-owner that started in between).
+        let before = [sample(BEFORE), sample(LIBCAMERA_BEFORE)].concat();
+        let after = [sample(AFTER), sample(LIBCAMERA_AFTER)].concat();
+        let (own, by_name) = thread_cpu(&before, &after);
+        assert_eq!(own, 10 + 2);
+        assert_eq!(by_name["CameraManager"], 1);
+        assert_eq!(by_name["VirtualCamera"], 52);
+        assert_eq!(by_name.values().sum::<u64>() - own, 53);
+        for n in [
+            "CameraManager",
+            "VirtualCamera",
+            "libcamera-main",
+            "ustreamer",
+        ] {
+            assert!(!is_picker_thread(n), "{n}");
+        }
+        for n in ["tokio-runtime-w", "encode-1", "camera-owner"] {
+            assert!(is_picker_thread(n), "{n}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! HTTP on both sockets: the accept loops, and the routes of each (`stream` on TCP, decided
 //! by the pure parser in `route` and guarded by the optional Basic auth in `auth`; `still` on
-//! the Unix socket).
+//! the Unix socket). `http09` makes a request line without a version HTTP/1.0 for hyper.
 //!
 //! We run our own accept loop over hyper instead of `warp::serve` so that we can set
 //! TCP_NODELAY on every connection, cap the number of connections, bound request heads
@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod controls;
 pub mod deadline;
+pub mod http09;
 pub mod route;
 pub mod still;
 pub mod stream;
@@ -129,6 +130,8 @@ pub async fn serve<F>(
                 Io::Tcp(s, timeout) => {
                     let mut s = deadline::Progress::new(s, timeout, Some("stream.client-timeout"));
                     let flushes = stream::Flushes::of(&mut s);
+                    // `GET /?action=stream` without a version: made HTTP/1.0 (see `http09`).
+                    let s = http09::Http09::new(s);
                     let connection = builder.serve_connection(TokioIo::new(s), service);
                     stream::on_connection(flushes, watcher.watch(connection)).await
                 }

@@ -8,7 +8,10 @@
 //! `/snapshot`. A reverse proxy may or may not strip its prefix (`/webcam/?action=stream`),
 //! so only the last path segment counts. Dashboards append cache busters (`?1608856928650`,
 //! `&1608856928650`, `cacheBust=1`), so a parameter picker does not define is ignored, and
-//! only picker's own parameters are validated.
+//! only picker's own parameters are validated. Some append theirs with a second `?`
+//! (`/?action=stream?123`), so `?` inside the query separates parameters as `&` does.
+//! mjpg-streamer with several inputs names them `stream_0`, `snapshot_0`...; picker is one
+//! input, so `_0` is its only one (`stream_1` is not found, as on a one-input mjpg-streamer).
 
 use std::time::Duration;
 
@@ -113,11 +116,14 @@ fn route_of(path: &str, query: &str) -> Result<Route, RouteError> {
     }
     // Only the last segment counts: a proxy may keep its prefix (`/webcam/stream`).
     let last = path.rsplit('/').next().unwrap_or("");
-    let params = Params(query);
+    // A second `?` is a parameter separator too (a cache buster appended with `?`); `%3F`
+    // stays a literal question mark.
+    let query = query.replace('?', "&");
+    let params = Params(&query);
     match last {
         "" => match params.first("action").as_deref() {
-            Some("stream") => stream(&params),
-            Some("snapshot") => Ok(Route::Snapshot),
+            Some("stream" | "stream_0") => stream(&params),
+            Some("snapshot" | "snapshot_0") => Ok(Route::Snapshot),
             Some(_) => Err(RouteError::NotFound),
             // The preview page's links are absolute, so it is served at the root only.
             None if path == "/" => Ok(Route::Index),
@@ -194,6 +200,23 @@ mod tests {
             ("/?action=snapshot&cacheBust=1", Ok(Snapshot)),
             ("/?action=stream&action=snapshot", Ok(STREAM)),
             ("/?action=stream&fps=5", Ok(fps(5.0))),
+            // mjpg-streamer's multi-input names: picker is input 0.
+            ("/?action=stream_0", Ok(STREAM)),
+            ("/?action=snapshot_0", Ok(Snapshot)),
+            ("/?action=stream_0&fps=2", Ok(fps(2.0))),
+            ("/webcam/?action=snapshot_0&1608856928650", Ok(Snapshot)),
+            ("/?action=stream_1", Err(RouteError::NotFound)),
+            ("/?action=snapshot_00", Err(RouteError::NotFound)),
+            ("/?action=stream_", Err(RouteError::NotFound)),
+            // A cache buster appended with a second `?`.
+            ("/?action=stream?123", Ok(STREAM)),
+            ("/?action=snapshot?1608856928650", Ok(Snapshot)),
+            ("/?action=stream_0?123", Ok(STREAM)),
+            ("/?action=stream?fps=5", Ok(fps(5.0))),
+            ("/stream.mjpg?fps=5?123", Ok(fps(5.0))),
+            ("/??action=snapshot", Ok(Snapshot)),
+            ("/?action=stream%3F123", Err(RouteError::NotFound)),
+            ("/?123?action=snapshot", Ok(Snapshot)),
             // Behind a proxy that keeps its prefix.
             ("/webcam/?action=stream&cacheBust=1", Ok(STREAM)),
             ("/webcam/?action=snapshot", Ok(Snapshot)),

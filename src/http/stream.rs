@@ -297,12 +297,11 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                     client.handing_over();
                     Some((Ok(frame.part.clone()), (client, rx, Step::Frames, pacing)))
                 }
-                // Shutdown: every part already ends with a boundary, so what closes the
-                // multipart body is an empty last part and the closing delimiter.
-                None => Some((
-                    Ok(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"))),
-                    (client, rx, Step::Closed, pacing),
-                )),
+                // Shutdown: see `encoder::closing` for why it repeats the latest part.
+                None => {
+                    let end = crate::encoder::closing(rx.borrow().as_deref());
+                    Some((Ok(end), (client, rx, Step::Closed, pacing)))
+                }
             }
         });
     stream_response(warp::reply::stream(body).into_response())

@@ -1,0 +1,284 @@
+//! Request lines without an HTTP version (`GET /?action=stream`), as some mjpg-streamer-era
+//! clients send them: rewritten to HTTP/1.0 before hyper, which refuses them, reads the
+//! connection.
+//!
+//! Why at the I/O level: hyper parses the request line itself and offers no hook for a line
+//! it cannot parse, and the fix must not touch the layers above it (routes, auth). So the
+//! accepted socket is wrapped: its first line is held back until it is complete, and a
+//! version-less `METHOD TARGET` line becomes `METHOD TARGET HTTP/1.0`; everything else, and
+//! every later byte, passes through untouched. mjpg-streamer itself reads such a request up to
+//! its blank line, as hyper then does, and answers with an HTTP/1.0 head, as hyper does for an
+//! HTTP/1.0 request. Held back is at most [`FIRST_LINE_MAX`] bytes; the wait for them is
+//! bounded by hyper's own timeout for the request head, which runs while this reader waits.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The longest first line looked at; a longer one passes through unread (hyper then refuses
+/// it as too long, or parses it, as without this wrapper).
+pub const FIRST_LINE_MAX: usize = 8 * 1024;
+
+/// `line` (one request line with its line end) as an HTTP/1.0 request line when it has no
+/// version: `METHOD SP TARGET`, the method a token of letters, the target without spaces.
+/// `None` when it is anything else (a request line with a version, or not a request line).
+pub fn rewrite(line: &[u8]) -> Option<Vec<u8>> {
+    let text = line.strip_suffix(b"\n")?;
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    let space = text.iter().position(|&b| b == b' ')?;
+    let (method, target) = (&text[..space], &text[space + 1..]);
+    let is_method = !method.is_empty() && method.iter().all(u8::is_ascii_uppercase);
+    let is_target = !target.is_empty() && target.iter().all(|&b| b.is_ascii_graphic());
+    (is_method && is_target).then(|| [text, b" HTTP/1.0\r\n"].concat())
+}
+
+/// Where the reader is.
+enum State {
+    /// Holding back the bytes read so far, the first line not yet complete.
+    Sniffing(Vec<u8>),
+    /// Handing out the first bytes (rewritten or not) from the offset given.
+    Draining(Vec<u8>, usize),
+    /// Passing reads through.
+    Through,
+}
+
+/// A connection whose first request line is made HTTP/1.0 when it has no version.
+pub struct Http09<S> {
+    inner: S,
+    state: State,
+}
+
+impl<S> Http09<S> {
+    pub fn new(inner: S) -> Self {
+        Http09 {
+            inner,
+            state: State::Sniffing(Vec::new()),
+        }
+    }
+}
+
+/// The first bytes to hand on, once `held` holds the whole first line (or is final: at end
+/// of input or too long to be looked at); `None` while more are needed.
+fn decide(held: &mut Vec<u8>, done: bool) -> Option<Vec<u8>> {
+    // Empty lines before a request line are allowed (RFC 9112, 2.2): the line after them.
+    let start = held
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(held.len());
+    match held[start..].iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            let line_end = start + end + 1;
+            let out = match rewrite(&held[start..line_end]) {
+                Some(line) => [&held[..start], &line, &held[line_end..]].concat(),
+                None => std::mem::take(held),
+            };
+            Some(out)
+        }
+        None if done || held.len() >= FIRST_LINE_MAX => Some(std::mem::take(held)),
+        None => None,
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Http09<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                State::Through => return Pin::new(&mut this.inner).poll_read(cx, buf),
+                State::Draining(bytes, at) => {
+                    let n = (bytes.len() - *at).min(buf.remaining());
+                    buf.put_slice(&bytes[*at..*at + n]);
+                    *at += n;
+                    if *at == bytes.len() {
+                        this.state = State::Through;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                State::Sniffing(held) => {
+                    let mut chunk = [0u8; 1024];
+                    let room = chunk.len().min(FIRST_LINE_MAX - held.len());
+                    let mut read = ReadBuf::new(&mut chunk[..room]);
+                    std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+                    let eof = read.filled().is_empty();
+                    held.extend_from_slice(read.filled());
+                    if let Some(out) = decide(held, eof) {
+                        this.state = if out.is_empty() {
+                            State::Through
+                        } else {
+                            State::Draining(out, 0)
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Http09<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn rewrite_table() {
+        let table: &[(&[u8], Option<&[u8]>)] = &[
+            (
+                b"GET /?action=stream\r\n",
+                Some(b"GET /?action=stream HTTP/1.0\r\n"),
+            ),
+            (
+                b"GET /?action=snapshot\n",
+                Some(b"GET /?action=snapshot HTTP/1.0\r\n"),
+            ),
+            (
+                b"HEAD /stream.mjpg\r\n",
+                Some(b"HEAD /stream.mjpg HTTP/1.0\r\n"),
+            ),
+            // A version already there: untouched.
+            (b"GET / HTTP/1.1\r\n", None),
+            (b"GET / HTTP/1.0\r\n", None),
+            // Not a request line hyper could then take: left for hyper to refuse.
+            (b"GET\r\n", None),
+            (b"GET \r\n", None),
+            (b" /x\r\n", None),
+            (b"get /x\r\n", None),
+            (b"GET /a b\r\n", None),
+            (b"GET /\x01\r\n", None),
+            (b"G\xc3\x89T /\r\n", None),
+            (b"GET /x", None),
+            (b"\r\n", None),
+        ];
+        for (line, want) in table {
+            assert_eq!(
+                rewrite(line).as_deref(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    /// What the wrapper hands on when the client sends `parts`, one write each, the reader
+    /// reading in between (so it sees each piece apart).
+    async fn through(parts: &[&[u8]]) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = tokio::spawn(async move {
+            for p in parts {
+                client.write_all(&p).await.unwrap();
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let mut conn = Http09::new(server);
+        let mut out = Vec::new();
+        conn.read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_versionless_line_becomes_http_1_0_and_the_rest_passes_through() {
+        let got = through(&[b"GET /?act", b"ion=stream\r", b"\nHost: x\r\n\r\n"]).await;
+        assert_eq!(got, b"GET /?action=stream HTTP/1.0\r\nHost: x\r\n\r\n");
+        let got = through(&[b"\r\nGET /snapshot\r\n\r\n"]).await;
+        assert_eq!(got, b"\r\nGET /snapshot HTTP/1.0\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn anything_else_is_unchanged() {
+        for input in [
+            &b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /x",
+            b"",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"GET /a b c\r\n\r\n",
+        ] {
+            assert_eq!(through(&[input]).await, input);
+        }
+        // A first line longer than the bound passes through as it is.
+        let long = [
+            b"GET /".as_slice(),
+            &vec![b'a'; FIRST_LINE_MAX + 100],
+            b"\r\n",
+        ]
+        .concat();
+        assert_eq!(through(&[&long]).await, long);
+    }
+
+    #[tokio::test]
+    async fn writes_go_to_the_socket() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut conn = Http09::new(server);
+        conn.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.unwrap();
+        conn.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"HTTP/1.0 200 OK\r\n\r\n");
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, in whatever two pieces: no panic, nothing lost or reordered, and
+        /// the first line rewritten exactly when [`rewrite`] says so, wherever the cut falls.
+        #[test]
+        fn never_loses_or_reorders_bytes(
+            start in proptest::sample::select(vec![
+                &b""[..], b"GET /?action=stream", b"\r\nGET /x", b"GET / HTTP/1.1", b"GET /a b",
+            ]),
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"GET /x\r\n HTP1.0a\x00\xff".to_vec()), 0..60),
+            cut in 0usize..80,
+        ) {
+            let input = [start, &tail].concat();
+            let cut = cut.min(input.len());
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = rt.block_on(through(&[&input[..cut], &input[cut..]]));
+            let start = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
+            let want = match input[start..].iter().position(|&b| b == b'\n') {
+                Some(end) => match rewrite(&input[start..start + end + 1]) {
+                    Some(line) => [&input[..start], &line, &input[start + end + 1..]].concat(),
+                    None => input.clone(),
+                },
+                None => input.clone(),
+            };
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+}
