@@ -9,7 +9,6 @@
 mod cdp;
 mod support;
 
-use std::io::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
@@ -76,6 +75,20 @@ fn stream_row(b: &mut cdp::Browser) -> (usize, Vec<[u8; 3]>) {
     distinct.sort();
     distinct.dedup();
     (distinct.len(), row)
+}
+
+/// The stream element shows the colour bars, and they move within 6 s.
+fn assert_stream_moves(b: &mut cdp::Browser) {
+    let (distinct, first) = stream_row(b);
+    assert!(
+        distinct >= 7,
+        "the stream is not rendered: {distinct} colours"
+    );
+    let moved = (0..30).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        stream_row(b).1 != first
+    });
+    assert!(moved, "the picture did not change in 6 s");
 }
 
 /// Writes a README screenshot when `PICKER_SCREENSHOTS` names a directory.
@@ -146,16 +159,7 @@ fn chromium_shows_the_stream_the_snippet_the_commands_and_the_live_status() {
     assert!(text_of(&mut b, "st-controls").starts_with("none set"));
 
     // The stream is drawn (the colour bars) and moving.
-    let (distinct, first) = stream_row(&mut b);
-    assert!(
-        distinct >= 7,
-        "the stream is not rendered: {distinct} colours"
-    );
-    let moved = (0..30).any(|_| {
-        std::thread::sleep(Duration::from_millis(200));
-        stream_row(&mut b).1 != first
-    });
-    assert!(moved, "the picture did not change in 6 s");
+    assert_stream_moves(&mut b);
 
     // The copy button puts the snippet on the clipboard (headless Chromium has one; the
     // page is on localhost, a secure context, so it uses the Clipboard API).
@@ -333,16 +337,7 @@ fn chromium_without_javascript_still_shows_the_stream_and_the_snippet() {
             .as_bool()
             .unwrap()
     );
-    let (distinct, first) = stream_row(&mut b);
-    assert!(
-        distinct >= 7,
-        "the stream is not rendered: {distinct} colours"
-    );
-    let moved = (0..30).any(|_| {
-        std::thread::sleep(Duration::from_millis(200));
-        stream_row(&mut b).1 != first
-    });
-    assert!(moved, "the picture did not change in 6 s");
+    assert_stream_moves(&mut b);
 }
 
 #[test]
@@ -447,18 +442,4 @@ fn a_hostile_host_header_cannot_put_html_into_the_page() {
         r.text()
             .contains(&format!("http://&lt;IP_ADDRESS&gt;:{port}/stream.mjpg"))
     );
-}
-
-/// `picker hash-password` for `password`.
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
