@@ -116,6 +116,9 @@ def still(src, out):
                 if not v:
                     continue
                 y = [100.0 * (i + 1) / len(v) for i in range(len(v))]
+                # At most ~200 steps per curve (keeps the SVG small), always the last one.
+                keep = sorted(set(range(0, len(v), max(1, len(v) // 200))) | {len(v) - 1})
+                v, y = [v[i] for i in keep], [y[i] for i in keep]
                 label = f"{mode}" if server == "picker" else f"{mode}: floor"
                 ax.step(v, y, style, where="post", color=colour, label=label, linewidth=1.3 if server == "picker" else 1)
         ax.set(xscale="log", xlabel="ms from request to last byte (log)", ylabel="% of requests at most")
