@@ -182,7 +182,7 @@ def flood(binary):
     holder.start()
     while held[0] < 1000:
         time.sleep(0.05)
-    answered, slowest = 0, 0.0
+    answered, slowest, times = 0, 0.0, []
     for _ in range(20):
         t0 = time.time()
 
@@ -193,6 +193,7 @@ def flood(binary):
 
         code = request(conn, "/still.ppm", timeout=8)
         dt = time.time() - t0
+        times.append((dt, code))
         if code == "200":
             answered += 1
             slowest = max(slowest, dt)
@@ -201,7 +202,7 @@ def flood(binary):
     holder.join()
     proc.terminate()
     proc.wait()
-    return {"held": held[0], "answered": answered, "slowest_s": slowest}
+    return {"held": held[0], "answered": answered, "slowest_s": slowest, "times": times}
 
 
 def main():
@@ -209,6 +210,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--label", required=True)
     ap.add_argument("-n", type=int, default=1000)
+    ap.add_argument("--samples", help="CSV of each still's time during the flood (benches/plot.py reliability)")
     a = ap.parse_args()
     proc, port, sock, log = start(a.bin)
 
@@ -244,6 +246,11 @@ def main():
         f"\nTCP flood, RLIMIT_NOFILE 1024: {f['held']} idle connections held; "
         f"{f['answered']}/20 stills answered within 8 s, slowest {f['slowest_s']:.2f} s\n"
     )
+    if a.samples:
+        with open(a.samples, "w") as out:
+            out.write("request,seconds,status\n")
+            for i, (dt, code) in enumerate(f["times"], 1):
+                out.write(f"{i},{dt:.4f},{code}\n")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages picker needs on this machine: to build it (libjpeg-turbo,
 # pkg-config); with --test, the real clients the tests drive (ffmpeg/ffprobe, curl, headless
-# Chromium, and the stream's other players: mpv, GStreamer, Python's aiohttp); with --bench, what the benchmarks compare against (tjbench, valgrind). Installs
-# only what is missing, so it is quick when all is there.
+# Chromium, and the stream's other players: mpv, GStreamer, Python's aiohttp); with --bench, what
+# the benchmarks compare against (tjbench, valgrind) and draw with (matplotlib). Installs only
+# what is missing, so it is quick when all is there.
 set -euo pipefail
 
 pkgs=(libturbojpeg0-dev pkg-config)
 for flag in "$@"; do
     case $flag in
         --test) pkgs+=(ffmpeg curl chromium mpv gstreamer1.0-tools gstreamer1.0-plugins-good python3-aiohttp) ;;
-        # The benchmarks' yardsticks: libjpeg-turbo's own tjbench, callgrind's instruction counts.
-        --bench) pkgs+=(libjpeg-turbo-progs valgrind) ;;
+        # The benchmarks' yardsticks: libjpeg-turbo's own tjbench, callgrind's instruction counts;
+        # matplotlib draws their results (benches/plot.py).
+        --bench) pkgs+=(libjpeg-turbo-progs valgrind python3-matplotlib) ;;
         *) echo "host-deps.sh: unknown option $flag (--test, --bench)" >&2; exit 2 ;;
     esac
 done

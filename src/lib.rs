@@ -15,8 +15,9 @@
 //! - [`jpeg`] and [`convert`]: libjpeg-turbo encoding from YUV planes; pixel conversions.
 //! - [`encoder`]: encodes stream frames while (and only while) somebody watches.
 //! - [`encode_pool`]: snapshots and stills, encoded once per frame on a fixed thread pool.
-//! - [`http`]: accept loops and the routes of the stream port and the still socket
-//!   (stills, and `/controls` for runtime control changes).
+//! - [`http`]: accept loops and the routes of the stream port (the preview page in
+//!   [`http::preview`]) and the still socket (stills, and `/controls` for runtime control
+//!   changes).
 //! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).

@@ -79,6 +79,9 @@ pub struct Shared {
 #[derive(Debug, Serialize)]
 pub struct State {
     pub online: bool,
+    /// Why the camera counts as offline (`null` while online), for people: the preview page
+    /// shows it beside the status.
+    pub offline_reason: Option<String>,
     pub source: crate::camera::SourceKind,
     pub camera: String,
     pub stream: StreamInfo,
@@ -141,6 +144,21 @@ impl Shared {
             .is_some_and(|age| age < self.stall_limit())
     }
 
+    /// Why [`Shared::online`] is false: no frame yet, or none for longer than the stall limit.
+    pub fn offline_reason(&self) -> Option<String> {
+        let limit = self.stall_limit();
+        match self.sink.since_last_frame() {
+            None => Some("no frame from the camera yet".to_string()),
+            Some(age) if age >= limit => Some(format!(
+                "no frame for {:.1} s (offline after {:.1} s without one): the camera stalled, \
+                 restarts or is disconnected",
+                age.as_secs_f64(),
+                limit.as_secs_f64()
+            )),
+            Some(_) => None,
+        }
+    }
+
     pub fn state(&self) -> State {
         let latest = self.latest();
         let fps = if self.online() {
@@ -154,6 +172,7 @@ impl Shared {
         let dropped = self.stats.dropped.load(Ordering::Relaxed);
         State {
             online: self.online(),
+            offline_reason: self.offline_reason(),
             source: self.info.source,
             camera: self.info.id.clone(),
             stream: self.info.video,

@@ -129,13 +129,14 @@ step "apt install ./picker_*.deb" vm --timeout 300 'cd /tmp/deb && apt install .
 installed_right() {
     vm 'set -e
         test -x /usr/bin/picker
+        grep -q "camera-preview" /usr/share/picker/stream_preview.html
         /usr/bin/picker --version
         dpkg-query -W -f="\${Conffiles}\n" picker | grep -q "^ /etc/picker/picker.toml "
         id picker
         id -nG picker | tr " " "\n" | grep -qx video
         systemctl is-enabled picker'
 }
-step "package: binary, conffile, user picker in group video, unit enabled" installed_right
+step "package: binary, conffile, embed snippet, user picker in group video, unit enabled" installed_right
 
 # Returns only after READY=1, which picker sends once a frame arrived and the sockets are bound:
 # so the socket and the port must answer right away, without any waiting.

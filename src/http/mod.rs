@@ -11,6 +11,7 @@ pub mod auth;
 pub mod controls;
 pub mod deadline;
 pub mod http09;
+pub mod preview;
 pub mod route;
 pub mod still;
 pub mod stream;

@@ -113,7 +113,8 @@ async fn respond(
         }
     }
     let resp = match request.route {
-        Route::Index => index(s),
+        Route::Index => super::preview::page(s, headers),
+        Route::PreviewAsset(asset) => super::preview::asset(asset),
         Route::Stream { fps } => stream(s.clone(), fps, request.head_only),
         Route::Snapshot => snapshot(s.clone()).await,
         Route::State => json(&s.state()),
@@ -150,35 +151,6 @@ fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
     );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
-}
-
-fn index(s: &Shared) -> warp::reply::Response {
-    let (w, h) = (s.config.stream.width, s.config.stream.height);
-    let shape = if w == h { " Square" } else { "" };
-    let page = format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Live Stream ({w}x{h}{shape})</title>
-<style>
-  body {{ margin: 0; background: #111; color: #ddd; font: 14px system-ui, sans-serif;
-         display: flex; flex-direction: column; align-items: center; }}
-  h1 {{ font-size: 16px; font-weight: 500; }}
-  img {{ max-width: 100vw; height: auto; background: #000; }}
-  a {{ color: #8cf; margin: 0 .5em; }}
-</style>
-</head>
-<body>
-<h1>Live Stream ({w}x{h}{shape})</h1>
-<img id="stream" src="/stream.mjpg" width="{w}" height="{h}" alt="live camera stream">
-<p><a href="/snapshot.jpg">snapshot</a><a href="/state">state</a><a href="/metrics">metrics</a></p>
-</body>
-</html>
-"#
-    );
-    no_store(warp::reply::html(page).into_response())
 }
 
 fn json<T: serde::Serialize>(value: &T) -> warp::reply::Response {
