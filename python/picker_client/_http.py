@@ -3,15 +3,15 @@
 ``http.client`` would do for the still socket, but not for the stream: it cannot hand out a
 chunked body piece by piece as a multipart parser needs it, and on the still socket its
 header parser costs more than the rest of a request. This module reads a response head,
-then a body by ``Content-Length`` (straight into a ``bytearray`` for raw stills, so numpy
-can use it without a copy), chunked, or up to the close.
+then a body by ``Content-Length`` (for raw stills straight into the caller's buffer, a numpy
+array, with no copy and no zero-filling), chunked, or up to the close.
 """
 
 from __future__ import annotations
 
 import select
 import socket
-from typing import BinaryIO, Callable, Dict, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple
 
 #: Longest response head we accept: picker's heads are a few hundred bytes.
 MAX_HEAD = 64 * 1024
@@ -26,7 +26,7 @@ class Response:
 
     __slots__ = ("status", "headers", "body")
 
-    def __init__(self, status: int, headers: Dict[str, str], body: Union[bytes, bytearray]):
+    def __init__(self, status: int, headers: Dict[str, str], body: Any):
         self.status = status
         self.headers = headers
         self.body = body
@@ -76,10 +76,13 @@ def read_head(f: BinaryIO) -> Tuple[int, Dict[str, str], bool]:
     return int(parts[1]), headers, http11
 
 
-def read_exactly(f: BinaryIO, n: int) -> bytearray:
-    """n bytes into a new bytearray (writable: numpy arrays over it are writable too)."""
-    buf = bytearray(n)
-    view = memoryview(buf)
+#: ``into(n)`` gives a writable buffer of n bytes for a body (see :func:`read_body`).
+Sink = Callable[[int], Any]
+
+
+def read_into(f: BinaryIO, buf: Any, n: int) -> Any:
+    """Fills ``buf`` (n bytes, any writable buffer) from f."""
+    view = memoryview(buf).cast("B")
     got = 0
     while got < n:
         k = f.readinto(view[got:])  # type: ignore[attr-defined]
@@ -133,10 +136,11 @@ class ChunkedReader:
 
 
 def read_body(
-    f: BinaryIO, method: str, status: int, headers: Dict[str, str], writable: bool
-) -> Tuple[Union[bytes, bytearray], bool]:
+    f: BinaryIO, method: str, status: int, headers: Dict[str, str], into: Optional[Sink] = None,
+) -> Tuple[Any, bool]:
     """The body of a response whose head was read, and whether it ended where the connection can
-    carry the next request (False: read up to the close)."""
+    carry the next request (False: read up to the close). A 200 answer with a Content-Length
+    goes into ``into(length)`` when given; anything else is bytes."""
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         return b"", True
     if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -146,7 +150,9 @@ def read_body(
         if not length.isdigit():
             raise ProtocolError(f"bad Content-Length {length!r}")
         n = int(length)
-        return (read_exactly(f, n) if writable else _read_bytes(f, n)), True
+        if into is not None and status == 200:
+            return read_into(f, into(n), n), True
+        return _read_bytes(f, n), True
     return f.read(), False
 
 
@@ -190,7 +196,7 @@ class Connection:
 
     def request(
         self, method: str, path: str, headers: Optional[Dict[str, str]] = None,
-        body: Optional[bytes] = None, writable: bool = False,
+        body: Optional[bytes] = None, into: Optional[Sink] = None,
     ) -> Response:
         """Sends a request and reads the whole answer. On a reused connection that turns out to
         be closed before any byte of the answer came, reconnects and sends it once more (every
@@ -216,7 +222,7 @@ class Connection:
                 self.close()
                 raise
             try:
-                payload, reusable = read_body(self._file, method, status, head, writable)
+                payload, reusable = read_body(self._file, method, status, head, into)
             except BaseException:
                 self.close()
                 raise

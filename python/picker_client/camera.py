@@ -118,15 +118,15 @@ class Camera:
         if order not in ("rgb", "bgr"):
             raise ValueError(f"order={order!r}: use 'rgb' or 'bgr'")
         np = _numpy()
-        resp = self._still(order, fresh, writable=True)
+        # The body goes straight into the array's memory: no copy, no zero-filling first.
+        resp = self._still(order, fresh, into=lambda n: np.empty(n, dtype=np.uint8))
         width, height, sequence, timestamp = self._frame_headers(resp)
         if len(resp.body) != width * height * 3:
             raise PickerError(
                 f"{self.socket}: /still.{order} gave {len(resp.body)} bytes for "
                 f"{width}x{height}x3: is this picker?"
             )
-        array = np.frombuffer(resp.body, dtype=np.uint8).reshape(height, width, 3)
-        return Frame(array, sequence, timestamp, width, height)
+        return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width, height)
 
     def jpeg(self, fresh: bool = False) -> bytes:
         """The newest frame as JPEG (picker's `stream.quality`), encoded once per frame for every
@@ -137,9 +137,10 @@ class Camera:
         """The newest frame as PNG (lossless, fast compression)."""
         return bytes(self._still("png", fresh).body)
 
-    def _still(self, ext: str, fresh: bool, writable: bool = False) -> _http.Response:
+    def _still(self, ext: str, fresh: bool,
+               into: Optional[_http.Sink] = None) -> _http.Response:
         path = f"/still.{ext}?fresh=1" if fresh else f"/still.{ext}"
-        resp = self._request("GET", path, writable=writable)
+        resp = self._request("GET", path, into=into)
         if resp.status != 200:
             self._raise_for(resp, path)
         if not fresh:
@@ -280,10 +281,11 @@ class Camera:
         return s
 
     def _request(self, method: str, path: str, headers: Optional[Dict[str, str]] = None,
-                 body: Optional[bytes] = None, writable: bool = False) -> _http.Response:
+                 body: Optional[bytes] = None,
+                 into: Optional[_http.Sink] = None) -> _http.Response:
         with self._lock:
             try:
-                return self._conn.request(method, path, headers, body, writable)
+                return self._conn.request(method, path, headers, body, into)
             except PickerError:
                 raise
             except TimeoutError:

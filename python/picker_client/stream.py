@@ -283,7 +283,7 @@ class _Reader:
                 sock.sendall(_http.request_bytes("GET", s.path, s.host, headers))
                 status, head, _ = _http.read_head(f)
                 if status != 200:
-                    body, _ = _http.read_body(f, "GET", status, head, writable=False)
+                    body, _ = _http.read_body(f, "GET", status, head)
                     raise s._refused(status, bytes(body).decode("utf-8", "replace").strip())
                 boundary = _boundary(head.get("content-type", ""))
                 if boundary is None:
