@@ -2,16 +2,18 @@
 # Installs the Debian packages picker needs on this machine: to build it (libjpeg-turbo,
 # pkg-config); with --test, the real clients the tests drive (ffmpeg/ffprobe, curl, headless
 # Chromium) and what the Python client's tests run on (Debian's python3 with pytest, numpy and
-# Pillow; promtool from prometheus for the alert rules); with --bench, what the benchmarks compare against (tjbench, valgrind). Installs
+# Pillow, mypy; promtool from prometheus for the alert rules); with --bench, what the benchmarks
+# compare against (tjbench, valgrind) and the Python client's benchmark needs (numpy). Installs
 # only what is missing, so it is quick when all is there.
 set -euo pipefail
 
 pkgs=(libturbojpeg0-dev pkg-config)
 for flag in "$@"; do
     case $flag in
-        --test) pkgs+=(ffmpeg curl chromium python3-pytest python3-numpy python3-pil prometheus) ;;
-        # The benchmarks' yardsticks: libjpeg-turbo's own tjbench, callgrind's instruction counts.
-        --bench) pkgs+=(libjpeg-turbo-progs valgrind) ;;
+        --test) pkgs+=(ffmpeg curl chromium python3-pytest python3-numpy python3-pil python3-mypy prometheus) ;;
+        # The benchmarks' yardsticks: libjpeg-turbo's own tjbench, callgrind's instruction counts;
+        # numpy for benches/py_client.py.
+        --bench) pkgs+=(libjpeg-turbo-progs valgrind python3-numpy) ;;
         *) echo "host-deps.sh: unknown option $flag (--test, --bench)" >&2; exit 2 ;;
     esac
 done

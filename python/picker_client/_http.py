@@ -9,9 +9,10 @@ array, with no copy and no zero-filling), chunked, or up to the close.
 
 from __future__ import annotations
 
+import io
 import select
 import socket
-from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 #: Longest response head we accept: picker's heads are a few hundred bytes.
 MAX_HEAD = 64 * 1024
@@ -48,7 +49,7 @@ def request_bytes(
     return head + body if body else head
 
 
-def read_head(f: BinaryIO) -> Tuple[int, Dict[str, str], bool]:
+def read_head(f: io.BufferedReader) -> Tuple[int, Dict[str, str], bool]:
     """Reads a status line and headers: (status, headers, HTTP/1.1). EOFError if the peer
     closed before sending a byte; ProtocolError for anything that is not HTTP."""
     line = f.readline(MAX_HEAD)
@@ -80,12 +81,12 @@ def read_head(f: BinaryIO) -> Tuple[int, Dict[str, str], bool]:
 Sink = Callable[[int], Any]
 
 
-def read_into(f: BinaryIO, buf: Any, n: int) -> Any:
+def read_into(f: io.BufferedReader, buf: Any, n: int) -> Any:
     """Fills ``buf`` (n bytes, any writable buffer) from f."""
     view = memoryview(buf).cast("B")
     got = 0
     while got < n:
-        k = f.readinto(view[got:])  # type: ignore[attr-defined]
+        k = f.readinto(view[got:])
         if not k:
             raise ProtocolError(f"connection closed after {got} of {n} body bytes")
         got += k
@@ -96,7 +97,7 @@ class ChunkedReader:
     """The payload of a chunked body, piece by piece: ``read(n)`` gives up to n bytes, and b""
     once the last chunk has come."""
 
-    def __init__(self, f: BinaryIO):
+    def __init__(self, f: io.BufferedReader):
         self._f = f
         self._left = 0  # bytes of the current chunk not yet read
         self._done = False
@@ -136,7 +137,7 @@ class ChunkedReader:
 
 
 def read_body(
-    f: BinaryIO, method: str, status: int, headers: Dict[str, str], into: Optional[Sink] = None,
+    f: io.BufferedReader, method: str, status: int, headers: Dict[str, str], into: Optional[Sink] = None,
 ) -> Tuple[Any, bool]:
     """The body of a response whose head was read, and whether it ended where the connection can
     carry the next request (False: read up to the close). A 200 answer with a Content-Length
@@ -156,11 +157,16 @@ def read_body(
     return f.read(), False
 
 
-def _read_bytes(f: BinaryIO, n: int) -> bytes:
+def _read_bytes(f: io.BufferedReader, n: int) -> bytes:
     data = f.read(n)
     if len(data) != n:
         raise ProtocolError(f"connection closed after {len(data)} of {n} body bytes")
     return data
+
+
+def reader(sock: socket.socket) -> io.BufferedReader:
+    """A buffered reader of ``sock`` (what ``makefile("rb")`` gives, typed as such)."""
+    return cast(io.BufferedReader, sock.makefile("rb", buffering=64 * 1024))
 
 
 class Connection:
@@ -174,7 +180,7 @@ class Connection:
         self._connect = connect
         self._host = host
         self._sock: Optional[socket.socket] = None
-        self._file: Optional[BinaryIO] = None
+        self._file: Optional[io.BufferedReader] = None
 
     def close(self) -> None:
         if self._file is not None:
@@ -208,7 +214,7 @@ class Connection:
         for attempt in (0, 1):
             if self._sock is None:
                 self._sock = self._connect()
-                self._file = self._sock.makefile("rb", buffering=64 * 1024)
+                self._file = reader(self._sock)
             assert self._file is not None
             try:
                 self._sock.sendall(data)

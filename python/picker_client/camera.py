@@ -15,7 +15,7 @@ from . import _http
 from .errors import CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning
 
 if TYPE_CHECKING:
-    import numpy
+    import numpy.typing
 
 #: Where the packaged service listens (``still.socket`` in ``/etc/picker/picker.toml``).
 DEFAULT_SOCKET = "/run/picker/still.sock"
@@ -37,7 +37,7 @@ class Frame:
 
     __slots__ = ("array", "sequence", "timestamp_ns", "width", "height")
 
-    def __init__(self, array: "numpy.ndarray", sequence: int, timestamp_ns: int, width: int,
+    def __init__(self, array: "numpy.typing.NDArray[numpy.uint8]", sequence: int, timestamp_ns: int, width: int,
                  height: int):
         self.array = array
         self.sequence = sequence
@@ -52,7 +52,7 @@ class Frame:
 
 def _numpy() -> Any:
     try:
-        import numpy
+        import numpy.typing
     except ImportError:
         raise PickerError(
             "numpy is needed for arrays: `sudo apt install python3-numpy` "
@@ -105,7 +105,7 @@ class Camera:
 
     # --- stills ------------------------------------------------------------------------------
 
-    def still(self, fresh: bool = False, order: str = "rgb") -> "numpy.ndarray":
+    def still(self, fresh: bool = False, order: str = "rgb") -> "numpy.typing.NDArray[numpy.uint8]":
         """The newest frame as a writable ``numpy.ndarray`` of shape (height, width, 3), dtype
         uint8, channels RGB (``order="bgr"`` for OpenCV).
 

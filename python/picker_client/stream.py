@@ -14,13 +14,13 @@ import socket
 import threading
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
 
 from . import _http
 from .errors import CameraOffline, PickerError, ServiceNotRunning
 
 if TYPE_CHECKING:
-    import numpy
+    import numpy.typing
 
 #: Longest part head we accept (picker's are about 150 bytes).
 _MAX_PART_HEAD = 16 * 1024
@@ -48,7 +48,7 @@ class StreamFrame:
         return (f"StreamFrame(sequence={self.sequence}, timestamp_ns={self.timestamp_ns}, "
                 f"{len(self.jpeg)} bytes)")
 
-    def array(self, order: str = "rgb") -> "numpy.ndarray":
+    def array(self, order: str = "rgb") -> "numpy.typing.NDArray[numpy.uint8]":
         """The JPEG decoded to a (height, width, 3) uint8 array, RGB or ``order="bgr"``.
         Needs numpy and Pillow (``python3-pil``) or OpenCV (``python3-opencv``)."""
         if order not in ("rgb", "bgr"):
@@ -59,7 +59,7 @@ class StreamFrame:
             raise PickerError("numpy is needed for arrays: `sudo apt install python3-numpy`") \
                 from None
         try:
-            from PIL import Image
+            from PIL import Image  # type: ignore[import]
         except ImportError:
             return _decode_with_opencv(self.jpeg, order, np)
         with Image.open(io.BytesIO(self.jpeg)) as im:
@@ -67,9 +67,9 @@ class StreamFrame:
         return rgb if order == "rgb" else np.ascontiguousarray(rgb[..., ::-1])
 
 
-def _decode_with_opencv(jpeg: bytes, order: str, np: Any) -> "numpy.ndarray":
+def _decode_with_opencv(jpeg: bytes, order: str, np: Any) -> "numpy.typing.NDArray[numpy.uint8]":
     try:
-        import cv2
+        import cv2  # type: ignore[import]
     except ImportError:
         raise PickerError(
             "decoding a JPEG needs Pillow or OpenCV: `sudo apt install python3-pil` "
@@ -78,7 +78,9 @@ def _decode_with_opencv(jpeg: bytes, order: str, np: Any) -> "numpy.ndarray":
     bgr = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise PickerError(f"OpenCV could not decode a {len(jpeg)}-byte frame as JPEG")
-    return bgr if order == "bgr" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    rgb: "numpy.typing.NDArray[numpy.uint8]" = (
+        bgr if order == "bgr" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return rgb
 
 
 class Stream:
@@ -276,7 +278,7 @@ class _Reader:
                 if self._stopping:
                     sock.close()
                     return
-            with sock, sock.makefile("rb", buffering=64 * 1024) as f:
+            with sock, _http.reader(sock) as f:
                 headers = {"Accept": "multipart/x-mixed-replace"}
                 if s._auth is not None:
                     headers["Authorization"] = s._auth
@@ -313,10 +315,10 @@ def _boundary(content_type: str) -> Optional[bytes]:
     return None
 
 
-def _body_reader(f: BinaryIO, head: Dict[str, str]) -> Callable[[int], bytes]:
+def _body_reader(f: io.BufferedReader, head: Dict[str, str]) -> Callable[[int], bytes]:
     if "chunked" in head.get("transfer-encoding", "").lower():
         return _http.ChunkedReader(f).read
-    return f.read1 if hasattr(f, "read1") else f.read  # type: ignore[attr-defined]
+    return f.read1
 
 
 def _parts(read: Callable[[int], bytes], boundary: bytes) -> Iterator[StreamFrame]:
