@@ -137,7 +137,8 @@ class ChunkedReader:
 
 
 def read_body(
-    f: io.BufferedReader, method: str, status: int, headers: Dict[str, str], into: Optional[Sink] = None,
+    f: io.BufferedReader, method: str, status: int, headers: Dict[str, str],
+    into: Optional[Sink] = None,
 ) -> Tuple[Any, bool]:
     """The body of a response whose head was read, and whether it ended where the connection can
     carry the next request (False: read up to the close). A 200 answer with a Content-Length
@@ -194,11 +195,10 @@ class Connection:
         it cannot carry the next request."""
         if self._sock is None:
             return False
-        try:
-            readable, _, _ = select.select([self._sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable
+        # poll, not select: select fails on descriptors above 1023, which a busy robot has.
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        return not poller.poll(0)
 
     def request(
         self, method: str, path: str, headers: Optional[Dict[str, str]] = None,

@@ -37,8 +37,8 @@ class Frame:
 
     __slots__ = ("array", "sequence", "timestamp_ns", "width", "height")
 
-    def __init__(self, array: "numpy.typing.NDArray[numpy.uint8]", sequence: int, timestamp_ns: int, width: int,
-                 height: int):
+    def __init__(self, array: "numpy.typing.NDArray[numpy.uint8]", sequence: int,
+                 timestamp_ns: int, width: int, height: int):
         self.array = array
         self.sequence = sequence
         self.timestamp_ns = timestamp_ns
@@ -105,7 +105,8 @@ class Camera:
 
     # --- stills ------------------------------------------------------------------------------
 
-    def still(self, fresh: bool = False, order: str = "rgb") -> "numpy.typing.NDArray[numpy.uint8]":
+    def still(self, fresh: bool = False,
+              order: str = "rgb") -> "numpy.typing.NDArray[numpy.uint8]":
         """The newest frame as a writable ``numpy.ndarray`` of shape (height, width, 3), dtype
         uint8, channels RGB (``order="bgr"`` for OpenCV).
 

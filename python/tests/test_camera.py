@@ -246,3 +246,23 @@ def test_one_connection_is_reused_and_reopened_after_picker_restarts(picker):
     picker.restart()  # as `systemctl restart picker` does
     assert cam.still().shape == (512, 512, 3)
     assert cam._conn._sock is not first
+
+
+def test_the_connection_is_reused_on_a_descriptor_above_1023(picker):
+    # A robot with many files open: select() cannot watch such a descriptor, poll() can.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(4096, hard)), hard))
+    fillers = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        cam = Camera(picker.socket)
+        cam.still()
+        first = cam._conn._sock
+        assert first is not None and first.fileno() > 1023
+        cam.still()
+        assert cam._conn._sock is first
+        cam.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
