@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks behind BENCHMARKS.md and keeps their output in target/bench-results/.
-#   benches/run.sh                 # all: encode callgrind still idle load copies (~20 min)
+#   benches/run.sh                 # all: encode callgrind still idle load copies pyclient (~20 min)
 #   benches/run.sh load still      # some of them (floor: the floor alone)
 #   SECONDS_PER_RUN=5 REPEAT=1 benches/run.sh   # a quick smoke run
 # The machine is shared and noisy: each figure is a median over REPEAT runs, and the encode
@@ -14,7 +14,7 @@ CLIENTS=${CLIENTS:-1,50,100,200}
 out=target/bench-results
 mkdir -p "$out"
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies) # load runs the floor too
+[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies pyclient) # load runs the floor too
 
 packaging/host-deps.sh --bench
 # Release builds of the server and of the bench programs (the bench profile is release).
@@ -72,8 +72,13 @@ for w in "${what[@]}"; do
         benches/copies.py --bin target/release/picker --seconds "$SECONDS_PER_RUN" |
             tee "$out/copies.md"
         ;;
+    pyclient)
+        # The Python client's Camera.still() against a raw socket read of the same bytes (issue 22).
+        PYTHONDONTWRITEBYTECODE=1 benches/py_client.py --bin target/release/picker \
+            --requests 2000 --repeat "$REPEAT" | tee "$out/pyclient.md"
+        ;;
     *)
-        echo "unknown benchmark $w (encode callgrind still idle load floor copies)" >&2
+        echo "unknown benchmark $w (encode callgrind still idle load floor copies pyclient)" >&2
         exit 2
         ;;
     esac
