@@ -12,10 +12,26 @@ from __future__ import annotations
 import io
 import select
 import socket
-from typing import Any, Callable, Dict, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, cast
 
 #: Longest response head we accept: picker's heads are a few hundred bytes.
 MAX_HEAD = 64 * 1024
+
+
+_C = TypeVar("_C", bound="Closing")
+
+
+class Closing:
+    """``with x:`` closes ``x`` at the end (the public classes' context manager)."""
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 class ProtocolError(Exception):

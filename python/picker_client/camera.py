@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import getpass
 import json
 import os
@@ -28,6 +29,7 @@ def boottime_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class Frame:
     """One still with what picker says about it.
 
@@ -35,19 +37,11 @@ class Frame:
     ``sequence`` is picker's frame counter, which grows by one per camera frame.
     """
 
-    __slots__ = ("array", "sequence", "timestamp_ns", "width", "height")
-
-    def __init__(self, array: "numpy.typing.NDArray[numpy.uint8]", sequence: int,
-                 timestamp_ns: int, width: int, height: int):
-        self.array = array
-        self.sequence = sequence
-        self.timestamp_ns = timestamp_ns
-        self.width = width
-        self.height = height
-
-    def __repr__(self) -> str:
-        return (f"Frame(sequence={self.sequence}, timestamp_ns={self.timestamp_ns}, "
-                f"{self.width}x{self.height})")
+    array: "numpy.typing.NDArray[numpy.uint8]" = dataclasses.field(repr=False)
+    sequence: int
+    timestamp_ns: int
+    width: int
+    height: int
 
 
 def _numpy() -> Any:
@@ -66,7 +60,7 @@ def _controls_key(name: str) -> str:
     return name.replace("_", "-")
 
 
-class Camera:
+class Camera(_http.Closing):
     """picker's stills and controls, for a program on the same machine.
 
     ``Camera()`` talks to the packaged service; a second camera (``picker@NAME``) has its own
@@ -91,12 +85,6 @@ class Camera:
         self.offline_after = offline_after
         self._lock = threading.Lock()
         self._conn = _http.Connection(self._connect, "picker")
-
-    def __enter__(self) -> "Camera":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Closes the connection (the next request opens a new one)."""

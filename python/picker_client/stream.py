@@ -9,6 +9,7 @@ ones, and it would be handed ever older frames.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import socket
 import threading
@@ -26,27 +27,21 @@ if TYPE_CHECKING:
 _MAX_PART_HEAD = 16 * 1024
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class StreamFrame:
     """One JPEG of the stream.
 
     ``timestamp_ns`` is the capture time on the camera machine's CLOCK_BOOTTIME (the clock of
     :meth:`picker_client.Camera.capture`'s frames); ``timestamp`` the same moment in Unix
-    seconds, to compare with another machine's clock. ``sequence`` is picker's frame counter.
+    seconds, to compare with another machine's clock. ``sequence`` is picker's frame counter;
+    ``offline`` marks picker's "camera offline" picture (``frames()`` raises instead).
     """
 
-    __slots__ = ("jpeg", "sequence", "timestamp_ns", "timestamp", "offline")
-
-    def __init__(self, jpeg: bytes, sequence: int, timestamp_ns: int, timestamp: float,
-                 offline: bool):
-        self.jpeg = jpeg
-        self.sequence = sequence
-        self.timestamp_ns = timestamp_ns
-        self.timestamp = timestamp
-        self.offline = offline
-
-    def __repr__(self) -> str:
-        return (f"StreamFrame(sequence={self.sequence}, timestamp_ns={self.timestamp_ns}, "
-                f"{len(self.jpeg)} bytes)")
+    jpeg: bytes = dataclasses.field(repr=False)
+    sequence: int
+    timestamp_ns: int
+    timestamp: float
+    offline: bool
 
     def array(self, order: str = "rgb") -> "numpy.typing.NDArray[numpy.uint8]":
         """The JPEG decoded to a (height, width, 3) uint8 array, RGB or ``order="bgr"``.
@@ -83,7 +78,7 @@ def _decode_with_opencv(jpeg: bytes, order: str, np: Any) -> "numpy.typing.NDArr
     return rgb
 
 
-class Stream:
+class Stream(_http.Closing):
     """picker's MJPEG stream at ``url`` (``http://HOST:8000/stream.mjpg``; ``http://HOST:8000``
     will do), always the newest frame.
 
@@ -130,12 +125,6 @@ class Stream:
         self._error: Optional[BaseException] = None
         self._reader: Optional[_Reader] = None
         self._closed = False
-
-    def __enter__(self) -> "Stream":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stops the reader thread and closes the connection."""
