@@ -2,7 +2,7 @@
 # Runs the benchmarks behind BENCHMARKS.md and keeps their output in target/bench-results/;
 # benches/plot.py draws each result into benches/plots/*.svg (linked from BENCHMARKS.md and
 # RELIABILITY.md).
-#   benches/run.sh                 # all: encode callgrind still idle load copies reliability (~22 min)
+#   benches/run.sh                 # all: encode callgrind still idle load copies reliability pyclient (~24 min)
 #   benches/run.sh load still      # some of them (floor: the floor alone)
 #   SECONDS_PER_RUN=5 REPEAT=1 benches/run.sh   # a quick smoke run
 # The machine is shared and noisy: each figure is a median over REPEAT runs, and the encode
@@ -16,7 +16,7 @@ CLIENTS=${CLIENTS:-1,50,100,200}
 out=target/bench-results
 mkdir -p "$out"
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies reliability) # load runs the floor too
+[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies reliability pyclient) # load runs the floor too
 plots=benches/plots
 mkdir -p "$plots"
 
@@ -85,8 +85,13 @@ for w in "${what[@]}"; do
             --samples "$out/reliability.csv" | tee "$out/reliability.md"
         benches/plot.py reliability "$out/reliability.csv" "$plots/flood-stills.svg"
         ;;
+    pyclient)
+        # The Python client's Camera.still() against a raw socket read of the same bytes (issue 22).
+        PYTHONDONTWRITEBYTECODE=1 benches/py_client.py --bin target/release/picker \
+            --requests 2000 --repeat "$REPEAT" | tee "$out/pyclient.md"
+        ;;
     *)
-        echo "unknown benchmark $w (encode callgrind still idle load floor copies reliability)" >&2
+        echo "unknown benchmark $w (encode callgrind still idle load floor copies reliability pyclient)" >&2
         exit 2
         ;;
     esac

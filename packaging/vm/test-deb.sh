@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Proves the Debian package in a forky VM (QEMU, libcamera's virtual camera): every command the
 # README tells a user to type, run verbatim, plus what the unit promises (READY, watchdog,
-# socket permissions, config errors, remove/purge).
+# socket permissions, config errors, remove/purge), and the Python client package
+# (python3-picker-client, found beside the picker .deb) taking a still as a member of group picker.
 #
 #   packaging/vm/test-deb.sh [--deb FILE] [--keep]
 #
-# Without --deb it builds the package first (packaging/build-deb.sh --suite forky). --keep leaves
+# Without --deb it builds the packages first (packaging/build-deb.sh --suite forky). --keep leaves
 # the VM running afterwards for a look around (see packaging/vm/lib.sh for ssh). Prints PASS or
 # FAIL per step and exits 1 if any step failed. Every command has a timeout.
 set -uo pipefail
@@ -102,7 +103,14 @@ if [[ -z "$deb" ]]; then
         exit 1
     fi
 fi
+# The Python client, built from the same source by the same packaging.
+pydeb=$(ls "$(dirname "$deb")"/python3-picker-client_*_all.deb 2>/dev/null | tail -n1)
+if [[ -z $pydeb ]]; then
+    fail "python3-picker-client_*_all.deb beside $deb" "build-deb.sh builds it with picker"
+    exit 1
+fi
 echo "      package: $deb"
+echo "      package: $pydeb"
 
 # --- boot --------------------------------------------------------------------------------------
 t0=$SECONDS
@@ -118,10 +126,10 @@ port_b=$(vm_host_port 8001)
 # --- install -----------------------------------------------------------------------------------
 copy_deb() {
     vm 'rm -rf /tmp/deb && mkdir -m 0755 /tmp/deb' &&
-        with_timeout 120 vm_copy_in "$deb" /tmp/deb/ &&
+        with_timeout 120 vm_copy_in "$deb" "$pydeb" /tmp/deb/ &&
         vm 'chmod 0644 /tmp/deb/*.deb && ls -l /tmp/deb'
 }
-step "copy the .deb into the VM" copy_deb
+step "copy the .debs into the VM" copy_deb
 
 # Verbatim, offline: the image has the runtime dependencies but no network.
 step "apt install ./picker_*.deb" vm --timeout 300 'cd /tmp/deb && apt install ./picker_*.deb </dev/null'
@@ -201,6 +209,34 @@ step "still over the socket refused for alice (ordinary user)" still_refused
 step "socket picker:picker 0660 in /run/picker (0750)" vm \
     'test "$(stat -c "%a %U %G" /run/picker/still.sock)" = "660 picker picker" &&
      test "$(stat -c "%a %U %G" /run/picker)" = "750 picker picker"'
+
+# --- the Python client -------------------------------------------------------------------------
+# Installed beside picker, offline (the image has python3 and python3-numpy), into the system's
+# dist-packages; a still from python3 -c as bob (group picker, added above), as a robot takes it.
+step "apt install ./python3-picker-client_*.deb" vm --timeout 300 \
+    'cd /tmp/deb && apt install ./python3-picker-client_*.deb </dev/null &&
+     dpkg -L python3-picker-client | grep -x /usr/lib/python3/dist-packages/picker_client/__init__.py'
+python_still_member() {
+    vm "runuser -u bob -- python3 -c 'import picker_client
+f = picker_client.Camera().capture(fresh=True)
+print(f, f.array.shape, f.array.dtype, picker_client.__file__)
+assert f.array.shape == (512, 512, 3) and str(f.array.dtype) == \"uint8\"'"
+}
+python_still_refused() {
+    # alice is not in group picker: the client says which group and which socket.
+    local out
+    out=$(vm "runuser -u alice -- python3 -c 'import picker_client
+try:
+    picker_client.Camera().still()
+except picker_client.PermissionError as e:
+    print(e)
+    raise SystemExit(3)'")
+    local rc=$?
+    echo "$out"
+    ((rc == 3)) && grep -q "group picker" <<<"$out" && grep -q /run/picker/still.sock <<<"$out"
+}
+step "python3 -c: Camera().capture(fresh=True) as bob (group picker): 512x512x3 uint8" python_still_member
+step "python3 -c as alice: picker_client.PermissionError naming group picker and the socket" python_still_refused
 
 # --- port change -------------------------------------------------------------------------------
 change_port() {
