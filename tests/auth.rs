@@ -146,9 +146,9 @@ fn a_login_flood_that_hangs_up_keeps_memory_bounded_and_a_right_login_works_afte
     .collect();
     eprintln!("{sent} attempts sent; failed, throttled, shed, abandoned: {counted:?}");
     // Clients that hang up at once are gone before their check's turn: their checks are
-    // skipped (abandoned); beyond the queue, attempts are shed. (hyper drops the handler of
-    // a connection it sees closed, often before it runs: those attempts cost nothing.)
-    assert!(counted[2] > 0.0 && counted[3] > 0.0, "{counted:?}");
+    // skipped (abandoned). (hyper drops the handler of a connection it sees closed, often
+    // before it runs or while it waits for a place: those attempts cost nothing.)
+    assert!(counted[3] > 0.0, "{counted:?}");
     assert!(counted.iter().sum::<f64>() <= sent, "{counted:?} of {sent}");
     assert_eq!(m.get("picker_auth_passed_total"), 1.0);
     // The attempts are summarised in the log, not one line each.
@@ -166,17 +166,40 @@ fn a_login_flood_that_hangs_up_keeps_memory_bounded_and_a_right_login_works_afte
 
 #[test]
 fn first_time_logins_get_in_while_20_connections_send_wrong_passwords() {
+    let p = first_time_logins_under_attack(|_, _| "127.0.0.2".to_string());
+    let m = Metrics::read(&p);
+    // Five wrong attempts from the attacking address, then it was throttled.
+    assert!(m.get("picker_auth_throttled_total") > 0.0);
+    assert!(
+        m.get("picker_auth_failed_total") <= 10.0,
+        "{}",
+        m.get("picker_auth_failed_total")
+    );
+}
+
+#[test]
+fn first_time_logins_get_in_while_20_connections_send_wrong_passwords_from_200_addresses() {
+    // Each connection rotates over its own 10 addresses: the allowance per address does not
+    // stop them, the check queue is full of them, and the clean lane still lets a viewer in.
+    let p = first_time_logins_under_attack(|t, i| format!("127.0.3.{}", 1 + t * 10 + i % 10));
+    let m = Metrics::read(&p);
+    assert!(m.get("picker_auth_failed_total") > 20.0);
+}
+
+/// 20 connections send wrong passwords (from `attacker(thread, attempt)`) while 10 first-time
+/// logins with the right password come from 127.0.0.1: all 10 must get in.
+fn first_time_logins_under_attack(attacker: fn(u32, u32) -> String) -> Picker {
     let (p, _) = start_with_auth(&[]);
     let addr = p.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let wrong = basic("Basic", "robot:guess");
     let attackers: Vec<_> = (0..20)
-        .map(|_| {
+        .map(|t| {
             let (stop, wrong) = (stop.clone(), wrong.clone());
             std::thread::spawn(move || {
                 let mut answers = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    let r = get_from("127.0.0.2", addr, "/state", &wrong);
+                    let r = get_from(&attacker(t, answers), addr, "/state", &wrong);
                     assert!([401, 429, 503].contains(&r.status), "{}", r.status);
                     answers += 1;
                 }
@@ -204,15 +227,8 @@ fn first_time_logins_get_in_while_20_connections_send_wrong_passwords() {
     let answered: u32 = attackers.into_iter().map(|a| a.join().unwrap()).sum();
     assert_eq!(statuses, vec![200; 10], "after {answered} wrong attempts");
     assert!(answered > 20, "the attack ran: {answered}");
-    let m = Metrics::read(&p);
-    assert_eq!(m.get("picker_auth_passed_total"), 10.0);
-    // Five wrong attempts from the attacking address, then it was throttled.
-    assert!(m.get("picker_auth_throttled_total") > 0.0);
-    assert!(
-        m.get("picker_auth_failed_total") <= 10.0,
-        "{}",
-        m.get("picker_auth_failed_total")
-    );
+    assert_eq!(Metrics::read(&p).get("picker_auth_passed_total"), 10.0);
+    p
 }
 
 #[test]

@@ -9,14 +9,18 @@
 //! - Checks run one at a time on one thread (`auth`), which owns the check's memory: one
 //!   block array, allocated at the first check and reused, never one per attempt. A request
 //!   only queues a job and awaits the answer; a client that hangs up cancels nothing that
-//!   holds memory, and a queued job whose client has gone is skipped. The queue is short:
-//!   beyond it an attempt is shed (503).
+//!   holds memory, and a queued job whose client has gone is skipped. The queue is short;
+//!   requests beyond it wait for a place in arrival order (a bounded number of them, for a
+//!   bounded time), beyond that an attempt is shed (503).
 //! - A credential that passed is remembered for [`REMEMBER_FOR`], under a keyed hash of the
 //!   header (the key is random per process; the password itself is never kept), so a viewer
 //!   that already logged in never queues behind an attacker.
 //! - Each client address (see [`crate::peers`]) has a small allowance of attempts, refilled
 //!   slowly, in a bounded table (oldest evicted): one address cannot fill the queue, so a
 //!   few attacking hosts cannot lock out first-time logins from others (429 beyond it).
+//!   An address that has not failed lately queues in a lane of its own, served first: an
+//!   attacker with many addresses fills the other lane after one try from each, and a
+//!   first-time viewer still gets the next check.
 //! - An unknown user is checked against a dummy hash of the same cost as the users' (all
 //!   users must share one cost, see [`check_users`]), so users cannot be told apart by time.
 //! - Every attempt is counted for `/metrics`, and summarised in the log at most once per
@@ -26,10 +30,10 @@
 //! a TLS proxy in front.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore as _};
@@ -64,10 +68,11 @@ pub const MAX_COST: Cost = Cost {
 pub const REMEMBER_FOR: Duration = Duration::from_secs(10 * 60);
 /// Credentials remembered at most (oldest forgotten first).
 const REMEMBERED: usize = 64;
-/// Checks that may wait for the one running; beyond them an attempt is shed (503).
+/// Checks that may wait for the one running, per lane (see [`Lanes`]); further requests wait
+/// for a place (at most [`WAITERS`] of them), beyond that an attempt is shed (503).
 const QUEUE: usize = 8;
-/// The longest a request waits for its check's answer (the queue full of the costliest
-/// checks on a Pi Zero 2 W would take longer) before it is answered 503.
+/// The longest a request waits for a place and its check's answer (the queue full of the
+/// costliest checks on a Pi Zero 2 W would take longer) before it is answered 503.
 const REPLY_WAIT: Duration = Duration::from_secs(10);
 /// Attempts an address may make in a burst ...
 const BURST: u32 = 5;
@@ -252,6 +257,9 @@ struct Job {
     user: Option<usize>,
     password: String,
     reply: tokio::sync::oneshot::Sender<bool>,
+    /// Its place in its lane, held until the check has ended (or was skipped): whatever the
+    /// client does, no more than [`QUEUE`] jobs per lane exist.
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Credentials that passed, by keyed hash, each until it expires.
@@ -308,8 +316,9 @@ impl Bucket {
 }
 
 impl Allowance {
-    /// Takes one attempt for `addr`; `Err` is how long until it has one.
-    fn take(&mut self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Takes one attempt for `addr`: `Ok(true)` if its allowance was whole (it has not
+    /// failed lately), `Err` is how long until it has one.
+    fn take(&mut self, addr: IpAddr, now: Instant) -> Result<bool, Duration> {
         if !self.buckets.contains_key(&addr) && self.buckets.len() >= ADDRESSES {
             self.evict(now);
         }
@@ -321,11 +330,12 @@ impl Allowance {
         if b.tokens == 0 {
             return Err((b.at + REFILL).saturating_duration_since(now));
         }
+        let clean = b.tokens == BURST;
         b.tokens -= 1;
-        Ok(())
+        Ok(clean)
     }
 
-    /// Gives an attempt back (it passed, or was never checked).
+    /// Gives an attempt back (it passed).
     fn give_back(&mut self, addr: IpAddr, now: Instant) {
         if let Some(b) = self.buckets.get_mut(&addr) {
             *b = b.refilled(now);
@@ -343,10 +353,69 @@ impl Allowance {
     }
 }
 
+/// The check queue: two lanes of at most [`QUEUE`] jobs each, the lane of addresses that
+/// have not failed lately ("clean") served first.
+struct Lanes<T> {
+    clean: VecDeque<T>,
+    suspect: VecDeque<T>,
+}
+
+impl<T> Lanes<T> {
+    fn new() -> Self {
+        Lanes {
+            clean: VecDeque::with_capacity(QUEUE),
+            suspect: VecDeque::with_capacity(QUEUE),
+        }
+    }
+
+    /// Queues `job`, or gives it back when its lane is full.
+    fn push(&mut self, job: T, clean: bool) -> Result<(), T> {
+        let lane = if clean {
+            &mut self.clean
+        } else {
+            &mut self.suspect
+        };
+        if lane.len() >= QUEUE {
+            return Err(job);
+        }
+        lane.push_back(job);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        self.clean.pop_front().or_else(|| self.suspect.pop_front())
+    }
+}
+
+/// [`Lanes`] shared with the `auth` thread, which waits on `ready`.
+struct Queue {
+    lanes: Mutex<(Lanes<Job>, bool)>,
+    ready: Condvar,
+    /// The places of each lane (clean, suspect): a request waits for one in FIFO order, so
+    /// a viewer queues behind the attempts already waiting instead of racing attackers that
+    /// retry at once.
+    places: [Arc<tokio::sync::Semaphore>; 2],
+    /// Requests waiting for a place, per lane; beyond [`WAITERS`] an attempt is shed.
+    waiting: [std::sync::atomic::AtomicUsize; 2],
+}
+
+/// Requests that may wait for a place in one lane.
+const WAITERS: usize = 64;
+
+/// One request counted in [`Queue::waiting`] until dropped (also when its client hangs up).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The users allowed on the stream port, and the thread that checks their passwords.
 pub struct Auth {
     names: Vec<String>,
-    jobs: SyncSender<Job>,
+    /// The check queue; the `bool` beside the lanes is set when the `auth` thread must end.
+    jobs: Arc<Queue>,
     /// The key of the keyed hash credentials are remembered under.
     key: [u8; 32],
     remembered: Mutex<Remembered>,
@@ -379,13 +448,20 @@ impl Auth {
         dummy.salt = random::<16>().to_vec();
         dummy.hash = random::<32>()[..dummy.hash.len().min(32)].to_vec();
         let counts = Arc::new(Counts::default());
-        let (jobs, rx) = std::sync::mpsc::sync_channel(QUEUE);
-        let c = counts.clone();
+        let jobs = Arc::new(Queue {
+            lanes: Mutex::new((Lanes::new(), false)),
+            ready: Condvar::new(),
+            places: [(); 2].map(|()| Arc::new(tokio::sync::Semaphore::new(QUEUE))),
+            waiting: Default::default(),
+        });
+        let (c, q) = (counts.clone(), jobs.clone());
         if let Err(e) = std::thread::Builder::new()
             .name("auth".into())
-            .spawn(move || check_thread(rx, stored, dummy, c))
+            .spawn(move || check_thread(&q, stored, dummy, c))
         {
             tracing::error!("cannot start the password check thread: {e}; logins answer 503");
+            // Nobody would take the jobs: every attempt is shed.
+            lock(&jobs.lanes).1 = true;
         }
         Auth {
             names,
@@ -409,10 +485,13 @@ impl Auth {
             return Verdict::Allowed;
         }
         let addr = crate::peers::key(peer.unwrap_or(IpAddr::from([0, 0, 0, 0])));
-        if let Err(wait) = lock(&self.allowance).take(addr, now) {
-            bump(&self.counts.throttled);
-            return Verdict::Throttled(wait);
-        }
+        let clean = match lock(&self.allowance).take(addr, now) {
+            Ok(clean) => clean,
+            Err(wait) => {
+                bump(&self.counts.throttled);
+                return Verdict::Throttled(wait);
+            }
+        };
         let Some((user, password)) = std::str::from_utf8(header).ok().and_then(parse_basic) else {
             bump(&self.counts.failed);
             return Verdict::Denied;
@@ -429,20 +508,40 @@ impl Auth {
                     found
                 }
             });
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        match self.jobs.try_send(Job {
-            user,
-            password,
-            reply,
-        }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                lock(&self.allowance).give_back(addr, Instant::now());
-                bump(&self.counts.shed);
-                return Verdict::Busy;
+        let deadline = tokio::time::Instant::now() + REPLY_WAIT;
+        let lane = usize::from(!clean);
+        let place = {
+            let waiting = &self.jobs.waiting[lane];
+            let _counted = Waiting(waiting);
+            if waiting.fetch_add(1, Ordering::Relaxed) >= WAITERS {
+                None
+            } else {
+                let acquire = self.jobs.places[lane].clone().acquire_owned();
+                tokio::time::timeout_at(deadline, acquire)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
             }
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = place.is_some_and(|place| {
+            let mut lanes = lock(&self.jobs.lanes);
+            let job = Job {
+                user,
+                password,
+                reply,
+                _place: place,
+            };
+            !lanes.1 && lanes.0.push(job, clean).is_ok()
+        });
+        if !queued {
+            // The attempt is not given back: an attacker retrying at once on 503 would
+            // otherwise keep a whole allowance, and with it a place in the clean lane.
+            bump(&self.counts.shed);
+            return Verdict::Busy;
         }
-        match tokio::time::timeout(REPLY_WAIT, answer).await {
+        self.jobs.ready.notify_one();
+        match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(true)) => {
                 let now = Instant::now();
                 lock(&self.allowance).give_back(addr, now);
@@ -512,6 +611,16 @@ impl Auth {
     }
 }
 
+impl Drop for Auth {
+    fn drop(&mut self) {
+        for places in &self.jobs.places {
+            places.close();
+        }
+        lock(&self.jobs.lanes).1 = true;
+        self.jobs.ready.notify_one();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -524,7 +633,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 /// The `auth` thread: runs the checks one at a time in one reused block array, and logs a
 /// summary of the attempts that did not pass at most once per [`crate::throttle::PERIOD`].
-fn check_thread(jobs: Receiver<Job>, users: Vec<Stored>, dummy: Stored, counts: Arc<Counts>) {
+fn check_thread(jobs: &Queue, users: Vec<Stored>, dummy: Stored, counts: Arc<Counts>) {
     let blocks_needed = users
         .iter()
         .chain([&dummy])
@@ -536,10 +645,21 @@ fn check_thread(jobs: Receiver<Job>, users: Vec<Stored>, dummy: Stored, counts: 
     let mut logged = counts.snapshot();
     let mut last_line = Instant::now();
     loop {
-        let job = match jobs.recv_timeout(Duration::from_secs(1)) {
-            Ok(j) => Some(j),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
+        let job = {
+            let mut lanes = lock(&jobs.lanes);
+            if lanes.1 {
+                break;
+            }
+            match lanes.0.pop() {
+                Some(j) => Some(j),
+                None => {
+                    let (mut lanes, _) = jobs
+                        .ready
+                        .wait_timeout(lanes, Duration::from_secs(1))
+                        .unwrap_or_else(|e| e.into_inner());
+                    lanes.0.pop()
+                }
+            }
         };
         if let Some(job) = job {
             if job.reply.is_closed() {
@@ -643,22 +763,25 @@ mod tests {
         let mut a = Allowance::default();
         let x: IpAddr = "10.0.0.1".parse().unwrap();
         let y: IpAddr = "10.0.0.2".parse().unwrap();
-        for _ in 0..BURST {
-            assert_eq!(a.take(x, t0), Ok(()));
+        // The first attempt is from a clean address, the next ones are not.
+        assert_eq!(a.take(x, t0), Ok(true));
+        for _ in 1..BURST {
+            assert_eq!(a.take(x, t0), Ok(false));
         }
         assert_eq!(a.take(x, t0), Err(REFILL));
         // Another address is not affected.
-        assert_eq!(a.take(y, t0), Ok(()));
+        assert_eq!(a.take(y, t0), Ok(true));
         // A passed login gives its attempt back.
         a.give_back(x, t0);
-        assert_eq!(a.take(x, t0), Ok(()));
+        assert_eq!(a.take(x, t0), Ok(false));
         assert!(a.take(x, t0 + REFILL / 2).is_err());
-        assert_eq!(a.take(x, t0 + REFILL), Ok(()));
+        assert_eq!(a.take(x, t0 + REFILL), Ok(false));
         assert!(a.take(x, t0 + REFILL).is_err());
-        // A long pause fills the bucket up to the burst, no more.
+        // A long pause fills the bucket up to the burst, no more: clean again.
         let later = t0 + REFILL * 100;
-        for _ in 0..BURST {
-            assert_eq!(a.take(x, later), Ok(()));
+        assert_eq!(a.take(x, later), Ok(true));
+        for _ in 1..BURST {
+            assert_eq!(a.take(x, later), Ok(false));
         }
         assert!(a.take(x, later).is_err());
     }
@@ -684,6 +807,22 @@ mod tests {
         let much_later = t0 + REFILL * (BURST + 1);
         a.take("10.8.8.8".parse().unwrap(), much_later).unwrap();
         assert!(a.buckets.len() <= 2, "{}", a.buckets.len());
+    }
+
+    #[test]
+    fn the_clean_lane_is_served_first_and_each_lane_is_bounded() {
+        let mut q = Lanes::new();
+        for i in 0..QUEUE {
+            assert_eq!(q.push(100 + i, false), Ok(()));
+        }
+        assert_eq!(q.push(999, false), Err(999), "suspect lane full");
+        assert_eq!(q.push(1, true), Ok(()), "the clean lane still takes a job");
+        assert_eq!(q.push(2, true), Ok(()));
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.pop(), Some(2));
+        assert_eq!(q.pop(), Some(100));
+        let rest: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(rest, (101..100 + QUEUE).collect::<Vec<_>>());
     }
 
     #[test]
