@@ -16,19 +16,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use support::*;
 
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn basic(scheme: &str, credentials: &str) -> String {
     format!(
         "{scheme} {}",

@@ -580,20 +580,6 @@ fn an_address_that_appears_later_is_logged_with_its_stream_url() {
     );
 }
 
-/// `picker hash-password` for `password`.
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn curl_status(args: &[&str], url: &str) -> (u16, String) {
     assert!(have("curl"), "curl is needed: tests/run.sh installs it");
     let out = Command::new("curl")
