@@ -15,6 +15,18 @@ every 5 ms), and the status codes; then
      (replacing each one the server closes) and asks for 20 stills on the socket, one every
      0.7 s, each with an 8 s timeout: how many were answered and the slowest answer.
 
+With --attacks it runs the login and slot attacks of issue 18 instead (other hosts are other
+loopback addresses, 127.0.x.y), each for --seconds, reporting peak RSS (VmHWM), logins or
+viewers served, and the log's growth in bytes per minute:
+  a. login flood that hangs up: 8 loops send a wrong password from 240 addresses and close
+     at once; then 5 first-time right logins;
+  b. 20 connections sending wrong passwords from one address while 15 first-time right
+     logins (each header different, so none is remembered) come from another;
+  c. the same from 200 attacking addresses (the per-address allowance does not help: the
+     check queue does);
+  d. 64 stream clients from one address reading 1 KB/s, while 10 viewers from another
+     address open the stream.
+
 Python (standard library only) rather than a Rust bench program: it has to drive two builds
 of picker (before and after) from outside, like a client would.
 """
@@ -46,7 +58,7 @@ def free_port():
     return port
 
 
-def start(binary, nofile=None):
+def start(binary, nofile=None, stream_extra=""):
     d = tempfile.mkdtemp(prefix="pkrel", dir="/tmp")
     port = free_port()
     sock = os.path.join(d, "still.sock")
@@ -54,6 +66,7 @@ def start(binary, nofile=None):
     with open(config, "w") as f:
         f.write(
             f'[camera]\nsource = "test-pattern"\n[stream]\nbind = "127.0.0.1"\nport = {port}\n'
+            f"{stream_extra}"
             f'[still]\nsocket = "{sock}"\n'
         )
     cmd = [binary, "--config", config]
@@ -205,13 +218,195 @@ def flood(binary):
     return {"held": held[0], "answered": answered, "slowest_s": slowest, "times": times}
 
 
+def connect_from(src, port, timeout=10):
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def basic(scheme, credentials):
+    import base64
+
+    return f"{scheme} " + base64.b64encode(credentials.encode()).decode()
+
+
+def get_status(src, port, path, auth, timeout=15):
+    try:
+        s = connect_from(src, port, timeout)
+        s.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+        )
+        head = s.recv(64)
+        s.close()
+        return head.split(b" ")[1].decode() if head.startswith(b"HTTP/") else "no answer"
+    except OSError as e:
+        return type(e).__name__
+
+
+def metrics(port):
+    s = connect_from("127.0.0.1", port)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    out = {}
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith("picker_auth_") or line.startswith("picker_stream_refused"):
+            k, v = line.split()
+            out[k.replace("picker_", "").replace("_total", "")] = int(float(v))
+    return out
+
+
+SCHEMES = [
+    "".join(c.upper() if (i >> j) & 1 else c for j, c in enumerate("basic")) for i in range(32)
+]
+
+
+def attack(binary, seconds, kind):
+    """One attack of --attacks on a fresh picker; returns its row."""
+    hasher = subprocess.run(
+        [binary, "hash-password"], input="right horse\n", capture_output=True, text=True
+    )
+    extra = (
+        f'auth-users = {{ robot = "{hasher.stdout.strip()}" }}\nauth-exempt = ["/metrics"]\n'
+        if kind != "slots"
+        else ""
+    )
+    proc, port, sock, log = start(binary, stream_extra=extra)
+    pid = proc.pid
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+    base_rss = status_field(pid, "VmRSS")
+    log_before = os.path.getsize(log.name)
+    stop = threading.Event()
+    right = "robot:right horse"
+    served, tried = 0, 0
+
+    def wrong_hangup(t):
+        i = 0
+        while not stop.is_set():
+            try:
+                s = connect_from(f"127.0.{10 + t}.{1 + i % 30}", port)
+                s.sendall(
+                    f"GET /state HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                    f"{basic('Basic', 'robot:wrong')}\r\n\r\n".encode()
+                )
+                s.close()
+            except OSError:
+                pass
+            i += 1
+
+    def wrong_reading(srcs):
+        i = 0
+        while not stop.is_set():
+            get_status(srcs[i % len(srcs)], port, "/state", basic("Basic", "robot:guess"))
+            i += 1
+
+    def slow_reader():
+        try:
+            s = connect_from("127.0.0.2", port)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            while not stop.is_set():
+                if not s.recv(1024):
+                    break
+                time.sleep(1)
+            s.close()
+        except OSError:
+            pass
+
+    if kind == "hangup":
+        workers = [threading.Thread(target=wrong_hangup, args=(t,)) for t in range(8)]
+    elif kind == "one-host":
+        workers = [threading.Thread(target=wrong_reading, args=(["127.0.0.2"],)) for _ in range(20)]
+    elif kind == "many-hosts":
+        srcs = [f"127.0.5.{i}" for i in range(1, 201)]
+        workers = [
+            threading.Thread(target=wrong_reading, args=(srcs[k::20],)) for k in range(20)
+        ]
+    else:
+        workers = [threading.Thread(target=slow_reader) for _ in range(64)]
+    t0 = time.time()
+    for w in workers:
+        w.start()
+    time.sleep(1)
+    if kind in ("one-host", "many-hosts"):
+        # First-time logins during the flood, spread over it.
+        for i in range(15):
+            tried += 1
+            served += get_status("127.0.0.1", port, "/state", basic(SCHEMES[i], right)) == "200"
+            time.sleep(max(0, (seconds - 2) / 15 - 0.05))
+    elif kind == "slots":
+        time.sleep(2)
+        for _ in range(10):
+            tried += 1
+            try:
+                s = connect_from("127.0.0.1", port)
+                s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+                served += s.recv(64).startswith(b"HTTP/1.1 200")
+                s.close()
+            except OSError:
+                pass
+    while time.time() - t0 < seconds:
+        time.sleep(0.1)
+    elapsed = time.time() - t0
+    log_bytes = os.path.getsize(log.name) - log_before
+    stop.set()
+    for w in workers:
+        w.join()
+    peak = status_field(pid, "VmHWM")
+    if kind == "hangup":
+        time.sleep(0.3)
+        for i in range(5):
+            tried += 1
+            served += get_status("127.0.0.1", port, "/state", basic(SCHEMES[i], right)) == "200"
+    after = status_field(pid, "VmRSS")
+    m = metrics(port)
+    proc.terminate()
+    proc.wait()
+    return {
+        "kind": kind,
+        "base_rss_mb": base_rss / 1024,
+        "peak_rss_mb": peak / 1024,
+        "after_rss_mb": after / 1024,
+        "served": f"{served}/{tried}",
+        "log_bytes_per_min": log_bytes * 60 / elapsed,
+        "metrics": m,
+    }
+
+
+def attacks(binary, label, seconds):
+    print(f"### {label}: attacks of {seconds} s\n")
+    print("| attack | RSS before | peak RSS | RSS after | served | log bytes/min | counters |")
+    print("|---|---|---|---|---|---|---|")
+    for kind in ("hangup", "one-host", "many-hosts", "slots"):
+        r = attack(binary, seconds, kind)
+        print(
+            f"| {kind} | {r['base_rss_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB | "
+            f"{r['after_rss_mb']:.0f} MB | {r['served']} | {r['log_bytes_per_min']:.0f} | "
+            f"{r['metrics']} |",
+            flush=True,
+        )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--label", required=True)
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--samples", help="CSV of each still's time during the flood (benches/plot.py reliability)")
+    ap.add_argument("--attacks", action="store_true")
+    ap.add_argument("--seconds", type=int, default=20)
     a = ap.parse_args()
+    if a.attacks:
+        attacks(a.bin, a.label, a.seconds)
+        return
     proc, port, sock, log = start(a.bin)
 
     def tcp():

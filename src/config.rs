@@ -51,6 +51,7 @@ pub struct RawStream {
     pub height: Option<u32>,
     pub quality: Option<u8>,
     pub max_clients: Option<usize>,
+    pub max_clients_per_address: Option<usize>,
     pub client_timeout: Option<u64>,
     pub allow_origin: Option<String>,
     pub auth_users: Option<std::collections::BTreeMap<String, String>>,
@@ -116,6 +117,9 @@ pub struct StreamConfig {
     pub height: u32,
     pub quality: u8,
     pub max_clients: usize,
+    /// `stream.max-clients-per-address`: stream clients one address may hold (see
+    /// [`crate::peers`]); 0 = no cap. Default: a quarter of `max-clients`, at least 1.
+    pub max_clients_per_address: usize,
     /// A stream client that accepts no bytes for this long is dropped (`stream.client-timeout`).
     pub client_timeout: std::time::Duration,
     /// `stream.allow-origin`: the CORS `Access-Control-Allow-Origin` of every answer, `None`
@@ -375,17 +379,37 @@ impl RawConfig {
                 ));
             }
         }
-        let mut auth_users = Vec::new();
-        for (user, hash) in self.stream.auth_users.unwrap_or_default() {
-            if user.is_empty() || user.contains(':') {
-                errors.push(format!(
-                    "stream.auth-users: user {user:?}: must be non-empty without ':'"
-                ));
-            } else if let Err(e) = crate::http::auth::check_hash(&hash) {
-                errors.push(format!("stream.auth-users.{user}: {e}"));
-            } else {
-                auth_users.push((user, hash));
-            }
+        let auth_users: Vec<(String, String)> = self
+            .stream
+            .auth_users
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let auth_errors = crate::http::auth::check_users(&auth_users);
+        let with_auth = !auth_users.is_empty();
+        let auth_users = if auth_errors.is_empty() {
+            auth_users
+        } else {
+            errors.extend(auth_errors);
+            Vec::new()
+        };
+        if allow_origin.as_deref() == Some("*") && with_auth {
+            errors.push(
+                "stream.allow-origin = \"*\" with stream.auth-users: any web page could then make \
+                 its visitors' browsers guess passwords here and use up the password checks; \
+                 name the origin that needs access (e.g. \"http://octopi.local\")"
+                    .to_string(),
+            );
+        }
+        let max_clients_per_address = self
+            .stream
+            .max_clients_per_address
+            .unwrap_or((max_clients / 4).max(1));
+        if max_clients_per_address > max_clients {
+            errors.push(format!(
+                "stream.max-clients-per-address = {max_clients_per_address}: must be from 0 \
+                 (no cap) to stream.max-clients ({max_clients})"
+            ));
         }
         let auth_exempt = self.stream.auth_exempt.unwrap_or_default();
         for route in &auth_exempt {
@@ -479,6 +503,7 @@ impl RawConfig {
                 height: stream_height,
                 quality,
                 max_clients,
+                max_clients_per_address,
                 client_timeout: std::time::Duration::from_secs(client_timeout),
                 allow_origin,
                 auth_users,
@@ -740,6 +765,52 @@ mod tests {
             );
         }
         assert_eq!(parse("").unwrap().stream.allow_origin, None);
+    }
+
+    #[test]
+    fn allow_origin_star_with_auth_users_is_refused_naming_both_keys() {
+        let hash = crate::http::auth::hash_password("pw").unwrap();
+        let users = format!("auth-users = {{ robot = {hash:?} }}\n");
+        let err = parse(&format!("[stream]\nallow-origin = \"*\"\n{users}")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/etc/picker/picker.toml: ")
+                && msg.contains("stream.allow-origin = \"*\" with stream.auth-users"),
+            "{msg}"
+        );
+        // A named origin with auth, or `*` without auth, is fine.
+        parse(&format!(
+            "[stream]\nallow-origin = \"http://octopi.local\"\n{users}"
+        ))
+        .unwrap();
+        parse("[stream]\nallow-origin = \"*\"\n").unwrap();
+    }
+
+    #[test]
+    fn max_clients_per_address_defaults_to_a_quarter_and_is_range_checked() {
+        // (max-clients, per-address given, per-address wanted or None for an error)
+        let table: &[(usize, Option<usize>, Option<usize>)] = &[
+            (64, None, Some(16)),
+            (3, None, Some(1)),
+            (1, None, Some(1)),
+            (10, Some(0), Some(0)),
+            (10, Some(10), Some(10)),
+            (10, Some(11), None),
+        ];
+        for (max, per, want) in table {
+            let mut text = format!("[stream]\nmax-clients = {max}\n");
+            if let Some(per) = per {
+                text += &format!("max-clients-per-address = {per}\n");
+            }
+            match (parse(&text), want) {
+                (Ok(c), Some(w)) => assert_eq!(c.stream.max_clients_per_address, *w, "{text}"),
+                (Err(e), None) => assert!(
+                    e.to_string().contains("stream.max-clients-per-address"),
+                    "{e}"
+                ),
+                (got, _) => panic!("{text}: {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
+//! - [`peers`]: what one client is (its address, an IPv6 /64) for the per-client limits:
+//!   stream slots per address and login attempts per address.
 //! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will
 //!   ([`throttle::Events`]: refused connections, accept errors, dropped clients).
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
@@ -46,6 +48,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod offline;
+pub mod peers;
 pub mod state;
 pub mod still_client;
 pub mod throttle;

@@ -58,6 +58,8 @@ pub struct Shared {
     pub encoded: watch::Receiver<Option<Arc<EncodedFrame>>>,
     pub demand: Demand,
     pub stream_slots: Arc<Semaphore>,
+    /// Stream slots held per client address (`stream.max-clients-per-address`, reloadable).
+    pub per_address: Arc<crate::peers::PerAddress>,
     pub shutdown: watch::Receiver<bool>,
     /// Encodes snapshots and stills, once per frame and output, on a fixed set of threads.
     pub encode_pool: Arc<EncodePool>,

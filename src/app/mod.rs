@@ -215,6 +215,9 @@ fn share(
     Ok(Arc::new(Shared {
         controls,
         stream_slots: Arc::new(Semaphore::new(config.stream.max_clients)),
+        per_address: Arc::new(crate::peers::PerAddress::new(
+            config.stream.max_clients_per_address,
+        )),
         config,
         info,
         sink,

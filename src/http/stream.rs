@@ -39,7 +39,8 @@ pub fn routes(
              headers: warp::http::HeaderMap,
              (s, auth): (Arc<Shared>, Option<Arc<Auth>>)| async move {
                 let request = (&method, path.as_str(), query.as_str(), &headers);
-                let resp = respond(&s, auth.as_deref(), request).await;
+                let peer = FLUSHES.try_with(|f| f.peer).ok().flatten();
+                let resp = respond(&s, auth.as_deref(), request, peer).await;
                 Ok::<_, Infallible>(with_cors(&s, resp))
             },
         )
@@ -49,8 +50,8 @@ async fn respond(
     s: &Arc<Shared>,
     auth: Option<&Auth>,
     (method, path, query, headers): (&Method, &str, &str, &warp::http::HeaderMap),
+    peer: Option<std::net::IpAddr>,
 ) -> warp::reply::Response {
-    let preflight_headers = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
     let cors = s.config.stream.allow_origin.is_some();
     let allow = HeaderValue::from_static(if cors {
         route::ALLOW_WITH_OPTIONS
@@ -74,10 +75,12 @@ async fn respond(
         *r.status_mut() = StatusCode::NO_CONTENT;
         let h = r.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
-        // Whatever headers the page wants to send: picker reads none it could be fooled by.
-        if let Some(v) = preflight_headers {
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
-        }
+        // A fixed list, never an echo of what the page asks: the one request header picker
+        // reads. (An echo answered 12 KB of whatever a page sent.)
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Authorization"),
+        );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("600"),
@@ -96,10 +99,21 @@ async fn respond(
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
         if !exempt {
-            match auth.check(credentials).await {
+            match auth.check(credentials, peer).await {
                 Verdict::Allowed => {}
                 Verdict::Busy => {
                     return retry_later("too many password checks at once; try again\n");
+                }
+                Verdict::Throttled(wait) => {
+                    let mut r = text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many login attempts from this address; try again later\n",
+                    );
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(wait.as_secs().max(1)),
+                    );
+                    return r;
                 }
                 Verdict::Denied => {
                     let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
@@ -161,6 +175,8 @@ fn json<T: serde::Serialize>(value: &T) -> warp::reply::Response {
 /// that keeps the encoder running.
 struct Client {
     _slot: OwnedSemaphorePermit,
+    /// Its address's share (`stream.max-clients-per-address`); `None` without an address.
+    _per_address: Option<crate::peers::Slot>,
     _demand: DemandGuard,
     shared: Arc<Shared>,
     /// The connection's flush count, and its value when the last part was handed to hyper.
@@ -222,6 +238,20 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         // Headers only: no slot taken, no encoder woken.
         return stream_response(warp::reply::Response::new(Bytes::new().into()));
     }
+    let peer = FLUSHES.try_with(|f| f.peer).ok().flatten();
+    let per_address = match peer {
+        Some(addr) => match shared.per_address.take(addr) {
+            Some(s) => Some(s),
+            None => {
+                return retry_later(format!(
+                    "too many stream clients from this address: \
+                     max-clients-per-address = {} reached; try again later\n",
+                    shared.per_address.cap()
+                ));
+            }
+        },
+        None => None,
+    };
     let Ok(slot) = shared.stream_slots.clone().try_acquire_owned() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -234,6 +264,7 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
     shared.stats.stream_clients.fetch_add(1, Ordering::Relaxed);
     let client = Client {
         _slot: slot,
+        _per_address: per_address,
         _demand: shared.demand.hold(),
         shared: shared.clone(),
         flushes: FLUSHES.try_with(|f| (f.clone(), 0)).ok(),
@@ -366,14 +397,6 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         );
     };
-    if let Some(auth) = auth {
-        metric(
-            "picker_auth_failed_total",
-            "counter",
-            "Requests with a wrong user or password (Basic auth; missing credentials not counted).",
-            auth.failed.total().to_string(),
-        );
-    }
     metric(
         "picker_frames_captured_total",
         "counter",
@@ -397,6 +420,12 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
         "gauge",
         "Connected /stream.mjpg clients.",
         st.clients.to_string(),
+    );
+    metric(
+        "picker_stream_refused_per_address_total",
+        "counter",
+        "Stream clients refused (503) because their address held stream.max-clients-per-address.",
+        s.per_address.refused.load(Ordering::Relaxed).to_string(),
     );
     metric(
         "picker_camera_online",
@@ -476,6 +505,9 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
         "picker_encode_frame_seconds",
         "Time the stream encoder spent per frame (JPEG from the video image).",
     );
+    if let Some(auth) = auth {
+        auth.write_metrics(&mut out);
+    }
     s.write_reliability_metrics(&mut out);
     let mut resp = warp::reply::Response::new(out.into());
     resp.headers_mut().insert(
@@ -519,6 +551,8 @@ pub struct Flushes {
     /// The connection's socket, to ask how much the kernel still holds unsent. A stream body
     /// lives inside its connection, so the descriptor is open while the body is polled.
     fd: std::os::fd::RawFd,
+    /// The client's address, for the limits kept per address ([`crate::peers`]).
+    peer: Option<std::net::IpAddr>,
 }
 
 tokio::task_local! {
@@ -534,6 +568,7 @@ impl Flushes {
         Flushes {
             count: conn.count_flushes(),
             fd: conn.get_ref().as_raw_fd(),
+            peer: conn.get_ref().peer_addr().ok().map(|a| a.ip()),
         }
     }
 }

@@ -39,6 +39,9 @@ pub fn config_text(dir: &Path, extra: &[&str]) -> String {
     let mut stream = vec![
         "bind = \"127.0.0.1\"".to_string(),
         format!("port = {}", free_port()),
+        // Every test client comes from 127.0.0.1, standing for many hosts: no cap per
+        // address unless a test sets one (tests/auth.rs does).
+        "max-clients-per-address = 0".to_string(),
     ];
     let mut still = vec![format!("socket = \"{}\"", dir.join("still.sock").display())];
     for line in extra {
@@ -60,6 +63,20 @@ pub fn config_text(dir: &Path, extra: &[&str]) -> String {
         stream.join("\n"),
         still.join("\n")
     )
+}
+
+/// A password hash from `picker hash-password`, as a user would make one.
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Headless Chromium as root on a machine with no internet: without the background-networking
