@@ -15,6 +15,14 @@ every 5 ms), and the status codes; then
      (replacing each one the server closes) and asks for 20 stills on the socket, one every
      0.7 s, each with an 8 s timeout: how many were answered and the slowest answer.
 
+With --input (issue 18's hostile input), instead:
+  4. the panic-line flood: 4 connections pipelining `GET x:80 HTTP/1.1` for 20 s with
+     RUST_BACKTRACE=1: answers and log bytes per minute,
+  5. the PUT /controls flood: 10 s of back-to-back PUTs with a new value each time (keys the
+     test pattern cannot take): requests and log bytes per minute,
+  6. 12 stills under 1200 idle still-socket connections (replaced as they are closed): how
+     many were answered within 30 s and the slowest.
+
 Python (standard library only) rather than a Rust bench program: it has to drive two builds
 of picker (before and after) from outside, like a client would.
 """
@@ -204,12 +212,174 @@ def flood(binary):
     return {"held": held[0], "answered": answered, "slowest_s": slowest}
 
 
+def log_size(log):
+    log.flush()
+    return os.fstat(log.fileno()).st_size
+
+
+def panic_line_flood(binary, seconds=20):
+    proc, port, sock, log = start_env(binary, {"RUST_BACKTRACE": "1"})
+    before = log_size(log)
+    stop = time.time() + seconds
+    answers = [0]
+    lock = threading.Lock()
+
+    def hammer():
+        line = b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n" * 64
+        while time.time() < stop:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(line)
+                got = b""
+                while got.count(b"HTTP/1.1 ") < 64:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    got += b
+                s.close()
+                with lock:
+                    answers[0] += got.count(b"HTTP/1.1 4")
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grown = log_size(log) - before
+    proc.terminate()
+    proc.wait()
+    return {"answers": answers[0], "log_bytes_per_min": grown * 60 / seconds, "seconds": seconds}
+
+
+def controls_flood(binary, seconds=10):
+    proc, port, sock, log = start_env(binary, {})
+    before = log_size(log)
+    stop = time.time() + seconds
+    n = 0
+    while time.time() < stop:
+        body = f'{{"lens-position": {n % 10}, "brightness": 0.{n % 9}, "exposure-time": {10000 + n}}}'
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(
+            f"PUT /controls HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}"
+            f"\r\n\r\n{body}".encode()
+        )
+        while s.recv(65536):
+            pass
+        s.close()
+        n += 1
+    time.sleep(0.5)
+    grown = log_size(log) - before
+    proc.terminate()
+    proc.wait()
+    return {"requests": n, "log_bytes_per_min": grown * 60 / seconds}
+
+
+def still_idle_flood(binary, idle=1200):
+    proc, port, sock, log = start(binary, nofile=8192)
+    stop = threading.Event()
+    connects = [0]
+
+    def hold():
+        conns = [None] * idle
+        while not stop.is_set():
+            for i, c in enumerate(conns):
+                alive = False
+                if c is not None:
+                    try:
+                        alive = c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+                    except BlockingIOError:
+                        alive = True
+                    except OSError:
+                        alive = False
+                    if not alive:
+                        c.close()
+                if not alive:
+                    try:
+                        c = socket.socket(socket.AF_UNIX)
+                        c.settimeout(0.5)
+                        c.connect(sock)
+                        conns[i] = c
+                        connects[0] += 1
+                    except OSError:
+                        conns[i] = None
+            time.sleep(0.02)
+        for c in conns:
+            if c is not None:
+                c.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(2)
+    answered, slowest = 0, 0.0
+    for _ in range(12):
+        t0 = time.time()
+
+        def conn():
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            return s
+
+        code = request(conn, "/still.rgb", timeout=30)
+        dt = time.time() - t0
+        if code == "200":
+            answered += 1
+            slowest = max(slowest, dt)
+        time.sleep(0.5)
+    stop.set()
+    holder.join()
+    proc.terminate()
+    proc.wait()
+    return {"answered": answered, "slowest_s": slowest, "connects": connects[0]}
+
+
+def start_env(binary, extra):
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        return start(binary)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def input_floods(label, binary):
+    p = panic_line_flood(binary)
+    c = controls_flood(binary)
+    s = still_idle_flood(binary)
+    print(f"### {label}: hostile input\n")
+    print("| flood | load | answers | log bytes per minute |")
+    print("|---|---|---|---|")
+    print(
+        f"| `GET x:80` request lines, RUST_BACKTRACE=1 | 4 connections, {p['seconds']} s | "
+        f"{p['answers']} x 4xx | {p['log_bytes_per_min'] / 1e6:.3f} MB |"
+    )
+    print(
+        f"| `PUT /controls`, a new value each time | back to back, 10 s | "
+        f"{c['requests']} requests | {c['log_bytes_per_min'] / 1e3:.1f} kB |"
+    )
+    print(
+        f"\nStill socket under 1200 idle connections ({s['connects']} connects, replaced as closed): "
+        f"{s['answered']}/12 stills answered within 30 s, slowest {s['slowest_s']:.2f} s\n"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--label", required=True)
     ap.add_argument("-n", type=int, default=1000)
+    ap.add_argument("--input", action="store_true", help="only the hostile-input floods (issue 18)")
     a = ap.parse_args()
+    if a.input:
+        input_floods(a.label, a.bin)
+        return
     proc, port, sock, log = start(a.bin)
 
     def tcp():

@@ -66,7 +66,10 @@ pub fn run(config: config::Config) -> anyhow::Result<()> {
         // Install signal handlers before anything slow, so an early SIGTERM is handled.
         let shutdown = app::signals()?;
         // SIGHUP too: its default action would kill picker; it reloads the config instead.
+        // `main` has held it blocked since its first line: a SIGHUP sent since is delivered
+        // now, to the handler.
         let reload = app::hangups()?;
+        app::signal::release_hangups();
         // Through AppError, so main sees a camera config error (exit 78, no restart loop).
         let camera = tokio::task::block_in_place(|| app::open_camera(&config))
             .map_err(app::AppError::Camera)?;

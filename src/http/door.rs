@@ -1,0 +1,465 @@
+//! Who may hold the still socket's connection slots. The socket serves a fixed number of
+//! connections at once (its share of the descriptor budget). It used to take a slot before
+//! `accept` and hold it until the connection ended, so local programs that connected and
+//! sent nothing held every slot until their head timeout, and a robot's well-formed request
+//! waited in the listen backlog behind all of them: 1200 idle connects left 12 stills
+//! unanswered for a minute.
+//!
+//! Now a connection that is waiting on its client (no complete request yet, a request body
+//! still arriving, or idle between keep-alive requests) holds its slot only until a new
+//! connection needs it: at the cap, the connection that has waited longest is closed to make
+//! room. A connection whose request is complete keeps its slot until its response is sent
+//! (the write deadline of [`super::deadline`] bounds that); when every slot is busy serving,
+//! new clients wait in the backlog as before.
+//!
+//! [`Admission`] is the pure bookkeeping and decision; [`Door`] adds the lock, the wake-ups
+//! and the eviction signals; [`Ticket`] is one connection's part, and [`Tracked`] the body
+//! wrapper that says when a request body has fully arrived or a response body is done.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+/// How long a connection that has sent part of a request keeps its slot against newcomers.
+/// A client that sent its request at once is read within milliseconds; this only protects it
+/// from being closed between `accept` and the reading of its head, while the accept loop
+/// makes room for a flood. Connections that sent nothing are evictable at once.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// The state of one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting on its client since `tick` (and `since`); `spoke`: it had sent bytes when it
+    /// was accepted (its request is likely being read).
+    Waiting {
+        tick: u64,
+        since: Instant,
+        spoke: bool,
+    },
+    /// A complete request is being answered.
+    Serving,
+    /// Told to close; its slot is free once it has.
+    Evicted,
+}
+
+impl State {
+    fn evictable(self, now: Instant) -> Option<u64> {
+        match self {
+            State::Waiting { tick, since, spoke }
+                if !spoke || now.saturating_duration_since(since) >= GRACE =>
+            {
+                Some(tick)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What the accept loop may do about the next connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// A slot is free.
+    Free,
+    /// Every slot is taken: close this connection (it was waiting longest) and take its slot.
+    Evict(u64),
+    /// Every slot is serving, or protected by [`GRACE`], or a connection is already on its
+    /// way out: wait.
+    Full,
+}
+
+/// The still socket's connections and their states (pure: no lock; the time is passed in).
+#[derive(Debug)]
+pub struct Admission {
+    cap: usize,
+    next_id: u64,
+    /// Orders the moments connections started waiting.
+    tick: u64,
+    conns: Vec<(u64, State)>,
+}
+
+impl Admission {
+    pub fn new(cap: usize) -> Self {
+        Admission {
+            cap: cap.max(1),
+            next_id: 0,
+            tick: 0,
+            conns: Vec::new(),
+        }
+    }
+
+    /// Whether [`room`](Self::room) could give a slot at `now` (without evicting anybody yet).
+    pub fn can_admit(&self, now: Instant) -> bool {
+        self.conns.len() < self.cap
+            || (!self.evicting() && self.conns.iter().any(|(_, s)| s.evictable(now).is_some()))
+    }
+
+    fn evicting(&self) -> bool {
+        self.conns.iter().any(|(_, s)| *s == State::Evicted)
+    }
+
+    /// Decides the next connection's slot at `now`; an eviction is recorded at once.
+    pub fn room(&mut self, now: Instant) -> Room {
+        if self.conns.len() < self.cap {
+            return Room::Free;
+        }
+        if self.evicting() {
+            return Room::Full;
+        }
+        let oldest = self
+            .conns
+            .iter_mut()
+            .filter_map(|(id, s)| s.evictable(now).map(|tick| (tick, *id, s)))
+            .min_by_key(|(tick, _, _)| *tick);
+        match oldest {
+            Some((_, id, state)) => {
+                *state = State::Evicted;
+                Room::Evict(id)
+            }
+            None => Room::Full,
+        }
+    }
+
+    /// A new connection, waiting for its first request; `spoke`: it has sent bytes already.
+    pub fn open(&mut self, spoke: bool, now: Instant) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.tick += 1;
+        let state = State::Waiting {
+            tick: self.tick,
+            since: now,
+            spoke,
+        };
+        self.conns.push((id, state));
+        id
+    }
+
+    /// `id` has a complete request to answer.
+    pub fn serving(&mut self, id: u64) {
+        self.set(id, State::Serving);
+    }
+
+    /// `id` waits on its client again (its response is sent): idle, evictable at once.
+    pub fn waiting(&mut self, id: u64, now: Instant) {
+        self.tick += 1;
+        let state = State::Waiting {
+            tick: self.tick,
+            since: now,
+            spoke: false,
+        };
+        self.set(id, state);
+    }
+
+    /// An evicted connection stays evicted: its slot is already promised.
+    fn set(&mut self, id: u64, state: State) {
+        if let Some((_, s)) = self.conns.iter_mut().find(|(i, _)| *i == id) {
+            if *s != State::Evicted {
+                *s = state;
+            }
+        }
+    }
+
+    pub fn closed(&mut self, id: u64) {
+        self.conns.retain(|(i, _)| *i != id);
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.conns.len()
+    }
+}
+
+/// [`Admission`] shared by the accept loop and the connections.
+pub struct Door {
+    admission: Mutex<Admission>,
+    /// Bumped whenever a slot may have come free.
+    changed: watch::Sender<u64>,
+    /// The eviction signal of each open connection.
+    signals: Mutex<Vec<(u64, Arc<Notify>)>>,
+}
+
+impl Door {
+    pub fn new(cap: usize) -> Arc<Door> {
+        Arc::new(Door {
+            admission: Mutex::new(Admission::new(cap)),
+            changed: watch::channel(0).0,
+            signals: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits until a slot is free or can be made free (a connection's [`GRACE`] running out
+    /// is no event: looked at again every tenth of a second).
+    pub async fn until_admissible(&self) {
+        let mut rx = self.changed.subscribe();
+        while !self.lock().can_admit(Instant::now()) {
+            let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+        }
+    }
+
+    /// Takes a slot for a connection just accepted, closing the connection that has waited
+    /// longest if the cap is reached (or waiting until a slot frees up).
+    pub async fn admit(self: &Arc<Door>, spoke: bool) -> Ticket {
+        let mut rx = self.changed.subscribe();
+        loop {
+            let room = self.lock().room(Instant::now());
+            match room {
+                Room::Free => break,
+                Room::Evict(victim) => {
+                    let signal = self
+                        .signals
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .find(|(id, _)| *id == victim)
+                        .map(|(_, n)| n.clone());
+                    if let Some(n) = signal {
+                        n.notify_one();
+                    }
+                    tracing::debug!("still socket: closing an idle connection to make room");
+                    break;
+                }
+                Room::Full => {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+                }
+            }
+        }
+        let id = self.lock().open(spoke, Instant::now());
+        let evict = Arc::new(Notify::new());
+        self.signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, evict.clone()));
+        Ticket {
+            door: self.clone(),
+            id,
+            evict,
+        }
+    }
+}
+
+/// One connection's slot; dropping it frees the slot.
+pub struct Ticket {
+    door: Arc<Door>,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl Ticket {
+    /// Resolves when the door wants this connection closed.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
+    }
+
+    pub fn serving(&self) {
+        self.door.lock().serving(self.id);
+    }
+
+    pub fn waiting(&self) {
+        self.door.lock().waiting(self.id, Instant::now());
+        self.door.bump();
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.door.lock().closed(self.id);
+        self.door
+            .signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(id, _)| *id != self.id);
+        self.door.bump();
+    }
+}
+
+/// A body that tells its connection's [`Ticket`] when it is done: a request body once it has
+/// fully arrived (the request is complete: serving), a response body once it is dropped
+/// (sent or abandoned: waiting again).
+pub struct Tracked<B> {
+    inner: B,
+    ticket: Option<Arc<Ticket>>,
+    /// A response body (else a request body).
+    response: bool,
+}
+
+impl<B> Tracked<B> {
+    /// A request body: the connection is serving once it has all arrived.
+    pub fn request(inner: B, ticket: Option<Arc<Ticket>>) -> Self {
+        Tracked {
+            inner,
+            ticket,
+            response: false,
+        }
+    }
+
+    /// A response body: the connection waits on its client again once it is gone.
+    pub fn response(inner: B, ticket: Option<Arc<Ticket>>) -> Self {
+        Tracked {
+            inner,
+            ticket,
+            response: true,
+        }
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        // A request body dropped unread says nothing about the request; a response body
+        // dropped has been sent or given up.
+        if self.response {
+            if let Some(t) = self.ticket.take() {
+                t.waiting();
+            }
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = matches!(r, Poll::Ready(None)) || self.inner.is_end_stream();
+        if ended && !self.response {
+            if let Some(t) = self.ticket.take() {
+                t.serving();
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_cap_the_longest_waiting_connection_makes_room() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(3);
+        let (c0, c1, c2) = (a.open(false, t0), a.open(false, t0), a.open(false, t0));
+        // c0 is answering a request; c1 waits since before c2.
+        a.serving(c0);
+        assert!(a.can_admit(t0));
+        assert_eq!(a.room(t0), Room::Evict(c1));
+        // Until c1 has closed, nobody else is evicted.
+        assert!(!a.can_admit(t0));
+        assert_eq!(a.room(t0), Room::Full);
+        // An evicted connection stays evicted whatever it does meanwhile.
+        a.serving(c1);
+        assert_eq!(a.room(t0), Room::Full);
+        a.closed(c1);
+        assert_eq!(a.room(t0), Room::Free);
+        let c3 = a.open(false, t0);
+        // c2, c3 wait; c2 longest. Once c2 is served and waits again, c3 is the oldest.
+        a.serving(c2);
+        a.waiting(c2, t0);
+        assert_eq!(a.room(t0), Room::Evict(c3));
+        a.closed(c3);
+        assert_eq!(a.open_count(), 2);
+    }
+
+    #[test]
+    fn a_connection_that_spoke_keeps_its_slot_for_the_grace_period() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(2);
+        let old = a.open(true, t0);
+        let quiet = a.open(false, t0 + Duration::from_millis(10));
+        // The silent one goes first, though it came later.
+        assert_eq!(a.room(t0 + Duration::from_millis(20)), Room::Evict(quiet));
+        a.closed(quiet);
+        let new = a.open(true, t0 + Duration::from_millis(30));
+        // Both spoke and are young: the newcomer waits.
+        let soon = t0 + Duration::from_millis(500);
+        assert!(!a.can_admit(soon));
+        assert_eq!(a.room(soon), Room::Full);
+        // A partial request older than the grace gives way, the oldest first.
+        let later = t0 + GRACE + Duration::from_millis(20);
+        assert!(a.can_admit(later));
+        assert_eq!(a.room(later), Room::Evict(old));
+        a.closed(old);
+        a.closed(new);
+        assert_eq!(a.open_count(), 0);
+    }
+
+    #[test]
+    fn when_every_slot_is_serving_new_clients_wait() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(2);
+        let (c0, c1) = (a.open(true, t0), a.open(true, t0));
+        a.serving(c0);
+        a.serving(c1);
+        assert!(!a.can_admit(t0));
+        assert_eq!(a.room(t0), Room::Full);
+        // Answered and idle again: evictable at once.
+        a.waiting(c1, t0);
+        assert!(a.can_admit(t0));
+        assert_eq!(a.room(t0), Room::Evict(c1));
+        a.closed(c0);
+        a.closed(c1);
+        assert_eq!(a.room(t0), Room::Free);
+        // Unknown connections change nothing.
+        a.serving(99);
+        a.closed(99);
+        assert_eq!(a.open_count(), 0);
+    }
+
+    proptest::proptest! {
+        /// Whatever happens, at most `cap` connections plus the one being evicted are open,
+        /// and only an evictable connection is chosen.
+        #[test]
+        fn never_more_than_the_cap_and_never_a_serving_one(ops in proptest::collection::vec((0u8..5, 0u64..8, 0u64..3000), 0..200)) {
+            let t0 = Instant::now();
+            let mut a = Admission::new(4);
+            let mut ms = 0;
+            for (op, id, dt) in ops {
+                ms += dt / 10;
+                let now = t0 + Duration::from_millis(ms);
+                match op {
+                    0 => {
+                        let before = a.conns.clone();
+                        match a.room(now) {
+                            Room::Free => { a.open(id % 2 == 0, now); }
+                            Room::Evict(v) => {
+                                let was = before.iter().find(|(i, _)| *i == v).map(|(_, s)| *s);
+                                proptest::prop_assert!(was.is_some_and(|s| s.evictable(now).is_some()), "{was:?}");
+                                a.open(id % 2 == 0, now);
+                            }
+                            Room::Full => {}
+                        }
+                    }
+                    1 => a.serving(id),
+                    2 => a.waiting(id, now),
+                    3 => a.closed(id),
+                    _ => proptest::prop_assert_eq!(a.can_admit(now), a.conns.len() < 4 || (!a.evicting() && a.conns.iter().any(|(_, s)| s.evictable(now).is_some()))),
+                }
+                let evicting = a.conns.iter().filter(|(_, s)| *s == State::Evicted).count();
+                proptest::prop_assert!(evicting <= 1);
+                proptest::prop_assert!(a.open_count() <= 4 + evicting);
+            }
+        }
+    }
+}
