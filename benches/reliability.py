@@ -156,42 +156,40 @@ def burst(pid, n, connect, path):
     }
 
 
-def flood(binary):
-    proc, port, sock, log = start(binary, nofile=1024)
-    stop = threading.Event()
-    held = [0]
-
-    def hold():
-        conns = [None] * 1100
-        while not stop.is_set():
-            for i, c in enumerate(conns):
-                alive = False
-                if c is not None:
-                    try:
-                        alive = c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-                    except BlockingIOError:
-                        alive = True
-                    except OSError:
-                        alive = False
-                    if not alive:
-                        c.close()
-                if not alive:
-                    try:
-                        conns[i] = socket.create_connection(("127.0.0.1", port), timeout=0.5)
-                    except OSError:
-                        conns[i] = None
-            held[0] = sum(c is not None for c in conns)
-            time.sleep(0.05)
-        for c in conns:
+def hold_idle(connect, n, stop, counts):
+    """Keeps n idle connections made by connect() open until stop is set, replacing each one
+    the server closes; counts["held"] is how many are open, counts["connects"] how many were
+    made."""
+    conns = [None] * n
+    while not stop.is_set():
+        for i, c in enumerate(conns):
+            alive = False
             if c is not None:
-                c.close()
+                try:
+                    alive = c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+                except BlockingIOError:
+                    alive = True
+                except OSError:
+                    alive = False
+                if not alive:
+                    c.close()
+            if not alive:
+                try:
+                    conns[i] = connect()
+                    counts["connects"] += 1
+                except OSError:
+                    conns[i] = None
+        counts["held"] = sum(c is not None for c in conns)
+        time.sleep(0.02)
+    for c in conns:
+        if c is not None:
+            c.close()
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    while held[0] < 1000:
-        time.sleep(0.05)
+
+def stills(sock, n, path, timeout, pause):
+    """n stills on the socket, one every pause seconds: how many answered 200, the slowest."""
     answered, slowest = 0, 0.0
-    for _ in range(20):
+    for _ in range(n):
         t0 = time.time()
 
         def conn():
@@ -199,17 +197,32 @@ def flood(binary):
             s.connect(sock)
             return s
 
-        code = request(conn, "/still.ppm", timeout=8)
+        code = request(conn, path, timeout=timeout)
         dt = time.time() - t0
         if code == "200":
             answered += 1
             slowest = max(slowest, dt)
-        time.sleep(0.7)
+        time.sleep(pause)
+    return answered, slowest
+
+
+def flood(binary):
+    proc, port, sock, log = start(binary, nofile=1024)
+    stop = threading.Event()
+    counts = {"held": 0, "connects": 0}
+    holder = threading.Thread(
+        target=hold_idle,
+        args=(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5), 1100, stop, counts),
+    )
+    holder.start()
+    while counts["held"] < 1000:
+        time.sleep(0.05)
+    answered, slowest = stills(sock, 20, "/still.ppm", 8, 0.7)
     stop.set()
     holder.join()
     proc.terminate()
     proc.wait()
-    return {"held": held[0], "answered": answered, "slowest_s": slowest}
+    return {"held": counts["held"], "answered": answered, "slowest_s": slowest}
 
 
 def log_size(log):
@@ -281,59 +294,23 @@ def controls_flood(binary, seconds=10):
 def still_idle_flood(binary, idle=1200):
     proc, port, sock, log = start(binary, nofile=8192)
     stop = threading.Event()
-    connects = [0]
+    counts = {"held": 0, "connects": 0}
 
-    def hold():
-        conns = [None] * idle
-        while not stop.is_set():
-            for i, c in enumerate(conns):
-                alive = False
-                if c is not None:
-                    try:
-                        alive = c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-                    except BlockingIOError:
-                        alive = True
-                    except OSError:
-                        alive = False
-                    if not alive:
-                        c.close()
-                if not alive:
-                    try:
-                        c = socket.socket(socket.AF_UNIX)
-                        c.settimeout(0.5)
-                        c.connect(sock)
-                        conns[i] = c
-                        connects[0] += 1
-                    except OSError:
-                        conns[i] = None
-            time.sleep(0.02)
-        for c in conns:
-            if c is not None:
-                c.close()
+    def connect():
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(0.5)
+        c.connect(sock)
+        return c
 
-    holder = threading.Thread(target=hold)
+    holder = threading.Thread(target=hold_idle, args=(connect, idle, stop, counts))
     holder.start()
     time.sleep(2)
-    answered, slowest = 0, 0.0
-    for _ in range(12):
-        t0 = time.time()
-
-        def conn():
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(sock)
-            return s
-
-        code = request(conn, "/still.rgb", timeout=30)
-        dt = time.time() - t0
-        if code == "200":
-            answered += 1
-            slowest = max(slowest, dt)
-        time.sleep(0.5)
+    answered, slowest = stills(sock, 12, "/still.rgb", 30, 0.5)
     stop.set()
     holder.join()
     proc.terminate()
     proc.wait()
-    return {"answered": answered, "slowest_s": slowest, "connects": connects[0]}
+    return {"answered": answered, "slowest_s": slowest, "connects": counts["connects"]}
 
 
 def start_env(binary, extra):

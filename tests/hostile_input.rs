@@ -202,12 +202,7 @@ fn three_hundred_put_controls_grow_the_log_by_under_50_kb() {
             i % 9,
             10_000 + i
         );
-        let request = format!(
-            "PUT /controls HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let r = raw_request(UnixStream::connect(&p.socket).unwrap(), request.as_bytes());
+        let r = put_controls_raw(&p.socket, &body);
         assert_eq!(r.status, 200, "{}", r.text());
     }
     std::thread::sleep(Duration::from_millis(300));
