@@ -13,8 +13,9 @@
 //! new clients wait in the backlog as before.
 //!
 //! [`Admission`] is the pure bookkeeping and decision; [`Door`] adds the lock, the wake-ups
-//! and the eviction signals; [`Ticket`] is one connection's part, and [`Tracked`] the body
-//! wrapper that says when a request body has fully arrived or a response body is done.
+//! and the eviction signals; [`Ticket`] is one connection's part, [`Tracked`] the body
+//! wrapper that says when a request body has fully arrived or a response body is done, and
+//! [`Flushing`] the socket wrapper that says when that answer has left.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -43,6 +45,9 @@ enum State {
     },
     /// A complete request is being answered.
     Serving,
+    /// Its answer is handed over but not yet all written to the socket: still busy (a client
+    /// that never reads is cut off by its write deadline, not evicted).
+    Draining,
     /// Told to close; its slot is free once it has.
     Evicted,
 }
@@ -143,8 +148,30 @@ impl Admission {
         self.set(id, State::Serving);
     }
 
-    /// `id` waits on its client again (its response is sent): idle, evictable at once.
-    pub fn waiting(&mut self, id: u64, now: Instant) {
+    /// `id` has handed its whole answer over; it waits on its client again once the answer
+    /// has left (see [`flushed`](Self::flushed)).
+    pub fn answered(&mut self, id: u64) {
+        if let Some((_, s)) = self.conns.iter_mut().find(|(i, _)| *i == id) {
+            if *s == State::Serving {
+                *s = State::Draining;
+            }
+        }
+    }
+
+    /// `id` has written out everything it had to send: after an answer, it waits on its client
+    /// again (idle, evictable at once).
+    pub fn flushed(&mut self, id: u64, now: Instant) {
+        if self
+            .conns
+            .iter()
+            .any(|(i, s)| *i == id && *s == State::Draining)
+        {
+            self.waiting(id, now);
+        }
+    }
+
+    /// `id` waits on its client again: idle, evictable at once.
+    fn waiting(&mut self, id: u64, now: Instant) {
         self.tick += 1;
         let state = State::Waiting {
             tick: self.tick,
@@ -244,6 +271,7 @@ impl Door {
             door: self.clone(),
             id,
             evict,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -253,6 +281,8 @@ pub struct Ticket {
     door: Arc<Door>,
     id: u64,
     evict: Arc<Notify>,
+    /// An answer was handed over and not yet seen flushed (saves a lock per flush).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Ticket {
@@ -265,9 +295,79 @@ impl Ticket {
         self.door.lock().serving(self.id);
     }
 
-    pub fn waiting(&self) {
-        self.door.lock().waiting(self.id, Instant::now());
-        self.door.bump();
+    /// The whole answer is handed over (its body is done).
+    pub fn answered(&self) {
+        self.door.lock().answered(self.id);
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The connection's socket has nothing left to send.
+    fn flushed(&self) {
+        if self
+            .draining
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.door.lock().flushed(self.id, Instant::now());
+            self.door.bump();
+        }
+    }
+}
+
+/// A connection's socket that tells its [`Ticket`] when a flush succeeded: hyper flushes only
+/// once its write buffer is empty, so after an answer that means the answer has left.
+pub struct Flushing<S> {
+    inner: S,
+    ticket: Arc<Ticket>,
+}
+
+impl<S> Flushing<S> {
+    pub fn new(inner: S, ticket: Arc<Ticket>) -> Self {
+        Flushing { inner, ticket }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Flushing<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Flushing<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            self.ticket.flushed();
+        }
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -285,7 +385,8 @@ impl Drop for Ticket {
 
 /// A body that tells its connection's [`Ticket`] when it is done: a request body once it has
 /// fully arrived (the request is complete: serving), a response body once it is dropped
-/// (sent or abandoned: waiting again).
+/// (handed over or abandoned: the connection waits on its client again once the socket has
+/// sent it, see [`Flushing`]).
 pub struct Tracked<B> {
     inner: B,
     ticket: Option<Arc<Ticket>>,
@@ -319,7 +420,7 @@ impl<B> Drop for Tracked<B> {
         // dropped has been sent or given up.
         if self.response {
             if let Some(t) = self.ticket.take() {
-                t.waiting();
+                t.answered();
             }
         }
     }
@@ -376,9 +477,15 @@ mod tests {
         let c3 = a.open(false, t0);
         // c2, c3 wait; c2 longest. Once c2 is served and waits again, c3 is the oldest.
         a.serving(c2);
-        a.waiting(c2, t0);
+        a.answered(c2);
+        // Handed over but not yet sent: still busy.
         assert_eq!(a.room(t0), Room::Evict(c3));
         a.closed(c3);
+        let c4 = a.open(false, t0);
+        a.flushed(c2, t0);
+        // Sent: c2 now waits since after c4.
+        assert_eq!(a.room(t0), Room::Evict(c4));
+        a.closed(c4);
         assert_eq!(a.open_count(), 2);
     }
 
@@ -414,8 +521,11 @@ mod tests {
         a.serving(c1);
         assert!(!a.can_admit(t0));
         assert_eq!(a.room(t0), Room::Full);
-        // Answered and idle again: evictable at once.
-        a.waiting(c1, t0);
+        // Answered, but a client that does not read keeps its answer in the socket: busy.
+        a.answered(c1);
+        assert!(!a.can_admit(t0));
+        // Sent, and idle again: evictable at once.
+        a.flushed(c1, t0);
         assert!(a.can_admit(t0));
         assert_eq!(a.room(t0), Room::Evict(c1));
         a.closed(c0);
@@ -452,7 +562,7 @@ mod tests {
                         }
                     }
                     1 => a.serving(id),
-                    2 => a.waiting(id, now),
+                    2 => { a.answered(id); a.flushed(id, now); }
                     3 => a.closed(id),
                     _ => proptest::prop_assert_eq!(a.can_admit(now), a.conns.len() < 4 || (!a.evicting() && a.conns.iter().any(|(_, s)| s.evictable(now).is_some()))),
                 }

@@ -187,16 +187,23 @@ pub async fn serve<F>(
                 Io::Unix(s) => {
                     let timeout = limits.write_progress.unwrap_or(STILL_PROGRESS_TIMEOUT);
                     let s = deadline::Progress::new(s, timeout, None);
-                    let connection =
-                        watcher.watch(builder.serve_connection(TokioIo::new(s), service));
                     match &ticket {
-                        // Closed to make room for a new client: dropping the connection
-                        // closes it.
-                        Some(t) => tokio::select! {
-                            r = connection => r,
-                            () = t.evicted() => Ok(()),
-                        },
-                        None => connection.await,
+                        Some(t) => {
+                            let s = door::Flushing::new(s, t.clone());
+                            let connection =
+                                watcher.watch(builder.serve_connection(TokioIo::new(s), service));
+                            // Closed to make room for a new client: dropping the connection
+                            // closes it.
+                            tokio::select! {
+                                r = connection => r,
+                                () = t.evicted() => Ok(()),
+                            }
+                        }
+                        None => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(s), service))
+                                .await
+                        }
                     }
                 }
             };
