@@ -30,8 +30,16 @@ use tokio::time::Instant;
 /// How long a connection that has sent part of a request keeps its slot against newcomers.
 /// A client that sent its request at once is read within milliseconds; this only protects it
 /// from being closed between `accept` and the reading of its head, while the accept loop
-/// makes room for a flood. Connections that sent nothing are evictable at once.
+/// makes room for a flood.
 pub const GRACE: Duration = Duration::from_secs(1);
+/// How long a connection that has sent nothing keeps its slot: long enough for a client that
+/// was descheduled between `connect` and `write` to send its request, short enough that 64
+/// slots turn over 1280 times a second under an idle flood (a request behind a full listen
+/// backlog of 1024 idle connects waits under a second).
+pub const SILENT_GRACE: Duration = Duration::from_millis(50);
+
+/// How often a blocked accept loop looks again whether a grace has run out (that is no event).
+const RECHECK: Duration = Duration::from_millis(10);
 
 /// The state of one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,10 +63,9 @@ enum State {
 impl State {
     fn evictable(self, now: Instant) -> Option<u64> {
         match self {
-            State::Waiting { tick, since, spoke }
-                if !spoke || now.saturating_duration_since(since) >= GRACE =>
-            {
-                Some(tick)
+            State::Waiting { tick, since, spoke } => {
+                let grace = if spoke { GRACE } else { SILENT_GRACE };
+                (now.saturating_duration_since(since) >= grace).then_some(tick)
             }
             _ => None,
         }
@@ -170,7 +177,23 @@ impl Admission {
         }
     }
 
-    /// `id` waits on its client again: idle, evictable at once.
+    /// `id` has sent bytes (of a request not yet complete): protected for [`GRACE`] from now.
+    pub fn heard(&mut self, id: u64, now: Instant) {
+        if let Some((_, s)) = self.conns.iter_mut().find(|(i, _)| *i == id) {
+            if let State::Waiting {
+                tick, spoke: false, ..
+            } = *s
+            {
+                *s = State::Waiting {
+                    tick,
+                    since: now,
+                    spoke: true,
+                };
+            }
+        }
+    }
+
+    /// `id` waits on its client again: idle, evictable after [`SILENT_GRACE`].
     fn waiting(&mut self, id: u64, now: Instant) {
         self.tick += 1;
         let state = State::Waiting {
@@ -225,12 +248,12 @@ impl Door {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Waits until a slot is free or can be made free (a connection's [`GRACE`] running out
-    /// is no event: looked at again every tenth of a second).
+    /// Waits until a slot is free or can be made free (a connection's grace running out
+    /// is no event: looked at again every 10 ms).
     pub async fn until_admissible(&self) {
         let mut rx = self.changed.subscribe();
         while !self.lock().can_admit(Instant::now()) {
-            let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+            let _ = tokio::time::timeout(RECHECK, rx.changed()).await;
         }
     }
 
@@ -257,7 +280,7 @@ impl Door {
                     break;
                 }
                 Room::Full => {
-                    let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+                    let _ = tokio::time::timeout(RECHECK, rx.changed()).await;
                 }
             }
         }
@@ -272,6 +295,7 @@ impl Door {
             id,
             evict,
             draining: std::sync::atomic::AtomicBool::new(false),
+            heard: std::sync::atomic::AtomicBool::new(spoke),
         }
     }
 }
@@ -283,6 +307,8 @@ pub struct Ticket {
     evict: Arc<Notify>,
     /// An answer was handed over and not yet seen flushed (saves a lock per flush).
     draining: std::sync::atomic::AtomicBool,
+    /// Bytes were read since the connection last started waiting (saves a lock per read).
+    heard: std::sync::atomic::AtomicBool,
 }
 
 impl Ticket {
@@ -309,13 +335,23 @@ impl Ticket {
             .swap(false, std::sync::atomic::Ordering::AcqRel)
         {
             self.door.lock().flushed(self.id, Instant::now());
+            self.heard
+                .store(false, std::sync::atomic::Ordering::Release);
             self.door.bump();
+        }
+    }
+
+    /// The connection's socket gave bytes to read.
+    fn read_some(&self) {
+        if !self.heard.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.door.lock().heard(self.id, Instant::now());
         }
     }
 }
 
-/// A connection's socket that tells its [`Ticket`] when a flush succeeded: hyper flushes only
-/// once its write buffer is empty, so after an answer that means the answer has left.
+/// A connection's socket that tells its [`Ticket`] when bytes came in (a request has begun)
+/// and when a flush succeeded: hyper flushes only once its write buffer is empty, so after an
+/// answer that means the answer has left.
 pub struct Flushing<S> {
     inner: S,
     ticket: Arc<Ticket>,
@@ -333,7 +369,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Flushing<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.ticket.read_some();
+        }
+        r
     }
 }
 
@@ -460,31 +501,35 @@ mod tests {
     #[test]
     fn at_the_cap_the_longest_waiting_connection_makes_room() {
         let t0 = Instant::now();
+        // Silent connections are evictable once SILENT_GRACE old.
+        let t = t0 + SILENT_GRACE;
         let mut a = Admission::new(3);
         let (c0, c1, c2) = (a.open(false, t0), a.open(false, t0), a.open(false, t0));
+        assert!(!a.can_admit(t0), "nobody is old enough yet");
+        assert_eq!(a.room(t0), Room::Full);
         // c0 is answering a request; c1 waits since before c2.
         a.serving(c0);
-        assert!(a.can_admit(t0));
-        assert_eq!(a.room(t0), Room::Evict(c1));
+        assert!(a.can_admit(t));
+        assert_eq!(a.room(t), Room::Evict(c1));
         // Until c1 has closed, nobody else is evicted.
-        assert!(!a.can_admit(t0));
-        assert_eq!(a.room(t0), Room::Full);
+        assert!(!a.can_admit(t));
+        assert_eq!(a.room(t), Room::Full);
         // An evicted connection stays evicted whatever it does meanwhile.
         a.serving(c1);
-        assert_eq!(a.room(t0), Room::Full);
+        assert_eq!(a.room(t), Room::Full);
         a.closed(c1);
-        assert_eq!(a.room(t0), Room::Free);
+        assert_eq!(a.room(t), Room::Free);
         let c3 = a.open(false, t0);
         // c2, c3 wait; c2 longest. Once c2 is served and waits again, c3 is the oldest.
         a.serving(c2);
         a.answered(c2);
         // Handed over but not yet sent: still busy.
-        assert_eq!(a.room(t0), Room::Evict(c3));
+        assert_eq!(a.room(t), Room::Evict(c3));
         a.closed(c3);
         let c4 = a.open(false, t0);
         a.flushed(c2, t0);
         // Sent: c2 now waits since after c4.
-        assert_eq!(a.room(t0), Room::Evict(c4));
+        assert_eq!(a.room(t), Room::Evict(c4));
         a.closed(c4);
         assert_eq!(a.open_count(), 2);
     }
@@ -492,15 +537,18 @@ mod tests {
     #[test]
     fn a_connection_that_spoke_keeps_its_slot_for_the_grace_period() {
         let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
         let mut a = Admission::new(2);
         let old = a.open(true, t0);
-        let quiet = a.open(false, t0 + Duration::from_millis(10));
-        // The silent one goes first, though it came later.
-        assert_eq!(a.room(t0 + Duration::from_millis(20)), Room::Evict(quiet));
+        let quiet = a.open(false, ms(10));
+        // The silent one goes first, though it came later, once SILENT_GRACE old.
+        assert_eq!(a.room(ms(20)), Room::Full);
+        assert_eq!(a.room(ms(70)), Room::Evict(quiet));
         a.closed(quiet);
-        let new = a.open(true, t0 + Duration::from_millis(30));
-        // Both spoke and are young: the newcomer waits.
-        let soon = t0 + Duration::from_millis(500);
+        let new = a.open(false, ms(80));
+        // It speaks (its request begins): protected for GRACE from then.
+        a.heard(new, ms(90));
+        let soon = ms(500);
         assert!(!a.can_admit(soon));
         assert_eq!(a.room(soon), Room::Full);
         // A partial request older than the grace gives way, the oldest first.
@@ -515,24 +563,26 @@ mod tests {
     #[test]
     fn when_every_slot_is_serving_new_clients_wait() {
         let t0 = Instant::now();
+        let t = t0 + SILENT_GRACE;
         let mut a = Admission::new(2);
         let (c0, c1) = (a.open(true, t0), a.open(true, t0));
         a.serving(c0);
         a.serving(c1);
-        assert!(!a.can_admit(t0));
-        assert_eq!(a.room(t0), Room::Full);
+        assert!(!a.can_admit(t));
+        assert_eq!(a.room(t), Room::Full);
         // Answered, but a client that does not read keeps its answer in the socket: busy.
         a.answered(c1);
-        assert!(!a.can_admit(t0));
-        // Sent, and idle again: evictable at once.
+        assert!(!a.can_admit(t));
+        // Sent, and idle again: evictable once SILENT_GRACE has passed.
         a.flushed(c1, t0);
-        assert!(a.can_admit(t0));
-        assert_eq!(a.room(t0), Room::Evict(c1));
+        assert!(a.can_admit(t));
+        assert_eq!(a.room(t), Room::Evict(c1));
         a.closed(c0);
         a.closed(c1);
-        assert_eq!(a.room(t0), Room::Free);
+        assert_eq!(a.room(t), Room::Free);
         // Unknown connections change nothing.
         a.serving(99);
+        a.heard(99, t);
         a.closed(99);
         assert_eq!(a.open_count(), 0);
     }
@@ -562,7 +612,7 @@ mod tests {
                         }
                     }
                     1 => a.serving(id),
-                    2 => { a.answered(id); a.flushed(id, now); }
+                    2 => { a.answered(id); a.flushed(id, now); a.heard(id, now); }
                     3 => a.closed(id),
                     _ => proptest::prop_assert_eq!(a.can_admit(now), a.conns.len() < 4 || (!a.evicting() && a.conns.iter().any(|(_, s)| s.evictable(now).is_some()))),
                 }
