@@ -15,6 +15,13 @@ every 5 ms), and the status codes; then
      (replacing each one the server closes) and asks for 20 stills on the socket, one every
      0.7 s, each with an 8 s timeout: how many were answered and the slowest answer.
 
+With --input (issue 18's hostile input), instead:
+  4. the panic-line flood: 4 connections pipelining `GET x:80 HTTP/1.1` for 20 s with
+     RUST_BACKTRACE=1: answers and log bytes per minute,
+  5. the PUT /controls flood: 10 s of back-to-back PUTs with a new value each time (keys the
+     test pattern cannot take): requests and log bytes per minute,
+  6. 12 stills under 1200 idle still-socket connections (replaced as they are closed): how
+     many were answered within 30 s and the slowest.
 With --attacks it runs the login and slot attacks of issue 18 instead (other hosts are other
 loopback addresses, 127.0.x.y), each for --seconds, reporting peak RSS (VmHWM), logins or
 viewers served, and the log's growth in bytes per minute:
@@ -161,42 +168,40 @@ def burst(pid, n, connect, path):
     }
 
 
-def flood(binary):
-    proc, port, sock, log = start(binary, nofile=1024)
-    stop = threading.Event()
-    held = [0]
-
-    def hold():
-        conns = [None] * 1100
-        while not stop.is_set():
-            for i, c in enumerate(conns):
-                alive = False
-                if c is not None:
-                    try:
-                        alive = c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-                    except BlockingIOError:
-                        alive = True
-                    except OSError:
-                        alive = False
-                    if not alive:
-                        c.close()
-                if not alive:
-                    try:
-                        conns[i] = socket.create_connection(("127.0.0.1", port), timeout=0.5)
-                    except OSError:
-                        conns[i] = None
-            held[0] = sum(c is not None for c in conns)
-            time.sleep(0.05)
-        for c in conns:
+def hold_idle(connect, n, stop, counts):
+    """Keeps n idle connections made by connect() open until stop is set, replacing each one
+    the server closes; counts["held"] is how many are open, counts["connects"] how many were
+    made."""
+    conns = [None] * n
+    while not stop.is_set():
+        for i, c in enumerate(conns):
+            alive = False
             if c is not None:
-                c.close()
+                try:
+                    alive = c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+                except BlockingIOError:
+                    alive = True
+                except OSError:
+                    alive = False
+                if not alive:
+                    c.close()
+            if not alive:
+                try:
+                    conns[i] = connect()
+                    counts["connects"] += 1
+                except OSError:
+                    conns[i] = None
+        counts["held"] = sum(c is not None for c in conns)
+        time.sleep(0.02)
+    for c in conns:
+        if c is not None:
+            c.close()
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    while held[0] < 1000:
-        time.sleep(0.05)
+
+def stills(sock, n, path, timeout, pause):
+    """n stills on the socket, one every pause seconds: how many answered 200, the slowest."""
     answered, slowest, times = 0, 0.0, []
-    for _ in range(20):
+    for _ in range(n):
         t0 = time.time()
 
         def conn():
@@ -204,18 +209,155 @@ def flood(binary):
             s.connect(sock)
             return s
 
-        code = request(conn, "/still.ppm", timeout=8)
+        code = request(conn, path, timeout=timeout)
         dt = time.time() - t0
         times.append((dt, code))
         if code == "200":
             answered += 1
             slowest = max(slowest, dt)
-        time.sleep(0.7)
+        time.sleep(pause)
+    return answered, slowest, times
+
+
+def flood(binary):
+    proc, port, sock, log = start(binary, nofile=1024)
+    stop = threading.Event()
+    counts = {"held": 0, "connects": 0}
+    holder = threading.Thread(
+        target=hold_idle,
+        args=(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5), 1100, stop, counts),
+    )
+    holder.start()
+    while counts["held"] < 1000:
+        time.sleep(0.05)
+    answered, slowest, times = stills(sock, 20, "/still.ppm", 8, 0.7)
     stop.set()
     holder.join()
     proc.terminate()
     proc.wait()
-    return {"held": held[0], "answered": answered, "slowest_s": slowest, "times": times}
+    return {"held": counts["held"], "answered": answered, "slowest_s": slowest, "times": times}
+
+
+def log_size(log):
+    log.flush()
+    return os.fstat(log.fileno()).st_size
+
+
+def panic_line_flood(binary, seconds=20):
+    proc, port, sock, log = start_env(binary, {"RUST_BACKTRACE": "1"})
+    before = log_size(log)
+    stop = time.time() + seconds
+    answers = [0]
+    lock = threading.Lock()
+
+    def hammer():
+        line = b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n" * 64
+        while time.time() < stop:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(line)
+                got = b""
+                while got.count(b"HTTP/1.1 ") < 64:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    got += b
+                s.close()
+                with lock:
+                    answers[0] += got.count(b"HTTP/1.1 4")
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grown = log_size(log) - before
+    proc.terminate()
+    proc.wait()
+    return {"answers": answers[0], "log_bytes_per_min": grown * 60 / seconds, "seconds": seconds}
+
+
+def controls_flood(binary, seconds=10):
+    proc, port, sock, log = start_env(binary, {})
+    before = log_size(log)
+    stop = time.time() + seconds
+    n = 0
+    while time.time() < stop:
+        body = f'{{"lens-position": {n % 10}, "brightness": 0.{n % 9}, "exposure-time": {10000 + n}}}'
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(
+            f"PUT /controls HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(body)}"
+            f"\r\n\r\n{body}".encode()
+        )
+        while s.recv(65536):
+            pass
+        s.close()
+        n += 1
+    time.sleep(0.5)
+    grown = log_size(log) - before
+    proc.terminate()
+    proc.wait()
+    return {"requests": n, "log_bytes_per_min": grown * 60 / seconds}
+
+
+def still_idle_flood(binary, idle=1200):
+    proc, port, sock, log = start(binary, nofile=8192)
+    stop = threading.Event()
+    counts = {"held": 0, "connects": 0}
+
+    def connect():
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(0.5)
+        c.connect(sock)
+        return c
+
+    holder = threading.Thread(target=hold_idle, args=(connect, idle, stop, counts))
+    holder.start()
+    time.sleep(2)
+    answered, slowest, _ = stills(sock, 12, "/still.rgb", 30, 0.5)
+    stop.set()
+    holder.join()
+    proc.terminate()
+    proc.wait()
+    return {"answered": answered, "slowest_s": slowest, "connects": counts["connects"]}
+
+
+def start_env(binary, extra):
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        return start(binary)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def input_floods(label, binary):
+    p = panic_line_flood(binary)
+    c = controls_flood(binary)
+    s = still_idle_flood(binary)
+    print(f"### {label}: hostile input\n")
+    print("| flood | load | answers | log bytes per minute |")
+    print("|---|---|---|---|")
+    print(
+        f"| `GET x:80` request lines, RUST_BACKTRACE=1 | 4 connections, {p['seconds']} s | "
+        f"{p['answers']} x 4xx | {p['log_bytes_per_min'] / 1e6:.3f} MB |"
+    )
+    print(
+        f"| `PUT /controls`, a new value each time | back to back, 10 s | "
+        f"{c['requests']} requests | {c['log_bytes_per_min'] / 1e3:.1f} kB |"
+    )
+    print(
+        f"\nStill socket under 1200 idle connections ({s['connects']} connects, replaced as closed): "
+        f"{s['answered']}/12 stills answered within 30 s, slowest {s['slowest_s']:.2f} s\n"
+    )
 
 
 def connect_from(src, port, timeout=10):
@@ -400,10 +542,14 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--label", required=True)
     ap.add_argument("-n", type=int, default=1000)
-    ap.add_argument("--samples", help="CSV of each still's time during the flood (benches/plot.py reliability)")
-    ap.add_argument("--attacks", action="store_true")
+    ap.add_argument("--input", action="store_true", help="only the hostile-input floods (issue 18)")
+    ap.add_argument("--attacks", action="store_true", help="only the login and slot attacks (issue 18)")
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--samples", help="CSV of each still's time during the flood (benches/plot.py reliability)")
     a = ap.parse_args()
+    if a.input:
+        input_floods(a.label, a.bin)
+        return
     if a.attacks:
         attacks(a.bin, a.label, a.seconds)
         return

@@ -17,7 +17,8 @@
 //! - [`encode_pool`]: snapshots and stills, encoded once per frame on a fixed thread pool.
 //! - [`http`]: accept loops and the routes of the stream port (the preview page in
 //!   [`http::preview`]) and the still socket (stills, and `/controls` for runtime control
-//!   changes).
+//!   changes); [`http::target`] answers the request targets warp cannot route, [`http::door`]
+//!   shares the still socket's slots.
 //! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
@@ -70,7 +71,10 @@ pub fn run(config: config::Config) -> anyhow::Result<()> {
         // Install signal handlers before anything slow, so an early SIGTERM is handled.
         let shutdown = app::signals()?;
         // SIGHUP too: its default action would kill picker; it reloads the config instead.
+        // `main` has held it blocked since its first line: a SIGHUP sent since is delivered
+        // now, to the handler.
         let reload = app::hangups()?;
+        app::signal::release_hangups();
         // Through AppError, so main sees a camera config error (exit 78, no restart loop).
         let camera = tokio::task::block_in_place(|| app::open_camera(&config))
             .map_err(app::AppError::Camera)?;

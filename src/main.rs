@@ -12,7 +12,14 @@ use picker::config::{self, Config, ConfigError};
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    // First of all: a SIGHUP (`systemctl reload`, or a stray one) must not kill the service
+    // before its handler exists; it waits, pending, until then (see app::signal).
+    picker::app::signal::hold_hangups();
     let cli = Cli::parse();
+    if cli.command.is_some() {
+        // Not the service: SIGHUP keeps its usual meaning.
+        picker::app::signal::release_hangups();
+    }
     let explicit = cli.config.is_some();
     let path = cli
         .config
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         }
         None => {
             picker::logging::init();
+            picker::logging::install_panic_hook();
             let config =
                 match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
                     Ok(c) => c,

@@ -8,7 +8,9 @@
 //! [`Throttle`] is the pure decision (given the time, is a line due and for how many
 //! events?); [`Counted`] adds the shared counter and the lock; [`Events`] holds one
 //! [`Counted`] per kind of connection event, shared by the accept loops that count them,
-//! the ticker that flushes them and `/metrics`.
+//! the ticker that flushes them and `/metrics`. [`Repeated`] is the same for a line whose
+//! text changes each time (a panic message, a control change): the latest text is kept
+//! for the line that reports the count.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -208,6 +210,62 @@ impl Events {
     }
 }
 
+/// A log line a client can cause again and again with different text each time: the first
+/// is logged, then at most one per [`PERIOD`] with the latest text and how many there were.
+#[derive(Debug)]
+pub struct Repeated {
+    counted: Counted,
+    latest: Mutex<Option<String>>,
+}
+
+impl Default for Repeated {
+    fn default() -> Self {
+        Repeated {
+            counted: Counted::default(),
+            latest: Mutex::new(None),
+        }
+    }
+}
+
+impl Repeated {
+    /// Counts one occurrence of `line`; `Some((n, line))` when the caller should log it now
+    /// as the latest of `n` occurrences since the last line.
+    pub fn hit(&self, line: String) -> Option<(u64, String)> {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        match self.counted.hit() {
+            Some(n) => {
+                *latest = None;
+                Some((n, line))
+            }
+            None => {
+                *latest = Some(line);
+                None
+            }
+        }
+    }
+
+    /// The occurrences not yet logged and the latest text, once a line is due.
+    pub fn flush(&self) -> Option<(u64, String)> {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.counted.flush()?;
+        Some((n, latest.take().unwrap_or_default()))
+    }
+
+    /// Every occurrence ever counted.
+    pub fn total(&self) -> u64 {
+        self.counted.total()
+    }
+}
+
+/// `line`, with how many occurrences it stands for when more than one (for [`Repeated`]).
+pub fn summary(n: u64, line: &str) -> String {
+    if n > 1 {
+        format!("{line} ({n} such since the last such line, at most one line per 10 s)")
+    } else {
+        line.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +319,18 @@ mod tests {
         reported += t.flush(t0 + Duration::from_secs(60)).unwrap_or(0);
         assert!(lines <= 5, "{lines} lines");
         assert_eq!(reported, 1_000_000, "every event is counted in some line");
+    }
+
+    #[test]
+    fn repeated_logs_the_first_then_counts_and_keeps_the_latest() {
+        let r = Repeated::default();
+        assert_eq!(r.hit("a".into()), Some((1, "a".to_string())));
+        assert_eq!(r.hit("b".into()), None);
+        assert_eq!(r.hit("c".into()), None);
+        assert_eq!(r.flush(), None, "the period has not passed");
+        assert_eq!(r.total(), 3);
+        assert_eq!(summary(1, "x"), "x");
+        assert!(summary(2, "c").starts_with("c (2 such since"));
     }
 
     #[test]

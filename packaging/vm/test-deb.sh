@@ -296,6 +296,53 @@ restore_config() {
 step "broken TOML: systemctl restart picker fails, journal names the line" broken_config
 step "fixed TOML: systemctl restart picker works again" restore_config
 
+# --- reload ------------------------------------------------------------------------------------
+# `systemctl reload picker` checks the file before the SIGHUP: a broken one fails the reload
+# (non-zero exit, the journal names the line) and the running service keeps its config and
+# its clients; a good one is applied without a restart.
+reload_broken() {
+    local pid0 pid line since
+    pid0=$(vm 'systemctl show -P MainPID picker') || return 1
+    vm 'cp /etc/picker/picker.toml /root/picker.toml.good' || return 1
+    line=$(vm "grep -n '^quality' /etc/picker/picker.toml | cut -d: -f1") || return 1
+    vm "sed -i 's/^quality = .*\$/quality = \"eighty/' /etc/picker/picker.toml" || return 1
+    since=$(vm 'date +%s')
+    if vm --timeout 60 'systemctl reload picker'; then
+        echo "systemctl reload picker succeeded with a broken config"
+        return 1
+    fi
+    echo "systemctl reload picker failed, as it should"
+    pid=$(vm 'systemctl show -P MainPID picker') || return 1
+    if [[ $pid != "$pid0" ]]; then
+        echo "MainPID changed: $pid0 -> $pid"
+        return 1
+    fi
+    vm 'systemctl is-active picker' &&
+        vm "journalctl -u picker --no-pager --since @$since | grep -E 'picker\\.toml:$line:'"
+}
+reload_good() {
+    local pid0 pid since
+    pid0=$(vm 'systemctl show -P MainPID picker') || return 1
+    vm "cp /root/picker.toml.good /etc/picker/picker.toml &&
+        sed -i 's/^quality = .*\$/quality = 33/' /etc/picker/picker.toml" || return 1
+    since=$(vm 'date +%s')
+    vm --timeout 60 'systemctl reload picker' || return 1
+    for _ in $(seq 20); do
+        if vm "journalctl -u picker --no-pager --since @$since | grep 'config reloaded.*stream.quality = 33'"; then
+            pid=$(vm 'systemctl show -P MainPID picker') || return 1
+            [[ $pid == "$pid0" ]] || { echo "MainPID changed: $pid0 -> $pid"; return 1; }
+            vm 'cp /root/picker.toml.good /etc/picker/picker.toml'
+            return 0
+        fi
+        sleep 1
+    done
+    echo "no 'config reloaded ... stream.quality = 33' in the journal"
+    return 1
+}
+step "broken TOML: systemctl reload picker fails, the journal names the line, same PID" reload_broken
+step "after the failed reload the running service keeps streaming (host decodes 3 frames)" decode_stream "$port_b"
+step "good TOML: systemctl reload picker applies stream.quality = 33 without a restart" reload_good
+
 security_exposure() {
     local out
     out=$(vm 'systemd-analyze security picker.service --no-pager | tail -1') || return 1

@@ -361,6 +361,16 @@ pub fn raw_request<S: Read + Write>(mut s: S, request: &[u8]) -> Response {
     parse_response(&buf)
 }
 
+/// `PUT /controls` with a JSON `body` over the still socket at `socket`.
+pub fn put_controls_raw(socket: &Path, body: &str) -> Response {
+    let request = format!(
+        "PUT /controls HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw_request(UnixStream::connect(socket).unwrap(), request.as_bytes())
+}
+
 pub fn http_get<S: Read + Write>(s: S, path: &str) -> Response {
     raw_request(
         s,
