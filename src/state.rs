@@ -80,6 +80,8 @@ pub struct Shared {
 pub struct State {
     pub online: bool,
     pub source: crate::camera::SourceKind,
+    /// Where the camera's frame buffers come from ("driver-fallback": it refused picker's).
+    pub buffers: crate::camera::BufferSource,
     pub camera: String,
     pub stream: StreamInfo,
     pub still: StreamInfo,
@@ -155,6 +157,9 @@ impl Shared {
         State {
             online: self.online(),
             source: self.info.source,
+            buffers: crate::camera::BufferSource::from_u8(
+                self.stats.buffer_source.load(Ordering::Relaxed),
+            ),
             camera: self.info.id.clone(),
             stream: self.info.video,
             still: self.info.still,
