@@ -15,7 +15,7 @@ use super::keys::name;
 use super::kinds::{
     auto_or_fixed, clamp_float, enumerated, float_key, no_control, no_control_or_value, widened,
 };
-use super::{AfMode, ControlFacts, ControlsConfig, Denoise, Id, KEYS, Limits, OrAuto, Value};
+use super::{AfMode, ControlFacts, ControlsConfig, Denoise, Id, KEYS, OrAuto, Value};
 use crate::camera::pi_guard::PiHandler;
 
 /// How one `[controls]` key fared on this camera.
@@ -361,6 +361,7 @@ pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::camera::controls::Limits;
     use crate::camera::controls::facts::{AF_AUTO, AF_MANUAL};
     use crate::camera::controls::fixtures;
     use crate::camera::controls::test_util::{cameras, status, toml};

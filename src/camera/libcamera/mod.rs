@@ -60,6 +60,8 @@ struct Wanted {
     framerate: u32,
     crop: Crop,
     buffers: Buffers,
+    /// `camera.sensor-mode`, when not "auto".
+    sensor_mode: Option<plan::ModeSpec>,
     orientation: Orientation,
 }
 
@@ -90,6 +92,7 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
         framerate: c.framerate,
         crop: c.crop,
         buffers: c.buffers,
+        sensor_mode: c.sensor_mode,
         orientation: plan::orientation(c.rotation, c.hflip, c.vflip),
     };
     let what = wanted.what().unwrap_or_else(|| "-".to_string());

@@ -350,7 +350,20 @@ fn configure_mode(
     );
     let mut last: Option<(Option<RawMode>, Built)> = None;
     let mut chosen: Option<RawMode> = None;
-    if let Some((area, modes)) = facts {
+    if let Some(spec) = wanted.sensor_mode {
+        // camera.sensor-mode: that mode, whatever picker would choose (a driver bug's way
+        // round); one the camera has not is a config error naming those it has.
+        let modes = facts.map(|(_, m)| m.as_slice()).unwrap_or(&[]);
+        let mode = plan::forced_mode(modes, spec).map_err(|source| CameraError::Config {
+            id: id.to_string(),
+            source,
+        })?;
+        adjustments.push(format!(
+            "sensor mode {}x{}:{} from camera.sensor-mode",
+            mode.width, mode.height, mode.bit_depth
+        ));
+        chosen = Some(mode);
+    } else if let Some((area, modes)) = facts {
         let found = plan::choose_mode(*area, modes, need, |mode| {
             let mut b = build(active, wanted, Some(mode), orientation)?;
             if b.status.is_invalid() {
@@ -489,6 +502,11 @@ fn plan_crop(
         Crop::None => (None, CropState::Disabled),
         Crop::CenterSquare => {
             let area = plan::crop_area(area, limits).map_err(|e| failed(id, e))?;
+            if let (Some(clipped), Some(max)) = (area, limits.scaler_crop_max) {
+                if clipped != max {
+                    tracing::warn!(camera = %id, ?max, ?clipped, "the sensor mode's analogue crop overhangs the active area: clipped to it");
+                }
+            }
             match area {
                 Some(area) => (
                     Some(rectangle(plan::centred_crop(area, aspect))),
