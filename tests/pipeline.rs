@@ -520,3 +520,53 @@ fn at_1_fps_a_camera_back_on_the_last_attempt_is_recovered_with_the_watchdog_fed
     let (status, _) = p.terminate();
     assert!(status.success(), "{status:?}\n{}", p.log_text());
 }
+
+/// Issue 20: `camera.sensor-mode` names the mode to use (the way around a driver bug); a mode
+/// the camera has not ends picker at start with exit 78, naming the modes it has, and a
+/// malformed one is refused by `check-config`.
+#[test]
+fn sensor_mode_is_used_or_refused_naming_the_camera_s_modes() {
+    let p = Picker::start_with_env(
+        &["camera.sensor-mode = \"4608x2592:10\""],
+        &[("PICKER_TEST_PIPELINE", "startup")],
+    );
+    let state = p.tcp_get("/state").text();
+    assert!(
+        state.contains("sensor mode 4608x2592:10 from camera.sensor-mode"),
+        "{state}"
+    );
+    drop(p);
+
+    let dir = temp_dir();
+    let text = config_text(dir.path(), &["camera.sensor-mode = \"1640x1232\""]);
+    let config = dir.path().join("picker.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env("PICKER_TEST_PIPELINE", "startup")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{log}");
+    assert!(log.contains("camera.sensor-mode = \"1640x1232\""), "{log}");
+    assert!(
+        log.contains("1536x864:10, 2304x1296:10, 4608x2592:10"),
+        "names the modes: {log}"
+    );
+
+    let text = config_text(dir.path(), &["camera.sensor-mode = \"big\""]);
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(said.contains("camera.sensor-mode = \"big\""), "{said}");
+}

@@ -61,6 +61,18 @@ const WHOLE: Rect = Rect {
     height: 2592,
 };
 
+/// IMX708's raw modes, as libcamera lists them: what `camera.sensor-mode` is checked against.
+const IMX708_MODES: [super::plan::RawMode; 3] =
+    [mode(1536, 864), mode(2304, 1296), mode(4608, 2592)];
+
+const fn mode(width: u32, height: u32) -> super::plan::RawMode {
+    super::plan::RawMode {
+        width,
+        height,
+        bit_depth: 10,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Script {
     Startup,
@@ -403,6 +415,21 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
         Buffers::Auto => BufferSource::Heap,
         Buffers::Driver => BufferSource::Driver,
     };
+    // Like a Pi with a Camera Module 3: `camera.sensor-mode` must name one of its modes (as
+    // libcamera/negotiate.rs checks before configure()).
+    let mut adjustments = Vec::new();
+    if let Some(spec) = config.camera.sensor_mode {
+        let mode = super::plan::forced_mode(&IMX708_MODES, spec).map_err(|source| {
+            CameraError::Config {
+                id: "fake".into(),
+                source,
+            }
+        })?;
+        adjustments.push(format!(
+            "sensor mode {}x{}:{} from camera.sensor-mode",
+            mode.width, mode.height, mode.bit_depth
+        ));
+    }
     // Like a Pi: one ISP crop for both outputs, so their shapes must match (as
     // libcamera/negotiate.rs checks after configure()).
     super::plan::check_aspects(still, video, true).map_err(|source| CameraError::Config {
@@ -423,7 +450,7 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
                 height: still.1,
                 format: PixelFormat::Rgb24,
             },
-            adjustments: Vec::new(),
+            adjustments,
         };
         let crop = if crop_wanted {
             CropState::Pending
