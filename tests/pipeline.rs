@@ -570,3 +570,24 @@ fn sensor_mode_is_used_or_refused_naming_the_camera_s_modes() {
     assert_eq!(out.status.code(), Some(78), "{said}");
     assert!(said.contains("camera.sensor-mode = \"big\""), "{said}");
 }
+
+/// Issue 20: `picker probe` without a camera (here: a build without libcamera) says so and
+/// exits non-zero, in both forms.
+#[test]
+fn probe_without_a_camera_says_so_and_fails() {
+    let dir = temp_dir();
+    let config = dir.path().join("picker.toml");
+    std::fs::write(&config, config_text(dir.path(), &[])).unwrap();
+    for args in [&["probe"][..], &["probe", "--json"][..]] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+        assert!(err.contains("no camera"), "{args:?}: {err}");
+    }
+}

@@ -12,6 +12,7 @@
 pub mod buffers;
 pub mod controls;
 pub mod fake;
+pub mod fixture;
 pub mod owner;
 pub mod pace;
 pub mod pi_guard;

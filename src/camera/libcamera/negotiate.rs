@@ -112,15 +112,15 @@ impl Negotiated {
 }
 
 /// A configuration as generated and adjusted by us, validated.
-struct Built {
-    config: CameraConfiguration,
+pub(super) struct Built {
+    pub(super) config: CameraConfiguration,
     two: bool,
-    status: CameraConfigurationStatus,
+    pub(super) status: CameraConfigurationStatus,
 }
 
 /// Generates and validates the configuration: two streams if the camera can, else one; the
 /// given sensor mode (output size and bit depth only: all the Pi pipeline looks at).
-fn build(
+pub(super) fn build(
     cam: &libcamera::camera::Camera<'_>,
     wanted: &Wanted,
     mode: Option<RawMode>,
@@ -201,7 +201,7 @@ fn build(
 }
 
 /// The limits that matter, as the camera reports them now (after configure).
-fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
+pub(super) fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
     let ctrls = cam.controls();
     let scaler_crop_max = ctrls
         .find(controls::ControlId::ScalerCrop.id())
@@ -229,7 +229,9 @@ fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
 
 /// The sensor's raw modes and active area, or `None` for cameras without a pixel array
 /// (virtual and USB cameras: asking them for a raw stream makes libcamera log an error).
-fn sensor_facts(cam: &libcamera::camera::Camera<'_>) -> Option<((u32, u32), Vec<RawMode>)> {
+pub(super) fn sensor_facts(
+    cam: &libcamera::camera::Camera<'_>,
+) -> Option<((u32, u32), Vec<RawMode>)> {
     // PixelArraySize first: only real sensors have it (the virtual camera has active areas
     // but no raw role).
     cam.properties().get::<properties::PixelArraySize>().ok()?;
