@@ -24,14 +24,19 @@ fn wait_exit(p: &mut Picker, limit: Duration) -> Option<ExitStatus> {
     None
 }
 
+/// A fake systemd: the datagram socket picker's `NOTIFY_SOCKET` names, in `dir`, read with
+/// a bound of `limit` per message (against hanging, not a timing check).
+fn notify_socket(dir: &std::path::Path, limit: Duration) -> (UnixDatagram, std::path::PathBuf) {
+    let path = dir.join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(limit)).unwrap();
+    (socket, path)
+}
+
 #[test]
 fn only_good_frames_are_published_and_ready_follows_the_first() {
     let dir = temp_dir();
-    let notify_path = dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let (notify, notify_path) = notify_socket(dir.path(), Duration::from_secs(20));
     let mut p = Picker::start_with_env(
         &[],
         &[
@@ -145,14 +150,12 @@ fn a_crop_of_the_wrong_shape_is_reported_in_state_and_logged_once() {
     assert_eq!(log.matches("the picture is squashed").count(), 1, "{log}");
 }
 
-#[test]
-fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
-    // A Pi has one ISP crop for both outputs: a 4:3 stream beside a square still cannot be
-    // done, whatever restarting does, so the camera's config error must end as EX_CONFIG.
+/// Runs picker on the fake pipeline's `startup` script with `extra` config lines, for a start
+/// that must fail: its exit and its log.
+fn run_failing_start(extra: &[&str]) -> (std::process::ExitStatus, String) {
     let dir = temp_dir();
-    let text = config_text(dir.path(), &["stream.width = 320", "stream.height = 240"]);
     let config = dir.path().join("picker.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, config_text(dir.path(), extra)).unwrap();
     let out = std::process::Command::new(BIN)
         .arg("--config")
         .arg(&config)
@@ -162,8 +165,15 @@ fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{:?}\n{log}", out.status);
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
+    // A Pi has one ISP crop for both outputs: a 4:3 stream beside a square still cannot be
+    // done, whatever restarting does, so the camera's config error must end as EX_CONFIG.
+    let (status, log) = run_failing_start(&["stream.width = 320", "stream.height = 240"]);
+    assert_eq!(status.code(), Some(78), "{status:?}\n{log}");
     assert!(log.contains("different aspect ratios"), "{log}");
 }
 
@@ -453,12 +463,8 @@ fn sensor_drops_are_counted_from_timestamps_while_isp_sequences_run_on() {
 #[test]
 fn at_1_fps_a_camera_back_on_the_last_attempt_is_recovered_with_the_watchdog_fed() {
     let dir = temp_dir();
-    let notify_path = dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
     // Bounds against hanging, not timing checks: the recovery takes about 20 s by design.
-    notify
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let (notify, notify_path) = notify_socket(dir.path(), Duration::from_secs(60));
     let text = config_text(dir.path(), &["camera.framerate = 1"]);
     let mut p = Picker::start_config(
         dir,
@@ -537,26 +543,16 @@ fn sensor_mode_is_used_or_refused_naming_the_camera_s_modes() {
     );
     drop(p);
 
-    let dir = temp_dir();
-    let text = config_text(dir.path(), &["camera.sensor-mode = \"1640x1232\""]);
-    let config = dir.path().join("picker.toml");
-    std::fs::write(&config, text).unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .env("PICKER_TEST_PIPELINE", "startup")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{log}");
+    let (status, log) = run_failing_start(&["camera.sensor-mode = \"1640x1232\""]);
+    assert_eq!(status.code(), Some(78), "{log}");
     assert!(log.contains("camera.sensor-mode = \"1640x1232\""), "{log}");
     assert!(
         log.contains("1536x864:10, 2304x1296:10, 4608x2592:10"),
         "names the modes: {log}"
     );
 
+    let dir = temp_dir();
+    let config = dir.path().join("picker.toml");
     let text = config_text(dir.path(), &["camera.sensor-mode = \"big\""]);
     std::fs::write(&config, text).unwrap();
     let out = std::process::Command::new(BIN)

@@ -27,7 +27,7 @@ pub const FORMAT: &str = "picker-probe-1";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fixture {
     pub format: String,
-    /// Where the facts come from: "picker probe on <board>", or the driver read.
+    /// Where the facts come from: "picker probe on" and the board, or the driver read.
     pub recorded_by: String,
     pub libcamera: String,
     /// "rpi/vc4", "rpi/pisp", or `None` when not known (no Pi, or written from a driver).
