@@ -60,6 +60,11 @@ pub const MAX_RESTARTS: u32 = 3;
 /// Added to each restart attempt's own bound (backoff and [`restart_wait`]) for the time
 /// stopping and starting the camera take: the watchdog is fed no longer than that per attempt.
 pub const RECOVERY_MARGIN: Duration = Duration::from_secs(2);
+/// Added to [`restart_wait`] for the first start's good frame before the owner gives up on
+/// picker's heap buffers (a first start also opens the IPA, loads tuning, runs emulated in the
+/// VM): 14 s at 1 fps, still well within the service's 30 s wait for a first frame after the
+/// fallback's own start.
+pub const START_SLACK: Duration = Duration::from_secs(6);
 /// Backoff before the first restart; doubled for each further one.
 pub const RESTART_BACKOFF: Duration = Duration::from_millis(200);
 /// How long a restarted camera may take at least to deliver its first good frame (the Pi's
@@ -387,7 +392,7 @@ impl Owner {
         // No good frame yet since opening: a camera refusing picker's heap buffers gives none
         // (every request cancelled, or nothing at all), and gets libcamera's own instead.
         let started_at = Instant::now();
-        let start_budget = restart_wait + RESTART_WAIT;
+        let start_budget = restart_wait + START_SLACK;
         let mut seen_good = false;
         loop {
             counts.buffers = p.buffer_source();
