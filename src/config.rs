@@ -36,6 +36,8 @@ pub struct RawCamera {
     pub framerate: Option<u32>,
     pub crop: Option<String>,
     pub buffers: Option<String>,
+    #[serde(rename = "sensor-mode")]
+    pub sensor_mode: Option<String>,
     pub rotation: Option<u32>,
     pub hflip: Option<bool>,
     pub vflip: Option<bool>,
@@ -85,6 +87,59 @@ pub enum Buffers {
     Driver,
 }
 
+/// `camera.sensor-mode` other than "auto": the sensor mode to use whatever picker would
+/// choose (the way around a sensor-driver bug in the mode it chooses), checked against the
+/// camera's modes at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeSpec {
+    pub width: u32,
+    pub height: u32,
+    /// Bit depth; `None`: the deepest the camera offers at that size.
+    pub bits: Option<u32>,
+}
+
+impl ModeSpec {
+    /// "auto" is `None`; "WxH" or "WxH:bits" a mode; anything else an error message.
+    pub fn parse(s: &str) -> Result<Option<ModeSpec>, String> {
+        if s == "auto" {
+            return Ok(None);
+        }
+        let bad = || {
+            format!(
+                "camera.sensor-mode = {s:?}: expected \"auto\", \"WxH\" or \"WxH:bits\" (e.g. \"1640x1232\" or \"1640x1232:10\")"
+            )
+        };
+        let (size, bits) = match s.split_once(':') {
+            Some((size, bits)) => (size, Some(bits)),
+            None => (s, None),
+        };
+        let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        let num = |v: &str, max: u32| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n) && !v.starts_with('+'))
+        };
+        Ok(Some(ModeSpec {
+            width: num(w, 65_535).ok_or_else(bad)?,
+            height: num(h, 65_535).ok_or_else(bad)?,
+            bits: match bits {
+                Some(b) => Some(num(b, 32).ok_or_else(bad)?),
+                None => None,
+            },
+        }))
+    }
+}
+
+impl std::fmt::Display for ModeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)?;
+        if let Some(b) = self.bits {
+            write!(f, ":{b}")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Crop {
     /// The largest centred square of the sensor, cropped by the ISP (`ScalerCrop`).
@@ -102,6 +157,8 @@ pub struct CameraConfig {
     pub framerate: u32,
     pub crop: Crop,
     pub buffers: Buffers,
+    /// `camera.sensor-mode`; `None` for "auto" (picker chooses).
+    pub sensor_mode: Option<ModeSpec>,
     /// 0 or 180 degrees (the Pi ISP flips; it cannot turn by 90).
     pub rotation: u32,
     pub hflip: bool,
@@ -347,6 +404,14 @@ impl RawConfig {
                 Buffers::Auto
             }
         };
+        let sensor_mode =
+            match ModeSpec::parse(self.camera.sensor_mode.as_deref().unwrap_or("auto")) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
         let framerate = self.camera.framerate.unwrap_or(30);
         if !(1..=120).contains(&framerate) {
             errors.push(format!(
@@ -491,6 +556,7 @@ impl RawConfig {
                 framerate,
                 crop,
                 buffers,
+                sensor_mode,
                 rotation,
                 hflip: self.camera.hflip.unwrap_or(false),
                 vflip: self.camera.vflip.unwrap_or(false),
@@ -710,6 +776,44 @@ mod tests {
             msg.contains("camera.rotation = 90: must be 0 or 180"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn sensor_mode_is_auto_or_a_size_with_an_optional_bit_depth() {
+        let spec = |w, h, bits| {
+            Some(ModeSpec {
+                width: w,
+                height: h,
+                bits,
+            })
+        };
+        let table: &[(&str, Option<Option<ModeSpec>>)] = &[
+            ("auto", Some(None)),
+            ("1640x1232", Some(spec(1640, 1232, None))),
+            ("1640x1232:10", Some(spec(1640, 1232, Some(10)))),
+            ("2304x1296:8", Some(spec(2304, 1296, Some(8)))),
+            ("1640X1232", None),
+            ("1640x", None),
+            ("x1232", None),
+            ("0x1232", None),
+            ("1640x1232:", None),
+            ("1640x1232:0", None),
+            ("1640x1232:64", None),
+            ("+1640x1232", None),
+            ("1640x1232x2", None),
+            ("99999x1232", None),
+            ("", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(ModeSpec::parse(text).ok(), *want, "{text:?}");
+        }
+        let c = parse("[camera]\nsensor-mode = \"1640x1232:10\"\n").unwrap();
+        assert_eq!(c.camera.sensor_mode, spec(1640, 1232, Some(10)));
+        assert_eq!(parse("").unwrap().camera.sensor_mode, None);
+        let err = parse("[camera]\nsensor-mode = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("camera.sensor-mode = \"big\""), "{err}");
     }
 
     #[test]

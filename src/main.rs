@@ -42,6 +42,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Probe { json }) => {
+            let config = match Config::load(&path, explicit) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            match picker::camera::fixture::probe(&config) {
+                Ok(f) if json => match serde_json::to_string_pretty(&f) {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("picker: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Ok(f) => {
+                    print!("{}", picker::camera::fixture::describe(&f));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("picker probe: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::HashPassword) => {
             let mut line = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut line) {

@@ -85,6 +85,8 @@ pub struct State {
     /// shows it beside the status.
     pub offline_reason: Option<String>,
     pub source: crate::camera::SourceKind,
+    /// Where the camera's frame buffers come from ("driver-fallback": it refused picker's).
+    pub buffers: crate::camera::BufferSource,
     pub camera: String,
     pub stream: StreamInfo,
     pub still: StreamInfo,
@@ -176,6 +178,9 @@ impl Shared {
             online: self.online(),
             offline_reason: self.offline_reason(),
             source: self.info.source,
+            buffers: crate::camera::BufferSource::from_u8(
+                self.stats.buffer_source.load(Ordering::Relaxed),
+            ),
             camera: self.info.id.clone(),
             stream: self.info.video,
             still: self.info.still,

@@ -434,6 +434,19 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
         u8::from(st.online).to_string(),
     );
     metric(
+        "picker_camera_buffers_fallback",
+        "gauge",
+        "1 when the camera refused picker's DMA-heap buffers and runs on libcamera's own (see /state \"buffers\").",
+        u8::from(
+            crate::camera::BufferSource::from_u8(
+                s.stats
+                    .buffer_source
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ) == crate::camera::BufferSource::DriverFallback,
+        )
+        .to_string(),
+    );
+    metric(
         "picker_fps",
         "gauge",
         "Frames per second delivered by the camera.",
