@@ -11,5 +11,5 @@ export PICKER_REQUIRE_BROWSER=1
 cargo test "$@"
 # Debian's python3 (the one python3-pytest and python3-numpy belong to), not whatever python3
 # comes first on PATH. No bytecode or pytest cache written into the tree.
-PICKER_BIN=$(pwd)/target/debug/picker PYTHONDONTWRITEBYTECODE=1 \
+PICKER_BIN=${CARGO_TARGET_DIR:-$(pwd)/target}/debug/picker PYTHONDONTWRITEBYTECODE=1 \
     /usr/bin/python3 -m pytest -p no:cacheprovider python/tests
