@@ -44,7 +44,7 @@ fn service() -> &'static Service {
         let hash = picker::http::auth::hash_password("secret").unwrap();
         let text = format!(
             "[camera]\nsource = \"test-pattern\"\n[stream]\nbind = \"127.0.0.1\"\nport = 1\n\
-             allow-origin = \"*\"\nauth-users = {{ robot = {hash:?} }}\n\
+             allow-origin = \"http://dashboard.example\"\nauth-users = {{ robot = {hash:?} }}\n\
              auth-exempt = [\"/snapshot.jpg\", \"/state\", \"/metrics\", \"/stream.mjpg\"]\n\
              [still]\nsocket = {:?}\n",
             socket.display().to_string()
