@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages picker needs on this machine: to build it (libjpeg-turbo,
 # pkg-config); with --test, the real clients the tests drive (ffmpeg/ffprobe, curl, headless
-# Chromium); with --bench, what the benchmarks compare against (tjbench, valgrind). Installs
-# only what is missing, so it is quick when all is there.
+# Chromium, Python readers of the stream with requests, aiohttp and OpenCV, iproute2's ip and
+# tc for links shaped in network namespaces); with --bench, what the benchmarks compare
+# against (tjbench, valgrind). Installs only what is missing, so it is quick when all is there.
 set -euo pipefail
 
 pkgs=(libturbojpeg0-dev pkg-config)
 for flag in "$@"; do
     case $flag in
-        --test) pkgs+=(ffmpeg curl chromium) ;;
+        --test) pkgs+=(ffmpeg curl chromium python3-requests python3-aiohttp python3-opencv python3-numpy iproute2) ;;
         # The benchmarks' yardsticks: libjpeg-turbo's own tjbench, callgrind's instruction counts.
         --bench) pkgs+=(libjpeg-turbo-progs valgrind) ;;
         *) echo "host-deps.sh: unknown option $flag (--test, --bench)" >&2; exit 2 ;;

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod controls;
 pub mod deadline;
+pub mod drain;
 pub mod route;
 pub mod still;
 pub mod stream;
