@@ -16,7 +16,8 @@
 //! - [`encoder`]: encodes stream frames while (and only while) somebody watches.
 //! - [`encode_pool`]: snapshots and stills, encoded once per frame on a fixed thread pool.
 //! - [`http`]: accept loops and the routes of the stream port and the still socket
-//!   (stills, and `/controls` for runtime control changes).
+//!   (stills, and `/controls` for runtime control changes); [`http::drain`] decides when a
+//!   stream client may be handed its next part.
 //! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
