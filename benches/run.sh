@@ -67,13 +67,20 @@ for w in "${what[@]}"; do
         cargo bench --quiet --bench load -- --floor --clients "$CLIENTS" \
             --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" | tee "$out/floor.md"
         ;;
+    freshness)
+        # Issue 19: each part's age at receipt, reader pace x link rate (root: network
+        # namespaces and tc tbf); not in the default set, it needs the test clients.
+        packaging/host-deps.sh --test
+        PICKER_BIN=${PICKER_BIN:-target/release/picker} benches/freshness/run.py \
+            --seconds "$SECONDS_PER_RUN" | tee "$out/freshness.md"
+        ;;
     copies)
         # Bytes the CPU copies out of camera buffers (issue 14), from picker's own counters.
         benches/copies.py --bin target/release/picker --seconds "$SECONDS_PER_RUN" |
             tee "$out/copies.md"
         ;;
     *)
-        echo "unknown benchmark $w (encode callgrind still idle load floor copies)" >&2
+        echo "unknown benchmark $w (encode callgrind still idle load floor copies freshness)" >&2
         exit 2
         ;;
     esac
