@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,11 +33,9 @@ SERVER_IP = "10.231.29.1"
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start(binary, bind, port, netns=None, timeout=10):
@@ -47,7 +46,7 @@ def start(binary, bind, port, netns=None, timeout=10):
             f'[camera]\nsource = "test-pattern"\n[stream]\nbind = "{bind}"\nport = {port}\n'
             f'client-timeout = {timeout}\n[still]\nsocket = "{d}/still.sock"\n'
         )
-    cmd = ([ "ip", "netns", "exec", netns] if netns else []) + [binary, "--config", cfg]
+    cmd = (["ip", "netns", "exec", netns] if netns else []) + [binary, "--config", cfg]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     for line in p.stderr:
@@ -56,8 +55,6 @@ def start(binary, bind, port, netns=None, timeout=10):
         if time.monotonic() > deadline:
             break
     # Keep draining its log so that it never blocks on a full pipe.
-    import threading
-
     threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
     return p
 
@@ -72,7 +69,7 @@ def stop(p):
 
 
 def read(url, client, rate, seconds, netns=None):
-    cmd = ([ "ip", "netns", "exec", netns] if netns else []) + [
+    cmd = (["ip", "netns", "exec", netns] if netns else []) + [
         PYTHON, READER, "--url", url, "--client", client, "--rate", str(rate),
         "--seconds", str(seconds),
     ]
