@@ -11,15 +11,16 @@
 //!
 //! A receiver reopens its window lazily (Linux advertises a read only once the window would
 //! double), so a peer that has caught up may not say so; waiting for it to say so starves a
-//! slow reader. Instead, while the peer holds unread bytes, the decision predicts when it will
-//! have read them from the rate at which it has been reading them (the right edge of its
-//! window, net of the window's growth, over the last seconds), and sends then; the part's own
-//! acknowledgement brings the true window back and corrects the estimate. A peer that reads
-//! nothing for `client-timeout` while it holds unread bytes is dropped, whatever the size of
-//! its buffers up to then (its kernel accepting our bytes is not reading).
+//! slow reader. Instead, while the peer holds unread bytes, the decision sends once it will
+//! have read them at its pace: the time per part its earlier parts showed, made longer when a
+//! part's acknowledgement shows the part before still unread (sent early), shorter when not,
+//! and bounded by the rate at which it has been reading (the right edge of its window, net of
+//! the window's growth). A peer that reads nothing for `client-timeout` while it holds unread
+//! bytes or has bytes in flight is dropped, whatever the size of its buffers.
 //!
-//! The effects (reading `TCP_INFO`, sleeping) are in `stream.rs`; the tests below replay
-//! readings recorded from real clients.
+//! The effects (reading `TCP_INFO`, sleeping) are in `stream.rs`. The tests replay a
+//! never-reading client recorded at the server, and drive the decision against simulated
+//! readers with Linux's lazy window.
 
 use std::collections::VecDeque;
 use std::time::Duration;
