@@ -16,7 +16,7 @@ CLIENTS=${CLIENTS:-1,50,100,200}
 out=target/bench-results
 mkdir -p "$out"
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies reliability pyclient) # load runs the floor too
+[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies reliability pyclient freshness) # load runs the floor too
 plots=benches/plots
 mkdir -p "$plots"
 
@@ -74,6 +74,13 @@ for w in "${what[@]}"; do
         cargo bench --quiet --bench load -- --floor --clients "$CLIENTS" \
             --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" | tee "$out/floor.md"
         ;;
+    freshness)
+        # Issue 19: each part's age at receipt, reader pace x link rate (root: network
+        # namespaces and tc tbf); not in the default set, it needs the test clients.
+        packaging/host-deps.sh --test
+        PICKER_BIN=${PICKER_BIN:-target/release/picker} benches/freshness/run.py \
+            --seconds "$SECONDS_PER_RUN" | tee "$out/freshness.md"
+        ;;
     copies)
         # Bytes the CPU copies out of camera buffers (issue 14), from picker's own counters.
         benches/copies.py --bin target/release/picker --seconds "$SECONDS_PER_RUN" |
@@ -91,7 +98,7 @@ for w in "${what[@]}"; do
             --requests 2000 --repeat "$REPEAT" | tee "$out/pyclient.md"
         ;;
     *)
-        echo "unknown benchmark $w (encode callgrind still idle load floor copies reliability pyclient)" >&2
+        echo "unknown benchmark $w (encode callgrind still idle load floor copies reliability pyclient freshness)" >&2
         exit 2
         ;;
     esac

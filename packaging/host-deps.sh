@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages picker needs on this machine: to build it (libjpeg-turbo,
 # pkg-config); with --test, the real clients the tests drive (ffmpeg/ffprobe, curl, headless
-# Chromium, the stream's other players: mpv, GStreamer, Python's aiohttp; and what the Python
+# Chromium, the stream's other players: mpv, GStreamer, Python readers with requests, aiohttp and
+# OpenCV, iproute2's ip and tc for links shaped in network namespaces; and what the Python
 # client's tests run on: Debian's python3 with pytest, numpy and Pillow, mypy, promtool from
 # prometheus for the alert rules); with --bench, what the benchmarks compare against (tjbench,
 # valgrind), draw with (matplotlib) and the Python client's benchmark needs (numpy). Installs
@@ -15,6 +16,8 @@ for flag in "$@"; do
             pkgs+=(ffmpeg curl chromium)
             # The stream's other players (tests/ending.rs).
             pkgs+=(mpv gstreamer1.0-tools gstreamer1.0-plugins-good python3-aiohttp)
+            # Slow readers and shaped links (tests/freshness.rs).
+            pkgs+=(python3-requests python3-opencv iproute2)
             # The Python client's tests (python/tests) and the alert rules' promtool.
             pkgs+=(python3-pytest python3-numpy python3-pil python3-mypy prometheus)
             ;;

@@ -18,7 +18,8 @@
 //! - [`http`]: accept loops and the routes of the stream port (the preview page in
 //!   [`http::preview`]) and the still socket (stills, and `/controls` for runtime control
 //!   changes); [`http::target`] answers the request targets warp cannot route, [`http::door`]
-//!   shares the still socket's slots.
+//!   shares the still socket's slots, [`http::drain`] decides when a stream client may be
+//!   handed its next part.
 //! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod controls;
 pub mod deadline;
 pub mod door;
+pub mod drain;
 pub mod http09;
 pub mod preview;
 pub mod route;

@@ -14,6 +14,7 @@ use warp::{Filter, Reply};
 
 use super::auth::{Auth, Verdict};
 use super::deadline::Progress;
+use super::drain::{Decision, Drain, Sample};
 use super::route::{self, Fps, Route, RouteError};
 use super::text;
 use crate::encoder::{BOUNDARY, DemandGuard, EncodedFrame};
@@ -181,36 +182,52 @@ struct Client {
     shared: Arc<Shared>,
     /// The connection's flush count, and its value when the last part was handed to hyper.
     flushes: Option<(Flushes, u64)>,
+    /// When the next part may go (see [`super::drain`]).
+    drain: Drain,
+    arrived: tokio::time::Instant,
+}
+
+/// Whether a client may be handed the next part.
+enum Ready {
+    Yes,
+    /// The connection is gone.
+    Gone,
+    /// It read nothing for `client-timeout`: cut it off.
+    Stalled,
 }
 
 impl Client {
-    /// Waits until the part handed over last has left user space (see [`Flushes`]);
-    /// `false` when the connection is gone.
-    async fn previous_part_left(&mut self) -> bool {
+    /// Waits until the part handed over last has left user space (see [`Flushes`]), then
+    /// until [`Drain`] says the next one can reach the viewer fresh.
+    async fn ready(&mut self) -> Ready {
         let Some((flushes, handed)) = &mut self.flushes else {
-            return true;
+            return Ready::Yes;
         };
         let handed = *handed;
         if flushes.count.wait_for(|n| *n > handed).await.is_err() {
-            return false;
+            return Ready::Gone;
         }
-        // hyper's buffer is empty; now let the kernel send all but a little of it. Polled on
-        // a short timer: the kernel signals nothing when its unsent queue shrinks, and only a
-        // client that is behind waits here. A client that takes nothing is handed the next
-        // part after `client-timeout`, and its connection's write deadline then drops it.
-        let timeout = self.shared.client_timeout();
-        let start = tokio::time::Instant::now();
-        while unsent_bytes(flushes.fd).is_ok_and(|n| n > DRAINED) && start.elapsed() < timeout {
-            tokio::time::sleep(DRAIN_POLL).await;
+        // hyper's buffer is empty; now the kernel's, the network's and the reader's turn.
+        // Polled on a short timer: the kernel signals none of these. A client that reads
+        // nothing is cut off here, and one whose writes stall by the connection's deadline.
+        loop {
+            let Ok(sample) = tcp_sample(flushes.fd, self.arrived.elapsed()) else {
+                return Ready::Yes;
+            };
+            match self.drain.decide(sample) {
+                Decision::Send => return Ready::Yes,
+                Decision::Wait(d) => tokio::time::sleep(d).await,
+                Decision::Drop => return Ready::Stalled,
+            }
         }
-        true
     }
 
-    /// Notes that a part is being handed over now.
-    fn handing_over(&mut self) {
+    /// Notes that a part of `len` bytes is being handed over now.
+    fn handing_over(&mut self, len: usize) {
         if let Some((flushes, handed)) = &mut self.flushes {
             *handed = *flushes.count.borrow();
         }
+        self.drain.sent(len);
     }
 }
 
@@ -262,12 +279,15 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         );
     };
     shared.stats.stream_clients.fetch_add(1, Ordering::Relaxed);
+    let timeout = shared.client_timeout();
     let client = Client {
         _slot: slot,
         _per_address: per_address,
         _demand: shared.demand.hold(),
         shared: shared.clone(),
         flushes: FLUSHES.try_with(|f| (f.clone(), 0)).ok(),
+        drain: Drain::new(timeout),
+        arrived: tokio::time::Instant::now(),
     };
     let mut rx = shared.encoded.clone();
     // Only frames encoded after this client arrived (a stale one would show a jump back).
@@ -278,26 +298,37 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         shutdown: shared.shutdown.clone(),
     });
     let state = (client, rx, Step::Opening, pacing);
-    let body =
-        futures_util::stream::unfold(state, |(mut client, mut rx, step, mut pacing)| async move {
+    let body = futures_util::stream::unfold(
+        state,
+        move |(mut client, mut rx, step, mut pacing)| async move {
             match step {
                 Step::Opening => {
                     let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
                     return Some((
-                        Ok::<_, Infallible>(opening),
+                        Ok::<_, std::io::Error>(opening),
                         (client, rx, Step::Frames, pacing),
                     ));
                 }
                 Step::Closed => return None,
                 Step::Frames => {}
             }
-            if !client.previous_part_left().await {
-                return None;
+            match client.ready().await {
+                Ready::Yes => {}
+                Ready::Gone => return None,
+                // An error ends the connection at once: a closing chunk would only wait in
+                // the full buffers of a client that reads nothing.
+                Ready::Stalled => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        super::deadline::stall_message(timeout, Some("stream.client-timeout")),
+                    );
+                    return Some((Err(e), (client, rx, Step::Closed, pacing)));
+                }
             }
             let frame = next_frame(&mut rx, &mut pacing).await;
             match frame {
                 Some(frame) => {
-                    client.handing_over();
+                    client.handing_over(frame.part.len());
                     Some((Ok(frame.part.clone()), (client, rx, Step::Frames, pacing)))
                 }
                 // Shutdown: see `encoder::closing` for why it repeats the latest part.
@@ -306,7 +337,8 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                     Some((Ok(end), (client, rx, Step::Closed, pacing)))
                 }
             }
-        });
+        },
+    );
     stream_response(warp::reply::stream(body).into_response())
 }
 
@@ -591,23 +623,41 @@ pub async fn on_connection<F: std::future::Future>(flushes: Flushes, connection:
     FLUSHES.scope(flushes, connection).await
 }
 
-/// A stream client is handed the next frame once the kernel holds at most this much of the
-/// previous one unsent.
-const DRAINED: usize = 4 * 1024;
-/// How often a client that is behind checks whether the kernel has sent its part.
-const DRAIN_POLL: Duration = Duration::from_millis(10);
-
-/// `SIOCOUTQNSD` (linux/sockios.h): bytes in a TCP socket's send queue not yet sent.
-const SIOCOUTQNSD: nix::libc::c_ulong = 0x894B;
-
-/// The bytes the kernel holds unsent for the TCP socket `fd`.
-fn unsent_bytes(fd: std::os::fd::RawFd) -> std::io::Result<usize> {
-    let mut n: nix::libc::c_int = 0;
-    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which points to `n`; a bad fd
-    // is an error return, not undefined behaviour. No crate wraps this ioctl.
-    let r = unsafe { nix::libc::ioctl(fd, SIOCOUTQNSD as _, &mut n) };
+/// Reads what [`Drain`] decides on from the TCP socket `fd` (`TCP_INFO`); `at` is the time
+/// since the client arrived.
+fn tcp_sample(fd: std::os::fd::RawFd, at: Duration) -> std::io::Result<Sample> {
+    use nix::libc;
+    // SAFETY: tcp_info is plain integers, for which all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which has that size; a bad
+    // fd is an error return. socket2 and nix do not expose the fields read here.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(n.max(0) as usize)
+    // Kernels before 5.4 fill less of the struct: no peer window then.
+    let window_end = std::mem::offset_of!(libc::tcp_info, tcpi_snd_wnd) + 4;
+    let window = (len as usize >= window_end).then_some(info.tcpi_snd_wnd);
+    let bdp = info
+        .tcpi_delivery_rate
+        .saturating_mul(u64::from(info.tcpi_min_rtt))
+        / 1_000_000;
+    Ok(Sample {
+        at,
+        unsent: info.tcpi_notsent_bytes,
+        unacked: info.tcpi_unacked.saturating_mul(info.tcpi_snd_mss),
+        acked: info.tcpi_bytes_acked,
+        window,
+        since_ack: Duration::from_millis(u64::from(info.tcpi_last_ack_recv)),
+        bdp: u32::try_from(bdp.min(SEND_BUFFER as u64)).unwrap_or(u32::MAX),
+    })
 }

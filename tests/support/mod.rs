@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_picker");
 
+thread_local! {
+    /// The network namespace the next picker starts in ([`Picker::start_in_netns`]).
+    static NETNS: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 pub struct Picker {
     pub child: Child,
     pub dir: tempfile::TempDir,
@@ -114,6 +119,16 @@ impl Picker {
         Self::start_limited(dir, text, env, None)
     }
 
+    /// Starts picker inside the network namespace `netns` (`ip netns exec`).
+    pub fn start_in_netns(netns: &str, extra: &[&str]) -> Picker {
+        let dir = temp_dir();
+        let text = config_text(dir.path(), extra);
+        NETNS.with(|n| *n.borrow_mut() = Some(netns.to_string()));
+        let p = Self::start_config(dir, &text, &[]);
+        NETNS.with(|n| *n.borrow_mut() = None);
+        p
+    }
+
     /// Starts picker with its open-file limit (soft and hard) set to `nofile`, if given.
     pub fn start_limited(
         dir: tempfile::TempDir,
@@ -161,7 +176,14 @@ impl Picker {
             .find_map(|l| l.strip_prefix("socket = \""))
             .map(|s| PathBuf::from(s.trim_end_matches('"')))
             .unwrap_or_else(|| dir.path().join("still.sock"));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match NETNS.with(|n| n.borrow().clone()) {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
