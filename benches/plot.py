@@ -143,7 +143,8 @@ def freshness(src, out):
     by_link = defaultdict(list)
     with open(src) as f:
         for row in csv.DictReader(f):
-            by_link[float(row["link_kbit"])].append(
+            # One series per link rate, and per reading client where the CSV names it.
+            by_link[(float(row["link_kbit"]), row.get("client") or "")].append(
                 (float(row["reader_fps"]), float(row["age_p50_ms"]), float(row["age_max_ms"]))
             )
     if not by_link:
@@ -151,7 +152,9 @@ def freshness(src, out):
     fig, ax = plt.subplots(figsize=(8, 3.4))
     for (link, pts), colour in zip(sorted(by_link.items()), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         pts.sort()
+        link, client = link
         label = "unshaped link" if link == 0 else f"{link:g} kbit/s"
+        label = f"{client}, {label}" if client else label
         x = [p[0] for p in pts]
         ax.plot(x, [p[1] for p in pts], "o-", color=colour, label=f"{label}: median")
         ax.plot(x, [p[2] for p in pts], "x--", color=colour, label=f"{label}: max")

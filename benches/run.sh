@@ -16,7 +16,7 @@ CLIENTS=${CLIENTS:-1,50,100,200}
 out=target/bench-results
 mkdir -p "$out"
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies reliability pyclient freshness) # load runs the floor too
+[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies reliability pyclient) # load runs the floor too
 plots=benches/plots
 mkdir -p "$plots"
 
@@ -79,7 +79,7 @@ for w in "${what[@]}"; do
         # namespaces and tc tbf); not in the default set, it needs the test clients.
         packaging/host-deps.sh --test
         PICKER_BIN=${PICKER_BIN:-target/release/picker} benches/freshness/run.py \
-            --seconds "$SECONDS_PER_RUN" | tee "$out/freshness.md"
+            --seconds "$SECONDS_PER_RUN" --csv "$out/freshness.csv" | tee "$out/freshness.md"
         ;;
     copies)
         # Bytes the CPU copies out of camera buffers (issue 14), from picker's own counters.

@@ -139,7 +139,16 @@ def main():
     ap.add_argument("--readers", default="requests,aiohttp,opencv")
     ap.add_argument("--rates", default="1,3,10")
     ap.add_argument("--links", default="1,2,5,20")
+    ap.add_argument("--csv", help="also write reader_fps,link_kbit,age_p50_ms,age_max_ms,client "
+                    "rows here (what benches/plot.py freshness draws)")
     a = ap.parse_args()
+    rows = []
+
+    def keep(client, reader_fps, link_kbit, d):
+        if d and d["ages_ms"]:
+            ages = sorted(d["ages_ms"])
+            rows.append((reader_fps, link_kbit, statistics.median(ages), ages[-1], client))
+
     binary = os.environ.get("PICKER_BIN", os.path.join(ROOT, "target", "release", "picker"))
     print(f"binary: {binary}\n")
     print("| case | parts/s | age p50 ms | age max ms | target p50 | target max | |")
@@ -152,8 +161,10 @@ def main():
             for rate in [float(r) for r in a.rates.split(",")]:
                 d = read(url, client, rate, a.seconds)
                 print(row(f"{client} {rate:g} parts/s, loopback", 1000 / rate, d), flush=True)
+                keep(client, rate, 0, d)
         d = read(url, "requests", 0, a.seconds)
         print(row("requests as fast as it can, loopback", 0, d), flush=True)
+        keep("requests", 0, 0, d)
     finally:
         stop(p)
     for mbit in [float(m) for m in a.links.split(",")]:
@@ -168,10 +179,16 @@ def main():
                 # One part's time on the link: the mean part (about 11 KB) at the link rate.
                 part_ms = 11 * 1024 * 8 / (mbit * 1e6) * 1000
                 print(row(f"requests as fast as it can, {mbit:g} Mbit/s", part_ms, d), flush=True)
+                keep("requests", 0, mbit * 1000, d)
             finally:
                 stop(p)
         finally:
             links_down()
+    if a.csv:
+        with open(a.csv, "w") as out:
+            out.write("reader_fps,link_kbit,age_p50_ms,age_max_ms,client\n")
+            for r in rows:
+                out.write("%g,%g,%.1f,%.1f,%s\n" % r)
     t = never_reader(binary)
     print(f"\nnever-reading client (client-timeout = 3): gone after "
           f"{'%.1f s' % t if t else 'more than 60 s'}")
