@@ -140,7 +140,7 @@ fn chromium_shows_the_stream_the_snippet_the_commands_and_the_live_status() {
         Duration::from_secs(20),
     );
     let fps_text = b.wait_for(
-        "(t => t.endsWith(' fps') && t !== '0 fps' && t)(document.getElementById('st-fps').textContent)",
+        "(t => t.endsWith(' fps') && parseFloat(t) > 0 && t)(document.getElementById('st-fps').textContent)",
         Duration::from_secs(10),
     );
     let fps: f64 = fps_text

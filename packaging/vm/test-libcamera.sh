@@ -288,6 +288,10 @@ for f in range(frames):
             rs[0][1] += rs[-1][1]
             rs[0][2] = rs[-1][2]
             rs.pop()
+        else:
+            # An edge that scrolled onto the border: chroma subsampling blends its two bars
+            # into a pixel or two there (red and blue read as black), too short to be a bar.
+            rs = [r for r in rs if r[1] >= 3]
         names = [r[0] for r in rs]
         good = (len(names) == 8 and names[0] in BARS
                 and all(names[i] == BARS[(BARS.index(names[0]) + i) % 8] for i in range(8))
