@@ -501,4 +501,76 @@ mod tests {
             assert!(!c.is_empty() && c.check("").is_empty(), "{line}");
         }
     }
+
+    /// Every range `check` enforces, at each end and just past it, plus what is no number at
+    /// all: an end is allowed, a step past it is one error naming the key.
+    #[test]
+    fn each_range_check_allows_its_ends_and_refuses_a_step_past_them() {
+        // (TOML, the key of the one error, or "" for none)
+        let table = [
+            ("lens-position = 0", ""),
+            ("lens-position = 1000", ""),
+            ("lens-position = -0.01", "lens-position"),
+            ("lens-position = 1000.1", "lens-position"),
+            ("lens-position = nan", "lens-position"),
+            ("lens-position = inf", "lens-position"),
+            ("ev = -16", ""),
+            ("ev = 16", ""),
+            ("ev = -16.1", "ev"),
+            ("ev = 16.1", "ev"),
+            ("brightness = -1", ""),
+            ("brightness = 1", ""),
+            ("brightness = -1.01", "brightness"),
+            ("brightness = 1.01", "brightness"),
+            ("contrast = 0", ""),
+            ("contrast = 1000", ""),
+            ("contrast = -0.01", "contrast"),
+            ("saturation = 1000.1", "saturation"),
+            ("sharpness = -inf", "sharpness"),
+            ("analogue-gain = 1", ""),
+            ("analogue-gain = 1000", ""),
+            ("analogue-gain = 0.99", "analogue-gain"),
+            ("analogue-gain = 1000.1", "analogue-gain"),
+            ("analogue-gain = \"auto\"", ""),
+            ("exposure-time = 1", ""),
+            ("exposure-time = 2147483647", ""),
+            ("exposure-time = 0", "exposure-time"),
+            ("exposure-time = 2147483648", "exposure-time"),
+            ("exposure-time = \"auto\"", ""),
+            ("colour-gains = [0.001, 1000]", ""),
+            ("colour-gains = [1000, 0.001]", ""),
+            ("colour-gains = [0, 1]", "colour-gains"),
+            ("colour-gains = [1, 0]", "colour-gains"),
+            ("colour-gains = [1000.1, 1]", "colour-gains"),
+            ("colour-gains = [1, 1000.1]", "colour-gains"),
+            ("colour-gains = [nan, 1]", "colour-gains"),
+            ("colour-gains = [1, inf]", "colour-gains"),
+            ("colour-gains = \"auto\"", ""),
+            ("af-mode = \"manual\"\nlens-position = 2", ""),
+            ("af-mode = \"auto\"\nlens-position = 2", "lens-position"),
+            (
+                "af-mode = \"continuous\"\nlens-position = 2",
+                "lens-position",
+            ),
+            ("af-mode = \"auto\"", ""),
+            ("awb-mode = \"cloudy\"\ncolour-gains = \"auto\"", ""),
+            (
+                "awb-mode = \"cloudy\"\ncolour-gains = [1, 1]",
+                "colour-gains",
+            ),
+        ];
+        for (text, key) in table {
+            let c: ControlsConfig = toml::from_str(text).unwrap();
+            for prefix in ["controls.", ""] {
+                let errors = c.check(prefix);
+                if key.is_empty() {
+                    assert_eq!(errors, Vec::<String>::new(), "{text}");
+                } else {
+                    assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+                    let named = format!("{prefix}{key}");
+                    assert!(errors[0].starts_with(&named), "{text}: {errors:?}");
+                }
+            }
+        }
+    }
 }
