@@ -349,15 +349,17 @@ mod tests {
     #[test]
     fn reports_show_the_asked_value_the_value_in_force_and_why() {
         use serde_json::json;
+        type J = serde_json::Value;
         // (TOML, camera, key, asked, in force, note)
-        let table: [(
-            &str,
+        type Row = (
+            &'static str,
             ControlFacts,
-            &str,
-            serde_json::Value,
-            Option<serde_json::Value>,
-            Option<&str>,
-        ); 8] = [
+            &'static str,
+            J,
+            Option<J>,
+            Option<&'static str>,
+        );
+        let table: [Row; 8] = [
             (
                 "exposure-time = 10",
                 fixtures::imx477(),
