@@ -300,6 +300,14 @@ mod tests {
         String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
     }
 
+    /// `log` has `n` lines, and each of `want` in exactly one of them.
+    fn assert_lines(log: &str, want: &[&str], n: usize) {
+        for l in want {
+            assert_eq!(log.matches(l).count(), 1, "{l:?} in:\n{log}");
+        }
+        assert_eq!(log.lines().count(), n, "{log}");
+    }
+
     #[test]
     fn each_kind_of_event_logs_its_own_line_and_counts_in_metrics() {
         let e = Events::default();
@@ -321,10 +329,7 @@ mod tests {
             "1 still-socket client(s) dropped since the last such line, latest: no progress for 5 s",
             "1 stream client(s) dropped since the last such line, latest: too slow",
         ];
-        for l in lines {
-            assert_eq!(log.matches(l).count(), 1, "{l:?} in:\n{log}");
-        }
-        assert_eq!(log.lines().count(), 4, "{log}");
+        assert_lines(&log, &lines, 4);
         let mut m = String::new();
         e.write_metrics(&mut m);
         // (metric, total)
@@ -367,10 +372,7 @@ mod tests {
             "2 still-socket client(s) dropped since the last such line",
             "5 stream client(s) dropped since the last such line",
         ];
-        for l in lines {
-            assert_eq!(log.matches(l).count(), 1, "{l:?} in:\n{log}");
-        }
-        assert_eq!(log.lines().count(), 3, "{log}");
+        assert_lines(&log, &lines, 3);
         // Said once: a second flush has nothing left to say.
         assert_eq!(logged(|| e.flush()), "");
         assert_eq!(e.stream_dropped.flush(), None);

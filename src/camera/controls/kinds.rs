@@ -301,6 +301,18 @@ mod tests {
         assert_eq!(change.value(Id::ExposureTime), Some(Value::Int(33_333)));
     }
 
+    /// A camera on libcamera before 0.5: `AeEnable`, no `ExposureTimeMode`.
+    fn ae_enable_only() -> ControlFacts {
+        ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
+            Id::ExposureTime,
+            Limits::Int {
+                min: 1,
+                max: 1_000_000,
+                default: 0,
+            },
+        )
+    }
+
     #[test]
     fn fixed_exposure_and_gain_switch_their_automatic_mode_off_and_auto_back_on() {
         let c = toml("exposure-time = 10000\nanalogue-gain = 2.0");
@@ -331,14 +343,7 @@ mod tests {
             vec![(Id::ExposureTimeMode, Value::Int(MODE_AUTO))]
         );
         // libcamera before 0.5 has only AeEnable.
-        let old = ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
-            Id::ExposureTime,
-            Limits::Int {
-                min: 1,
-                max: 1_000_000,
-                default: 0,
-            },
-        );
+        let old = ae_enable_only();
         let p = plan(&toml("exposure-time = 5000"), &old);
         assert_eq!(p.value(Id::AeEnable), Some(Value::Bool(false)));
         assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(5000)));
@@ -471,14 +476,7 @@ mod tests {
             Some("the camera's ExposureTime is not a number")
         );
         // "auto" on a camera with only AeEnable switches it back on.
-        let old = ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
-            Id::ExposureTime,
-            Limits::Int {
-                min: 1,
-                max: 1_000_000,
-                default: 0,
-            },
-        );
+        let old = ae_enable_only();
         let p = plan(&toml("exposure-time = \"auto\""), &old);
         assert_eq!(p.values, vec![(Id::AeEnable, Value::Bool(true))]);
     }
