@@ -1114,4 +1114,135 @@ mod tests {
             }
         }
     }
+
+    /// Every range and rule of `validate` at its ends and a step past them: an end loads, a
+    /// step past is exactly one error, which starts with the key at fault.
+    #[test]
+    fn each_rule_allows_its_ends_and_refuses_a_step_past_them() {
+        let long_socket = |n: usize| format!("/tmp/{}", "s".repeat(n - 5));
+        let (ok_socket, long) = (long_socket(107), long_socket(108));
+        let socket_ok = format!("[still]\nsocket = \"{ok_socket}\"");
+        let socket_long = format!("[still]\nsocket = \"{long}\"");
+        // (TOML, the start of the one error, or "" for a config that loads)
+        let table: Vec<(&str, &str)> = vec![
+            ("[stream]\nwidth = 2\nheight = 2", ""),
+            ("[still]\nwidth = 8192\nheight = 8192", ""),
+            ("[stream]\nwidth = 0", "stream.width = 0:"),
+            ("[stream]\nheight = 3", "stream.height = 3:"),
+            ("[still]\nwidth = 8194", "still.width = 8194:"),
+            ("[still]\nheight = 8193", "still.height = 8193:"),
+            // The video stream may match the still stream, not exceed it on either side.
+            ("[stream]\nwidth = 1024\n[still]\nwidth = 1024", ""),
+            ("[still]\nwidth = 510", "stream size 512x512 is larger"),
+            (
+                "[stream]\nheight = 514\n[still]\nwidth = 1024",
+                "stream size 512x514",
+            ),
+            ("[camera]\nframerate = 1", ""),
+            ("[camera]\nframerate = 120", ""),
+            ("[camera]\nframerate = 121", "camera.framerate = 121:"),
+            ("[stream]\nquality = 1", ""),
+            ("[stream]\nquality = 100", ""),
+            ("[stream]\nquality = 101", "stream.quality = 101:"),
+            ("[stream]\nmax-clients = 1", ""),
+            ("[stream]\nmax-clients = 10000", ""),
+            (
+                "[stream]\nmax-clients = 10001",
+                "stream.max-clients = 10001:",
+            ),
+            ("[stream]\nclient-timeout = 1", ""),
+            ("[stream]\nclient-timeout = 3600", ""),
+            (
+                "[stream]\nclient-timeout = 3601",
+                "stream.client-timeout = 3601:",
+            ),
+            ("[camera]\nrotation = 0", ""),
+            ("[camera]\nrotation = 180", ""),
+            ("[camera]\nrotation = 360", "camera.rotation = 360:"),
+            ("[camera]\nid = \"/base/i2c@1\"", ""),
+            ("[camera]\nid = \"\"\nmodel = \"imx219\"", ""),
+            ("[camera]\nindex = 0", ""),
+            (
+                "[camera]\nid = \"x\"\nmodel = \"imx219\"",
+                "camera.id, camera.model: give",
+            ),
+            (
+                "[camera]\nmodel = \"imx219\"\nindex = 1",
+                "camera.model, camera.index: give",
+            ),
+            ("[camera]\nsource = \"libcamera\"\nbuffers = \"driver\"", ""),
+            ("[stream]\nallow-origin = \"\"", ""),
+            ("[stream]\nallow-origin = \"http://[::1]:8080\"", ""),
+            ("[stream]\nallow-origin = \"https://h:65535\"", ""),
+            (
+                "[stream]\nallow-origin = \"http://h:0\"",
+                "stream.allow-origin",
+            ),
+            (
+                "[stream]\nallow-origin = \"http://\"",
+                "stream.allow-origin",
+            ),
+            (
+                "[stream]\nallow-origin = \"ftp://h\"",
+                "stream.allow-origin",
+            ),
+            (
+                "[stream]\nallow-origin = \"http://h/path\"",
+                "stream.allow-origin",
+            ),
+            ("[stream]\nauth-exempt = [\"/state\", \"/metrics\"]", ""),
+            (
+                "[stream]\nauth-exempt = [\"/controls\"]",
+                "stream.auth-exempt: \"/controls\"",
+            ),
+            (
+                "[stream]\nauth-users = { \"a:b\" = \"x\" }",
+                "stream.auth-users: user \"a:b\"",
+            ),
+            (
+                "[stream]\nauth-users = { \"\" = \"x\" }",
+                "stream.auth-users: user \"\"",
+            ),
+            ("[stream]\nbind = \"::1\"", ""),
+            (&socket_ok, ""),
+            (&socket_long, "still.socket"),
+        ];
+        for (text, want) in table {
+            match (want, parse(text)) {
+                ("", Ok(_)) => {}
+                ("", Err(e)) => panic!("{text:?} refused: {e}"),
+                (_, Err(ConfigError::Invalid { errors, .. })) => {
+                    assert_eq!(errors.len(), 1, "{text:?}: {errors:?}");
+                    assert!(errors[0].starts_with(want), "{text:?}: {errors:?}");
+                }
+                (_, other) => panic!("{text:?}: {other:?}, wanted {want}"),
+            }
+        }
+        // The values at the ends are the values in force.
+        let c = parse(
+            "[camera]\nframerate = 120\nrotation = 180\nvflip = true\n\
+             [stream]\nquality = 100\nmax-clients = 10000\nclient-timeout = 3600\n\
+             allow-origin = \"\"\nenabled = false\nbind = \"::1\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.camera.framerate,
+                c.camera.rotation,
+                c.camera.hflip,
+                c.camera.vflip
+            ),
+            (120, 180, false, true)
+        );
+        assert_eq!(
+            (
+                c.stream.quality,
+                c.stream.max_clients,
+                c.stream.client_timeout.as_secs()
+            ),
+            (100, 10_000, 3_600)
+        );
+        assert_eq!((c.stream.allow_origin, c.stream.enabled), (None, false));
+        assert_eq!(c.stream.bind.to_string(), "::1");
+    }
 }

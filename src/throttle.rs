@@ -340,4 +340,111 @@ mod tests {
         assert_eq!(c.hit(), None);
         assert_eq!(c.total(), 2);
     }
+
+    /// The log lines `f` writes, through a subscriber for this thread only.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl tracing_subscriber::fmt::MakeWriter<'_> for Buf {
+            type Writer = Buf;
+            fn make_writer(&self) -> Buf {
+                self.clone()
+            }
+        }
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// `log` has `n` lines, and each of `want` in exactly one of them.
+    fn assert_lines(log: &str, want: &[&str], n: usize) {
+        for l in want {
+            assert_eq!(log.matches(l).count(), 1, "{l:?} in:\n{log}");
+        }
+        assert_eq!(log.lines().count(), n, "{log}");
+    }
+
+    #[test]
+    fn each_kind_of_event_logs_its_own_line_and_counts_in_metrics() {
+        let e = Events::default();
+        let err = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let log = logged(|| {
+            e.refused(7);
+            e.refused(7);
+            e.accept_error(&err, Duration::from_millis(100));
+            e.still_dropped(&"no progress for 5 s");
+            e.stream_dropped(&"too slow");
+            e.stream_dropped(&"too slow");
+            e.stream_dropped(&"too slow");
+        });
+        // (a line that must be there, once): the first event of each kind; the rest wait.
+        let lines = [
+            "1 TCP connection(s) refused since the last such line: 7 open, the cap",
+            "1 accept error(s) since the last such line, latest: ",
+            "retrying in 100ms",
+            "1 still-socket client(s) dropped since the last such line, latest: no progress for 5 s",
+            "1 stream client(s) dropped since the last such line, latest: too slow",
+        ];
+        assert_lines(&log, &lines, 4);
+        let mut m = String::new();
+        e.write_metrics(&mut m);
+        // (metric, total)
+        let table = [
+            ("picker_connections_refused_total", 2),
+            ("picker_accept_errors_total", 1),
+            ("picker_still_clients_dropped_total", 1),
+            ("picker_stream_clients_dropped_total", 3),
+        ];
+        for (name, n) in table {
+            assert!(
+                m.contains(&format!("\n{name} {n}\n")),
+                "{name} {n} in:\n{m}"
+            );
+            assert!(m.contains(&format!("# TYPE {name} counter\n")), "{m}");
+        }
+        assert_eq!(m.lines().count(), 12, "{m}");
+    }
+
+    #[test]
+    fn flush_logs_one_line_per_kind_with_events_pending() {
+        // Pending events whose line is due (none logged yet): as after a quiet period.
+        let pending = |n| Counted {
+            total: AtomicU64::new(n),
+            throttle: Mutex::new(Throttle {
+                period: PERIOD,
+                last_line: None,
+                pending: n,
+            }),
+        };
+        let e = Events {
+            refused: pending(3),
+            accept_errors: pending(0),
+            still_dropped: pending(2),
+            stream_dropped: pending(5),
+        };
+        let log = logged(|| e.flush());
+        let lines = [
+            "3 TCP connection(s) refused (connection cap reached) since the last such line",
+            "2 still-socket client(s) dropped since the last such line",
+            "5 stream client(s) dropped since the last such line",
+        ];
+        assert_lines(&log, &lines, 3);
+        // Said once: a second flush has nothing left to say.
+        assert_eq!(logged(|| e.flush()), "");
+        assert_eq!(e.stream_dropped.flush(), None);
+    }
 }
