@@ -4,9 +4,14 @@
 //! `http` so that both can use it.
 //!
 //! An address is all we know of a client, and it is a rough stand-in: every client behind
-//! one NAT, or behind a reverse proxy on the same host, shares one. An IPv6 client gets a
-//! whole /64 from its provider and can pick any address in it, so an IPv6 client is its
-//! /64; an IPv4-mapped IPv6 address is its IPv4 address.
+//! one NAT, or behind a reverse proxy on the same host, shares one. An IPv6 client from
+//! elsewhere gets a whole /64 from its provider and can pick any address in it, so a global
+//! IPv6 client is its /64; but on the Pi's own LAN every machine shares the LAN's /64 (and
+//! every link-local address the same `fe80::/64`), so link-local, unique-local and loopback
+//! addresses are each their own client (a /64 key there would let one machine use up every
+//! neighbour's allowance). An IPv4-mapped IPv6 address is its IPv4 address. These limits are
+//! fairness between clients, not a defence against a host on the LAN, which can take more
+//! addresses.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -19,12 +24,20 @@ pub fn key(addr: IpAddr) -> IpAddr {
         IpAddr::V4(_) => addr,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
+            None if local_v6(&v6) => addr,
             None => {
                 let s = v6.segments();
                 IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
     }
+}
+
+/// Loopback, link-local (`fe80::/10`) and unique-local (`fc00::/7`): the Pi's own LAN, where
+/// one /64 is every neighbour.
+fn local_v6(v6: &Ipv6Addr) -> bool {
+    let first = v6.segments()[0];
+    v6.is_loopback() || first & 0xffc0 == 0xfe80 || first & 0xfe00 == 0xfc00
 }
 
 /// Stream slots held per address, capped (`stream.max-clients-per-address`, reloadable).
@@ -113,7 +126,15 @@ mod tests {
             ("::ffff:192.0.2.7", "192.0.2.7"),
             ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
             ("2001:db8:1:2::1", "2001:db8:1:2::"),
-            ("::1", "::"),
+            // The LAN's own addresses: each machine its own client.
+            ("::1", "::1"),
+            ("fe80::1:2:3:4", "fe80::1:2:3:4"),
+            ("febf::1", "febf::1"),
+            ("fd12:3456:789a:1::5", "fd12:3456:789a:1::5"),
+            ("fc00::9", "fc00::9"),
+            // Just outside those ranges: global, keyed by /64.
+            ("fec0::1:2", "fec0::"),
+            ("fbff:1:2:3:4::", "fbff:1:2:3::"),
         ];
         for (addr, want) in table {
             let got = key(addr.parse().unwrap());

@@ -334,6 +334,28 @@ mod tests {
     }
 
     #[test]
+    fn repeated_flush_gives_the_pending_count_with_the_latest_text_once_due() {
+        // A period short enough to pass within the test (the real one is 10 s).
+        let r = Repeated {
+            counted: Counted {
+                total: AtomicU64::new(0),
+                throttle: Mutex::new(Throttle::new(Duration::from_millis(20))),
+            },
+            latest: Mutex::new(None),
+        };
+        assert_eq!(r.hit("a".into()), Some((1, "a".to_string())));
+        assert_eq!(r.hit("b".into()), None);
+        assert_eq!(r.hit("c".into()), None);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(
+            r.flush(),
+            Some((2, "c".to_string())),
+            "two since the line, the latest text"
+        );
+        assert_eq!(r.flush(), None, "nothing pending once flushed");
+    }
+
+    #[test]
     fn counted_keeps_the_total() {
         let c = Counted::default();
         assert_eq!(c.hit(), Some(1));
