@@ -209,11 +209,23 @@ class Camera(_http.Closing):
 
     def state(self) -> Dict[str, Any]:
         """What the socket tells of the camera, with the names picker's ``/state`` uses:
-        ``online`` (the newest frame is at most ``offline_after`` old), ``still`` (``width``,
-        ``height``), ``frames`` (``sequence``), ``controls`` (per key, as in force), plus the
-        newest frame's ``timestamp_ns`` and ``age_s``. The stream port's ``/state`` has more
+        ``online`` (the newest frame is at most ``offline_after`` old, and picker does not
+        answer "offline"), ``still`` (``width``, ``height``), ``frames`` (``sequence``),
+        ``controls`` (per key, as in force), plus the newest frame's ``timestamp_ns`` and
+        ``age_s`` (``None`` for each while picker says the camera is offline). The stream port's ``/state`` has more
         (fps, stream clients, crop)."""
         resp = self._request("HEAD", "/still.rgb")
+        if resp.status == 503:
+            # picker refuses stills while the camera is offline (or before its first frame):
+            # that is the state to report, not an error of this call.
+            return {
+                "online": False,
+                "still": None,
+                "frames": None,
+                "timestamp_ns": None,
+                "age_s": None,
+                "controls": self.controls().get("in_force", {}),
+            }
         if resp.status != 200:
             self._raise_for(resp, "/still.rgb")
         width, height, sequence, timestamp = self._frame_headers(resp)
