@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the benchmarks behind BENCHMARKS.md and keeps their output in target/bench-results/.
-#   benches/run.sh                 # all: encode callgrind still idle load copies (~20 min)
+# Runs the benchmarks behind BENCHMARKS.md and keeps their output in target/bench-results/;
+# benches/plot.py draws each result into benches/plots/*.svg (linked from BENCHMARKS.md and
+# RELIABILITY.md).
+#   benches/run.sh                 # all: encode callgrind still idle load copies reliability pyclient (~24 min)
 #   benches/run.sh load still      # some of them (floor: the floor alone)
 #   SECONDS_PER_RUN=5 REPEAT=1 benches/run.sh   # a quick smoke run
 # The machine is shared and noisy: each figure is a median over REPEAT runs, and the encode
@@ -14,7 +16,9 @@ CLIENTS=${CLIENTS:-1,50,100,200}
 out=target/bench-results
 mkdir -p "$out"
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies) # load runs the floor too
+[ ${#what[@]} -gt 0 ] || what=(encode callgrind still idle load copies reliability pyclient) # load runs the floor too
+plots=benches/plots
+mkdir -p "$plots"
 
 packaging/host-deps.sh --bench
 # Release builds of the server and of the bench programs (the bench profile is release).
@@ -53,7 +57,9 @@ for w in "${what[@]}"; do
         } | tee "$out/callgrind.md"
         ;;
     still)
-        cargo bench --quiet --bench still -- --requests 1000 --repeat "$REPEAT" | tee "$out/still.md"
+        cargo bench --quiet --bench still -- --requests 1000 --repeat "$REPEAT" \
+            --samples "$out/still.csv" | tee "$out/still.md"
+        benches/plot.py still "$out/still.csv" "$plots/still.svg"
         ;;
     idle)
         cargo bench --quiet --bench load -- --idle 30 --repeat "$REPEAT" | tee "$out/idle.md"
@@ -62,19 +68,45 @@ for w in "${what[@]}"; do
         # Each run of the service followed by one of the floor, under the same machine load.
         cargo bench --quiet --bench load -- --paired --clients "$CLIENTS" \
             --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" | tee "$out/load.md"
+        benches/plot.py load "$out/load.md" "$plots/fanout.svg"
         ;;
     floor)
         cargo bench --quiet --bench load -- --floor --clients "$CLIENTS" \
             --seconds "$SECONDS_PER_RUN" --repeat "$REPEAT" | tee "$out/floor.md"
+        ;;
+    freshness)
+        # Issue 19: each part's age at receipt, reader pace x link rate (root: network
+        # namespaces and tc tbf); not in the default set, it needs the test clients.
+        packaging/host-deps.sh --test
+        PICKER_BIN=${PICKER_BIN:-target/release/picker} benches/freshness/run.py \
+            --seconds "$SECONDS_PER_RUN" --csv "$out/freshness.csv" | tee "$out/freshness.md"
         ;;
     copies)
         # Bytes the CPU copies out of camera buffers (issue 14), from picker's own counters.
         benches/copies.py --bin target/release/picker --seconds "$SECONDS_PER_RUN" |
             tee "$out/copies.md"
         ;;
+    reliability)
+        # Memory and threads under bursts, stills under a TCP flood (RELIABILITY.md).
+        benches/reliability.py --bin target/release/picker --label "$(git rev-parse --short HEAD)" \
+            --samples "$out/reliability.csv" | tee "$out/reliability.md"
+        benches/plot.py reliability "$out/reliability.csv" "$plots/flood-stills.svg"
+        ;;
+    pyclient)
+        # The Python client's Camera.still() against a raw socket read of the same bytes (issue 22).
+        PYTHONDONTWRITEBYTECODE=1 benches/py_client.py --bin target/release/picker \
+            --requests 2000 --repeat "$REPEAT" | tee "$out/pyclient.md"
+        ;;
     *)
-        echo "unknown benchmark $w (encode callgrind still idle load floor copies)" >&2
+        echo "unknown benchmark $w (encode callgrind still idle load floor copies reliability pyclient freshness)" >&2
         exit 2
         ;;
     esac
 done
+
+# The freshness benchmark (benches/freshness) writes its results as
+# target/bench-results/freshness.csv (reader_fps,link_kbit,age_p50_ms,age_max_ms): drawn here
+# whenever it is there.
+if [ -f "$out/freshness.csv" ]; then
+    benches/plot.py freshness "$out/freshness.csv" "$plots/freshness.svg"
+fi

@@ -10,7 +10,10 @@
 //! bare Unix socket. Both see the same machine weather, request by request, so a slow spell
 //! of the (shared) machine shows in the floor's columns too.
 //!
-//! cargo bench --bench still -- --requests 1000 --repeat 3
+//! cargo bench --bench still -- --requests 1000 --repeat 3 [--samples FILE]
+//!
+//! `--samples FILE` also writes every request's time as CSV (`run,mode,server,ms`; server is
+//! `picker` or `floor`), from which `benches/plot.py still` draws the latency distribution.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -44,6 +47,12 @@ fn main() {
         ("fresh=1 (keep-alive)", true, true),
     ];
     let mut summary: Vec<Vec<Result>> = vec![Vec::new(); modes.len()];
+    let mut samples = args
+        .value("--samples")
+        .map(|path| std::io::BufWriter::new(std::fs::File::create(path).expect("--samples file")));
+    if let Some(out) = &mut samples {
+        writeln!(out, "run,mode,server,ms").unwrap();
+    }
     for run in 1..=repeat {
         let server = common::Server::start(256, "");
         common::wait_for_socket(&server.socket);
@@ -51,6 +60,13 @@ fn main() {
         for (i, (name, fresh, keep_alive)) in modes.iter().enumerate() {
             let r = measure(&server.socket, &floor, requests, *fresh, *keep_alive);
             r.print(&run.to_string(), name);
+            if let Some(out) = &mut samples {
+                for (server, times) in [("picker", &r.samples), ("floor", &r.floor_samples)] {
+                    for ms in times {
+                        writeln!(out, "{run},{name},{server},{ms:.4}").unwrap();
+                    }
+                }
+            }
             summary[i].push(r);
         }
     }
@@ -66,6 +82,8 @@ fn main() {
             distinct: m(|r| r.distinct as f64) as usize,
             floor50: m(|r| r.floor50),
             floor99: m(|r| r.floor99),
+            samples: Vec::new(),
+            floor_samples: Vec::new(),
         }
         .print("median", name);
     }
@@ -81,6 +99,9 @@ struct Result {
     distinct: usize,
     floor50: f64,
     floor99: f64,
+    /// Every request's time in ms, sorted (for `--samples`).
+    samples: Vec<f64>,
+    floor_samples: Vec<f64>,
 }
 
 impl Result {
@@ -178,6 +199,8 @@ fn measure(socket: &Path, floor: &Path, requests: usize, fresh: bool, keep_alive
         distinct: seqs.len(),
         floor50: percentile(&floor_lat, 50.0).unwrap(),
         floor99: percentile(&floor_lat, 99.0).unwrap(),
+        samples: lat,
+        floor_samples: floor_lat,
     }
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the picker .deb the Debian way (dpkg-buildpackage -b with debian/) inside a cached Debian
-# chroot, copies the packages to an output directory and runs lintian on them.
+# chroot, copies the packages to an output directory and runs lintian on them: picker_*_ARCH.deb
+# and, from the same source, the Python client python3-picker-client_*_all.deb.
 #
 #   packaging/build-deb.sh [--suite forky|trixie] [--arch amd64|arm64] [--rpios] [--out DIR] [--nocheck]
 #
@@ -135,8 +136,8 @@ mkdir -p "\$CARGO_HOME" "\$CARGO_TARGET_DIR"
 dpkg-buildpackage ${dpkg_args[*]}
 cd /build/picker
 echo "lintian:"
-lintian --fail-on error --display-info --tag-display-limit 0 picker_*.deb
-tar -c picker_*.deb picker-dbgsym_*deb picker_*.buildinfo picker_*.changes >&3
+lintian --fail-on error --display-info --tag-display-limit 0 picker_*.deb python3-picker-client_*.deb
+tar -c picker_*.deb picker-dbgsym_*deb python3-picker-client_*.deb picker_*.buildinfo picker_*.changes >&3
 EOF
 )
 
@@ -146,4 +147,4 @@ trap 'rm -rf "$staging"' EXIT
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -c) |
     "$here/in-chroot.sh" "$suite" "${chroot_args[@]}" -- bash -c "$script" >"$staging/out.tar"
 tar -x -C "$out" -f "$staging/out.tar"
-echo "build-deb: $(cd "$out" && ls picker_*_"$arch".deb) in $out ($((SECONDS - t0)) s)" >&2
+echo "build-deb: $(cd "$out" && echo $(ls picker_*_"$arch".deb python3-picker-client_*_all.deb)) in $out ($((SECONDS - t0)) s)" >&2

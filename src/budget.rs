@@ -113,4 +113,55 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn starved_begins_one_descriptor_below_the_floor() {
+        // The reserve and the still socket take 192: 208 leaves exactly the floor.
+        // (RLIMIT_NOFILE, TCP cap, starved)
+        let table = [
+            (208, TCP_FLOOR, false),
+            (207, TCP_FLOOR, true),
+            (209, TCP_FLOOR + 1, false),
+            (192 + 4096, TCP_CEILING, false),
+            (192 + 4095, TCP_CEILING - 1, false),
+        ];
+        for (nofile, tcp, starved) in table {
+            let b = plan(nofile);
+            assert_eq!((b.tcp, b.starved), (tcp, starved), "nofile {nofile}");
+            assert_eq!((b.nofile, b.reserve), (nofile, RESERVE), "nofile {nofile}");
+        }
+    }
+
+    /// The one effect, on this test process: a soft limit below the hard one is raised to it
+    /// and the raised limit is what is returned; at the hard limit already, nothing changes.
+    // `rlim_t` is 64 bits here but 32 on armhf: the casts are needed there.
+    #[allow(clippy::unnecessary_cast)]
+    #[test]
+    fn raise_nofile_lifts_the_soft_limit_to_the_hard_one() {
+        let get = || {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes the struct we pass.
+            assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+            lim
+        };
+        let before = get();
+        // Below the hard limit for certain (by one: this process's other tests keep theirs).
+        let lowered = libc::rlimit {
+            rlim_cur: before.rlim_max - 1,
+            rlim_max: before.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        let (soft, err) = raise_nofile();
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(soft, before.rlim_max as u64);
+        assert_eq!(get().rlim_cur, before.rlim_max);
+        // Already at the hard limit: returned as it is.
+        let (soft, err) = raise_nofile();
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(soft, before.rlim_max as u64);
+    }
 }

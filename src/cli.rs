@@ -27,6 +27,13 @@ pub enum Command {
     Still(StillArgs),
     /// Read a password from standard input, print its hash for stream.auth-users
     HashPassword,
+    /// What picker sees of the camera: its modes and their limits, what picker would choose,
+    /// strides, controls, DMA heap (exit 1 without a camera)
+    Probe {
+        /// The model tests' fixture format (tests/fixtures/cameras/), to send with an issue
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]

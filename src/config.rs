@@ -36,6 +36,8 @@ pub struct RawCamera {
     pub framerate: Option<u32>,
     pub crop: Option<String>,
     pub buffers: Option<String>,
+    #[serde(rename = "sensor-mode")]
+    pub sensor_mode: Option<String>,
     pub rotation: Option<u32>,
     pub hflip: Option<bool>,
     pub vflip: Option<bool>,
@@ -51,6 +53,7 @@ pub struct RawStream {
     pub height: Option<u32>,
     pub quality: Option<u8>,
     pub max_clients: Option<usize>,
+    pub max_clients_per_address: Option<usize>,
     pub client_timeout: Option<u64>,
     pub allow_origin: Option<String>,
     pub auth_users: Option<std::collections::BTreeMap<String, String>>,
@@ -84,6 +87,59 @@ pub enum Buffers {
     Driver,
 }
 
+/// `camera.sensor-mode` other than "auto": the sensor mode to use whatever picker would
+/// choose (the way around a sensor-driver bug in the mode it chooses), checked against the
+/// camera's modes at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeSpec {
+    pub width: u32,
+    pub height: u32,
+    /// Bit depth; `None`: the deepest the camera offers at that size.
+    pub bits: Option<u32>,
+}
+
+impl ModeSpec {
+    /// "auto" is `None`; "WxH" or "WxH:bits" a mode; anything else an error message.
+    pub fn parse(s: &str) -> Result<Option<ModeSpec>, String> {
+        if s == "auto" {
+            return Ok(None);
+        }
+        let bad = || {
+            format!(
+                "camera.sensor-mode = {s:?}: expected \"auto\", \"WxH\" or \"WxH:bits\" (e.g. \"1640x1232\" or \"1640x1232:10\")"
+            )
+        };
+        let (size, bits) = match s.split_once(':') {
+            Some((size, bits)) => (size, Some(bits)),
+            None => (s, None),
+        };
+        let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        let num = |v: &str, max: u32| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n) && !v.starts_with('+'))
+        };
+        Ok(Some(ModeSpec {
+            width: num(w, 65_535).ok_or_else(bad)?,
+            height: num(h, 65_535).ok_or_else(bad)?,
+            bits: match bits {
+                Some(b) => Some(num(b, 32).ok_or_else(bad)?),
+                None => None,
+            },
+        }))
+    }
+}
+
+impl std::fmt::Display for ModeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)?;
+        if let Some(b) = self.bits {
+            write!(f, ":{b}")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Crop {
     /// The largest centred square of the sensor, cropped by the ISP (`ScalerCrop`).
@@ -101,6 +157,8 @@ pub struct CameraConfig {
     pub framerate: u32,
     pub crop: Crop,
     pub buffers: Buffers,
+    /// `camera.sensor-mode`; `None` for "auto" (picker chooses).
+    pub sensor_mode: Option<ModeSpec>,
     /// 0 or 180 degrees (the Pi ISP flips; it cannot turn by 90).
     pub rotation: u32,
     pub hflip: bool,
@@ -116,6 +174,9 @@ pub struct StreamConfig {
     pub height: u32,
     pub quality: u8,
     pub max_clients: usize,
+    /// `stream.max-clients-per-address`: stream clients one address may hold (see
+    /// [`crate::peers`]); 0 = no cap. Default: a quarter of `max-clients`, at least 1.
+    pub max_clients_per_address: usize,
     /// A stream client that accepts no bytes for this long is dropped (`stream.client-timeout`).
     pub client_timeout: std::time::Duration,
     /// `stream.allow-origin`: the CORS `Access-Control-Allow-Origin` of every answer, `None`
@@ -343,6 +404,14 @@ impl RawConfig {
                 Buffers::Auto
             }
         };
+        let sensor_mode =
+            match ModeSpec::parse(self.camera.sensor_mode.as_deref().unwrap_or("auto")) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
         let framerate = self.camera.framerate.unwrap_or(30);
         if !(1..=120).contains(&framerate) {
             errors.push(format!(
@@ -375,17 +444,37 @@ impl RawConfig {
                 ));
             }
         }
-        let mut auth_users = Vec::new();
-        for (user, hash) in self.stream.auth_users.unwrap_or_default() {
-            if user.is_empty() || user.contains(':') {
-                errors.push(format!(
-                    "stream.auth-users: user {user:?}: must be non-empty without ':'"
-                ));
-            } else if let Err(e) = crate::http::auth::check_hash(&hash) {
-                errors.push(format!("stream.auth-users.{user}: {e}"));
-            } else {
-                auth_users.push((user, hash));
-            }
+        let auth_users: Vec<(String, String)> = self
+            .stream
+            .auth_users
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let auth_errors = crate::http::auth::check_users(&auth_users);
+        let with_auth = !auth_users.is_empty();
+        let auth_users = if auth_errors.is_empty() {
+            auth_users
+        } else {
+            errors.extend(auth_errors);
+            Vec::new()
+        };
+        if allow_origin.as_deref() == Some("*") && with_auth {
+            errors.push(
+                "stream.allow-origin = \"*\" with stream.auth-users: any web page could then make \
+                 its visitors' browsers guess passwords here and use up the password checks; \
+                 name the origin that needs access (e.g. \"http://octopi.local\")"
+                    .to_string(),
+            );
+        }
+        let max_clients_per_address = self
+            .stream
+            .max_clients_per_address
+            .unwrap_or((max_clients / 4).max(1));
+        if max_clients_per_address > max_clients {
+            errors.push(format!(
+                "stream.max-clients-per-address = {max_clients_per_address}: must be from 0 \
+                 (no cap) to stream.max-clients ({max_clients})"
+            ));
         }
         let auth_exempt = self.stream.auth_exempt.unwrap_or_default();
         for route in &auth_exempt {
@@ -467,6 +556,7 @@ impl RawConfig {
                 framerate,
                 crop,
                 buffers,
+                sensor_mode,
                 rotation,
                 hflip: self.camera.hflip.unwrap_or(false),
                 vflip: self.camera.vflip.unwrap_or(false),
@@ -479,6 +569,7 @@ impl RawConfig {
                 height: stream_height,
                 quality,
                 max_clients,
+                max_clients_per_address,
                 client_timeout: std::time::Duration::from_secs(client_timeout),
                 allow_origin,
                 auth_users,
@@ -688,6 +779,44 @@ mod tests {
     }
 
     #[test]
+    fn sensor_mode_is_auto_or_a_size_with_an_optional_bit_depth() {
+        let spec = |w, h, bits| {
+            Some(ModeSpec {
+                width: w,
+                height: h,
+                bits,
+            })
+        };
+        let table: &[(&str, Option<Option<ModeSpec>>)] = &[
+            ("auto", Some(None)),
+            ("1640x1232", Some(spec(1640, 1232, None))),
+            ("1640x1232:10", Some(spec(1640, 1232, Some(10)))),
+            ("2304x1296:8", Some(spec(2304, 1296, Some(8)))),
+            ("1640X1232", None),
+            ("1640x", None),
+            ("x1232", None),
+            ("0x1232", None),
+            ("1640x1232:", None),
+            ("1640x1232:0", None),
+            ("1640x1232:64", None),
+            ("+1640x1232", None),
+            ("1640x1232x2", None),
+            ("99999x1232", None),
+            ("", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(ModeSpec::parse(text).ok(), *want, "{text:?}");
+        }
+        let c = parse("[camera]\nsensor-mode = \"1640x1232:10\"\n").unwrap();
+        assert_eq!(c.camera.sensor_mode, spec(1640, 1232, Some(10)));
+        assert_eq!(parse("").unwrap().camera.sensor_mode, None);
+        let err = parse("[camera]\nsensor-mode = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("camera.sensor-mode = \"big\""), "{err}");
+    }
+
+    #[test]
     fn every_bad_value_is_reported_at_once() {
         let err = parse(
             "[camera]\nsource = \"usb\"\ncrop = \"circle\"\nframerate = 0\nbuffers = \"gpu\"\n\
@@ -740,6 +869,52 @@ mod tests {
             );
         }
         assert_eq!(parse("").unwrap().stream.allow_origin, None);
+    }
+
+    #[test]
+    fn allow_origin_star_with_auth_users_is_refused_naming_both_keys() {
+        let hash = crate::http::auth::hash_password("pw").unwrap();
+        let users = format!("auth-users = {{ robot = {hash:?} }}\n");
+        let err = parse(&format!("[stream]\nallow-origin = \"*\"\n{users}")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/etc/picker/picker.toml: ")
+                && msg.contains("stream.allow-origin = \"*\" with stream.auth-users"),
+            "{msg}"
+        );
+        // A named origin with auth, or `*` without auth, is fine.
+        parse(&format!(
+            "[stream]\nallow-origin = \"http://octopi.local\"\n{users}"
+        ))
+        .unwrap();
+        parse("[stream]\nallow-origin = \"*\"\n").unwrap();
+    }
+
+    #[test]
+    fn max_clients_per_address_defaults_to_a_quarter_and_is_range_checked() {
+        // (max-clients, per-address given, per-address wanted or None for an error)
+        let table: &[(usize, Option<usize>, Option<usize>)] = &[
+            (64, None, Some(16)),
+            (3, None, Some(1)),
+            (1, None, Some(1)),
+            (10, Some(0), Some(0)),
+            (10, Some(10), Some(10)),
+            (10, Some(11), None),
+        ];
+        for (max, per, want) in table {
+            let mut text = format!("[stream]\nmax-clients = {max}\n");
+            if let Some(per) = per {
+                text += &format!("max-clients-per-address = {per}\n");
+            }
+            match (parse(&text), want) {
+                (Ok(c), Some(w)) => assert_eq!(c.stream.max_clients_per_address, *w, "{text}"),
+                (Err(e), None) => assert!(
+                    e.to_string().contains("stream.max-clients-per-address"),
+                    "{e}"
+                ),
+                (got, _) => panic!("{text}: {got:?}"),
+            }
+        }
     }
 
     #[test]
@@ -938,5 +1113,136 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every range and rule of `validate` at its ends and a step past them: an end loads, a
+    /// step past is exactly one error, which starts with the key at fault.
+    #[test]
+    fn each_rule_allows_its_ends_and_refuses_a_step_past_them() {
+        let long_socket = |n: usize| format!("/tmp/{}", "s".repeat(n - 5));
+        let (ok_socket, long) = (long_socket(107), long_socket(108));
+        let socket_ok = format!("[still]\nsocket = \"{ok_socket}\"");
+        let socket_long = format!("[still]\nsocket = \"{long}\"");
+        // (TOML, the start of the one error, or "" for a config that loads)
+        let table: Vec<(&str, &str)> = vec![
+            ("[stream]\nwidth = 2\nheight = 2", ""),
+            ("[still]\nwidth = 8192\nheight = 8192", ""),
+            ("[stream]\nwidth = 0", "stream.width = 0:"),
+            ("[stream]\nheight = 3", "stream.height = 3:"),
+            ("[still]\nwidth = 8194", "still.width = 8194:"),
+            ("[still]\nheight = 8193", "still.height = 8193:"),
+            // The video stream may match the still stream, not exceed it on either side.
+            ("[stream]\nwidth = 1024\n[still]\nwidth = 1024", ""),
+            ("[still]\nwidth = 510", "stream size 512x512 is larger"),
+            (
+                "[stream]\nheight = 514\n[still]\nwidth = 1024",
+                "stream size 512x514",
+            ),
+            ("[camera]\nframerate = 1", ""),
+            ("[camera]\nframerate = 120", ""),
+            ("[camera]\nframerate = 121", "camera.framerate = 121:"),
+            ("[stream]\nquality = 1", ""),
+            ("[stream]\nquality = 100", ""),
+            ("[stream]\nquality = 101", "stream.quality = 101:"),
+            ("[stream]\nmax-clients = 1", ""),
+            ("[stream]\nmax-clients = 10000", ""),
+            (
+                "[stream]\nmax-clients = 10001",
+                "stream.max-clients = 10001:",
+            ),
+            ("[stream]\nclient-timeout = 1", ""),
+            ("[stream]\nclient-timeout = 3600", ""),
+            (
+                "[stream]\nclient-timeout = 3601",
+                "stream.client-timeout = 3601:",
+            ),
+            ("[camera]\nrotation = 0", ""),
+            ("[camera]\nrotation = 180", ""),
+            ("[camera]\nrotation = 360", "camera.rotation = 360:"),
+            ("[camera]\nid = \"/base/i2c@1\"", ""),
+            ("[camera]\nid = \"\"\nmodel = \"imx219\"", ""),
+            ("[camera]\nindex = 0", ""),
+            (
+                "[camera]\nid = \"x\"\nmodel = \"imx219\"",
+                "camera.id, camera.model: give",
+            ),
+            (
+                "[camera]\nmodel = \"imx219\"\nindex = 1",
+                "camera.model, camera.index: give",
+            ),
+            ("[camera]\nsource = \"libcamera\"\nbuffers = \"driver\"", ""),
+            ("[stream]\nallow-origin = \"\"", ""),
+            ("[stream]\nallow-origin = \"http://[::1]:8080\"", ""),
+            ("[stream]\nallow-origin = \"https://h:65535\"", ""),
+            (
+                "[stream]\nallow-origin = \"http://h:0\"",
+                "stream.allow-origin",
+            ),
+            (
+                "[stream]\nallow-origin = \"http://\"",
+                "stream.allow-origin",
+            ),
+            (
+                "[stream]\nallow-origin = \"ftp://h\"",
+                "stream.allow-origin",
+            ),
+            (
+                "[stream]\nallow-origin = \"http://h/path\"",
+                "stream.allow-origin",
+            ),
+            ("[stream]\nauth-exempt = [\"/state\", \"/metrics\"]", ""),
+            (
+                "[stream]\nauth-exempt = [\"/controls\"]",
+                "stream.auth-exempt: \"/controls\"",
+            ),
+            (
+                "[stream]\nauth-users = { \"a:b\" = \"x\" }",
+                "stream.auth-users: user \"a:b\"",
+            ),
+            (
+                "[stream]\nauth-users = { \"\" = \"x\" }",
+                "stream.auth-users: user \"\"",
+            ),
+            ("[stream]\nbind = \"::1\"", ""),
+            (&socket_ok, ""),
+            (&socket_long, "still.socket"),
+        ];
+        for (text, want) in table {
+            match (want, parse(text)) {
+                ("", Ok(_)) => {}
+                ("", Err(e)) => panic!("{text:?} refused: {e}"),
+                (_, Err(ConfigError::Invalid { errors, .. })) => {
+                    assert_eq!(errors.len(), 1, "{text:?}: {errors:?}");
+                    assert!(errors[0].starts_with(want), "{text:?}: {errors:?}");
+                }
+                (_, other) => panic!("{text:?}: {other:?}, wanted {want}"),
+            }
+        }
+        // The values at the ends are the values in force.
+        let c = parse(
+            "[camera]\nframerate = 120\nrotation = 180\nvflip = true\n\
+             [stream]\nquality = 100\nmax-clients = 10000\nclient-timeout = 3600\n\
+             allow-origin = \"\"\nenabled = false\nbind = \"::1\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.camera.framerate,
+                c.camera.rotation,
+                c.camera.hflip,
+                c.camera.vflip
+            ),
+            (120, 180, false, true)
+        );
+        assert_eq!(
+            (
+                c.stream.quality,
+                c.stream.max_clients,
+                c.stream.client_timeout.as_secs()
+            ),
+            (100, 10_000, 3_600)
+        );
+        assert_eq!((c.stream.allow_origin, c.stream.enabled), (None, false));
+        assert_eq!(c.stream.bind.to_string(), "::1");
     }
 }

@@ -387,10 +387,37 @@ pub struct Stats {
     pub frames_paced: AtomicU64,
     /// Published frames replaced before anybody (encoder, still) read them.
     pub frames_unconsumed: AtomicU64,
+    /// Where the camera's frame buffers come from (`camera::BufferSource`, as a number).
+    pub buffer_source: std::sync::atomic::AtomicU8,
+    /// The camera restart in progress, if any: the watchdog is fed until its deadline (see
+    /// `notify`), never longer.
+    pub recovery: Mutex<Option<Recovery>>,
     /// Time the camera thread spent per good frame (lend or copy, publish), microseconds.
     pub camera_us: Histogram,
     /// Time the stream encoder spent per frame, microseconds.
     pub encode_us: Histogram,
+}
+
+/// A camera restart in progress, as the owner thread announces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// 1-based attempt, of `of`.
+    pub attempt: u32,
+    pub of: u32,
+    /// When this attempt has failed at the latest (its backoff plus the wait for a good frame,
+    /// plus a margin): past it the attempt counts as wedged, and feeds no watchdog.
+    pub until: std::time::Instant,
+}
+
+impl Stats {
+    /// The restart in progress (poisoning cannot leave it unsound: it is one plain value).
+    pub fn recovery(&self) -> Option<Recovery> {
+        *self.recovery.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_recovery(&self, r: Option<Recovery>) {
+        *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = r;
+    }
 }
 
 /// Counters that are read together and must add up: every frame a camera publishes is

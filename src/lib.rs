@@ -15,11 +15,16 @@
 //! - [`jpeg`] and [`convert`]: libjpeg-turbo encoding from YUV planes; pixel conversions.
 //! - [`encoder`]: encodes stream frames while (and only while) somebody watches.
 //! - [`encode_pool`]: snapshots and stills, encoded once per frame on a fixed thread pool.
-//! - [`http`]: accept loops and the routes of the stream port and the still socket
-//!   (stills, and `/controls` for runtime control changes).
+//! - [`http`]: accept loops and the routes of the stream port (the preview page in
+//!   [`http::preview`]) and the still socket (stills, and `/controls` for runtime control
+//!   changes); [`http::target`] answers the request targets warp cannot route, [`http::door`]
+//!   shares the still socket's slots, [`http::drain`] decides when a stream client may be
+//!   handed its next part.
 //! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
+//! - [`peers`]: what one client is (its address, an IPv6 /64) for the per-client limits:
+//!   stream slots per address and login attempts per address.
 //! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will
 //!   ([`throttle::Events`]: refused connections, accept errors, dropped clients).
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
@@ -45,6 +50,7 @@ pub mod logging;
 pub mod net;
 pub mod notify;
 pub mod offline;
+pub mod peers;
 pub mod state;
 pub mod still_client;
 pub mod throttle;
@@ -66,7 +72,10 @@ pub fn run(config: config::Config) -> anyhow::Result<()> {
         // Install signal handlers before anything slow, so an early SIGTERM is handled.
         let shutdown = app::signals()?;
         // SIGHUP too: its default action would kill picker; it reloads the config instead.
+        // `main` has held it blocked since its first line: a SIGHUP sent since is delivered
+        // now, to the handler.
         let reload = app::hangups()?;
+        app::signal::release_hangups();
         // Through AppError, so main sees a camera config error (exit 78, no restart loop).
         let camera = tokio::task::block_in_place(|| app::open_camera(&config))
             .map_err(app::AppError::Camera)?;

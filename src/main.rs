@@ -12,7 +12,14 @@ use picker::config::{self, Config, ConfigError};
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    // First of all: a SIGHUP (`systemctl reload`, or a stray one) must not kill the service
+    // before its handler exists; it waits, pending, until then (see app::signal).
+    picker::app::signal::hold_hangups();
     let cli = Cli::parse();
+    if cli.command.is_some() {
+        // Not the service: SIGHUP keeps its usual meaning.
+        picker::app::signal::release_hangups();
+    }
     let explicit = cli.config.is_some();
     let path = cli
         .config
@@ -32,6 +39,32 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("picker: {e}");
                     ExitCode::from(EX_CONFIG)
+                }
+            }
+        }
+        Some(Command::Probe { json }) => {
+            let config = match Config::load(&path, explicit) {
+                Ok(c) => c,
+                Err(e) => return config_error(&e),
+            };
+            match picker::camera::fixture::probe(&config) {
+                Ok(f) if json => match serde_json::to_string_pretty(&f) {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("picker: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Ok(f) => {
+                    print!("{}", picker::camera::fixture::describe(&f));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("picker probe: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }
@@ -81,6 +114,7 @@ fn main() -> ExitCode {
         }
         None => {
             picker::logging::init();
+            picker::logging::install_panic_hook();
             let config =
                 match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
                     Ok(c) => c,

@@ -58,6 +58,8 @@ pub struct Shared {
     pub encoded: watch::Receiver<Option<Arc<EncodedFrame>>>,
     pub demand: Demand,
     pub stream_slots: Arc<Semaphore>,
+    /// Stream slots held per client address (`stream.max-clients-per-address`, reloadable).
+    pub per_address: Arc<crate::peers::PerAddress>,
     pub shutdown: watch::Receiver<bool>,
     /// Encodes snapshots and stills, once per frame and output, on a fixed set of threads.
     pub encode_pool: Arc<EncodePool>,
@@ -79,7 +81,12 @@ pub struct Shared {
 #[derive(Debug, Serialize)]
 pub struct State {
     pub online: bool,
+    /// Why the camera counts as offline (`null` while online), for people: the preview page
+    /// shows it beside the status.
+    pub offline_reason: Option<String>,
     pub source: crate::camera::SourceKind,
+    /// Where the camera's frame buffers come from ("driver-fallback": it refused picker's).
+    pub buffers: crate::camera::BufferSource,
     pub camera: String,
     pub stream: StreamInfo,
     pub still: StreamInfo,
@@ -141,6 +148,21 @@ impl Shared {
             .is_some_and(|age| age < self.stall_limit())
     }
 
+    /// Why [`Shared::online`] is false: no frame yet, or none for longer than the stall limit.
+    pub fn offline_reason(&self) -> Option<String> {
+        let limit = self.stall_limit();
+        match self.sink.since_last_frame() {
+            None => Some("no frame from the camera yet".to_string()),
+            Some(age) if age >= limit => Some(format!(
+                "no frame for {:.1} s (offline after {:.1} s without one): the camera stalled, \
+                 restarts or is disconnected",
+                age.as_secs_f64(),
+                limit.as_secs_f64()
+            )),
+            Some(_) => None,
+        }
+    }
+
     pub fn state(&self) -> State {
         let latest = self.latest();
         let fps = if self.online() {
@@ -154,7 +176,11 @@ impl Shared {
         let dropped = self.stats.dropped.load(Ordering::Relaxed);
         State {
             online: self.online(),
+            offline_reason: self.offline_reason(),
             source: self.info.source,
+            buffers: crate::camera::BufferSource::from_u8(
+                self.stats.buffer_source.load(Ordering::Relaxed),
+            ),
             camera: self.info.id.clone(),
             stream: self.info.video,
             still: self.info.still,

@@ -8,7 +8,9 @@
 //! [`Throttle`] is the pure decision (given the time, is a line due and for how many
 //! events?); [`Counted`] adds the shared counter and the lock; [`Events`] holds one
 //! [`Counted`] per kind of connection event, shared by the accept loops that count them,
-//! the ticker that flushes them and `/metrics`.
+//! the ticker that flushes them and `/metrics`. [`Repeated`] is the same for a line whose
+//! text changes each time (a panic message, a control change): the latest text is kept
+//! for the line that reports the count.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -208,6 +210,62 @@ impl Events {
     }
 }
 
+/// A log line a client can cause again and again with different text each time: the first
+/// is logged, then at most one per [`PERIOD`] with the latest text and how many there were.
+#[derive(Debug)]
+pub struct Repeated {
+    counted: Counted,
+    latest: Mutex<Option<String>>,
+}
+
+impl Default for Repeated {
+    fn default() -> Self {
+        Repeated {
+            counted: Counted::default(),
+            latest: Mutex::new(None),
+        }
+    }
+}
+
+impl Repeated {
+    /// Counts one occurrence of `line`; `Some((n, line))` when the caller should log it now
+    /// as the latest of `n` occurrences since the last line.
+    pub fn hit(&self, line: String) -> Option<(u64, String)> {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        match self.counted.hit() {
+            Some(n) => {
+                *latest = None;
+                Some((n, line))
+            }
+            None => {
+                *latest = Some(line);
+                None
+            }
+        }
+    }
+
+    /// The occurrences not yet logged and the latest text, once a line is due.
+    pub fn flush(&self) -> Option<(u64, String)> {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.counted.flush()?;
+        Some((n, latest.take().unwrap_or_default()))
+    }
+
+    /// Every occurrence ever counted.
+    pub fn total(&self) -> u64 {
+        self.counted.total()
+    }
+}
+
+/// `line`, with how many occurrences it stands for when more than one (for [`Repeated`]).
+pub fn summary(n: u64, line: &str) -> String {
+    if n > 1 {
+        format!("{line} ({n} such since the last such line, at most one line per 10 s)")
+    } else {
+        line.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,10 +322,151 @@ mod tests {
     }
 
     #[test]
+    fn repeated_logs_the_first_then_counts_and_keeps_the_latest() {
+        let r = Repeated::default();
+        assert_eq!(r.hit("a".into()), Some((1, "a".to_string())));
+        assert_eq!(r.hit("b".into()), None);
+        assert_eq!(r.hit("c".into()), None);
+        assert_eq!(r.flush(), None, "the period has not passed");
+        assert_eq!(r.total(), 3);
+        assert_eq!(summary(1, "x"), "x");
+        assert!(summary(2, "c").starts_with("c (2 such since"));
+    }
+
+    #[test]
+    fn repeated_flush_gives_the_pending_count_with_the_latest_text_once_due() {
+        // A period short enough to pass within the test (the real one is 10 s).
+        let r = Repeated {
+            counted: Counted {
+                total: AtomicU64::new(0),
+                throttle: Mutex::new(Throttle::new(Duration::from_millis(20))),
+            },
+            latest: Mutex::new(None),
+        };
+        assert_eq!(r.hit("a".into()), Some((1, "a".to_string())));
+        assert_eq!(r.hit("b".into()), None);
+        assert_eq!(r.hit("c".into()), None);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(
+            r.flush(),
+            Some((2, "c".to_string())),
+            "two since the line, the latest text"
+        );
+        assert_eq!(r.flush(), None, "nothing pending once flushed");
+    }
+
+    #[test]
     fn counted_keeps_the_total() {
         let c = Counted::default();
         assert_eq!(c.hit(), Some(1));
         assert_eq!(c.hit(), None);
         assert_eq!(c.total(), 2);
+    }
+
+    /// The log lines `f` writes, through a subscriber for this thread only.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl tracing_subscriber::fmt::MakeWriter<'_> for Buf {
+            type Writer = Buf;
+            fn make_writer(&self) -> Buf {
+                self.clone()
+            }
+        }
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// `log` has `n` lines, and each of `want` in exactly one of them.
+    fn assert_lines(log: &str, want: &[&str], n: usize) {
+        for l in want {
+            assert_eq!(log.matches(l).count(), 1, "{l:?} in:\n{log}");
+        }
+        assert_eq!(log.lines().count(), n, "{log}");
+    }
+
+    #[test]
+    fn each_kind_of_event_logs_its_own_line_and_counts_in_metrics() {
+        let e = Events::default();
+        let err = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let log = logged(|| {
+            e.refused(7);
+            e.refused(7);
+            e.accept_error(&err, Duration::from_millis(100));
+            e.still_dropped(&"no progress for 5 s");
+            e.stream_dropped(&"too slow");
+            e.stream_dropped(&"too slow");
+            e.stream_dropped(&"too slow");
+        });
+        // (a line that must be there, once): the first event of each kind; the rest wait.
+        let lines = [
+            "1 TCP connection(s) refused since the last such line: 7 open, the cap",
+            "1 accept error(s) since the last such line, latest: ",
+            "retrying in 100ms",
+            "1 still-socket client(s) dropped since the last such line, latest: no progress for 5 s",
+            "1 stream client(s) dropped since the last such line, latest: too slow",
+        ];
+        assert_lines(&log, &lines, 4);
+        let mut m = String::new();
+        e.write_metrics(&mut m);
+        // (metric, total)
+        let table = [
+            ("picker_connections_refused_total", 2),
+            ("picker_accept_errors_total", 1),
+            ("picker_still_clients_dropped_total", 1),
+            ("picker_stream_clients_dropped_total", 3),
+        ];
+        for (name, n) in table {
+            assert!(
+                m.contains(&format!("\n{name} {n}\n")),
+                "{name} {n} in:\n{m}"
+            );
+            assert!(m.contains(&format!("# TYPE {name} counter\n")), "{m}");
+        }
+        assert_eq!(m.lines().count(), 12, "{m}");
+    }
+
+    #[test]
+    fn flush_logs_one_line_per_kind_with_events_pending() {
+        // Pending events whose line is due (none logged yet): as after a quiet period.
+        let pending = |n| Counted {
+            total: AtomicU64::new(n),
+            throttle: Mutex::new(Throttle {
+                period: PERIOD,
+                last_line: None,
+                pending: n,
+            }),
+        };
+        let e = Events {
+            refused: pending(3),
+            accept_errors: pending(0),
+            still_dropped: pending(2),
+            stream_dropped: pending(5),
+        };
+        let log = logged(|| e.flush());
+        let lines = [
+            "3 TCP connection(s) refused (connection cap reached) since the last such line",
+            "2 still-socket client(s) dropped since the last such line",
+            "5 stream client(s) dropped since the last such line",
+        ];
+        assert_lines(&log, &lines, 3);
+        // Said once: a second flush has nothing left to say.
+        assert_eq!(logged(|| e.flush()), "");
+        assert_eq!(e.stream_dropped.flush(), None);
     }
 }

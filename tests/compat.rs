@@ -604,9 +604,10 @@ fn cors_headers_and_preflight() {
         r.header("access-control-allow-methods"),
         Some("GET, HEAD, OPTIONS")
     );
+    // A fixed list, not an echo of the request (tests/auth.rs sends a hostile one).
     assert_eq!(
         r.header("access-control-allow-headers"),
-        Some("authorization")
+        Some("Authorization")
     );
     assert_eq!(
         r.header("access-control-allow-origin"),
@@ -715,20 +716,6 @@ fn an_address_that_appears_later_is_logged_with_its_stream_url() {
     );
 }
 
-/// `picker hash-password` for `password`.
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(BIN)
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn curl_status(args: &[&str], url: &str) -> (u16, String) {
     assert!(have("curl"), "curl is needed: tests/run.sh installs it");
     let out = Command::new("curl")
@@ -769,10 +756,14 @@ fn basic_auth_with_curl_and_ffmpeg_and_an_exempt_metrics() {
                 .contains("www-authenticate: basic realm=\"picker\""),
             "{head}"
         );
-        let (status, _) = curl_status(&["-u", "robot:wrong"], &format!("{base}{path}"));
-        assert_eq!(status, 401, "{path} with a wrong password");
-        let (status, _) = curl_status(&["-u", "nobody:s3cret pass"], &format!("{base}{path}"));
-        assert_eq!(status, 401, "{path} with an unknown user");
+        // One address has 5 attempts before it is throttled (429, see tests/auth.rs): wrong
+        // ones on two routes only, so that the right one after still gets its check.
+        if path == "/" || path == "/stream" {
+            let (status, _) = curl_status(&["-u", "robot:wrong"], &format!("{base}{path}"));
+            assert_eq!(status, 401, "{path} with a wrong password");
+            let (status, _) = curl_status(&["-u", "nobody:s3cret pass"], &format!("{base}{path}"));
+            assert_eq!(status, 401, "{path} with an unknown user");
+        }
     }
     for path in ["/", "/state", "/snapshot.jpg", "/?action=snapshot"] {
         let (status, head) = curl_status(&["-u", "robot:s3cret pass"], &format!("{base}{path}"));
@@ -780,8 +771,8 @@ fn basic_auth_with_curl_and_ffmpeg_and_an_exempt_metrics() {
     }
     // The opted-out route needs nothing.
     assert_eq!(curl_status(&[], &format!("{base}/metrics")).0, 200);
-    // Every wrong user or password above is counted (5 routes, 2 wrong each).
-    assert_eq!(metric(&p, "picker_auth_failed_total"), 10.0);
+    // Every wrong user or password above is counted (2 routes, 2 wrong each).
+    assert_eq!(metric(&p, "picker_auth_failed_total"), 4.0);
     // ffmpeg's user:pass@ form (the space percent-encoded).
     let (gray, err) = ffmpeg_frames(
         &format!("http://robot:s3cret%20pass@{}/?action=stream", p.addr()),

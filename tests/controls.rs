@@ -318,7 +318,7 @@ fn bad_controls_in_the_config_exit_78_naming_file_and_key() {
     let dir = temp_dir();
     for (controls, want) in [
         ("lens-position = -2", "controls.lens-position = -2"),
-        ("awb-mode = \"sunny\"", ":9:12: unknown variant `sunny`"),
+        ("awb-mode = \"sunny\"", ":10:12: unknown variant `sunny`"),
         ("exposure = 100", "unknown key `controls.exposure`"),
         (
             "af-mode = \"continuous\"\nlens-position = 3",
@@ -352,7 +352,7 @@ fn a_put_whose_body_never_comes_is_answered_408_not_held_for_ever() {
         b"PUT /controls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
     )
     .unwrap();
-    // A bound against hanging, not a timing assertion: the body deadline is 10 s.
+    // A bound against hanging, not a timing assertion: the body deadline is 3 s.
     s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];

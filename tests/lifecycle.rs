@@ -178,9 +178,16 @@ fn sigterm_and_sigint_exit_0_quickly_and_remove_the_socket() {
         };
         let took = start.elapsed();
         assert!(status.success(), "{signal}: {status}\n{}", p.log_text());
+        // Behaviour, not speed: no step of the drain ran into its timeout (the camera join's
+        // is 3 s, and it says so in the log). A bound on a shared 2-core machine would flake.
         assert!(
-            took < Duration::from_secs(1),
-            "{signal}: exit took {took:?}"
+            took < Duration::from_secs(3),
+            "{signal}: exit took {took:?}, past the drain's own timeouts"
+        );
+        assert!(
+            !p.log_text().contains("did not stop"),
+            "{signal}: a drain step timed out\n{}",
+            p.log_text()
         );
         assert!(!p.socket.exists(), "socket file left behind");
     }
@@ -201,8 +208,10 @@ fn sigterm_ends_every_stream_body_properly() {
     for (m, what) in clients.iter_mut().zip(["full rate", "?fps=1"]) {
         assert!(m.read_to_close(), "{what}: stream cut off instead of ended");
     }
+    // Ended, not cut (read_to_close above), and before the drain's 3 s camera timeout: the
+    // streams did not wait for anything to time out. Not a speed target (shared machine).
     assert!(
-        start.elapsed() < Duration::from_secs(1),
+        start.elapsed() < Duration::from_secs(3),
         "streams took {:?} to end",
         start.elapsed()
     );

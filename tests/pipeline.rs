@@ -24,14 +24,19 @@ fn wait_exit(p: &mut Picker, limit: Duration) -> Option<ExitStatus> {
     None
 }
 
+/// A fake systemd: the datagram socket picker's `NOTIFY_SOCKET` names, in `dir`, read with
+/// a bound of `limit` per message (against hanging, not a timing check).
+fn notify_socket(dir: &std::path::Path, limit: Duration) -> (UnixDatagram, std::path::PathBuf) {
+    let path = dir.join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(limit)).unwrap();
+    (socket, path)
+}
+
 #[test]
 fn only_good_frames_are_published_and_ready_follows_the_first() {
     let dir = temp_dir();
-    let notify_path = dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let (notify, notify_path) = notify_socket(dir.path(), Duration::from_secs(20));
     let mut p = Picker::start_with_env(
         &[],
         &[
@@ -145,14 +150,12 @@ fn a_crop_of_the_wrong_shape_is_reported_in_state_and_logged_once() {
     assert_eq!(log.matches("the picture is squashed").count(), 1, "{log}");
 }
 
-#[test]
-fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
-    // A Pi has one ISP crop for both outputs: a 4:3 stream beside a square still cannot be
-    // done, whatever restarting does, so the camera's config error must end as EX_CONFIG.
+/// Runs picker on the fake pipeline's `startup` script with `extra` config lines, for a start
+/// that must fail: its exit and its log.
+fn run_failing_start(extra: &[&str]) -> (std::process::ExitStatus, String) {
     let dir = temp_dir();
-    let text = config_text(dir.path(), &["stream.width = 320", "stream.height = 240"]);
     let config = dir.path().join("picker.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, config_text(dir.path(), extra)).unwrap();
     let out = std::process::Command::new(BIN)
         .arg("--config")
         .arg(&config)
@@ -162,8 +165,15 @@ fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "{:?}\n{log}", out.status);
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn outputs_of_different_shapes_on_one_isp_crop_exit_78_not_a_restart_loop() {
+    // A Pi has one ISP crop for both outputs: a 4:3 stream beside a square still cannot be
+    // done, whatever restarting does, so the camera's config error must end as EX_CONFIG.
+    let (status, log) = run_failing_start(&["stream.width = 320", "stream.height = 240"]);
+    assert_eq!(status.code(), Some(78), "{status:?}\n{log}");
     assert!(log.contains("different aspect ratios"), "{log}");
 }
 
@@ -380,4 +390,200 @@ fn a_camera_that_makes_a_frame_per_request_is_paced_by_its_requests() {
     drop(stream);
     let (status, _) = p.terminate();
     assert!(status.success(), "{status:?}\n{}", p.log_text());
+}
+
+/// Issue 20: a Pi whose ISP will not queue picker's imported DMA-heap buffers cancels every
+/// request (libcamera's `queueRequestDevice` failure, "Failed to queue buffer for ISP
+/// Output0"). Taken for a timeout, that was three restarts, exit 1, and the same again for
+/// ever. Now the first start with no good frame falls back to libcamera's own buffers once,
+/// says so once naming `camera.buffers = "driver"`, and streams; `/state` and `/metrics` show it.
+#[test]
+fn a_camera_that_refuses_picker_s_buffers_streams_on_its_own_after_one_fallback() {
+    for script in ["import-refused", "import-silent"] {
+        let mut p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", script)]);
+        wait_metric(&p, "picker_frames_captured_total", 5.0);
+        let state = p.tcp_get("/state").text();
+        assert!(
+            state.contains(r#""buffers":"driver-fallback""#),
+            "{script}: {state}"
+        );
+        assert_eq!(
+            metric(&p, "picker_camera_buffers_fallback"),
+            1.0,
+            "{script}"
+        );
+        assert_eq!(metric(&p, "picker_camera_restarts_total"), 0.0, "{script}");
+        let still = p.unix_get("/still.rgb");
+        assert_eq!(still.status, 200, "{}", still.text());
+        assert!(
+            still.body.iter().all(|b| *b == 180),
+            "{script}: a good frame"
+        );
+        let (status, _) = p.terminate();
+        assert!(status.success(), "{script}: {status:?}\n{}", p.log_text());
+        let log = p.log_text();
+        assert_eq!(
+            log.matches(r#"set camera.buffers = \"driver\""#).count()
+                + log.matches(r#"set camera.buffers = "driver""#).count(),
+            1,
+            "{script}: one warning naming the setting:\n{log}"
+        );
+    }
+}
+
+/// `camera.buffers = "driver"`: no heap buffers to refuse, no fallback.
+#[test]
+fn camera_buffers_driver_starts_on_the_driver_s_buffers() {
+    let p = Picker::start_with_env(
+        &["camera.buffers = \"driver\""],
+        &[("PICKER_TEST_PIPELINE", "import-refused")],
+    );
+    wait_metric(&p, "picker_frames_captured_total", 3.0);
+    let state = p.tcp_get("/state").text();
+    assert!(state.contains(r#""buffers":"driver""#), "{state}");
+    assert_eq!(metric(&p, "picker_camera_buffers_fallback"), 0.0);
+    assert!(p.find_log("camera.buffers").is_none(), "{}", p.log_text());
+}
+
+/// Issue 20: on a Pi the sequence numbers of the ISP's output buffers count ISP jobs, so a
+/// frame the sensor dropped leaves no gap there. Drops are counted from the sensor timestamps
+/// against the frame period in force instead.
+#[test]
+fn sensor_drops_are_counted_from_timestamps_while_isp_sequences_run_on() {
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", "sensor-drops")]);
+    wait_metric(&p, "picker_frames_captured_total", 15.0);
+    assert_eq!(metric(&p, "picker_sequence_gaps_total"), 2.0);
+}
+
+/// Issue 20: at the lowest frame rate allowed (1 fps) the owner's three restart attempts take
+/// longer than `WatchdogSec` (10 s). A camera that comes back on the last attempt is
+/// recovered: picker says each attempt in `STATUS=` and keeps feeding the watchdog while an
+/// attempt is in progress (bounded per attempt: see `notify`'s table tests on a made-up
+/// clock, which also check the spacing), and the camera streams again.
+#[test]
+fn at_1_fps_a_camera_back_on_the_last_attempt_is_recovered_with_the_watchdog_fed() {
+    let dir = temp_dir();
+    // Bounds against hanging, not timing checks: the recovery takes about 20 s by design.
+    let (notify, notify_path) = notify_socket(dir.path(), Duration::from_secs(60));
+    let text = config_text(dir.path(), &["camera.framerate = 1"]);
+    let mut p = Picker::start_config(
+        dir,
+        &text,
+        &[
+            ("PICKER_TEST_PIPELINE", "slow-restart:3"),
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "10000000"),
+        ],
+    );
+    let mut buf = [0u8; 4096];
+    let mut lines: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = notify.recv(&mut buf).unwrap_or_else(|e| {
+            panic!("{e}: {lines:?}\n{}", p.log_text());
+        });
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        lines.extend(msg.lines().map(String::from));
+        let back = lines
+            .iter()
+            .position(|l| l == "STATUS=camera restarting (attempt 3 of 3)")
+            .is_some_and(|i| lines[i..].iter().any(|l| l.starts_with("STATUS=streaming")));
+        if back || Instant::now() > deadline {
+            break;
+        }
+    }
+    let at = |s: &str| {
+        lines
+            .iter()
+            .position(|l| l == s)
+            .unwrap_or_else(|| panic!("no {s:?} in {lines:?}"))
+    };
+    let attempts: Vec<usize> = (1..=3)
+        .map(|n| at(&format!("STATUS=camera restarting (attempt {n} of 3)")))
+        .collect();
+    let ready = at("READY=1");
+    assert!(ready < attempts[0], "{lines:?}");
+    let back = attempts[2]
+        + lines[attempts[2]..]
+            .iter()
+            .position(|l| l.starts_with("STATUS=streaming"))
+            .unwrap();
+    // Every attempt fed the watchdog while the camera gave nothing.
+    for w in [attempts[0], attempts[1], attempts[2], back].windows(2) {
+        assert!(
+            lines[w[0]..w[1]].iter().any(|l| l == "WATCHDOG=1"),
+            "no WATCHDOG=1 between {:?} and {:?}: {lines:?}",
+            lines[w[0]],
+            lines[w[1]]
+        );
+    }
+    assert!(p.child.try_wait().unwrap().is_none(), "{}", p.log_text());
+    p.wait_log(
+        "camera delivers again after 3 restart(s)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(metric(&p, "picker_camera_restarts_total"), 3.0);
+    let (status, _) = p.terminate();
+    assert!(status.success(), "{status:?}\n{}", p.log_text());
+}
+
+/// Issue 20: `camera.sensor-mode` names the mode to use (the way around a driver bug); a mode
+/// the camera has not ends picker at start with exit 78, naming the modes it has, and a
+/// malformed one is refused by `check-config`.
+#[test]
+fn sensor_mode_is_used_or_refused_naming_the_camera_s_modes() {
+    let p = Picker::start_with_env(
+        &["camera.sensor-mode = \"4608x2592:10\""],
+        &[("PICKER_TEST_PIPELINE", "startup")],
+    );
+    let state = p.tcp_get("/state").text();
+    assert!(
+        state.contains("sensor mode 4608x2592:10 from camera.sensor-mode"),
+        "{state}"
+    );
+    drop(p);
+
+    let (status, log) = run_failing_start(&["camera.sensor-mode = \"1640x1232\""]);
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(log.contains("camera.sensor-mode = \"1640x1232\""), "{log}");
+    assert!(
+        log.contains("1536x864:10, 2304x1296:10, 4608x2592:10"),
+        "names the modes: {log}"
+    );
+
+    let dir = temp_dir();
+    let config = dir.path().join("picker.toml");
+    let text = config_text(dir.path(), &["camera.sensor-mode = \"big\""]);
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(said.contains("camera.sensor-mode = \"big\""), "{said}");
+}
+
+/// Issue 20: `picker probe` without a camera (here: a build without libcamera) says so and
+/// exits non-zero, in both forms.
+#[test]
+fn probe_without_a_camera_says_so_and_fails() {
+    let dir = temp_dir();
+    let config = dir.path().join("picker.toml");
+    std::fs::write(&config, config_text(dir.path(), &[])).unwrap();
+    for args in [&["probe"][..], &["probe", "--json"][..]] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+        assert!(err.contains("no camera"), "{args:?}: {err}");
+    }
 }

@@ -19,12 +19,7 @@ fn controls(p: &Picker) -> Value {
 }
 
 fn put_controls(p: &Picker, body: &str) {
-    let request = format!(
-        "PUT /controls HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let r = raw_request(UnixStream::connect(&p.socket).unwrap(), request.as_bytes());
+    let r = put_controls_raw(&p.socket, body);
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

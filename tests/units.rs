@@ -23,6 +23,7 @@ fn the_template_unit_is_the_plain_unit_but_for_its_instance_paths() {
         l.starts_with("Description=")
             || l.starts_with("ExecStartPre=")
             || l.starts_with("ExecStart=")
+            || l.starts_with("ExecReload=/usr/bin/picker")
             || l.starts_with("RuntimeDirectory=")
     };
     let only_plain: Vec<_> = plain
@@ -40,5 +41,41 @@ fn the_template_unit_is_the_plain_unit_but_for_its_instance_paths() {
     // The per-instance lines use the instance name.
     for l in template.iter().filter(|l| per_instance(l)) {
         assert!(l.contains("%i"), "{l}");
+    }
+}
+
+/// `systemctl reload` must fail on a broken file: each unit checks its own config file before
+/// it sends SIGHUP (systemd runs `ExecReload=` lines in order and stops at the first failure).
+#[test]
+fn reload_checks_the_unit_s_own_config_before_the_hangup() {
+    for (unit, check) in [
+        (
+            "systemd/picker.service",
+            "ExecReload=/usr/bin/picker check-config",
+        ),
+        (
+            "systemd/picker@.service",
+            "ExecReload=/usr/bin/picker --config /etc/picker/%i.toml check-config",
+        ),
+    ] {
+        let text =
+            std::fs::read_to_string(format!("{}/{unit}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let reloads: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("ExecReload="))
+            .collect();
+        assert_eq!(
+            reloads,
+            [check, "ExecReload=/bin/kill -HUP $MAINPID"],
+            "{unit}"
+        );
+        // The same config file as the service itself.
+        let start = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap();
+        let check_args = check.strip_prefix("ExecReload=").unwrap();
+        assert_eq!(format!("{start} check-config"), check_args, "{unit}");
     }
 }

@@ -27,11 +27,13 @@ esac
 
 # A bootable, ssh-reachable forky; libcamera's runtime and `cam` (libcamera-tools); picker's
 # runtime dependencies (libcamera0.7, libturbojpeg0: its shlibs; systemd for the sysusers file);
-# what the tests run inside the VM (curl, ip, pgrep, sudo, useradd). dracut builds the initrd
-# (forky's default; it must find the virtio disk, see below).
+# what the tests run inside the VM (curl, ip, pgrep, sudo, useradd); python3 and python3-numpy,
+# the Depends and Recommends of python3-picker-client, so that it too installs offline. dracut
+# builds the initrd (forky's default; it must find the virtio disk, see below).
 pkgs=(systemd-sysv udev kmod dracut linux-image-amd64 openssh-server
     libcamera0.7 libcamera-tools libturbojpeg0
-    ca-certificates curl iproute2 procps adduser passwd sudo)
+    ca-certificates curl iproute2 procps adduser passwd sudo
+    python3 python3-numpy)
 
 # stdout carries only the image directory (callers do VM_DIR=$(image.sh)); everything else,
 # including what the tools print (mkfs.ext4 -d talks on stdout even with -q), goes to stderr.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Proves the Debian package in a forky VM (QEMU, libcamera's virtual camera): every command the
 # README tells a user to type, run verbatim, plus what the unit promises (READY, watchdog,
-# socket permissions, config errors, remove/purge).
+# socket permissions, config errors, remove/purge), and the Python client package
+# (python3-picker-client, found beside the picker .deb) taking a still as a member of group picker.
 #
 #   packaging/vm/test-deb.sh [--deb FILE] [--keep]
 #
-# Without --deb it builds the package first (packaging/build-deb.sh --suite forky). --keep leaves
+# Without --deb it builds the packages first (packaging/build-deb.sh --suite forky). --keep leaves
 # the VM running afterwards for a look around (see packaging/vm/lib.sh for ssh). Prints PASS or
 # FAIL per step and exits 1 if any step failed. Every command has a timeout.
 set -uo pipefail
@@ -102,7 +103,14 @@ if [[ -z "$deb" ]]; then
         exit 1
     fi
 fi
+# The Python client, built from the same source by the same packaging.
+pydeb=$(ls "$(dirname "$deb")"/python3-picker-client_*_all.deb 2>/dev/null | tail -n1)
+if [[ -z $pydeb ]]; then
+    fail "python3-picker-client_*_all.deb beside $deb" "build-deb.sh builds it with picker"
+    exit 1
+fi
 echo "      package: $deb"
+echo "      package: $pydeb"
 
 # --- boot --------------------------------------------------------------------------------------
 t0=$SECONDS
@@ -118,10 +126,10 @@ port_b=$(vm_host_port 8001)
 # --- install -----------------------------------------------------------------------------------
 copy_deb() {
     vm 'rm -rf /tmp/deb && mkdir -m 0755 /tmp/deb' &&
-        with_timeout 120 vm_copy_in "$deb" /tmp/deb/ &&
+        with_timeout 120 vm_copy_in "$deb" "$pydeb" /tmp/deb/ &&
         vm 'chmod 0644 /tmp/deb/*.deb && ls -l /tmp/deb'
 }
-step "copy the .deb into the VM" copy_deb
+step "copy the .debs into the VM" copy_deb
 
 # Verbatim, offline: the image has the runtime dependencies but no network.
 step "apt install ./picker_*.deb" vm --timeout 300 'cd /tmp/deb && apt install ./picker_*.deb </dev/null'
@@ -129,13 +137,14 @@ step "apt install ./picker_*.deb" vm --timeout 300 'cd /tmp/deb && apt install .
 installed_right() {
     vm 'set -e
         test -x /usr/bin/picker
+        grep -q "camera-preview" /usr/share/picker/stream_preview.html
         /usr/bin/picker --version
         dpkg-query -W -f="\${Conffiles}\n" picker | grep -q "^ /etc/picker/picker.toml "
         id picker
         id -nG picker | tr " " "\n" | grep -qx video
         systemctl is-enabled picker'
 }
-step "package: binary, conffile, user picker in group video, unit enabled" installed_right
+step "package: binary, conffile, embed snippet, user picker in group video, unit enabled" installed_right
 
 # Returns only after READY=1, which picker sends once a frame arrived and the sockets are bound:
 # so the socket and the port must answer right away, without any waiting.
@@ -201,6 +210,34 @@ step "socket picker:picker 0660 in /run/picker (0750)" vm \
     'test "$(stat -c "%a %U %G" /run/picker/still.sock)" = "660 picker picker" &&
      test "$(stat -c "%a %U %G" /run/picker)" = "750 picker picker"'
 
+# --- the Python client -------------------------------------------------------------------------
+# Installed beside picker, offline (the image has python3 and python3-numpy), into the system's
+# dist-packages; a still from python3 -c as bob (group picker, added above), as a robot takes it.
+step "apt install ./python3-picker-client_*.deb" vm --timeout 300 \
+    'cd /tmp/deb && apt install ./python3-picker-client_*.deb </dev/null &&
+     dpkg -L python3-picker-client | grep -x /usr/lib/python3/dist-packages/picker_client/__init__.py'
+python_still_member() {
+    vm "runuser -u bob -- python3 -c 'import picker_client
+f = picker_client.Camera().capture(fresh=True)
+print(f, f.array.shape, f.array.dtype, picker_client.__file__)
+assert f.array.shape == (512, 512, 3) and str(f.array.dtype) == \"uint8\"'"
+}
+python_still_refused() {
+    # alice is not in group picker: the client says which group and which socket.
+    local out
+    out=$(vm "runuser -u alice -- python3 -c 'import picker_client
+try:
+    picker_client.Camera().still()
+except picker_client.PermissionError as e:
+    print(e)
+    raise SystemExit(3)'")
+    local rc=$?
+    echo "$out"
+    ((rc == 3)) && grep -q "group picker" <<<"$out" && grep -q /run/picker/still.sock <<<"$out"
+}
+step "python3 -c: Camera().capture(fresh=True) as bob (group picker): 512x512x3 uint8" python_still_member
+step "python3 -c as alice: picker_client.PermissionError naming group picker and the socket" python_still_refused
+
 # --- port change -------------------------------------------------------------------------------
 change_port() {
     vm "sed -i 's/^port = 8000\$/port = 8001/' /etc/picker/picker.toml && grep -n '^port' /etc/picker/picker.toml" &&
@@ -258,6 +295,53 @@ restore_config() {
 }
 step "broken TOML: systemctl restart picker fails, journal names the line" broken_config
 step "fixed TOML: systemctl restart picker works again" restore_config
+
+# --- reload ------------------------------------------------------------------------------------
+# `systemctl reload picker` checks the file before the SIGHUP: a broken one fails the reload
+# (non-zero exit, the journal names the line) and the running service keeps its config and
+# its clients; a good one is applied without a restart.
+reload_broken() {
+    local pid0 pid line since
+    pid0=$(vm 'systemctl show -P MainPID picker') || return 1
+    vm 'cp /etc/picker/picker.toml /root/picker.toml.good' || return 1
+    line=$(vm "grep -n '^quality' /etc/picker/picker.toml | cut -d: -f1") || return 1
+    vm "sed -i 's/^quality = .*\$/quality = \"eighty/' /etc/picker/picker.toml" || return 1
+    since=$(vm 'date +%s')
+    if vm --timeout 60 'systemctl reload picker'; then
+        echo "systemctl reload picker succeeded with a broken config"
+        return 1
+    fi
+    echo "systemctl reload picker failed, as it should"
+    pid=$(vm 'systemctl show -P MainPID picker') || return 1
+    if [[ $pid != "$pid0" ]]; then
+        echo "MainPID changed: $pid0 -> $pid"
+        return 1
+    fi
+    vm 'systemctl is-active picker' &&
+        vm "journalctl -u picker --no-pager --since @$since | grep -E 'picker\\.toml:$line:'"
+}
+reload_good() {
+    local pid0 pid since
+    pid0=$(vm 'systemctl show -P MainPID picker') || return 1
+    vm "cp /root/picker.toml.good /etc/picker/picker.toml &&
+        sed -i 's/^quality = .*\$/quality = 33/' /etc/picker/picker.toml" || return 1
+    since=$(vm 'date +%s')
+    vm --timeout 60 'systemctl reload picker' || return 1
+    for _ in $(seq 20); do
+        if vm "journalctl -u picker --no-pager --since @$since | grep 'config reloaded.*stream.quality = 33'"; then
+            pid=$(vm 'systemctl show -P MainPID picker') || return 1
+            [[ $pid == "$pid0" ]] || { echo "MainPID changed: $pid0 -> $pid"; return 1; }
+            vm 'cp /root/picker.toml.good /etc/picker/picker.toml'
+            return 0
+        fi
+        sleep 1
+    done
+    echo "no 'config reloaded ... stream.quality = 33' in the journal"
+    return 1
+}
+step "broken TOML: systemctl reload picker fails, the journal names the line, same PID" reload_broken
+step "after the failed reload the running service keeps streaming (host decodes 3 frames)" decode_stream "$port_b"
+step "good TOML: systemctl reload picker applies stream.quality = 33 without a restart" reload_good
 
 security_exposure() {
     local out

@@ -180,6 +180,32 @@ height = 512
 TOML
 cat /usr/share/libcamera/pipeline/virtual/virtual.yaml'
 
+# picker probe --json on the virtual camera: parses as the model tests' fixture format and
+# matches tests/fixtures/cameras/virtual.json (all but who recorded it). The output is kept in
+# target/vm-probe-virtual.json, the file to copy there when libcamera changes.
+if vm '/root/picker probe --json --config /root/picker.toml' >"$work/probe.json" 2>"$work/probe.err"; then
+    mkdir -p "$repo/target" && cp "$work/probe.json" "$repo/target/vm-probe-virtual.json"
+    verdict=$(python3 - "$work/probe.json" "$repo/tests/fixtures/cameras/virtual.json" <<'PY'
+import json, os, sys
+got = json.load(open(sys.argv[1]))
+assert got["format"] == "picker-probe-1", got.get("format")
+assert got["outputs"] == {"still": [512, 512], "video": [512, 512]}, got["outputs"]
+assert got["streams"], "no streams"
+if os.path.exists(sys.argv[2]):
+    want = json.load(open(sys.argv[2]))
+    for d in (got, want):
+        d.pop("recorded_by", None)
+    assert got == want, f"differs from the fixture:\n{json.dumps(got)}\n{json.dumps(want)}"
+    print("matches tests/fixtures/cameras/virtual.json")
+else:
+    print("parses (no fixture yet: copy target/vm-probe-virtual.json there)")
+PY
+    ) && pass "picker probe --json on the virtual camera: $verdict" ||
+        fail "picker probe --json on the virtual camera" "$verdict$(cat "$work/probe.json")"
+else
+    fail "picker probe --json on the virtual camera" "$(cat "$work/probe.err")"
+fi
+
 t0=$SECONDS
 if vm '(RUST_LOG=info /root/picker --config /root/picker.toml >/root/picker.log 2>&1 &)
     for i in $(seq 240); do
@@ -262,6 +288,10 @@ for f in range(frames):
             rs[0][1] += rs[-1][1]
             rs[0][2] = rs[-1][2]
             rs.pop()
+        else:
+            # An edge that scrolled onto the border: chroma subsampling blends its two bars
+            # into a pixel or two there (red and blue read as black), too short to be a bar.
+            rs = [r for r in rs if r[1] >= 3]
         names = [r[0] for r in rs]
         good = (len(names) == 8 and names[0] in BARS
                 and all(names[i] == BARS[(BARS.index(names[0]) + i) % 8] for i in range(8))

@@ -215,6 +215,9 @@ fn share(
     Ok(Arc::new(Shared {
         controls,
         stream_slots: Arc::new(Semaphore::new(config.stream.max_clients)),
+        per_address: Arc::new(crate::peers::PerAddress::new(
+            config.stream.max_clients_per_address,
+        )),
         config,
         info,
         sink,
@@ -374,7 +377,7 @@ fn start_servers(
         shared.events.clone(),
     ));
     // The tail of a burst of refused connections or dropped clients is logged too.
-    servers.spawn(flush_events(shared.events.clone(), stop_rx.clone()));
+    servers.spawn(flush_events(shared.clone(), stop_rx.clone()));
     let servers = Servers {
         tasks: servers,
         socket_guard,
@@ -389,12 +392,17 @@ fn start_servers(
     ))
 }
 
-/// Logs the connection events not yet logged, every [`crate::throttle::PERIOD`].
-async fn flush_events(events: Arc<Events>, mut stop: watch::Receiver<bool>) {
+/// Logs the connection events, control changes and panics not yet logged, every
+/// [`crate::throttle::PERIOD`].
+async fn flush_events(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(crate::throttle::PERIOD);
     loop {
         tokio::select! {
-            _ = tick.tick() => events.flush(),
+            _ = tick.tick() => {
+                shared.events.flush();
+                shared.controls.flush_log();
+                crate::logging::flush_panics();
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }

@@ -17,7 +17,8 @@ use crate::state::Shared;
 /// SIGHUP: re-reads the config file the service started with. A file that does not load or
 /// check is logged (with file and line) and changes nothing. Otherwise the keys that can
 /// change while running are applied at once: `stream.quality` (next frame),
-/// `stream.max-clients` (new clients; a lower cap takes effect as clients leave),
+/// `stream.max-clients` and `stream.max-clients-per-address` (new clients; a lower cap
+/// takes effect as clients leave),
 /// `stream.client-timeout` (connections accepted from then on), the `[controls]` table (the
 /// camera takes it before its next request; values set with `PUT /controls` stay on top, see
 /// [`ControlsHandle::set_config`](crate::camera::controls::ControlsHandle::set_config)),
@@ -81,6 +82,12 @@ async fn apply_live_keys(
         shared.max_clients.store(new_max, Ordering::Relaxed);
         running.stream.max_clients = new_max;
         applied.push(format!("stream.max-clients = {new_max}"));
+    }
+    let per_address = new.stream.max_clients_per_address;
+    if per_address != running.stream.max_clients_per_address {
+        shared.per_address.set_cap(per_address);
+        running.stream.max_clients_per_address = per_address;
+        applied.push(format!("stream.max-clients-per-address = {per_address}"));
     }
     if new.stream.client_timeout != running.stream.client_timeout {
         let secs = new.stream.client_timeout.as_secs();
@@ -178,7 +185,7 @@ mod tests {
         // (TOML, keys that need a restart)
         let table: [(&str, &[&str]); 6] = [
             (
-                "[stream]\nquality = 50\nmax-clients = 3\nport = 9000\n",
+                "[stream]\nquality = 50\nmax-clients = 3\nmax-clients-per-address = 2\nport = 9000\n",
                 &[],
             ),
             ("[camera]\nframerate = 15\n", &["camera.framerate"]),

@@ -1,6 +1,12 @@
 //! Signal handlers are installed before anything slow (opening the camera), so that an
 //! early SIGTERM stops picker cleanly and an early SIGHUP does not kill it (its default
 //! action); the futures they return are what [`run`](super::run) waits on.
+//!
+//! SIGHUP needs more: its default action kills, and the handler needs the runtime, which
+//! exists only after the config is read. `main` therefore blocks SIGHUP first of all
+//! ([`hold_hangups`]); a SIGHUP that arrives meanwhile stays pending, and once the handler is
+//! in place ([`release_hangups`]) it is delivered and becomes a reload like any other
+//! (`systemctl reload` right after start is not lost, and never kills).
 
 use std::future::Future;
 
@@ -21,4 +27,22 @@ pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
 /// then asks [`run`](super::run) to reload the config.
 pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
+/// Blocks SIGHUP in the calling thread and in every thread it starts from now on: call
+/// first thing in `main`. A SIGHUP sent meanwhile waits, pending, for [`release_hangups`].
+pub fn hold_hangups() {
+    let _ = mask_hangups(nix::sys::signal::SigmaskHow::SIG_BLOCK);
+}
+
+/// Unblocks SIGHUP in the calling thread (the main thread, once [`hangups`] has installed
+/// the handler, or a subcommand that is not the service): a pending SIGHUP is delivered now.
+pub fn release_hangups() {
+    let _ = mask_hangups(nix::sys::signal::SigmaskHow::SIG_UNBLOCK);
+}
+
+fn mask_hangups(how: nix::sys::signal::SigmaskHow) -> nix::Result<()> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGHUP);
+    nix::sys::signal::pthread_sigmask(how, Some(&set), None)
 }

@@ -9,6 +9,13 @@
 //! - `cancel:N`: N good frames, then every request comes back cancelled and the camera stays
 //!   dead however often it is restarted;
 //! - `cancel-once:N`: the same, but the first restart brings it back;
+//! - `slow-restart:N`: the same, but only the last restart attempt brings it back;
+//! - `import-refused`: the camera cancels every request on picker's (heap) buffers, as a Pi
+//!   whose ISP will not queue an imported buffer; on its own buffers (after the owner's
+//!   fallback) it streams;
+//! - `import-silent`: the same, but nothing comes back at all on the heap's buffers;
+//! - `sensor-drops`: good frames whose sequence numbers run on (a Pi's ISP jobs) while the
+//!   sensor timestamps skip two frame periods once, after the eighth frame;
 //! - `squashed`: good frames whose metadata reports the whole 16:9 sensor as the crop;
 //! - `fast:K`: good frames at K times `camera.framerate` (a free-running camera faster than
 //!   asked, as a USB camera with only faster modes);
@@ -26,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use super::owner::{self, Completion, FrameStatus, Next, Pipeline};
 use super::{
-    Camera, CameraError, CameraInfo, CropState, FrameMut, PixelFormat, Rect, SourceKind, StreamInfo,
+    BufferSource, Camera, CameraError, CameraInfo, CropState, FrameMut, PixelFormat, Rect,
+    SourceKind, StreamInfo,
 };
-use crate::config::{Config, Crop};
+use crate::config::{Buffers, Config, Crop};
 use crate::frames::{Frame, Image, Pixels, now_timestamps, unix_us_now};
 
 /// The environment variable that selects the fake pipeline.
@@ -53,12 +61,35 @@ const WHOLE: Rect = Rect {
     height: 2592,
 };
 
+/// IMX708's raw modes, as libcamera lists them: what `camera.sensor-mode` is checked against.
+const IMX708_MODES: [super::plan::RawMode; 3] =
+    [mode(1536, 864), mode(2304, 1296), mode(4608, 2592)];
+
+const fn mode(width: u32, height: u32) -> super::plan::RawMode {
+    super::plan::RawMode {
+        width,
+        height,
+        bit_depth: 10,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Script {
     Startup,
-    Cancel { after: u64, recover: bool },
+    /// Dead after `after` good frames; restart number `recover_on` brings it back, none
+    /// when `None`.
+    Cancel {
+        after: u64,
+        recover_on: Option<u32>,
+    },
+    ImportRefused {
+        silent: bool,
+    },
+    SensorDrops,
     Squashed,
-    Fast { factor: u32 },
+    Fast {
+        factor: u32,
+    },
     OnDemand,
 }
 
@@ -68,7 +99,7 @@ pub fn from_env() -> Option<Result<Script, CameraError>> {
     Some(parse(&spec).ok_or_else(|| CameraError::Failed {
         id: "fake".into(),
         what: format!(
-            "{ENV}={spec:?}: expected \"startup\", \"cancel:N\", \"cancel-once:N\", \"squashed\", \"fast:K\" or \"on-demand\""
+            "{ENV}={spec:?}: expected \"startup\", \"cancel:N\", \"cancel-once:N\", \"slow-restart:N\", \"import-refused\", \"import-silent\", \"sensor-drops\", \"squashed\", \"fast:K\" or \"on-demand\""
         ),
     }))
 }
@@ -78,13 +109,20 @@ fn parse(spec: &str) -> Option<Script> {
         None if spec == "startup" => Some(Script::Startup),
         None if spec == "squashed" => Some(Script::Squashed),
         None if spec == "on-demand" => Some(Script::OnDemand),
+        None if spec == "import-refused" => Some(Script::ImportRefused { silent: false }),
+        None if spec == "import-silent" => Some(Script::ImportRefused { silent: true }),
+        None if spec == "sensor-drops" => Some(Script::SensorDrops),
         Some(("cancel", n)) => Some(Script::Cancel {
             after: n.parse().ok()?,
-            recover: false,
+            recover_on: None,
         }),
         Some(("cancel-once", n)) => Some(Script::Cancel {
             after: n.parse().ok()?,
-            recover: true,
+            recover_on: Some(1),
+        }),
+        Some(("slow-restart", n)) => Some(Script::Cancel {
+            after: n.parse().ok()?,
+            recover_on: Some(owner::MAX_RESTARTS),
         }),
         Some(("fast", k)) => Some(Script::Fast {
             factor: k.parse().ok().filter(|k| (1..=100).contains(k))?,
@@ -124,11 +162,24 @@ struct FakePipeline {
     /// Restarted into a dead camera: nothing comes any more.
     dead: bool,
     restarts: u32,
+    /// Where its buffers come from: picker's (heap) until the owner falls back.
+    buffers: BufferSource,
+    /// The sensor's clock for `sensor-drops` (ns), advanced a period per frame.
+    sensor_ns: u64,
     video: (u32, u32),
     still: (u32, u32),
 }
 
 impl FakePipeline {
+    /// The camera refuses picker's buffers (`import-refused`): every request comes back
+    /// cancelled at once, or (`import-silent`) never.
+    fn refusing(&self) -> Option<bool> {
+        match self.script {
+            Script::ImportRefused { silent } if self.buffers == BufferSource::Heap => Some(silent),
+            _ => None,
+        }
+    }
+
     fn status(&self) -> FrameStatus {
         match (self.script, self.produced) {
             (Script::Startup, 0..=1) => FrameStatus::Error,
@@ -145,7 +196,8 @@ impl Pipeline for FakePipeline {
         if let Ok(slot) = self.released.try_recv() {
             return Next::Released(slot);
         }
-        if self.timed_out {
+        let refused = self.refusing() == Some(false);
+        if self.timed_out || refused {
             if let Some(slot) = self.queued.pop_front() {
                 return Next::Request(FakeRequest {
                     completion: Completion {
@@ -154,6 +206,7 @@ impl Pipeline for FakePipeline {
                         sequence: None,
                         crop: None,
                         timestamp_ns: None,
+                        frame_duration_us: None,
                     },
                     slot,
                 });
@@ -164,7 +217,8 @@ impl Pipeline for FakePipeline {
             // No frame clock: the next queued request is a frame now.
             self.next_at = now;
         }
-        let idle = self.dead || self.timed_out || self.queued.is_empty();
+        let idle =
+            self.dead || self.timed_out || self.refusing().is_some() || self.queued.is_empty();
         let wait = if idle || self.next_at > now + timeout {
             timeout
         } else {
@@ -218,13 +272,23 @@ impl Pipeline for FakePipeline {
             Script::Squashed => WHOLE,
             _ => SQUARE,
         };
+        let period_us = u64::try_from(self.period.as_micros()).unwrap_or(u64::MAX);
+        let (timestamp_ns, frame_duration_us) = if self.script == Script::SensorDrops {
+            // Two sensor frames lost before the "ISP", whose sequence shows nothing.
+            let periods = if self.produced == 9 { 3 } else { 1 };
+            self.sensor_ns += periods * period_us * 1_000;
+            (self.sensor_ns, Some(period_us))
+        } else {
+            (now_timestamps().0, None)
+        };
         Next::Request(FakeRequest {
             completion: Completion {
                 cancelled: false,
                 frame,
                 sequence: u32::try_from(sequence).ok(),
                 crop: Some(crop),
-                timestamp_ns: Some(now_timestamps().0),
+                timestamp_ns: Some(timestamp_ns),
+                frame_duration_us,
             },
             slot,
         })
@@ -292,6 +356,19 @@ impl Pipeline for FakePipeline {
         false
     }
 
+    fn buffer_source(&self) -> BufferSource {
+        self.buffers
+    }
+
+    fn fall_back(&mut self, held: Vec<FakeRequest>) -> Result<(), String> {
+        // New buffers, new requests: the same slots stand for them. Not a restart attempt.
+        self.buffers = BufferSource::DriverFallback;
+        let restarts = self.restarts;
+        let r = self.restart(held);
+        self.restarts = restarts;
+        r
+    }
+
     fn restart(&mut self, held: Vec<FakeRequest>) -> Result<(), String> {
         self.restarts += 1;
         // Stop returns every queued request; start queues them all again (lent ones come
@@ -306,8 +383,8 @@ impl Pipeline for FakePipeline {
             .collect();
         self.queued.extend(all);
         self.timed_out = false;
-        if let Script::Cancel { recover, .. } = self.script {
-            self.dead = !recover;
+        if let Script::Cancel { recover_on, .. } = self.script {
+            self.dead = recover_on.is_none_or(|k| self.restarts < k);
         }
         self.next_at = Instant::now() + self.period;
         Ok(())
@@ -333,6 +410,26 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
     };
     let pacer = super::pace::Pacer::for_rate(config.camera.framerate);
     let crop_wanted = config.camera.crop == Crop::CenterSquare;
+    // Like a Pi on `camera.buffers = "auto"`: picker's own buffers from a heap first.
+    let buffers = match config.camera.buffers {
+        Buffers::Auto => BufferSource::Heap,
+        Buffers::Driver => BufferSource::Driver,
+    };
+    // Like a Pi with a Camera Module 3: `camera.sensor-mode` must name one of its modes (as
+    // libcamera/negotiate.rs checks before configure()).
+    let mut adjustments = Vec::new();
+    if let Some(spec) = config.camera.sensor_mode {
+        let mode = super::plan::forced_mode(&IMX708_MODES, spec).map_err(|source| {
+            CameraError::Config {
+                id: "fake".into(),
+                source,
+            }
+        })?;
+        adjustments.push(format!(
+            "sensor mode {}x{}:{} from camera.sensor-mode",
+            mode.width, mode.height, mode.bit_depth
+        ));
+    }
     // Like a Pi: one ISP crop for both outputs, so their shapes must match (as
     // libcamera/negotiate.rs checks after configure()).
     super::plan::check_aspects(still, video, true).map_err(|source| CameraError::Config {
@@ -353,7 +450,7 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
                 height: still.1,
                 format: PixelFormat::Rgb24,
             },
-            adjustments: Vec::new(),
+            adjustments,
         };
         let crop = if crop_wanted {
             CropState::Pending
@@ -378,6 +475,8 @@ pub fn open(config: &Config, script: Script) -> Result<Box<dyn Camera>, CameraEr
             timed_out: false,
             dead: false,
             restarts: 0,
+            buffers,
+            sensor_ns: 0,
             video,
             still,
         };
@@ -454,16 +553,32 @@ mod tests {
             parse("cancel:5"),
             Some(Script::Cancel {
                 after: 5,
-                recover: false
+                recover_on: None
             })
         );
         assert_eq!(
             parse("cancel-once:0"),
             Some(Script::Cancel {
                 after: 0,
-                recover: true
+                recover_on: Some(1)
             })
         );
+        assert_eq!(
+            parse("slow-restart:2"),
+            Some(Script::Cancel {
+                after: 2,
+                recover_on: Some(owner::MAX_RESTARTS)
+            })
+        );
+        assert_eq!(
+            parse("import-refused"),
+            Some(Script::ImportRefused { silent: false })
+        );
+        assert_eq!(
+            parse("import-silent"),
+            Some(Script::ImportRefused { silent: true })
+        );
+        assert_eq!(parse("sensor-drops"), Some(Script::SensorDrops));
         assert_eq!(parse("cancel:x"), None);
         assert_eq!(parse("fast:3"), Some(Script::Fast { factor: 3 }));
         assert_eq!(parse("fast:0"), None);

@@ -12,6 +12,7 @@
 pub mod buffers;
 pub mod controls;
 pub mod fake;
+pub mod fixture;
 pub mod owner;
 pub mod pace;
 pub mod pi_guard;
@@ -49,6 +50,48 @@ impl std::fmt::Display for SourceKind {
             SourceKind::Libcamera => "libcamera",
             SourceKind::Fake => "fake",
         })
+    }
+}
+
+/// Where a request pipeline's frame buffers come from, for `/state` and `/metrics`: on a Pi
+/// the heap's are picker's choice, and the driver's after a fallback say the camera refused
+/// them (see [`owner`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BufferSource {
+    /// No request pipeline (the test pattern), or not running yet.
+    #[default]
+    None,
+    /// picker's own, from a cached DMA heap, imported into the camera.
+    Heap,
+    /// libcamera's own (the driver's): asked for (`camera.buffers = "driver"`), or no heap.
+    Driver,
+    /// libcamera's own, after the camera gave no good frame on the heap's at the first start.
+    DriverFallback,
+}
+
+impl BufferSource {
+    /// Its name in `/state` and `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BufferSource::None => "none",
+            BufferSource::Heap => "heap",
+            BufferSource::Driver => "driver",
+            BufferSource::DriverFallback => "driver-fallback",
+        }
+    }
+
+    pub fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => BufferSource::Heap,
+            2 => BufferSource::Driver,
+            3 => BufferSource::DriverFallback,
+            _ => BufferSource::None,
+        }
     }
 }
 

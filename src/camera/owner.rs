@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 
 use super::controls::ControlsHandle;
 use super::pace::Pacer;
-use super::{Camera, CameraError, CameraInfo, CropState, FrameMut, FrameSink, Rect, StopFlag};
-use crate::frames::{Frame, Stats};
+use super::{
+    BufferSource, Camera, CameraError, CameraInfo, CropState, FrameMut, FrameSink, Rect, StopFlag,
+};
+use crate::frames::{Frame, Recovery, Stats};
 
 /// Empty frames lent to the owner thread at a time: one being filled while the previous one
 /// is on its way to the sink.
@@ -55,6 +57,14 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Restart attempts after the camera stops delivering, before giving up.
 pub const MAX_RESTARTS: u32 = 3;
+/// Added to each restart attempt's own bound (backoff and [`restart_wait`]) for the time
+/// stopping and starting the camera take: the watchdog is fed no longer than that per attempt.
+pub const RECOVERY_MARGIN: Duration = Duration::from_secs(2);
+/// Added to [`restart_wait`] for the first start's good frame before the owner gives up on
+/// picker's heap buffers (a first start also opens the IPA, loads tuning, runs emulated in the
+/// VM): 14 s at 1 fps, still well within the service's 30 s wait for a first frame after the
+/// fallback's own start.
+pub const START_SLACK: Duration = Duration::from_secs(6);
 /// Backoff before the first restart; doubled for each further one.
 pub const RESTART_BACKOFF: Duration = Duration::from_millis(200);
 /// How long a restarted camera may take at least to deliver its first good frame (the Pi's
@@ -102,6 +112,10 @@ pub struct Completion {
     pub crop: Option<Rect>,
     /// Capture time (CLOCK_BOOTTIME ns), when the camera reports it: for pacing.
     pub timestamp_ns: Option<u64>,
+    /// The sensor's frame period for this frame (libcamera `FrameDuration`, microseconds),
+    /// when reported: with `timestamp_ns` it gives the frames the sensor dropped (see
+    /// [`dropped_between`]).
+    pub frame_duration_us: Option<u64>,
 }
 
 /// A result of waiting for the next completed request.
@@ -143,6 +157,34 @@ pub trait Pipeline {
     /// Stops the camera, takes back every request (those in `held` and those still queued),
     /// starts it again and queues them all.
     fn restart(&mut self, held: Vec<Self::Request>) -> Result<(), String>;
+    /// Where the frame buffers come from now.
+    fn buffer_source(&self) -> BufferSource {
+        BufferSource::None
+    }
+    /// Stops the camera, drops every request (`held` and those still queued) with picker's
+    /// own buffers, and starts again on the camera's own (libcamera's allocator), all
+    /// requests queued. Called at most once, on [`BufferSource::Heap`], before any frame
+    /// was lent. After it, [`Pipeline::buffer_source`] says [`BufferSource::DriverFallback`]
+    /// whether it worked or not.
+    fn fall_back(&mut self, held: Vec<Self::Request>) -> Result<(), String> {
+        drop(held);
+        Err("no other buffers to fall back to".to_string())
+    }
+}
+
+/// Frames the sensor dropped between two frames `prev_ns` and `now_ns` apart (sensor
+/// timestamps, ns) at a frame period of `period_us`: on a Pi the buffers' sequence numbers
+/// count ISP jobs, not sensor frames, so a frame lost before the ISP leaves no gap there, only
+/// a longer step between sensor timestamps. A step of more than 1.5 periods counts as
+/// `round(step / period) - 1` frames; a step backwards, or no period, as none.
+pub fn dropped_between(prev_ns: u64, now_ns: u64, period_us: u64) -> u64 {
+    let period_ns = u128::from(period_us) * 1_000;
+    let step = u128::from(now_ns.saturating_sub(prev_ns));
+    if period_ns == 0 || step * 2 <= period_ns * 3 {
+        return 0;
+    }
+    let frames = (step + period_ns / 2) / period_ns;
+    u64::try_from(frames.saturating_sub(1)).unwrap_or(u64::MAX)
 }
 
 /// The lease a pipeline puts in a lent frame's images (see [`Pipeline::lend`]): when the last
@@ -279,6 +321,9 @@ struct Counts {
     lost: u64,
     restarts: u64,
     paced: u64,
+    buffers: BufferSource,
+    /// The restart in progress, for the watchdog.
+    recovery: Option<Recovery>,
 }
 
 impl Counts {
@@ -291,6 +336,12 @@ impl Counts {
         stats
             .camera_restarts
             .store(self.restarts, Ordering::Relaxed);
+        stats
+            .buffer_source
+            .store(self.buffers.to_u8(), Ordering::Relaxed);
+        if stats.recovery() != self.recovery {
+            stats.set_recovery(self.recovery);
+        }
     }
 }
 
@@ -313,7 +364,7 @@ impl Owner {
         restart_wait: Duration,
         mut pacer: Pacer,
     ) -> Result<(), CameraError> {
-        let max_lent = max_lent(p.buffers());
+        let mut max_lent = max_lent(p.buffers());
         // Requests lent to readers now.
         let mut lent = 0usize;
         // Requests of frames paced out, held until the next frame is due: a camera
@@ -330,13 +381,21 @@ impl Owner {
         let mut counts = Counts::default();
         let mut sequence = 0u64;
         let mut last_seq: Option<u32> = None;
+        // The sensor timestamp of the last frame, for drops (see `dropped_between`).
+        let mut last_ts: Option<u64> = None;
         let mut last_crop: Option<CropState> = None;
         let (mut warned_short, mut warned_crop) = (false, false);
         // Consecutive restarts since the last good frame, and when the last one was made.
         let mut restarts = 0u32;
         let mut restarted_at: Option<Instant> = None;
         let mut broken: Option<String> = None;
+        // No good frame yet since opening: a camera refusing picker's heap buffers gives none
+        // (every request cancelled, or nothing at all), and gets libcamera's own instead.
+        let started_at = Instant::now();
+        let start_budget = restart_wait + START_SLACK;
+        let mut seen_good = false;
         loop {
+            counts.buffers = p.buffer_source();
             if running.is_none() {
                 match self.start.try_recv() {
                     Ok(r) => running = Some(r),
@@ -359,6 +418,31 @@ impl Owner {
                     "no good frame within {restart_wait:?} of restarting"
                 ));
             }
+            let on_heap = counts.buffers == BufferSource::Heap;
+            if broken.is_none() && !seen_good && on_heap && started_at.elapsed() > start_budget {
+                broken = Some(format!("no good frame within {start_budget:?} of starting"));
+            }
+            if let Some(why) = (!seen_good && on_heap).then(|| broken.take()).flatten() {
+                // Once: after it the pipeline is on its own buffers.
+                tracing::warn!(
+                    camera = %id,
+                    "{why} on picker's DMA-heap buffers: the camera does not take them (\"Failed to queue buffer\" in libcamera's log?); starting again on libcamera's own buffers. To start on those directly, set camera.buffers = \"driver\""
+                );
+                held.extend(deferred.drain(..));
+                match p.fall_back(std::mem::take(&mut held)) {
+                    Ok(()) => {
+                        max_lent = self::max_lent(p.buffers());
+                        tracing::info!(camera = %id, buffers = p.buffers(), "restarted on libcamera's own buffers");
+                    }
+                    Err(e) => {
+                        tracing::error!(camera = %id, "starting on libcamera's own buffers failed: {e}");
+                    }
+                }
+                restarted_at = Some(Instant::now());
+                last_seq = None;
+                last_ts = None;
+                continue;
+            }
             if let Some(why) = broken.take() {
                 if restarts >= MAX_RESTARTS {
                     tracing::error!(camera = %id, "{why}; giving up after {MAX_RESTARTS} restarts");
@@ -370,6 +454,16 @@ impl Owner {
                 restarts += 1;
                 counts.restarts += 1;
                 let backoff = RESTART_BACKOFF * 2u32.pow(restarts - 1);
+                // Announced before the backoff, bounded: the watchdog is fed for this long at
+                // most (see `notify`), however the attempt goes.
+                counts.recovery = Some(Recovery {
+                    attempt: restarts,
+                    of: MAX_RESTARTS,
+                    until: Instant::now() + backoff + restart_wait + RECOVERY_MARGIN,
+                });
+                if let Some((_, stats)) = &running {
+                    counts.flush(stats);
+                }
                 tracing::warn!(
                     camera = %id,
                     "{why}: restarting the camera in {backoff:?} (attempt {restarts} of {MAX_RESTARTS})"
@@ -387,6 +481,7 @@ impl Owner {
                 }
                 restarted_at = Some(Instant::now());
                 last_seq = None;
+                last_ts = None;
                 continue;
             }
 
@@ -426,7 +521,13 @@ impl Owner {
                 broken.get_or_insert_with(|| "the camera cancelled its requests".to_string());
                 continue;
             }
-            if let Some(s) = c.sequence {
+            if let (Some(t), Some(period)) = (c.timestamp_ns, c.frame_duration_us) {
+                // Sensor time: what a Pi's ISP sequence numbers cannot show.
+                if let Some(prev) = last_ts {
+                    counts.gaps += dropped_between(prev, t, period);
+                }
+                last_ts = Some(t);
+            } else if let Some(s) = c.sequence {
                 if let Some(prev) = last_seq {
                     let jump = s.wrapping_sub(prev);
                     if jump > 1 && jump < u32::MAX / 2 {
@@ -437,6 +538,8 @@ impl Owner {
             }
             match c.frame {
                 FrameStatus::Success => {
+                    seen_good = true;
+                    counts.recovery = None;
                     if restarts > 0 {
                         tracing::info!(camera = %id, "camera delivers again after {restarts} restart(s)");
                         restarts = 0;
@@ -651,6 +754,29 @@ impl std::fmt::Debug for OwnerCamera {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensor_drops_follow_timestamp_steps_against_the_period() {
+        let ms = |m: u64| m * 1_000_000;
+        // (previous ns, this ns, period us, frames dropped between)
+        let table: &[(u64, u64, u64, u64)] = &[
+            (0, ms(33), 33_333, 0),                   // one period
+            (0, ms(49), 33_333, 0),                   // 1.47 periods: jitter, not a drop
+            (0, ms(51), 33_333, 1),                   // 1.53 periods: one lost
+            (0, ms(100), 33_333, 2),                  // three periods: two lost
+            (ms(10), ms(5), 33_333, 0),               // backwards: none
+            (0, ms(1_000), 0, 0),                     // no period
+            (0, u64::MAX, 1, 18_446_744_073_709_551), // rounded, no overflow
+            (0, ms(3_000), 1_000_000, 2),             // 1 fps
+        ];
+        for &(prev, now, period, want) in table {
+            assert_eq!(
+                dropped_between(prev, now, period),
+                want,
+                "{prev} -> {now} at {period} us"
+            );
+        }
+    }
 
     #[test]
     fn restart_wait_covers_several_frames_at_slow_rates_and_stays_bounded() {

@@ -183,4 +183,102 @@ mod tests {
         let mut all = Pacer::new(0);
         assert!((0..10).all(|_| all.keep(0)));
     }
+
+    #[test]
+    fn the_period_is_a_second_over_the_rate() {
+        // (fps asked, period)
+        let table = [
+            (25, 40 * MS),
+            (30, 33_333_333),
+            (1, 1_000 * MS),
+            (0, 1_000 * MS),
+        ];
+        for (fps, ns) in table {
+            let p = Pacer::for_rate(fps);
+            assert_eq!(p.period(), std::time::Duration::from_nanos(ns), "{fps} fps");
+        }
+        assert_eq!(Pacer::new(0).period(), std::time::Duration::ZERO);
+    }
+
+    /// The boundaries of `keep`, to the nanosecond: no recorded camera lands on them, so
+    /// each is a frame placed on it (period 100 ms, the first frame at 1000 ms, due at 1100).
+    #[test]
+    fn each_boundary_of_keep_falls_on_the_documented_side() {
+        // (frames before the one asked about, the frame, kept?)
+        let table: [(&[u64], u64, bool); 9] = [
+            // Early by exactly a quarter period, the camera's next frame later than that:
+            // kept (the slack is inclusive).
+            (&[1_000 * MS], 1_075 * MS, true),
+            // A nanosecond more: given back.
+            (&[1_000 * MS], 1_075 * MS - 1, false),
+            // Within the slack, but the camera's next frame (its interval later) would be
+            // exactly as far past the schedule as this one is before it: given back for it.
+            (&[1_000 * MS, 1_040 * MS], 1_080 * MS, false),
+            // The next a nanosecond further past: this one is closer, kept.
+            (&[1_000 * MS, 1_040 * MS - 1], 1_080 * MS, true),
+            // A clock gone back by exactly four periods is still this clock: early, given back.
+            (&[1_000 * MS], 700 * MS, false),
+            // A nanosecond more: a restarted camera, kept, the schedule starts over.
+            (&[1_000 * MS], 700 * MS - 1, true),
+            // On time to the nanosecond, or late: kept.
+            (&[1_000 * MS], 1_100 * MS, true),
+            (&[1_000 * MS], 1_350 * MS, true),
+            // The first frame: kept.
+            (&[], 3, true),
+        ];
+        for (before, t, want) in table {
+            let mut p = Pacer::for_rate(10);
+            for &b in before {
+                p.keep(b);
+            }
+            assert_eq!(p.keep(t), want, "after {before:?}: frame at {t} ns");
+        }
+    }
+
+    /// Where the next frame is due after each kind of kept frame, seen through
+    /// `requeue_after` (a frame given back returns to the camera when the next is due).
+    #[test]
+    fn the_schedule_after_a_kept_frame() {
+        // (frames kept, then: the time asked about, how long until the next is due)
+        let table: [(&[u64], u64, u64); 5] = [
+            // The first frame: due a period later.
+            (&[1_000 * MS], 1_000 * MS, 100 * MS),
+            // Kept 10 ms early: due a period after the schedule, moved back by at most 2% of a
+            // period (2 ms), so at 1198 ms.
+            (&[1_000 * MS, 1_090 * MS], 1_190 * MS, 8 * MS),
+            // Kept 1 ms early: the schedule moves back by that 1 ms only (due at 1199 ms).
+            (&[1_000 * MS, 1_099 * MS], 1_190 * MS, 9 * MS),
+            // Late by less than a period: due a period after the old schedule (1200 ms).
+            (&[1_000 * MS, 1_150 * MS], 1_150 * MS, 50 * MS),
+            // Late by a whole period: due a period after this frame, no burst to catch up.
+            (&[1_000 * MS, 1_200 * MS], 1_200 * MS, 100 * MS),
+        ];
+        for (kept, t, want) in table {
+            let mut p = Pacer::for_rate(10);
+            for &k in kept {
+                assert!(p.keep(k), "{kept:?}: {k} kept");
+            }
+            assert_eq!(
+                p.requeue_after(t),
+                std::time::Duration::from_nanos(want),
+                "after {kept:?}, at {t} ns"
+            );
+        }
+        // Before any frame nothing is due: a request given back may go at once.
+        assert_eq!(
+            Pacer::for_rate(10).requeue_after(5),
+            std::time::Duration::ZERO
+        );
+    }
+
+    /// A camera clock at the end of its range: no overflow, and a frame repeated on the
+    /// saturated schedule is on time, not early.
+    #[test]
+    fn timestamps_at_the_end_of_the_clock_neither_panic_nor_stall() {
+        let mut p = Pacer::for_rate(10);
+        assert!(p.keep(u64::MAX - 10));
+        assert!(p.keep(u64::MAX));
+        assert!(p.keep(u64::MAX));
+        assert_eq!(p.requeue_after(u64::MAX), std::time::Duration::ZERO);
+    }
 }

@@ -12,7 +12,7 @@
 //! [`super::plan`] is shown right, and where today's old logic is shown wrong.
 
 use super::Rect;
-use super::plan::{self, ModeLimits, PlanError, RawMode};
+use super::plan::{self, ModeLimits, ModeSpec, PlanError, RawMode};
 
 const fn r(x: i32, y: i32, width: u32, height: u32) -> Rect {
     Rect {
@@ -38,7 +38,9 @@ pub struct Sensor {
     pub model: &'static str,
     pub active: (u32, u32),
     pub modes: &'static [Mode],
-    /// Has a lens driver: the IPA then adds AfMode, AfRange, LensPosition (0-32 dioptres).
+    /// Has a lens driver: the IPA then adds AfMode, AfRange, LensPosition (after configure the
+    /// tuning's focus map: 0-15 dioptres on IMX708, 0-35 on its wide variant, default 1.0;
+    /// 0-32 is only the placeholder before configure).
     /// For the controls tests (pi-controls).
     #[allow(dead_code)]
     pub autofocus: bool,
@@ -98,14 +100,43 @@ pub const OV5647: Sensor = Sensor {
     active: (2592, 1944),
     modes: &[
         m(640, 480, 10, r(16, 0, 2560, 1920), 58.92),
-        m(1296, 972, 10, r(0, 0, 2592, 1944), 46.34),
-        m(1920, 1080, 10, r(348, 434, 1928, 1080), 32.81),
+        // 81.67 MHz in these two modes (ov5647.c), not the 87.5 MHz of 2592x1944.
+        m(1296, 972, 10, r(0, 0, 2592, 1944), 43.25),
+        m(1920, 1080, 10, r(348, 434, 1928, 1080), 30.62),
         m(2592, 1944, 10, r(0, 0, 2592, 1944), 15.63),
     ],
     autofocus: false,
 };
 
-pub const SENSORS: [Sensor; 4] = [IMX708, IMX477, IMX219, OV5647];
+/// Camera Module 3 with HDR on: the driver's other mode table (`imx708.c`
+/// `get_mode_table`, `V4L2_CID_WIDE_DYNAMIC_RANGE`), one mode, 777.6 MHz, LLP 5216.
+pub const IMX708_HDR: Sensor = Sensor {
+    model: "imx708-hdr",
+    active: (4608, 2592),
+    modes: &[m(2304, 1296, 10, r(0, 0, 4608, 2592), 30.00)],
+    autofocus: true,
+};
+
+/// Global Shutter camera (colour IMX296LQ and mono IMX296LL alike, `imx296.c`): one frame
+/// size, active area = native array, 118.8 MHz, HMAX 1100 (LLP 1760), VBLANK min 30. The
+/// stored driver creates no HFLIP/VFLIP controls: the sensor cannot flip.
+pub const IMX296: Sensor = Sensor {
+    model: "imx296",
+    active: (1456, 1088),
+    modes: &[m(1456, 1088, 10, r(0, 0, 1456, 1088), 60.38)],
+    autofocus: false,
+};
+
+/// AI Camera (`imx500.c`): 744 MHz, full resolution at LLP 17900, VBLANK min 1117. Its
+/// binned 2028x1520 mode lies past the part of the driver read; record it from a probe.
+pub const IMX500: Sensor = Sensor {
+    model: "imx500",
+    active: (4056, 3040),
+    modes: &[m(4056, 3040, 10, r(0, 0, 4056, 3040), 10.00)],
+    autofocus: false,
+};
+
+pub const SENSORS: [Sensor; 7] = [IMX708, IMX477, IMX219, OV5647, IMX708_HDR, IMX296, IMX500];
 
 /// Raspberry Pi 4 / Zero 2 W (`rpi/vc4`) or Pi 5 (`rpi/pisp`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -523,6 +554,9 @@ mod tests {
             ("imx477", (2028, 1520)),
             ("imx219", (1640, 1232)),
             ("ov5647", (1296, 972)),
+            ("imx708-hdr", (2304, 1296)),
+            ("imx296", (1456, 1088)),
+            ("imx500", (4056, 3040)),
         ];
         for (sensor, isp, still, video) in cases() {
             let o = new_logic(&sensor, isp, still, video, 30).unwrap();
@@ -536,6 +570,176 @@ mod tests {
                 "{} {isp:?} {still:?}",
                 sensor.model
             );
+        }
+    }
+
+    /// Issue 20 item 6: every mode's fastest rate is the driver's arithmetic, as libcamera
+    /// works it out: pixel rate / (line length x (height + VBLANK min)) (`camera_sensor_raw.cpp`,
+    /// `ipa_base.cpp` setMode). OV5647's 1296x972 and 1920x1080 run at 81.67 MHz (the issue
+    /// named 2592x1944, which runs at 87.5 MHz); IMX219's binned modes are those of the
+    /// stored driver (a newer one doubles the pixel rate: record it from a probe).
+    #[test]
+    fn every_mode_s_rate_is_the_driver_s_arithmetic() {
+        // (model, size, pixel rate Hz, line length, frame length min)
+        type Row = (&'static str, (u32, u32), f64, f64, f64);
+        let table: &[Row] = &[
+            ("ov5647", (640, 480), 55e6, 1852.0, 504.0),
+            ("ov5647", (1296, 972), 81_666_700.0, 1896.0, 996.0),
+            ("ov5647", (1920, 1080), 81_666_700.0, 2416.0, 1104.0),
+            ("ov5647", (2592, 1944), 87.5e6, 2844.0, 1968.0),
+            ("imx219", (640, 480), 182.4e6, 3448.0, 512.0),
+            ("imx219", (1640, 1232), 182.4e6, 3448.0, 1264.0),
+            ("imx219", (1920, 1080), 182.4e6, 3448.0, 1112.0),
+            ("imx219", (3280, 2464), 182.4e6, 3448.0, 2496.0),
+            ("imx477", (1332, 990), 840e6, 6664.0, 1050.0),
+            ("imx477", (2028, 1080), 840e6, 12740.0, 1318.0),
+            ("imx477", (2028, 1520), 840e6, 12740.0, 1648.0),
+            ("imx477", (4056, 3040), 840e6, 24000.0, 3500.0),
+            ("imx708", (1536, 864), 566.4e6, 5216.0, 904.0),
+            ("imx708", (2304, 1296), 585.6e6, 7824.0, 1336.0),
+            ("imx708", (4608, 2592), 595.2e6, 15648.0, 2650.0),
+            ("imx708-hdr", (2304, 1296), 777.6e6, 5216.0, 4969.0),
+            ("imx296", (1456, 1088), 118.8e6, 1760.0, 1118.0),
+            ("imx500", (4056, 3040), 744e6, 17900.0, 4157.0),
+        ];
+        let mut seen = 0;
+        for sensor in SENSORS {
+            for mode in sensor.modes {
+                let Some(&(_, _, rate, llp, fl)) = table
+                    .iter()
+                    .find(|(m, size, ..)| *m == sensor.model && *size == mode.size)
+                else {
+                    panic!("{} {:?} not in the table", sensor.model, mode.size);
+                };
+                let fps = rate / (llp * fl);
+                assert!(
+                    (fps - mode.fps).abs() < 0.015,
+                    "{} {:?}: model {} fps, driver {fps:.3}",
+                    sensor.model,
+                    mode.size,
+                    mode.fps
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 22, "every mode of every sensor checked");
+    }
+
+    use super::super::fixture::{self, Fixture};
+
+    fn fixtures() -> Vec<(String, Fixture)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cameras");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let f: Fixture = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                out.push((path.display().to_string(), f));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Every recorded camera: picker's plan, fed the limits recorded after configuring each
+    /// mode, chooses the mode recorded, sees the whole sensor through it, crops each output to
+    /// its own shape at full height, and plans a frame period within the mode's limits.
+    #[test]
+    fn every_recorded_camera_is_planned_as_recorded() {
+        let all = fixtures();
+        let models: Vec<&str> = all.iter().map(|(_, f)| f.model.as_str()).collect();
+        for want in [
+            "imx219",
+            "imx296",
+            "imx477",
+            "imx500",
+            "imx708",
+            "imx708-hdr",
+            "ov5647",
+        ] {
+            assert!(models.contains(&want), "no fixture for {want}: {models:?}");
+        }
+        for (path, f) in &all {
+            assert_eq!(f.format, fixture::FORMAT, "{path}");
+            // A camera without a pixel array (the virtual one): libcamera chooses; nothing
+            // of the Pi's plan to check.
+            let Some(active_area) = f.active_area else {
+                assert!(f.modes.is_empty() && f.chosen.mode.is_none(), "{path}");
+                continue;
+            };
+            let raw: Vec<RawMode> = f
+                .modes
+                .iter()
+                .map(|m| RawMode {
+                    width: m.size.0,
+                    height: m.size.1,
+                    bit_depth: m.bit_depth,
+                })
+                .collect();
+            let limits_of = |mode: RawMode| {
+                let m = f.modes.iter().find(|m| {
+                    m.size == (mode.width, mode.height) && m.bit_depth == mode.bit_depth
+                })?;
+                let crop = m.scaler_crop_maximum.map(|(x, y, w, h)| r(x, y, w, h));
+                Some(ModeLimits {
+                    scaler_crop_max: crop,
+                    scaler_crop_maximum: crop,
+                    frame_duration: m
+                        .frame_duration_limits
+                        .map(|(min, max)| (min, max.unwrap_or(1_000_000_000))),
+                })
+            };
+            let need = (
+                f.outputs.still.0.max(f.outputs.video.0),
+                f.outputs.still.1.max(f.outputs.video.1),
+            );
+            let (mode, limits) =
+                plan::choose_mode(active_area, &raw, need, |m| Ok::<_, ()>(limits_of(m)))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{path}: no mode sees the whole sensor"));
+            assert_eq!(Some((mode.width, mode.height)), f.chosen.mode, "{path}");
+            let area = plan::crop_area(Some(active_area), &limits)
+                .unwrap()
+                .unwrap();
+            let crop = plan::centred_crop(area, f.outputs.still);
+            assert_eq!(
+                plan::crop_applied(crop, f.outputs.still),
+                super::super::CropState::Applied(crop),
+                "{path}"
+            );
+            assert!(
+                u64::from(crop.height) * 100 >= u64::from(active_area.1) * 99,
+                "{path}: {crop:?} is not the full height"
+            );
+            let (min, max) = limits.frame_duration.unwrap();
+            for fps in [1, 30, 120] {
+                let (period, _) = plan::frame_period(fps, limits.frame_duration);
+                assert!(
+                    (min..=max).contains(&period),
+                    "{path} at {fps} fps: {period}"
+                );
+            }
+        }
+    }
+
+    /// The fixtures written from the drivers and the model's table agree, mode for mode.
+    #[test]
+    fn the_driver_fixtures_agree_with_the_model() {
+        for (path, f) in fixtures().iter().filter(|(_, f)| f.model != "virtual") {
+            let Some(sensor) = SENSORS.iter().find(|s| s.model == f.model) else {
+                continue;
+            };
+            assert_eq!(Some(sensor.active), f.active_area, "{path}");
+            assert_eq!(sensor.modes.len(), f.modes.len(), "{path}");
+            for (m, fm) in sensor.modes.iter().zip(&f.modes) {
+                assert_eq!((m.size, m.bits), (fm.size, fm.bit_depth), "{path}");
+                let (x, y, w, h) = fm.scaler_crop_maximum.unwrap();
+                assert_eq!(m.crop, r(x, y, w, h), "{path} {:?}", m.size);
+                let fps = 1e6 / fm.frame_duration_limits.unwrap().0 as f64;
+                assert!((fps - m.fps).abs() < 0.015, "{path} {:?}: {fps}", m.size);
+            }
         }
     }
 
@@ -576,6 +780,52 @@ mod tests {
         let c = configure(&IMX219, Isp::Vc4, None, &[(640, 480), (512, 512)]).unwrap();
         let video = c.output_crops()[1];
         assert_ne!(video.width, video.height, "{video:?}");
+    }
+
+    /// Issue 20: `camera.sensor-mode` is the way around a driver bug in the mode picker
+    /// chooses (IMX219 1640x1232 on 6.18.29+rpt): it picks the named mode on every camera,
+    /// configurable in the model, and refuses a mode the camera has not, naming those it has.
+    #[test]
+    fn sensor_mode_picks_the_named_mode_and_refuses_others_naming_the_modes() {
+        let spec = |w, h, bits| ModeSpec {
+            width: w,
+            height: h,
+            bits,
+        };
+        // IMX219 lists each mode at 8 and 10 bits: the deepest unless told.
+        let modes = raw_modes(&IMX219);
+        let auto_choice = new_logic(&IMX219, Isp::Pisp, (512, 512), (512, 512), 30)
+            .unwrap()
+            .configured
+            .mode;
+        assert_eq!(auto_choice.size, (1640, 1232), "what the bug hit");
+        let got = plan::forced_mode(&modes, spec(3280, 2464, None)).unwrap();
+        assert_eq!((got.width, got.height, got.bit_depth), (3280, 2464, 10));
+        let got = plan::forced_mode(&modes, spec(1640, 1232, Some(8))).unwrap();
+        assert_eq!(got.bit_depth, 8);
+        for sensor in SENSORS {
+            let modes = raw_modes(&sensor);
+            for m in &modes {
+                let got =
+                    plan::forced_mode(&modes, spec(m.width, m.height, Some(m.bit_depth))).unwrap();
+                assert_eq!(got, *m, "{}", sensor.model);
+                // The model's libcamera configures it exactly.
+                configure(&sensor, Isp::Pisp, Some(got), &[(512, 512)])
+                    .unwrap_or_else(|e| panic!("{}: {e}", sensor.model));
+            }
+        }
+        let err = plan::forced_mode(&modes, spec(1920, 1080, Some(12))).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("camera.sensor-mode = \"1920x1080:12\""),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("640x480:10") && msg.contains("3280x2464:8"),
+            "names the modes it has: {msg}"
+        );
+        let none = plan::forced_mode(&[], spec(640, 480, None)).unwrap_err();
+        assert!(none.to_string().contains("lists no sensor modes"), "{none}");
     }
 
     #[test]
@@ -626,7 +876,11 @@ mod tests {
                 "imx219 Vc4 (640, 480)",
                 "imx219 Pisp (640, 480)",
                 "ov5647 Vc4 (640, 480)",
-                "ov5647 Pisp (640, 480)"
+                "ov5647 Pisp (640, 480)",
+                "imx296 Vc4 (640, 480)",
+                "imx296 Pisp (640, 480)",
+                "imx500 Vc4 (640, 480)",
+                "imx500 Pisp (640, 480)",
             ]
         );
         // 60 fps was clamped to 30 by the placeholder limits.

@@ -13,6 +13,7 @@
 use serde::Serialize;
 
 use super::Rect;
+pub use crate::config::ModeSpec;
 
 /// One raw sensor mode as libcamera lists it (`StreamRole::Raw` formats and sizes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,35 @@ pub enum PlanError {
         video_w: u32,
         video_h: u32,
     },
+    #[error("camera.sensor-mode = {asked:?}: the camera has no such mode; its modes: {have}")]
+    NoSuchMode { asked: String, have: String },
+}
+
+/// The mode `camera.sensor-mode` names, among the camera's raw modes: the size exactly, and
+/// the bit depth asked (or the deepest offered at that size). Refused, naming every mode the
+/// camera has, when there is none such.
+pub fn forced_mode(modes: &[RawMode], spec: ModeSpec) -> Result<RawMode, PlanError> {
+    modes
+        .iter()
+        .filter(|m| (m.width, m.height) == (spec.width, spec.height))
+        .filter(|m| spec.bits.is_none_or(|b| b == m.bit_depth))
+        .max_by_key(|m| m.bit_depth)
+        .copied()
+        .ok_or_else(|| {
+            let mut have: Vec<String> = modes
+                .iter()
+                .map(|m| format!("{}x{}:{}", m.width, m.height, m.bit_depth))
+                .collect();
+            have.dedup();
+            PlanError::NoSuchMode {
+                asked: spec.to_string(),
+                have: if have.is_empty() {
+                    "none (it lists no sensor modes)".to_string()
+                } else {
+                    have.join(", ")
+                },
+            }
+        })
 }
 
 /// How to pick the camera, from the `[camera]` table.
@@ -167,14 +197,16 @@ pub fn crop_area(
         active,
         maximum: limits.scaler_crop_maximum,
     };
-    let end_x = i64::from(max.x) + i64::from(max.width);
-    let end_y = i64::from(max.y) + i64::from(max.height);
+    // Placeholders: the IPA's 65535s before configure (a rectangle that starts beyond the
+    // active area, or is larger than the whole of it), an empty one, or an empty
+    // ScalerCropMaximum beside it.
+    let beyond = |off: i32, size: u32, full: u32| {
+        i64::from(off) >= i64::from(full) || u64::from(size) > 2 * u64::from(full)
+    };
     if max.width == 0
         || max.height == 0
-        || max.x < 0
-        || max.y < 0
-        || end_x > i64::from(active.0)
-        || end_y > i64::from(active.1)
+        || beyond(max.x, max.width, active.0)
+        || beyond(max.y, max.height, active.1)
     {
         return Err(placeholder());
     }
@@ -184,7 +216,24 @@ pub fn crop_area(
     {
         return Err(placeholder());
     }
-    Ok(Some(max))
+    Ok(Some(clamp_to_active(max, active)).filter(|c| c.width > 0 && c.height > 0))
+}
+
+/// A real analogue crop that overhangs the active area (libcamera passes a driver's
+/// selection through unchecked, `camera_sensor_raw.cpp`), clipped to it: the ISP can only
+/// crop what the sensor delivers. The caller warns when this changed anything.
+pub fn clamp_to_active(max: Rect, active: (u32, u32)) -> Rect {
+    let x0 = i64::from(max.x).clamp(0, i64::from(active.0));
+    let y0 = i64::from(max.y).clamp(0, i64::from(active.1));
+    let x1 = (i64::from(max.x) + i64::from(max.width)).clamp(x0, i64::from(active.0));
+    let y1 = (i64::from(max.y) + i64::from(max.height)).clamp(y0, i64::from(active.1));
+    // Within 0..=u32::MAX (active sizes are u32), so the casts are exact.
+    Rect {
+        x: x0 as i32,
+        y: y0 as i32,
+        width: (x1 - x0) as u32,
+        height: (y1 - y0) as u32,
+    }
 }
 
 /// The crop for an output of `aspect` (width, height): the largest centred rectangle of that
@@ -462,6 +511,41 @@ mod tests {
             crop_area(Some((4608, 2592)), &ModeLimits::default()),
             Ok(None)
         );
+    }
+
+    /// Issue 20 item 7: a real analogue crop a little outside the active area (a driver's
+    /// selection libcamera passes through) is clipped to it, not refused as a placeholder.
+    #[test]
+    fn an_analogue_crop_overhanging_the_active_area_is_clipped() {
+        let with = |max: Rect| ModeLimits {
+            scaler_crop_max: Some(max),
+            scaler_crop_maximum: Some(max),
+            frame_duration: None,
+        };
+        let active = (2592, 1944);
+        let table: &[(Rect, Rect)] = &[
+            (r(-8, 0, 2600, 1944), r(0, 0, 2592, 1944)),
+            (r(16, -6, 2592, 1950), r(16, 0, 2576, 1944)),
+            (r(0, 0, 2608, 1960), r(0, 0, 2592, 1944)),
+            (r(348, 434, 1928, 1080), r(348, 434, 1928, 1080)),
+        ];
+        for &(max, want) in table {
+            assert_eq!(
+                crop_area(Some(active), &with(max)),
+                Ok(Some(want)),
+                "{max:?}"
+            );
+        }
+        // Clipped or not, a full-field mode still counts as one.
+        assert!(full_field_of_view(active, r(0, 0, 2592, 1944)));
+        // Still placeholders: the 65535s, and a crop wholly outside.
+        for max in [
+            r(65535, 65535, 65535, 65535),
+            r(0, 0, 65535, 65535),
+            r(2592, 0, 16, 16),
+        ] {
+            assert!(crop_area(Some(active), &with(max)).is_err(), "{max:?}");
+        }
     }
 
     #[test]

@@ -23,9 +23,10 @@ const ALLOW: &str = "GET, HEAD, PUT, DELETE";
 pub const MAX_BODY: u64 = 8 * 1024;
 
 /// How long a `PUT /controls` body may take to arrive. hyper times only the request head: a
-/// client that announces a body and never sends it would otherwise hold one of the still
-/// socket's few connection slots for ever.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// client that announces a body and never sends it would otherwise hold its connection for
+/// ever. A local program sends its few bytes at once; a few seconds are plenty (the same as
+/// the still socket's head timeout, [`super::STILL_HEAD_TIMEOUT`]).
+pub const BODY_TIMEOUT: Duration = super::STILL_HEAD_TIMEOUT;
 
 pub fn routes(
     shared: Arc<Shared>,

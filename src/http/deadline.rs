@@ -92,7 +92,7 @@ impl<S> Progress<S> {
 }
 
 /// The error text for a client cut off after `timeout`, naming the setting when there is one.
-fn stall_message(timeout: Duration, key: Option<&str>) -> String {
+pub fn stall_message(timeout: Duration, key: Option<&str>) -> String {
     match key {
         Some(key) => format!("client accepted no bytes for {timeout:?} ({key})"),
         None => format!("client accepted no bytes for {timeout:?}"),

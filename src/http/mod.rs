@@ -3,21 +3,31 @@
 //! the Unix socket). `http09` makes a request line without a version HTTP/1.0 for hyper.
 //!
 //! We run our own accept loop over hyper instead of `warp::serve` so that we can set
-//! TCP_NODELAY on every connection, cap the number of connections, bound request heads
+//! TCP_NODELAY on every connection, cap the number of connections (on the still socket
+//! through [`door`], where idle connections give way to new ones), bound request heads
 //! and limit hyper's write buffer to about one frame (see [`serve`]), and back off on accept
-//! errors; the routes themselves are warp filters.
+//! errors; the routes themselves are warp filters, behind a front service that answers the
+//! request targets warp cannot route ([`target`]) itself.
 
 pub mod auth;
 pub mod controls;
 pub mod deadline;
+pub mod door;
+pub mod drain;
 pub mod http09;
+pub mod preview;
 pub mod route;
 pub mod still;
 pub mod stream;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use hyper::body::{Body as _, Incoming};
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
@@ -30,8 +40,11 @@ use crate::throttle::Events;
 /// hyper's per-connection buffer: request heads larger than this are refused with 431, and
 /// a slow stream client has at most about one frame queued in user space.
 const CONNECTION_BUFFER: usize = 16 * 1024;
-/// How long a client may take to send its request head.
+/// How long a client of the stream port may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same on the still socket, whose clients are local programs that send their request
+/// at once: a connection that has not sent its head in this time is closed.
+pub const STILL_HEAD_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a still-socket client may leave a response unread before it is cut off.
 pub const STILL_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,8 +69,10 @@ pub struct Limits {
 /// finish for a short grace period (stream bodies end on shutdown themselves).
 ///
 /// TCP connections beyond `limits.connections` are accepted and closed at once (a flood must
-/// not fill the listen backlog for real viewers); still-socket clients beyond the cap wait in
-/// the backlog instead (they are local programs, which would rather wait than fail).
+/// not fill the listen backlog for real viewers). On the still socket a new client takes the
+/// slot of the connection that has waited longest on its client (see [`door`]); when every
+/// slot is answering a request, new clients wait in the backlog (they are local programs,
+/// which would rather wait than fail).
 pub async fn serve<F>(
     listener: Listener,
     filter: F,
@@ -73,17 +88,16 @@ pub async fn serve<F>(
 {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.connections));
+    let door = matches!(listener, Listener::Unix(_)).then(|| door::Door::new(limits.connections));
     let mut backoff = Duration::from_millis(5);
     loop {
-        // The still socket takes a slot before accepting: beyond the cap, clients wait.
-        let early = if matches!(listener, Listener::Unix(_)) {
+        // The still socket accepts only when a slot is free or can be made free.
+        if let Some(door) = &door {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
-                p = slots.clone().acquire_owned() => Some(p.expect("never closed")),
+                () = door.until_admissible() => {}
             }
-        } else {
-            None
-        };
+        }
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             a = accept(&listener) => a,
@@ -106,21 +120,61 @@ pub async fn serve<F>(
                 continue;
             }
         };
-        let permit = match early {
-            Some(p) => p,
+        let (permit, ticket) = match &door {
+            Some(door) => {
+                let spoke = matches!(&io, Io::Unix(s) if has_sent_bytes(s));
+                let ticket = tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    t = door.admit(spoke) => t,
+                };
+                (None, Some(Arc::new(ticket)))
+            }
             None => match slots.clone().try_acquire_owned() {
-                Ok(p) => p,
+                Ok(p) => (Some(p), None),
                 Err(_) => {
                     events.refused(limits.connections);
                     continue;
                 }
             },
         };
-        let service = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
+        // The service of this connection: answers the request targets warp cannot route
+        // (see [`target`]) itself and hands the rest to the routes; on the still socket it
+        // also tells the connection's ticket when a request is complete and when its answer
+        // is sent.
+        let routes = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
+        let service_ticket = ticket.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let (routes, ticket) = (routes.clone(), service_ticket.clone());
+            async move {
+                let refused = target::refuse(req.method(), req.uri());
+                if let Some(t) = &ticket {
+                    if req.body().is_end_stream() {
+                        t.serving();
+                    }
+                }
+                let resp = match refused {
+                    Some((status, why)) => text(status, why),
+                    None => {
+                        let req = req.map(|b| door::Tracked::request(b, ticket.clone()));
+                        let Ok(resp) = routes.call(req).await;
+                        resp
+                    }
+                };
+                // Answered, whether or not the route read the body.
+                if let Some(t) = &ticket {
+                    t.serving();
+                }
+                Ok::<_, Infallible>(resp.map(|b| door::Tracked::response(b, ticket)))
+            }
+        });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEAD_TIMEOUT)
+            .header_read_timeout(if door.is_some() {
+                STILL_HEAD_TIMEOUT
+            } else {
+                HEAD_TIMEOUT
+            })
             .max_buf_size(CONNECTION_BUFFER);
         let watcher = graceful.watcher();
         let events = events.clone();
@@ -135,19 +189,28 @@ pub async fn serve<F>(
                     let connection = builder.serve_connection(TokioIo::new(s), service);
                     stream::on_connection(flushes, watcher.watch(connection)).await
                 }
-                Io::Unix(s) => match limits.write_progress {
-                    Some(t) => {
-                        let s = deadline::Progress::new(s, t, None);
-                        watcher
-                            .watch(builder.serve_connection(TokioIo::new(s), service))
-                            .await
+                Io::Unix(s) => {
+                    let timeout = limits.write_progress.unwrap_or(STILL_PROGRESS_TIMEOUT);
+                    let s = deadline::Progress::new(s, timeout, None);
+                    match &ticket {
+                        Some(t) => {
+                            let s = door::Flushing::new(s, t.clone());
+                            let connection =
+                                watcher.watch(builder.serve_connection(TokioIo::new(s), service));
+                            // Closed to make room for a new client: dropping the connection
+                            // closes it.
+                            tokio::select! {
+                                r = connection => r,
+                                () = t.evicted() => Ok(()),
+                            }
+                        }
+                        None => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(s), service))
+                                .await
+                        }
                     }
-                    None => {
-                        watcher
-                            .watch(builder.serve_connection(TokioIo::new(s), service))
-                            .await
-                    }
-                },
+                }
             };
             if let Err(e) = result {
                 if deadline::is_stall(&e) {
@@ -194,6 +257,19 @@ async fn accept(listener: &Listener) -> std::io::Result<Option<Io>> {
         }
         Listener::Unix(l) => Ok(Some(Io::Unix(l.accept().await?.0))),
     }
+}
+
+/// Whether a client has sent anything yet (without taking it from the socket): one that has
+/// is likely a real request about to be read, and keeps its slot for a moment (see
+/// [`door::GRACE`]).
+fn has_sent_bytes(s: &tokio::net::UnixStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(s.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+        Ok(n) if n > 0
+    )
 }
 
 /// A plain-text response.

@@ -22,6 +22,8 @@ use warp::http::Method;
 pub enum Route {
     /// The preview page.
     Index,
+    /// The preview page's script or style sheet (`preview.js`, `preview.css`).
+    PreviewAsset(Asset),
     Stream {
         fps: Option<Fps>,
     },
@@ -34,13 +36,22 @@ impl Route {
     /// The route's own path, whatever alias asked for it (`stream.auth-exempt` names these).
     pub fn canonical_path(self) -> &'static str {
         match self {
-            Route::Index => "/",
+            // The page's script and style sheet count as the page: exempting `/` exempts them.
+            Route::Index | Route::PreviewAsset(_) => "/",
             Route::Stream { .. } => "/stream.mjpg",
             Route::Snapshot => "/snapshot.jpg",
             Route::State => "/state",
             Route::Metrics => "/metrics",
         }
     }
+}
+
+/// A file of the preview page, served from its own route so that its `Content-Security-Policy`
+/// can forbid inline scripts and styles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asset {
+    Script,
+    Style,
 }
 
 /// The methods every route answers, as the `Allow` header of a 405 says them.
@@ -125,7 +136,8 @@ fn route_of(path: &str, query: &str) -> Result<Route, RouteError> {
             Some("stream" | "stream_0") => stream(&params),
             Some("snapshot" | "snapshot_0") => Ok(Route::Snapshot),
             Some(_) => Err(RouteError::NotFound),
-            // The preview page's links are absolute, so it is served at the root only.
+            // At the root only: a path a proxy keeps (`/webcam/`) is mjpg-streamer's, not ours.
+            // (The page's links are relative, so a proxy that strips its prefix serves it.)
             None if path == "/" => Ok(Route::Index),
             None => Err(RouteError::NotFound),
         },
@@ -133,6 +145,8 @@ fn route_of(path: &str, query: &str) -> Result<Route, RouteError> {
         "snapshot.jpg" | "snapshot" => Ok(Route::Snapshot),
         "state" => Ok(Route::State),
         "metrics" => Ok(Route::Metrics),
+        "preview.js" => Ok(Route::PreviewAsset(Asset::Script)),
+        "preview.css" => Ok(Route::PreviewAsset(Asset::Style)),
         _ => Err(RouteError::NotFound),
     }
 }
@@ -192,6 +206,9 @@ mod tests {
             ("/snapshot", Ok(Snapshot)),
             ("/state", Ok(State)),
             ("/metrics", Ok(Metrics)),
+            ("/preview.js", Ok(PreviewAsset(Asset::Script))),
+            ("/preview.css?1", Ok(PreviewAsset(Asset::Style))),
+            ("/cam/preview.css", Ok(PreviewAsset(Asset::Style))),
             // mjpg-streamer's URLs, with the cache busters dashboards append.
             ("/?action=stream", Ok(STREAM)),
             ("/?action=snapshot", Ok(Snapshot)),

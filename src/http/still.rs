@@ -2,6 +2,10 @@
 //! at once (no camera reconfiguration, the stream never pauses), or with `?fresh=1` the
 //! first frame captured after the request arrived. Also `/controls` (see [`super::controls`]),
 //! which only this local socket serves.
+//!
+//! While the camera is offline (no frame for [`Shared::stall_limit`], as for `/snapshot.jpg`)
+//! the latest frame is not news: a robot acting on it would act on the past, so a still is
+//! 503 with `Retry-After` (and `?fresh=1` times out with 504 as before).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -110,6 +114,15 @@ async fn still_get(
             );
         }
     };
+    if !fresh && !shared.online() {
+        let mut resp = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "camera offline: no frame for a while; try again later\n",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    }
     let frame = match shared.still_frame(fresh).await {
         Ok(f) => f,
         Err(e) => return super::still_error(&e),

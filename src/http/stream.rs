@@ -14,6 +14,7 @@ use warp::{Filter, Reply};
 
 use super::auth::{Auth, Verdict};
 use super::deadline::Progress;
+use super::drain::{Decision, Drain, Sample};
 use super::route::{self, Fps, Route, RouteError};
 use super::text;
 use crate::encoder::{BOUNDARY, DemandGuard, EncodedFrame};
@@ -39,7 +40,8 @@ pub fn routes(
              headers: warp::http::HeaderMap,
              (s, auth): (Arc<Shared>, Option<Arc<Auth>>)| async move {
                 let request = (&method, path.as_str(), query.as_str(), &headers);
-                let resp = respond(&s, auth.as_deref(), request).await;
+                let peer = FLUSHES.try_with(|f| f.peer).ok().flatten();
+                let resp = respond(&s, auth.as_deref(), request, peer).await;
                 Ok::<_, Infallible>(with_cors(&s, resp))
             },
         )
@@ -49,8 +51,8 @@ async fn respond(
     s: &Arc<Shared>,
     auth: Option<&Auth>,
     (method, path, query, headers): (&Method, &str, &str, &warp::http::HeaderMap),
+    peer: Option<std::net::IpAddr>,
 ) -> warp::reply::Response {
-    let preflight_headers = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
     let cors = s.config.stream.allow_origin.is_some();
     let allow = HeaderValue::from_static(if cors {
         route::ALLOW_WITH_OPTIONS
@@ -74,10 +76,12 @@ async fn respond(
         *r.status_mut() = StatusCode::NO_CONTENT;
         let h = r.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
-        // Whatever headers the page wants to send: picker reads none it could be fooled by.
-        if let Some(v) = preflight_headers {
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
-        }
+        // A fixed list, never an echo of what the page asks: the one request header picker
+        // reads. (An echo answered 12 KB of whatever a page sent.)
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Authorization"),
+        );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("600"),
@@ -96,10 +100,21 @@ async fn respond(
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
         if !exempt {
-            match auth.check(credentials).await {
+            match auth.check(credentials, peer).await {
                 Verdict::Allowed => {}
                 Verdict::Busy => {
                     return retry_later("too many password checks at once; try again\n");
+                }
+                Verdict::Throttled(wait) => {
+                    let mut r = text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many login attempts from this address; try again later\n",
+                    );
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(wait.as_secs().max(1)),
+                    );
+                    return r;
                 }
                 Verdict::Denied => {
                     let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
@@ -113,7 +128,8 @@ async fn respond(
         }
     }
     let resp = match request.route {
-        Route::Index => index(s),
+        Route::Index => super::preview::page(s, headers),
+        Route::PreviewAsset(asset) => super::preview::asset(asset),
         Route::Stream { fps } => stream(s.clone(), fps, request.head_only),
         Route::Snapshot => snapshot(s.clone()).await,
         Route::State => json(&s.state()),
@@ -152,35 +168,6 @@ fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
     resp
 }
 
-fn index(s: &Shared) -> warp::reply::Response {
-    let (w, h) = (s.config.stream.width, s.config.stream.height);
-    let shape = if w == h { " Square" } else { "" };
-    let page = format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Live Stream ({w}x{h}{shape})</title>
-<style>
-  body {{ margin: 0; background: #111; color: #ddd; font: 14px system-ui, sans-serif;
-         display: flex; flex-direction: column; align-items: center; }}
-  h1 {{ font-size: 16px; font-weight: 500; }}
-  img {{ max-width: 100vw; height: auto; background: #000; }}
-  a {{ color: #8cf; margin: 0 .5em; }}
-</style>
-</head>
-<body>
-<h1>Live Stream ({w}x{h}{shape})</h1>
-<img id="stream" src="/stream.mjpg" width="{w}" height="{h}" alt="live camera stream">
-<p><a href="/snapshot.jpg">snapshot</a><a href="/state">state</a><a href="/metrics">metrics</a></p>
-</body>
-</html>
-"#
-    );
-    no_store(warp::reply::html(page).into_response())
-}
-
 fn json<T: serde::Serialize>(value: &T) -> warp::reply::Response {
     no_store(warp::reply::json(value).into_response())
 }
@@ -189,40 +176,58 @@ fn json<T: serde::Serialize>(value: &T) -> warp::reply::Response {
 /// that keeps the encoder running.
 struct Client {
     _slot: OwnedSemaphorePermit,
+    /// Its address's share (`stream.max-clients-per-address`); `None` without an address.
+    _per_address: Option<crate::peers::Slot>,
     _demand: DemandGuard,
     shared: Arc<Shared>,
     /// The connection's flush count, and its value when the last part was handed to hyper.
     flushes: Option<(Flushes, u64)>,
+    /// When the next part may go (see [`super::drain`]).
+    drain: Drain,
+    arrived: tokio::time::Instant,
+}
+
+/// Whether a client may be handed the next part.
+enum Ready {
+    Yes,
+    /// The connection is gone.
+    Gone,
+    /// It read nothing for `client-timeout`: cut it off.
+    Stalled,
 }
 
 impl Client {
-    /// Waits until the part handed over last has left user space (see [`Flushes`]);
-    /// `false` when the connection is gone.
-    async fn previous_part_left(&mut self) -> bool {
+    /// Waits until the part handed over last has left user space (see [`Flushes`]), then
+    /// until [`Drain`] says the next one can reach the viewer fresh.
+    async fn ready(&mut self) -> Ready {
         let Some((flushes, handed)) = &mut self.flushes else {
-            return true;
+            return Ready::Yes;
         };
         let handed = *handed;
         if flushes.count.wait_for(|n| *n > handed).await.is_err() {
-            return false;
+            return Ready::Gone;
         }
-        // hyper's buffer is empty; now let the kernel send all but a little of it. Polled on
-        // a short timer: the kernel signals nothing when its unsent queue shrinks, and only a
-        // client that is behind waits here. A client that takes nothing is handed the next
-        // part after `client-timeout`, and its connection's write deadline then drops it.
-        let timeout = self.shared.client_timeout();
-        let start = tokio::time::Instant::now();
-        while unsent_bytes(flushes.fd).is_ok_and(|n| n > DRAINED) && start.elapsed() < timeout {
-            tokio::time::sleep(DRAIN_POLL).await;
+        // hyper's buffer is empty; now the kernel's, the network's and the reader's turn.
+        // Polled on a short timer: the kernel signals none of these. A client that reads
+        // nothing is cut off here, and one whose writes stall by the connection's deadline.
+        loop {
+            let Ok(sample) = tcp_sample(flushes.fd, self.arrived.elapsed()) else {
+                return Ready::Yes;
+            };
+            match self.drain.decide(sample) {
+                Decision::Send => return Ready::Yes,
+                Decision::Wait(d) => tokio::time::sleep(d).await,
+                Decision::Drop => return Ready::Stalled,
+            }
         }
-        true
     }
 
-    /// Notes that a part is being handed over now.
-    fn handing_over(&mut self) {
+    /// Notes that a part of `len` bytes is being handed over now.
+    fn handing_over(&mut self, len: usize) {
         if let Some((flushes, handed)) = &mut self.flushes {
             *handed = *flushes.count.borrow();
         }
+        self.drain.sent(len);
     }
 }
 
@@ -250,6 +255,20 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         // Headers only: no slot taken, no encoder woken.
         return stream_response(warp::reply::Response::new(Bytes::new().into()));
     }
+    let peer = FLUSHES.try_with(|f| f.peer).ok().flatten();
+    let per_address = match peer {
+        Some(addr) => match shared.per_address.take(addr) {
+            Some(s) => Some(s),
+            None => {
+                return retry_later(format!(
+                    "too many stream clients from this address: \
+                     max-clients-per-address = {} reached; try again later\n",
+                    shared.per_address.cap()
+                ));
+            }
+        },
+        None => None,
+    };
     let Ok(slot) = shared.stream_slots.clone().try_acquire_owned() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -260,11 +279,15 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         );
     };
     shared.stats.stream_clients.fetch_add(1, Ordering::Relaxed);
+    let timeout = shared.client_timeout();
     let client = Client {
         _slot: slot,
+        _per_address: per_address,
         _demand: shared.demand.hold(),
         shared: shared.clone(),
         flushes: FLUSHES.try_with(|f| (f.clone(), 0)).ok(),
+        drain: Drain::new(timeout),
+        arrived: tokio::time::Instant::now(),
     };
     let mut rx = shared.encoded.clone();
     // Only frames encoded after this client arrived (a stale one would show a jump back).
@@ -275,26 +298,37 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         shutdown: shared.shutdown.clone(),
     });
     let state = (client, rx, Step::Opening, pacing);
-    let body =
-        futures_util::stream::unfold(state, |(mut client, mut rx, step, mut pacing)| async move {
+    let body = futures_util::stream::unfold(
+        state,
+        move |(mut client, mut rx, step, mut pacing)| async move {
             match step {
                 Step::Opening => {
                     let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
                     return Some((
-                        Ok::<_, Infallible>(opening),
+                        Ok::<_, std::io::Error>(opening),
                         (client, rx, Step::Frames, pacing),
                     ));
                 }
                 Step::Closed => return None,
                 Step::Frames => {}
             }
-            if !client.previous_part_left().await {
-                return None;
+            match client.ready().await {
+                Ready::Yes => {}
+                Ready::Gone => return None,
+                // An error ends the connection at once: a closing chunk would only wait in
+                // the full buffers of a client that reads nothing.
+                Ready::Stalled => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        super::deadline::stall_message(timeout, Some("stream.client-timeout")),
+                    );
+                    return Some((Err(e), (client, rx, Step::Closed, pacing)));
+                }
             }
             let frame = next_frame(&mut rx, &mut pacing).await;
             match frame {
                 Some(frame) => {
-                    client.handing_over();
+                    client.handing_over(frame.part.len());
                     Some((Ok(frame.part.clone()), (client, rx, Step::Frames, pacing)))
                 }
                 // Shutdown: see `encoder::closing` for why it repeats the latest part.
@@ -303,7 +337,8 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                     Some((Ok(end), (client, rx, Step::Closed, pacing)))
                 }
             }
-        });
+        },
+    );
     stream_response(warp::reply::stream(body).into_response())
 }
 
@@ -394,14 +429,6 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         );
     };
-    if let Some(auth) = auth {
-        metric(
-            "picker_auth_failed_total",
-            "counter",
-            "Requests with a wrong user or password (Basic auth; missing credentials not counted).",
-            auth.failed.total().to_string(),
-        );
-    }
     metric(
         "picker_frames_captured_total",
         "counter",
@@ -427,10 +454,29 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
         st.clients.to_string(),
     );
     metric(
+        "picker_stream_refused_per_address_total",
+        "counter",
+        "Stream clients refused (503) because their address held stream.max-clients-per-address.",
+        s.per_address.refused.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
         "picker_camera_online",
         "gauge",
         "1 while frames arrive.",
         u8::from(st.online).to_string(),
+    );
+    metric(
+        "picker_camera_buffers_fallback",
+        "gauge",
+        "1 when the camera refused picker's DMA-heap buffers and runs on libcamera's own (see /state \"buffers\").",
+        u8::from(
+            crate::camera::BufferSource::from_u8(
+                s.stats
+                    .buffer_source
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ) == crate::camera::BufferSource::DriverFallback,
+        )
+        .to_string(),
     );
     metric(
         "picker_fps",
@@ -504,6 +550,9 @@ fn metrics(s: &Shared, auth: Option<&Auth>) -> warp::reply::Response {
         "picker_encode_frame_seconds",
         "Time the stream encoder spent per frame (JPEG from the video image).",
     );
+    if let Some(auth) = auth {
+        auth.write_metrics(&mut out);
+    }
     s.write_reliability_metrics(&mut out);
     let mut resp = warp::reply::Response::new(out.into());
     resp.headers_mut().insert(
@@ -547,6 +596,8 @@ pub struct Flushes {
     /// The connection's socket, to ask how much the kernel still holds unsent. A stream body
     /// lives inside its connection, so the descriptor is open while the body is polled.
     fd: std::os::fd::RawFd,
+    /// The client's address, for the limits kept per address ([`crate::peers`]).
+    peer: Option<std::net::IpAddr>,
 }
 
 tokio::task_local! {
@@ -562,6 +613,7 @@ impl Flushes {
         Flushes {
             count: conn.count_flushes(),
             fd: conn.get_ref().as_raw_fd(),
+            peer: conn.get_ref().peer_addr().ok().map(|a| a.ip()),
         }
     }
 }
@@ -571,23 +623,41 @@ pub async fn on_connection<F: std::future::Future>(flushes: Flushes, connection:
     FLUSHES.scope(flushes, connection).await
 }
 
-/// A stream client is handed the next frame once the kernel holds at most this much of the
-/// previous one unsent.
-const DRAINED: usize = 4 * 1024;
-/// How often a client that is behind checks whether the kernel has sent its part.
-const DRAIN_POLL: Duration = Duration::from_millis(10);
-
-/// `SIOCOUTQNSD` (linux/sockios.h): bytes in a TCP socket's send queue not yet sent.
-const SIOCOUTQNSD: nix::libc::c_ulong = 0x894B;
-
-/// The bytes the kernel holds unsent for the TCP socket `fd`.
-fn unsent_bytes(fd: std::os::fd::RawFd) -> std::io::Result<usize> {
-    let mut n: nix::libc::c_int = 0;
-    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which points to `n`; a bad fd
-    // is an error return, not undefined behaviour. No crate wraps this ioctl.
-    let r = unsafe { nix::libc::ioctl(fd, SIOCOUTQNSD as _, &mut n) };
+/// Reads what [`Drain`] decides on from the TCP socket `fd` (`TCP_INFO`); `at` is the time
+/// since the client arrived.
+fn tcp_sample(fd: std::os::fd::RawFd, at: Duration) -> std::io::Result<Sample> {
+    use nix::libc;
+    // SAFETY: tcp_info is plain integers, for which all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which has that size; a bad
+    // fd is an error return. socket2 and nix do not expose the fields read here.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(n.max(0) as usize)
+    // Kernels before 5.4 fill less of the struct: no peer window then.
+    let window_end = std::mem::offset_of!(libc::tcp_info, tcpi_snd_wnd) + 4;
+    let window = (len as usize >= window_end).then_some(info.tcpi_snd_wnd);
+    let bdp = info
+        .tcpi_delivery_rate
+        .saturating_mul(u64::from(info.tcpi_min_rtt))
+        / 1_000_000;
+    Ok(Sample {
+        at,
+        unsent: info.tcpi_notsent_bytes,
+        unacked: info.tcpi_unacked.saturating_mul(info.tcpi_snd_mss),
+        acked: info.tcpi_bytes_acked,
+        window,
+        since_ack: Duration::from_millis(u64::from(info.tcpi_last_ack_recv)),
+        bdp: u32::try_from(bdp.min(SEND_BUFFER as u64)).unwrap_or(u32::MAX),
+    })
 }

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_picker");
 
+thread_local! {
+    /// The network namespace the next picker starts in ([`Picker::start_in_netns`]).
+    static NETNS: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 pub struct Picker {
     pub child: Child,
     pub dir: tempfile::TempDir,
@@ -39,6 +44,9 @@ pub fn config_text(dir: &Path, extra: &[&str]) -> String {
     let mut stream = vec![
         "bind = \"127.0.0.1\"".to_string(),
         format!("port = {}", free_port()),
+        // Every test client comes from 127.0.0.1, standing for many hosts: no cap per
+        // address unless a test sets one (tests/auth.rs does).
+        "max-clients-per-address = 0".to_string(),
     ];
     let mut still = vec![format!("socket = \"{}\"", dir.join("still.sock").display())];
     for line in extra {
@@ -60,6 +68,20 @@ pub fn config_text(dir: &Path, extra: &[&str]) -> String {
         stream.join("\n"),
         still.join("\n")
     )
+}
+
+/// A password hash from `picker hash-password`, as a user would make one.
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Headless Chromium as root on a machine with no internet: without the background-networking
@@ -95,6 +117,16 @@ impl Picker {
 
     pub fn start_config(dir: tempfile::TempDir, text: &str, env: &[(&str, &str)]) -> Picker {
         Self::start_limited(dir, text, env, None)
+    }
+
+    /// Starts picker inside the network namespace `netns` (`ip netns exec`).
+    pub fn start_in_netns(netns: &str, extra: &[&str]) -> Picker {
+        let dir = temp_dir();
+        let text = config_text(dir.path(), extra);
+        NETNS.with(|n| *n.borrow_mut() = Some(netns.to_string()));
+        let p = Self::start_config(dir, &text, &[]);
+        NETNS.with(|n| *n.borrow_mut() = None);
+        p
     }
 
     /// Starts picker with its open-file limit (soft and hard) set to `nofile`, if given.
@@ -144,7 +176,14 @@ impl Picker {
             .find_map(|l| l.strip_prefix("socket = \""))
             .map(|s| PathBuf::from(s.trim_end_matches('"')))
             .unwrap_or_else(|| dir.path().join("still.sock"));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match NETNS.with(|n| n.borrow().clone()) {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -342,6 +381,16 @@ pub fn raw_request<S: Read + Write>(mut s: S, request: &[u8]) -> Response {
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     parse_response(&buf)
+}
+
+/// `PUT /controls` with a JSON `body` over the still socket at `socket`.
+pub fn put_controls_raw(socket: &Path, body: &str) -> Response {
+    let request = format!(
+        "PUT /controls HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw_request(UnixStream::connect(socket).unwrap(), request.as_bytes())
 }
 
 pub fn http_get<S: Read + Write>(s: S, path: &str) -> Response {

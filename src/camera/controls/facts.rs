@@ -113,6 +113,11 @@ pub(super) fn awb_value(m: AwbMode) -> i32 {
     }
 }
 
+/// libcamera's `draft::NoiseReductionModeHighQuality`.
+pub(super) const NR_HIGH_QUALITY: i32 = 2;
+/// libcamera's `draft::NoiseReductionModeMinimal` (on a Pi 4: spatial denoise only).
+pub(super) const NR_MINIMAL: i32 = 3;
+
 pub(super) fn denoise_value(d: Denoise) -> i32 {
     match d {
         Denoise::Off => 0,
@@ -153,6 +158,14 @@ pub struct ControlFacts {
     /// duration allowed (`IpaBase::applyFrameDurations`, `AgcChannel::limitExposureTime`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame_period_us: Option<i64>,
+    /// The value a control starts in where that is not its `ControlInfo` default: what
+    /// removing a runtime value goes back to (libcamera's default for an enumerated control
+    /// is merely its first value). See [`ControlFacts::on_pi`].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub starting: BTreeMap<Id, Value>,
+    /// The Raspberry Pi pipeline behind the camera, when it is one ("rpi/vc4", "rpi/pisp").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<&'static str>,
 }
 
 impl ControlFacts {
@@ -171,6 +184,41 @@ impl ControlFacts {
     pub fn with_frame_period(mut self, us: Option<i64>) -> ControlFacts {
         self.frame_period_us = us.filter(|us| *us > 0);
         self
+    }
+
+    /// A camera behind Raspberry Pi's IPA on `handler`: the state its algorithms start in
+    /// where `ControlInfo` says otherwise. `NoiseReductionMode`'s `ControlInfo` default is
+    /// Off (the first value, `controls.cpp`), but the IPA starts denoising: on a Pi 5
+    /// (`rpi.denoise`, `denoise.cpp`) in colour high quality, which it maps back to
+    /// `HighQuality`; on a Pi 4 and earlier (`rpi.sdn`, `sdn.cpp`) in `ColourOff` (spatial
+    /// denoise on, colour off), which `vc4.cpp` maps from `Minimal`. Only for controls the
+    /// camera advertises.
+    pub fn on_pi(mut self, handler: crate::camera::pi_guard::PiHandler) -> ControlFacts {
+        use crate::camera::pi_guard::PiHandler;
+        self.pipeline = Some(handler.name());
+        let denoise = match handler {
+            PiHandler::Pisp => NR_HIGH_QUALITY,
+            PiHandler::Vc4 => NR_MINIMAL,
+        };
+        if self.has(Id::NoiseReductionMode) {
+            self.starting
+                .insert(Id::NoiseReductionMode, Value::Int(denoise));
+        }
+        self
+    }
+
+    /// The value `id` starts in: the recorded starting state, else the `ControlInfo`
+    /// default; `None` for a control without either (a bool, or absent).
+    pub fn starting_value(&self, id: Id) -> Option<Value> {
+        if let Some(v) = self.starting.get(&id) {
+            return Some(*v);
+        }
+        Some(match self.get(id)? {
+            Limits::Enum { default, .. } => Value::Int(*default),
+            Limits::Float { default, .. } => Value::Float(*default),
+            Limits::Int { default, .. } => Value::Int(i32::try_from(*default).ok()?),
+            Limits::Bool => return None,
+        })
     }
 
     pub fn has(&self, id: Id) -> bool {

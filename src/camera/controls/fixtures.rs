@@ -10,6 +10,7 @@
 //! test pattern reads them at run time, so `/controls` is tested through the binary too.
 
 use super::{ControlFacts, Id, Limits};
+use crate::camera::pi_guard::PiHandler;
 
 fn float(min: f32, max: f32, default: f32) -> Limits {
     Limits::Float { min, max, default }
@@ -60,27 +61,33 @@ fn with_af(facts: ControlFacts, lens_max: f32) -> ControlFacts {
 
 /// Camera Module 3 on a Pi 5 (pisp): autofocus, gain code 960 -> 16x.
 pub fn imx708_pisp() -> ControlFacts {
-    with_af(pi_common((26, 112_015_096), 16.0), 15.0)
+    with_af(pi_common((26, 112_015_096), 16.0), 15.0).on_pi(PiHandler::Pisp)
 }
 
-/// Camera Module 3 on a Pi 4 (vc4): the same controls.
+/// Camera Module 3 on a Pi 4 (vc4): the same controls, another starting denoise.
 pub fn imx708_vc4() -> ControlFacts {
-    with_af(pi_common((26, 112_015_096), 16.0), 15.0)
+    with_af(pi_common((26, 112_015_096), 16.0), 15.0).on_pi(PiHandler::Vc4)
 }
 
-/// Camera Module 2: no lens driver, so no AF controls; gain code 232 -> 10.67x.
+/// Camera Module 2 on a Pi 5: no lens driver, so no AF controls; gain code 232 -> 10.67x.
 pub fn imx219() -> ControlFacts {
-    pi_common((75, 11_766_829), 10.666_667)
+    pi_common((75, 11_766_829), 10.666_667).on_pi(PiHandler::Pisp)
 }
 
-/// HQ camera: manual lens, no AF controls; gain code 978 -> 22.26x; very long exposures.
+/// Camera Module 2 on a Pi 4 (vc4).
+pub fn imx219_vc4() -> ControlFacts {
+    pi_common((75, 11_766_829), 10.666_667).on_pi(PiHandler::Vc4)
+}
+
+/// HQ camera on a Pi 5: manual lens, no AF controls; gain code 978 -> 22.26x; very long
+/// exposures.
 pub fn imx477() -> ControlFacts {
-    pi_common((114, 694_422_939), 22.260_87)
+    pi_common((114, 694_422_939), 22.260_87).on_pi(PiHandler::Pisp)
 }
 
-/// Camera Module 1: no AF; gain code 1023 -> 63.9x.
+/// Camera Module 1 on a Pi 5: no AF; gain code 1023 -> 63.9x.
 pub fn ov5647() -> ControlFacts {
-    pi_common((130, 969_249), 63.937_5)
+    pi_common((130, 969_249), 63.937_5).on_pi(PiHandler::Pisp)
 }
 
 /// A fixture by name, for `PICKER_TEST_CONTROLS`.
@@ -89,6 +96,7 @@ pub fn by_name(name: &str) -> Option<ControlFacts> {
         "imx708" | "imx708-pisp" => imx708_pisp(),
         "imx708-vc4" => imx708_vc4(),
         "imx219" => imx219(),
+        "imx219-vc4" => imx219_vc4(),
         "imx477" => imx477(),
         "ov5647" => ov5647(),
         "none" => ControlFacts::none(),

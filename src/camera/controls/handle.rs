@@ -2,6 +2,10 @@
 //! table, the runtime layer of `PUT /controls`, the reports in force and the change the camera
 //! thread has yet to take. Kept apart from the plan so that locking, logging and the hand-over
 //! to the camera can change without touching a decision, and the decisions stay pure.
+//!
+//! A change over the socket is one log line (what changed, and any key the camera adjusts or
+//! cannot take), rate-limited like every line a client can repeat: a loop of `PUT /controls`
+//! used to write a line plus one warning per key per request, 22 MB in 10 s.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -35,6 +39,8 @@ pub struct ControlsState {
 pub struct ControlsHandle {
     dirty: AtomicBool,
     inner: Mutex<Inner>,
+    /// The "controls changed over the socket" line.
+    log: crate::throttle::Repeated,
 }
 
 #[derive(Debug)]
@@ -51,6 +57,7 @@ struct Inner {
 impl ControlsHandle {
     pub fn new(config: &ControlsConfig) -> ControlsHandle {
         ControlsHandle {
+            log: Default::default(),
             dirty: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 config: config.clone(),
@@ -151,7 +158,10 @@ impl ControlsHandle {
             );
         }
         inner.config = config.clone();
-        self.replanned(&mut inner);
+        let notes = self.replanned(&mut inner);
+        if !notes.is_empty() {
+            tracing::warn!("reload: [controls] {}", notes.join("; "));
+        }
         true
     }
 
@@ -159,27 +169,47 @@ impl ControlsHandle {
         if runtime == inner.runtime {
             return;
         }
-        tracing::info!(
-            "controls changed over the socket: {}",
-            serde_json::to_string(&runtime).unwrap_or_default()
-        );
+        let changed = serde_json::to_string(&runtime).unwrap_or_default();
         inner.runtime = runtime;
-        self.replanned(inner);
+        let notes = self.replanned(inner);
+        let line = if notes.is_empty() {
+            format!("controls changed over the socket: {changed}")
+        } else {
+            format!(
+                "controls changed over the socket: {changed}; {}",
+                notes.join("; ")
+            )
+        };
+        if let Some((n, line)) = self.log.hit(line) {
+            tracing::info!("{}", crate::throttle::summary(n, &line));
+        }
+    }
+
+    /// Logs the tail of a burst of changes over the socket, once a line is due; call every
+    /// 10 s or so.
+    pub fn flush_log(&self) {
+        if let Some((n, line)) = self.log.flush() {
+            tracing::info!("{}", crate::throttle::summary(n, &line));
+        }
     }
 
     /// After the config or the runtime values changed: the new reports, and a change for the
     /// camera thread (before the camera started, [`start`](Self::start) reads them anyway).
-    fn replanned(&self, inner: &mut Inner) {
-        if let Some(facts) = &inner.facts {
-            let asked = inner.config.merged(&inner.runtime);
-            inner.reports = plan(&asked, facts).reports;
-            for (key, r) in &inner.reports {
-                if r.status != Status::Applied {
-                    log_report(key, r);
-                }
-            }
-            self.dirty.store(true, Ordering::Release);
-        }
+    /// Returns what the camera adjusts or cannot take, one note per key, for the caller's
+    /// single log line.
+    fn replanned(&self, inner: &mut Inner) -> Vec<String> {
+        let Some(facts) = &inner.facts else {
+            return Vec::new();
+        };
+        let asked = inner.config.merged(&inner.runtime);
+        inner.reports = plan(&asked, facts).reports;
+        self.dirty.store(true, Ordering::Release);
+        inner
+            .reports
+            .iter()
+            .filter(|(_, r)| r.status != Status::Applied)
+            .map(|(key, r)| report_text(key, r))
+            .collect()
     }
 }
 
@@ -208,17 +238,21 @@ fn overridden_keys(
 }
 
 fn log_report(key: &str, r: &Report) {
+    match r.status {
+        Status::Applied => tracing::info!("{}", report_text(key, r)),
+        Status::Adjusted | Status::Unsupported => tracing::warn!("{}", report_text(key, r)),
+    }
+}
+
+/// What a key's report says, as a log line names it.
+fn report_text(key: &str, r: &Report) -> String {
     let value = r.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
     let note = r.note.as_deref().unwrap_or("");
     match r.status {
-        Status::Applied if note.is_empty() => tracing::info!("controls.{key}: applied {value}"),
-        Status::Applied => tracing::info!("controls.{key}: applied {value} ({note})"),
-        Status::Adjusted => {
-            tracing::warn!("controls.{key} = {}: adjusted to {value}: {note}", r.asked)
-        }
-        Status::Unsupported => {
-            tracing::warn!("controls.{key} = {}: unsupported: {note}", r.asked)
-        }
+        Status::Applied if note.is_empty() => format!("controls.{key}: applied {value}"),
+        Status::Applied => format!("controls.{key}: applied {value} ({note})"),
+        Status::Adjusted => format!("controls.{key} = {}: adjusted to {value}: {note}", r.asked),
+        Status::Unsupported => format!("controls.{key} = {}: unsupported: {note}", r.asked),
     }
 }
 

@@ -501,4 +501,169 @@ mod tests {
             assert!(!c.is_empty() && c.check("").is_empty(), "{line}");
         }
     }
+
+    /// Every range `check` enforces, at each end and just past it, plus what is no number at
+    /// all: an end is allowed, a step past it is one error naming the key.
+    #[test]
+    fn each_range_check_allows_its_ends_and_refuses_a_step_past_them() {
+        // (TOML, the key of the one error, or "" for none)
+        let table = [
+            ("lens-position = 0", ""),
+            ("lens-position = 1000", ""),
+            ("lens-position = -0.01", "lens-position"),
+            ("lens-position = 1000.1", "lens-position"),
+            ("lens-position = nan", "lens-position"),
+            ("lens-position = inf", "lens-position"),
+            ("ev = -16", ""),
+            ("ev = 16", ""),
+            ("ev = -16.1", "ev"),
+            ("ev = 16.1", "ev"),
+            ("brightness = -1", ""),
+            ("brightness = 1", ""),
+            ("brightness = -1.01", "brightness"),
+            ("brightness = 1.01", "brightness"),
+            ("contrast = 0", ""),
+            ("contrast = 1000", ""),
+            ("contrast = -0.01", "contrast"),
+            ("saturation = 1000.1", "saturation"),
+            ("sharpness = -inf", "sharpness"),
+            ("analogue-gain = 1", ""),
+            ("analogue-gain = 1000", ""),
+            ("analogue-gain = 0.99", "analogue-gain"),
+            ("analogue-gain = 1000.1", "analogue-gain"),
+            ("analogue-gain = \"auto\"", ""),
+            ("exposure-time = 1", ""),
+            ("exposure-time = 2147483647", ""),
+            ("exposure-time = 0", "exposure-time"),
+            ("exposure-time = 2147483648", "exposure-time"),
+            ("exposure-time = \"auto\"", ""),
+            ("colour-gains = [0.001, 1000]", ""),
+            ("colour-gains = [1000, 0.001]", ""),
+            ("colour-gains = [0, 1]", "colour-gains"),
+            ("colour-gains = [1, 0]", "colour-gains"),
+            ("colour-gains = [1000.1, 1]", "colour-gains"),
+            ("colour-gains = [1, 1000.1]", "colour-gains"),
+            ("colour-gains = [nan, 1]", "colour-gains"),
+            ("colour-gains = [1, inf]", "colour-gains"),
+            ("colour-gains = \"auto\"", ""),
+            ("af-mode = \"manual\"\nlens-position = 2", ""),
+            ("af-mode = \"auto\"\nlens-position = 2", "lens-position"),
+            (
+                "af-mode = \"continuous\"\nlens-position = 2",
+                "lens-position",
+            ),
+            ("af-mode = \"auto\"", ""),
+            ("awb-mode = \"cloudy\"\ncolour-gains = \"auto\"", ""),
+            (
+                "awb-mode = \"cloudy\"\ncolour-gains = [1, 1]",
+                "colour-gains",
+            ),
+        ];
+        for (text, key) in table {
+            let c: ControlsConfig = toml::from_str(text).unwrap();
+            for prefix in ["controls.", ""] {
+                let errors = c.check(prefix);
+                if key.is_empty() {
+                    assert_eq!(errors, Vec::<String>::new(), "{text}");
+                } else {
+                    assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+                    let named = format!("{prefix}{key}");
+                    assert!(errors[0].starts_with(&named), "{text}: {errors:?}");
+                }
+            }
+        }
+    }
+
+    /// A number, an array or "auto", from TOML (integers are i64 there) and from JSON
+    /// (u64), and back: what each visitor of `OrAuto` turns them into.
+    #[test]
+    fn or_auto_reads_and_writes_numbers_arrays_and_auto() {
+        // (TOML, the same in JSON)
+        let table = [
+            (
+                "exposure-time = 5000",
+                serde_json::json!({"exposure-time": 5000}),
+            ),
+            (
+                "exposure-time = \"auto\"",
+                serde_json::json!({"exposure-time": "auto"}),
+            ),
+            (
+                "analogue-gain = 2.5",
+                serde_json::json!({"analogue-gain": 2.5}),
+            ),
+            (
+                "colour-gains = [1.5, 2.0]",
+                serde_json::json!({"colour-gains": [1.5, 2.0]}),
+            ),
+            (
+                "colour-gains = \"auto\"",
+                serde_json::json!({"colour-gains": "auto"}),
+            ),
+        ];
+        for (text, json) in table {
+            let from_toml: ControlsConfig = toml::from_str(text).unwrap();
+            let from_json: ControlsConfig = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(from_toml, from_json, "{text}");
+            assert_eq!(serde_json::to_value(&from_toml).unwrap(), json, "{text}");
+        }
+        let c: ControlsConfig = toml::from_str("exposure-time = 5000\nanalogue-gain = 2").unwrap();
+        assert_eq!(c.exposure_time, Some(OrAuto::Fixed(5000)));
+        assert_eq!(c.analogue_gain, Some(OrAuto::Fixed(2.0)));
+        let c: ControlsConfig = toml::from_str("colour-gains = [1.5, 2.0]").unwrap();
+        assert_eq!(c.colour_gains, Some(OrAuto::Fixed([1.5, 2.0])));
+        let err = toml::from_str::<ControlsConfig>("analogue-gain = \"automatic\"").unwrap_err();
+        assert!(err.to_string().contains("a number or \"auto\""), "{err}");
+        assert_eq!(name(&AfMode::Continuous), "continuous");
+        assert_eq!(name(&Denoise::HighQuality), "high-quality");
+        assert_eq!(name(&1.5f32), "1.5");
+    }
+
+    /// `null` for a key removes it whatever the key; a layer with nothing left is empty.
+    #[test]
+    fn null_clears_each_key_and_only_that_key() {
+        let text = include_str!("../../../config/picker.toml");
+        let table = &text[text.find("[controls]").expect("a [controls] table")..];
+        assert!(ControlsConfig::default().is_empty());
+        for key in KEYS {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(&format!("#{key} = ")))
+                .unwrap();
+            let one: ControlsConfig = toml::from_str(&line[1..]).unwrap();
+            assert!(!one.is_empty(), "{key}");
+            let with_ev = one.merged(&toml("ev = 1"));
+            let null = [(key.to_string(), serde_json::Value::Null)];
+            let cleared = with_ev
+                .patched(&serde_json::Value::Object(null.into_iter().collect()))
+                .unwrap();
+            if key == "ev" {
+                assert!(cleared.is_empty(), "{key}: {cleared:?}");
+            } else {
+                assert_eq!(cleared, toml("ev = 1"), "{key}");
+            }
+        }
+    }
+
+    /// A key that says nothing of focus or white balance clears neither from below.
+    #[test]
+    fn merging_an_unrelated_key_keeps_focus_and_white_balance() {
+        for base in [
+            "af-mode = \"continuous\"\nawb-mode = \"daylight\"",
+            "lens-position = 3\ncolour-gains = [1.5, 1.8]",
+            "af-mode = \"manual\"\nlens-position = 3",
+        ] {
+            let base = toml(base);
+            let mut want = base.clone();
+            want.ev = Some(1.0);
+            assert_eq!(base.merged(&toml("ev = 1")), want);
+        }
+        // A lens position with manual focus asked at once keeps both.
+        let m = toml("af-mode = \"continuous\"")
+            .merged(&toml("af-mode = \"manual\"\nlens-position = 3"));
+        assert_eq!(
+            (m.af_mode, m.lens_position),
+            (Some(AfMode::Manual), Some(3.0))
+        );
+    }
 }

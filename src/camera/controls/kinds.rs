@@ -301,6 +301,18 @@ mod tests {
         assert_eq!(change.value(Id::ExposureTime), Some(Value::Int(33_333)));
     }
 
+    /// A camera on libcamera before 0.5: `AeEnable`, no `ExposureTimeMode`.
+    fn ae_enable_only() -> ControlFacts {
+        ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
+            Id::ExposureTime,
+            Limits::Int {
+                min: 1,
+                max: 1_000_000,
+                default: 0,
+            },
+        )
+    }
+
     #[test]
     fn fixed_exposure_and_gain_switch_their_automatic_mode_off_and_auto_back_on() {
         let c = toml("exposure-time = 10000\nanalogue-gain = 2.0");
@@ -331,16 +343,141 @@ mod tests {
             vec![(Id::ExposureTimeMode, Value::Int(MODE_AUTO))]
         );
         // libcamera before 0.5 has only AeEnable.
-        let old = ControlFacts::none().with(Id::AeEnable, Limits::Bool).with(
-            Id::ExposureTime,
-            Limits::Int {
-                min: 1,
-                max: 1_000_000,
-                default: 0,
-            },
-        );
+        let old = ae_enable_only();
         let p = plan(&toml("exposure-time = 5000"), &old);
         assert_eq!(p.value(Id::AeEnable), Some(Value::Bool(false)));
         assert_eq!(p.value(Id::ExposureTime), Some(Value::Int(5000)));
+    }
+
+    /// What a report says, not only its status: the value asked as written (an exposure in
+    /// whole microseconds, a gain as a float), the value in force, and why they differ.
+    #[test]
+    fn reports_show_the_asked_value_the_value_in_force_and_why() {
+        use serde_json::json;
+        type J = serde_json::Value;
+        // (TOML, camera, key, asked, in force, note)
+        type Row = (
+            &'static str,
+            ControlFacts,
+            &'static str,
+            J,
+            Option<J>,
+            Option<&'static str>,
+        );
+        let table: [Row; 8] = [
+            (
+                "exposure-time = 10",
+                fixtures::imx477(),
+                "exposure-time",
+                json!(10),
+                Some(json!(114)),
+                Some("clamped to the camera's range 114 to 694422939"),
+            ),
+            (
+                "exposure-time = 5000",
+                fixtures::imx477(),
+                "exposure-time",
+                json!(5000),
+                Some(json!(5000)),
+                None,
+            ),
+            (
+                "analogue-gain = 1.5",
+                fixtures::imx477(),
+                "analogue-gain",
+                json!(1.5),
+                Some(json!(1.5)),
+                None,
+            ),
+            (
+                "ev = 9",
+                fixtures::imx477(),
+                "ev",
+                json!(9.0),
+                Some(json!(8.0)),
+                Some("clamped to the camera's range -8 to 8"),
+            ),
+            (
+                "ev = 1",
+                ControlFacts::none(),
+                "ev",
+                json!(1.0),
+                None,
+                Some("the camera has no ExposureValue control"),
+            ),
+            (
+                "exposure-time = 1000",
+                ControlFacts::none(),
+                "exposure-time",
+                json!(1000),
+                None,
+                Some("the camera has no ExposureTime control"),
+            ),
+            (
+                "analogue-gain = 1.5",
+                ControlFacts::none(),
+                "analogue-gain",
+                json!(1.5),
+                None,
+                Some("the camera has no AnalogueGain control"),
+            ),
+            (
+                "metering = \"spot\"",
+                ControlFacts::none().with(
+                    Id::AeMeteringMode,
+                    Limits::Enum {
+                        values: vec![0],
+                        default: 0,
+                    },
+                ),
+                "metering",
+                json!("spot"),
+                None,
+                Some("the camera's AeMeteringMode has no \"spot\""),
+            ),
+        ];
+        for (text, cam, key, asked, value, note) in table {
+            let r = &plan(&toml(text), &cam).reports[key];
+            assert_eq!(r.asked, asked, "{text}");
+            assert_eq!(r.value, value, "{text}");
+            assert_eq!(r.note.as_deref(), note, "{text}");
+        }
+    }
+
+    /// Limits a camera reports upside down (minimum above maximum) are no range: the value is
+    /// passed on as asked for a float, refused for an integer, and nothing panics.
+    #[test]
+    fn limits_upside_down_are_not_clamped_to() {
+        let float = ControlFacts::none().with(
+            Id::Brightness,
+            Limits::Float {
+                min: 1.0,
+                max: -1.0,
+                default: 0.0,
+            },
+        );
+        let p = plan(&toml("brightness = 0.5"), &float);
+        assert_eq!(p.value(Id::Brightness), Some(Value::Float(0.5)));
+        assert_eq!(status(&p, "brightness"), Some(Status::Applied));
+        let int = ControlFacts::none().with(
+            Id::ExposureTime,
+            Limits::Int {
+                min: 10,
+                max: 1,
+                default: 5,
+            },
+        );
+        let p = plan(&toml("exposure-time = 5"), &int);
+        assert_eq!(p.value(Id::ExposureTime), None);
+        let r = &p.reports["exposure-time"];
+        assert_eq!(r.status, Status::Unsupported);
+        assert_eq!(
+            r.note.as_deref(),
+            Some("the camera's ExposureTime is not a number")
+        );
+        // "auto" on a camera with only AeEnable switches it back on.
+        let old = ae_enable_only();
+        let p = plan(&toml("exposure-time = \"auto\""), &old);
+        assert_eq!(p.values, vec![(Id::AeEnable, Value::Bool(true))]);
     }
 }

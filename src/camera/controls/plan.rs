@@ -15,7 +15,8 @@ use super::keys::name;
 use super::kinds::{
     auto_or_fixed, clamp_float, enumerated, float_key, no_control, no_control_or_value, widened,
 };
-use super::{AfMode, ControlFacts, ControlsConfig, Id, KEYS, Limits, OrAuto, Value};
+use super::{AfMode, ControlFacts, ControlsConfig, Denoise, Id, KEYS, OrAuto, Value};
+use crate::camera::pi_guard::PiHandler;
 
 /// How one `[controls]` key fared on this camera.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -163,7 +164,19 @@ const STEPS: [(&str, Step); 15] = [
         float_key(p, f, key, Id::Sharpness, c.sharpness)
     }),
     ("denoise", |p, f, key, c| {
-        enumerated(p, f, key, Id::NoiseReductionMode, c.denoise, denoise_value)
+        enumerated(p, f, key, Id::NoiseReductionMode, c.denoise, denoise_value);
+        // A Pi 5's IPA maps every mode but Off to colour high quality (`pisp.cpp`
+        // `handleControls`): "fast" is accepted, and is high quality there.
+        if f.pipeline == Some(PiHandler::Pisp.name()) && c.denoise == Some(Denoise::Fast) {
+            if let Some(r) = p
+                .reports
+                .get_mut(key)
+                .filter(|r| r.status == Status::Applied)
+            {
+                r.note =
+                    Some("on a Raspberry Pi 5 every denoise mode but off is high quality".into());
+            }
+        }
     }),
 ];
 
@@ -280,14 +293,12 @@ fn colour_gains(p: &mut Plan, facts: &ControlFacts, key: &'static str, config: &
 /// The values that take the camera back to its own behaviour for `key` once a runtime value
 /// is removed (libcamera controls persist until set again).
 fn restore(key: &str, facts: &ControlFacts, p: &mut Plan) {
+    // The state the camera starts in, not libcamera's `ControlInfo` default (see
+    // `ControlFacts::on_pi`): restoring must give back what a fresh start gives.
     let mut default = |id: Id| {
-        let v = match facts.get(id) {
-            Some(Limits::Enum { default, .. }) => Value::Int(*default),
-            Some(Limits::Float { default, .. }) => Value::Float(*default),
-            Some(Limits::Int { default, .. }) => Value::Int(*default as i32),
-            Some(Limits::Bool) | None => return,
-        };
-        p.set(id, v);
+        if let Some(v) = facts.starting_value(id) {
+            p.set(id, v);
+        }
     };
     match key {
         "af-range" => default(Id::AfRange),
@@ -350,6 +361,7 @@ pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::camera::controls::Limits;
     use crate::camera::controls::facts::{AF_AUTO, AF_MANUAL};
     use crate::camera::controls::fixtures;
     use crate::camera::controls::test_util::{cameras, status, toml};
@@ -460,6 +472,76 @@ mod tests {
     fn every_key_is_planned_once_in_the_order_of_keys() {
         let planned: Vec<&str> = STEPS.iter().map(|(key, _)| *key).collect();
         assert_eq!(planned, KEYS);
+    }
+
+    /// Issue 20: restoring `denoise` gave `NoiseReductionMode`'s `ControlInfo` default, Off
+    /// (the first value), while the Pi's IPA starts denoising. Restore means "the state the
+    /// camera starts in", per pipeline.
+    #[test]
+    fn removing_denoise_restores_the_state_the_pi_starts_in_not_off() {
+        let old = toml("denoise = \"off\"");
+        let new = ControlsConfig::default();
+        let table: &[(ControlFacts, Option<Value>)] = &[
+            // Pi 5: rpi.denoise starts in colour high quality.
+            (
+                fixtures::imx708_pisp(),
+                Some(Value::Int(super::super::facts::NR_HIGH_QUALITY)),
+            ),
+            // Pi 4: rpi.sdn starts in ColourOff, libcamera's Minimal.
+            (
+                fixtures::imx708_vc4(),
+                Some(Value::Int(super::super::facts::NR_MINIMAL)),
+            ),
+            (fixtures::imx219_vc4(), Some(Value::Int(3))),
+            (fixtures::imx477(), Some(Value::Int(2))),
+            // No such control: nothing to restore.
+            (ControlFacts::none(), None),
+        ];
+        for (facts, want) in table {
+            let p = plan_change(&old, &new, facts);
+            assert_eq!(
+                p.value(Id::NoiseReductionMode),
+                *want,
+                "{:?}",
+                facts.pipeline
+            );
+            assert_ne!(p.value(Id::NoiseReductionMode), Some(Value::Int(0)));
+        }
+        // Every other control restores to its start too: the ControlInfo defaults, which the
+        // Pi's IPA starts in (ipa_base.cpp, agc/awb/contrast/ccm/sharpen).
+        let old = toml(
+            "ev = 1\nbrightness = 0.3\ncontrast = 2\nsaturation = 0\nsharpness = 4\nmetering = \"spot\"\nexposure-mode = \"long\"\naf-range = \"macro\"",
+        );
+        let p = plan_change(&old, &new, &fixtures::imx708_pisp());
+        for (id, want) in [
+            (Id::ExposureValue, Value::Float(0.0)),
+            (Id::Brightness, Value::Float(0.0)),
+            (Id::Contrast, Value::Float(1.0)),
+            (Id::Saturation, Value::Float(1.0)),
+            (Id::Sharpness, Value::Float(1.0)),
+            (Id::AeMeteringMode, Value::Int(0)),
+            (Id::AeExposureMode, Value::Int(0)),
+            (Id::AfRange, Value::Int(0)),
+        ] {
+            assert_eq!(p.value(id), Some(want), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn fast_denoise_on_a_pi_5_says_it_is_high_quality() {
+        let c = toml("denoise = \"fast\"");
+        let p = plan(&c, &fixtures::imx708_pisp());
+        assert_eq!(status(&p, "denoise"), Some(Status::Applied));
+        assert!(
+            p.reports["denoise"]
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("high quality")),
+            "{:?}",
+            p.reports["denoise"]
+        );
+        let p = plan(&c, &fixtures::imx708_vc4());
+        assert_eq!(p.reports["denoise"].note, None);
     }
 
     #[test]

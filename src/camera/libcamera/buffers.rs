@@ -14,8 +14,8 @@ use libcamera::stream::Stream;
 
 use super::negotiate::{Negotiated, Streams};
 use super::{BUFFERS, failed};
-use crate::camera::CameraError;
 use crate::camera::buffers::{Layout, Mapped};
+use crate::camera::{BufferSource, CameraError};
 use crate::config::Buffers;
 use crate::dmabuf::{self, Heap, Mapping};
 use crate::frames::Image;
@@ -34,6 +34,8 @@ pub(super) struct Allocated {
     pub(super) alloc: FrameBufferAllocator,
     /// Frames may be lent: buffers from a cached heap, or a camera without an ISP.
     pub(super) lend_ok: bool,
+    /// Heap or driver.
+    pub(super) source: BufferSource,
 }
 
 /// Buffers: from a cached DMA heap where there is one, else the driver's; mapped once
@@ -65,6 +67,11 @@ pub(super) fn allocate(
     let frame_sizes = (video_frame_size, still_frame_size);
     let from_heap = from_heap(choice, neg.has_sensor, heap_count, frame_sizes, streams, id);
     let lend_ok = from_heap.is_some() || !neg.has_sensor;
+    let source = if from_heap.is_some() {
+        BufferSource::Heap
+    } else {
+        BufferSource::Driver
+    };
     if !lend_ok {
         tracing::warn!(camera = %id, "the driver's buffers are uncached: each frame is copied out once instead of read in place");
     }
@@ -77,6 +84,7 @@ pub(super) fn allocate(
         driver_buffers,
         alloc,
         lend_ok,
+        source,
     })
 }
 
@@ -139,7 +147,7 @@ fn from_heap(
 
 /// Sets from the driver's own buffers (kept in `driver_buffers`: their descriptors are
 /// duplicated into the buffers of the requests); as many as the stream with fewer.
-fn from_driver(
+pub(super) fn from_driver(
     alloc: &mut FrameBufferAllocator,
     streams: &Streams,
     driver_buffers: &mut Vec<FrameBuffer>,

@@ -29,6 +29,7 @@ mod buffers;
 mod formats;
 mod negotiate;
 mod pipeline;
+mod probe;
 mod start;
 
 use std::sync::Arc;
@@ -60,6 +61,8 @@ struct Wanted {
     framerate: u32,
     crop: Crop,
     buffers: Buffers,
+    /// `camera.sensor-mode`, when not "auto".
+    sensor_mode: Option<plan::ModeSpec>,
     orientation: Orientation,
 }
 
@@ -78,8 +81,24 @@ impl Wanted {
 /// the wanted one is missing, with libcamera's reason when it is busy or cannot be
 /// configured, and with [`CameraError::Config`] when the config asks what it cannot do.
 pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
+    let wanted = wanted(config);
+    let what = wanted.what().unwrap_or_else(|| "-".to_string());
+    let controls = Arc::new(ControlsHandle::new(&config.controls));
+    let owner_controls = controls.clone();
+    let camera = owner::spawn(&what, OPEN_TIMEOUT, move |owner| {
+        start::owner_body(&wanted, owner_controls, owner)
+    })?;
+    Ok(Box::new(camera.with_controls(controls)))
+}
+
+/// `picker probe`: what picker sees of the camera the config selects (see `probe.rs`).
+pub fn probe(config: &Config) -> Result<crate::camera::fixture::Fixture, CameraError> {
+    probe::probe(&wanted(config))
+}
+
+fn wanted(config: &Config) -> Wanted {
     let c = &config.camera;
-    let wanted = Wanted {
+    Wanted {
         selector: Selector {
             id: c.id.clone(),
             model: c.model.clone(),
@@ -90,15 +109,9 @@ pub fn open(config: &Config) -> Result<Box<dyn Camera>, CameraError> {
         framerate: c.framerate,
         crop: c.crop,
         buffers: c.buffers,
+        sensor_mode: c.sensor_mode,
         orientation: plan::orientation(c.rotation, c.hflip, c.vflip),
-    };
-    let what = wanted.what().unwrap_or_else(|| "-".to_string());
-    let controls = Arc::new(ControlsHandle::new(&config.controls));
-    let owner_controls = controls.clone();
-    let camera = owner::spawn(&what, OPEN_TIMEOUT, move |owner| {
-        start::owner_body(&wanted, owner_controls, owner)
-    })?;
-    Ok(Box::new(camera.with_controls(controls)))
+    }
 }
 
 /// Buffers (requests) asked of the camera per stream: the Pi's own apps use six for video.

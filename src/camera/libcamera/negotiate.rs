@@ -112,15 +112,15 @@ impl Negotiated {
 }
 
 /// A configuration as generated and adjusted by us, validated.
-struct Built {
-    config: CameraConfiguration,
+pub(super) struct Built {
+    pub(super) config: CameraConfiguration,
     two: bool,
-    status: CameraConfigurationStatus,
+    pub(super) status: CameraConfigurationStatus,
 }
 
 /// Generates and validates the configuration: two streams if the camera can, else one; the
 /// given sensor mode (output size and bit depth only: all the Pi pipeline looks at).
-fn build(
+pub(super) fn build(
     cam: &libcamera::camera::Camera<'_>,
     wanted: &Wanted,
     mode: Option<RawMode>,
@@ -201,7 +201,7 @@ fn build(
 }
 
 /// The limits that matter, as the camera reports them now (after configure).
-fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
+pub(super) fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
     let ctrls = cam.controls();
     let scaler_crop_max = ctrls
         .find(controls::ControlId::ScalerCrop.id())
@@ -229,7 +229,9 @@ fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
 
 /// The sensor's raw modes and active area, or `None` for cameras without a pixel array
 /// (virtual and USB cameras: asking them for a raw stream makes libcamera log an error).
-fn sensor_facts(cam: &libcamera::camera::Camera<'_>) -> Option<((u32, u32), Vec<RawMode>)> {
+pub(super) fn sensor_facts(
+    cam: &libcamera::camera::Camera<'_>,
+) -> Option<((u32, u32), Vec<RawMode>)> {
     // PixelArraySize first: only real sensors have it (the virtual camera has active areas
     // but no raw role).
     cam.properties().get::<properties::PixelArraySize>().ok()?;
@@ -350,7 +352,20 @@ fn configure_mode(
     );
     let mut last: Option<(Option<RawMode>, Built)> = None;
     let mut chosen: Option<RawMode> = None;
-    if let Some((area, modes)) = facts {
+    if let Some(spec) = wanted.sensor_mode {
+        // camera.sensor-mode: that mode, whatever picker would choose (a driver bug's way
+        // round); one the camera has not is a config error naming those it has.
+        let modes = facts.map(|(_, m)| m.as_slice()).unwrap_or(&[]);
+        let mode = plan::forced_mode(modes, spec).map_err(|source| CameraError::Config {
+            id: id.to_string(),
+            source,
+        })?;
+        adjustments.push(format!(
+            "sensor mode {}x{}:{} from camera.sensor-mode",
+            mode.width, mode.height, mode.bit_depth
+        ));
+        chosen = Some(mode);
+    } else if let Some((area, modes)) = facts {
         let found = plan::choose_mode(*area, modes, need, |mode| {
             let mut b = build(active, wanted, Some(mode), orientation)?;
             if b.status.is_invalid() {
@@ -489,6 +504,11 @@ fn plan_crop(
         Crop::None => (None, CropState::Disabled),
         Crop::CenterSquare => {
             let area = plan::crop_area(area, limits).map_err(|e| failed(id, e))?;
+            if let (Some(clipped), Some(max)) = (area, limits.scaler_crop_max) {
+                if clipped != max {
+                    tracing::warn!(camera = %id, ?max, ?clipped, "the sensor mode's analogue crop overhangs the active area: clipped to it");
+                }
+            }
             match area {
                 Some(area) => (
                     Some(rectangle(plan::centred_crop(area, aspect))),

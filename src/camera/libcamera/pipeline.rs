@@ -19,12 +19,14 @@ use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::Stream;
 use libcamera::utils::UniquePtr;
 
-use super::buffers::{copy_image, copy_planes};
+use super::buffers::{copy_image, copy_planes, from_driver};
 use super::formats::rect;
+use super::negotiate::Streams;
+use super::start::create_requests;
 use crate::camera::buffers::{Layout, Mapped};
 use crate::camera::controls::{ControlFacts, ControlsHandle, Id, Value};
 use crate::camera::owner::{self, Completion, FrameStatus, Next, Pipeline};
-use crate::camera::{FrameMut, libcamera_controls};
+use crate::camera::{BufferSource, FrameMut, libcamera_controls};
 use crate::dmabuf::Mapping;
 use crate::frames::{Frame, Lease, now_timestamps, unix_us_now};
 
@@ -83,6 +85,10 @@ pub(super) struct LcPipeline<'d> {
     pub(super) lend_ok: bool,
     /// A buffer's planes were in several mappings: copied instead (logged once).
     pub(super) warned_lend: bool,
+    /// Where the buffers come from now (heap, driver, driver after the fallback).
+    pub(super) buffers: BufferSource,
+    /// A sensor behind an ISP (a Pi): the driver's buffers are uncached, never lent.
+    pub(super) has_sensor: bool,
     /// The driver's buffers, when those are used (their descriptors are imported, duplicated).
     pub(super) _driver_buffers: Vec<FrameBuffer>,
     pub(super) _alloc: FrameBufferAllocator,
@@ -155,6 +161,12 @@ impl Pipeline for LcPipeline<'_> {
                 .ok()
                 .map(|c| rect(c.0)),
             timestamp_ns: sensor_timestamp(req),
+            frame_duration_us: req
+                .metadata()
+                .get::<controls::FrameDuration>()
+                .ok()
+                .and_then(|d| u64::try_from(d.0).ok())
+                .filter(|d| *d > 0),
         }
     }
 
@@ -234,6 +246,60 @@ impl Pipeline for LcPipeline<'_> {
 
     fn disconnected(&self) -> bool {
         self.disconnected.load(Ordering::Relaxed)
+    }
+
+    fn buffer_source(&self) -> BufferSource {
+        self.buffers
+    }
+
+    /// The camera refused picker's heap buffers at the first start: every request (and with
+    /// them those buffers) is dropped, the driver's buffers allocated (as
+    /// `camera.buffers = "driver"` would have), new requests made, the camera started again.
+    fn fall_back(&mut self, mut held: Vec<Request>) -> Result<(), String> {
+        self.buffers = BufferSource::DriverFallback;
+        if self.slots.iter().any(|s| s.lent.is_some()) {
+            // Never so: nothing is lent before a good frame. Readers still hold buffers.
+            return Err("frames are lent out".to_string());
+        }
+        if let Err(e) = self.active.stop() {
+            tracing::warn!(camera = %self.id, "stop before the fallback: {e}");
+        }
+        while let Ok(m) = self.completed.try_recv() {
+            if let Msg::Completed(r) = m {
+                held.push(r);
+            }
+        }
+        held.append(&mut self.parked);
+        drop(held);
+        self.slots.clear();
+        let streams = Streams {
+            video: self.video,
+            still: self.still,
+        };
+        let sets = from_driver(
+            &mut self._alloc,
+            &streams,
+            &mut self._driver_buffers,
+            &self.id,
+        )
+        .map_err(|e| e.to_string())?;
+        let (requests, slots) = create_requests(&mut self.active, &streams, sets, &self.id)
+            .map_err(|e| e.to_string())?;
+        self.slots = slots;
+        self.lend_ok = !self.has_sensor;
+        let plan = self.controls.start(&self.control_facts);
+        let start_controls = with_values(&self.start_controls, &plan.values);
+        self.active
+            .start(Some(&start_controls))
+            .map_err(|e| format!("start: {e}"))?;
+        for mut req in requests {
+            self.request_controls(&mut req);
+            if let Err((req, e)) = self.active.queue_request(req) {
+                self.parked.push(req);
+                return Err(format!("queue request: {e}"));
+            }
+        }
+        Ok(())
     }
 
     fn restart(&mut self, mut held: Vec<Request>) -> Result<(), String> {

@@ -60,6 +60,8 @@ pub(super) fn owner_body(
         control_facts,
         warned_sync: std::cell::Cell::new(false),
         lend_ok: buffers.lend_ok,
+        buffers: buffers.source,
+        has_sensor: neg.has_sensor,
         warned_lend: false,
         _driver_buffers: buffers.driver_buffers,
         _alloc: buffers.alloc,
@@ -103,7 +105,7 @@ fn camera_info(id: &str, streams: &Streams, adjustments: Vec<String>) -> CameraI
 }
 
 /// One request per buffer set, its cookie the index of its slot; reused forever.
-fn create_requests(
+pub(super) fn create_requests(
     active: &mut ActiveCamera<'_>,
     streams: &Streams,
     sets: Vec<Set>,
@@ -170,8 +172,17 @@ fn start_camera(
     }
     // After configure: the Pi's control limits are the sensor mode's now, not placeholders.
     // The camera's own controls are kept apart, so a restart can add the ones in force then.
-    let control_facts =
+    let mut control_facts =
         libcamera_controls::facts(active.controls()).with_frame_period(neg.frame_period_us);
+    // Behind a Pi's ISP: the state Raspberry Pi's IPA starts in, which a restore goes back to.
+    let board = std::fs::read_to_string("/proc/device-tree/model").ok();
+    if let Some(handler) = board
+        .as_deref()
+        .and_then(pi_guard::handler_for_model)
+        .filter(|_| neg.has_sensor)
+    {
+        control_facts = control_facts.on_pi(handler);
+    }
     let plan = controls_handle.start(&control_facts);
     let first_controls = with_values(&start_controls, &plan.values);
     active

@@ -1,0 +1,335 @@
+"""``Camera``: stills and controls over picker's local Unix socket (HTTP over ``AF_UNIX``)."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import getpass
+import json
+import os
+import socket as _socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+
+from . import _http
+from .errors import CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning
+
+if TYPE_CHECKING:
+    import numpy.typing
+
+#: Where the packaged service listens (``still.socket`` in ``/etc/picker/picker.toml``).
+DEFAULT_SOCKET = "/run/picker/still.sock"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def boottime_ns() -> int:
+    """Now on CLOCK_BOOTTIME, the clock of picker's frame timestamps (``X-Timestamp-Ns``)."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Frame:
+    """One still with what picker says about it.
+
+    ``timestamp_ns`` is the capture time on CLOCK_BOOTTIME (compare with :func:`boottime_ns`);
+    ``sequence`` is picker's frame counter, which grows by one per camera frame.
+    """
+
+    array: "numpy.typing.NDArray[numpy.uint8]" = dataclasses.field(repr=False)
+    sequence: int
+    timestamp_ns: int
+    width: int
+    height: int
+
+
+def _numpy() -> Any:
+    try:
+        import numpy.typing
+    except ImportError:
+        raise PickerError(
+            "numpy is needed for arrays: `sudo apt install python3-numpy` "
+            "(jpeg() and png() work without it)"
+        ) from None
+    return numpy
+
+
+def _controls_key(name: str) -> str:
+    """``lens_position`` (a Python keyword) is picker's ``lens-position``."""
+    return name.replace("_", "-")
+
+
+class Camera(_http.Closing):
+    """picker's stills and controls, for a program on the same machine.
+
+    ``Camera()`` talks to the packaged service; a second camera (``picker@NAME``) has its own
+    socket, ``Camera("/run/picker-NAME/still.sock")``. One keep-alive connection is opened when
+    first needed and reused (and reopened when picker closed it while idle). Several threads
+    may share a Camera: their requests take turns on that connection. For stills taken in
+    parallel, give each thread its own Camera (picker serves 64 connections at once).
+
+    ``timeout`` bounds each wait for picker in seconds (a ``fresh`` still waits for the next
+    frame; picker itself answers 504 after 10 frame periods, at least 2 s).
+
+    ``offline_after``: a still whose frame is older than this many seconds raises
+    :class:`CameraOffline` instead of handing a robot an old picture. picker serves the latest
+    frame it has, even when the camera stopped delivering; 2 s is picker's own limit for
+    calling its camera offline at 5 fps or more. ``None`` turns the check off.
+    """
+
+    def __init__(self, socket: PathLike = DEFAULT_SOCKET, timeout: float = 15.0,
+                 offline_after: Optional[float] = 2.0):
+        self.socket = os.fspath(socket)
+        self.timeout = timeout
+        self.offline_after = offline_after
+        self._lock = threading.Lock()
+        self._conn = _http.Connection(self._connect, "picker")
+
+    def close(self) -> None:
+        """Closes the connection (the next request opens a new one)."""
+        with self._lock:
+            self._conn.close()
+
+    # --- stills ------------------------------------------------------------------------------
+
+    def still(self, fresh: bool = False,
+              order: str = "rgb") -> "numpy.typing.NDArray[numpy.uint8]":
+        """The newest frame as a writable ``numpy.ndarray`` of shape (height, width, 3), dtype
+        uint8, channels RGB (``order="bgr"`` for OpenCV).
+
+        ``fresh=True`` waits for a frame captured after this call (:class:`NoFreshFrame` if none
+        comes); by default the latest frame comes at once."""
+        return self.capture(fresh=fresh, order=order).array
+
+    def capture(self, fresh: bool = False, order: str = "rgb") -> Frame:
+        """Like :meth:`still`, with the frame's sequence number, timestamp and size."""
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"order={order!r}: use 'rgb' or 'bgr'")
+        np = _numpy()
+        # The body goes straight into the array's memory: no copy, no zero-filling first.
+        resp = self._still(order, fresh, into=lambda n: np.empty(n, dtype=np.uint8))
+        width, height, sequence, timestamp = self._frame_headers(resp)
+        if len(resp.body) != width * height * 3:
+            raise PickerError(
+                f"{self.socket}: /still.{order} gave {len(resp.body)} bytes for "
+                f"{width}x{height}x3: is this picker?"
+            )
+        return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width, height)
+
+    def jpeg(self, fresh: bool = False) -> bytes:
+        """The newest frame as JPEG (picker's `stream.quality`), encoded once per frame for every
+        client that asks."""
+        return bytes(self._still("jpg", fresh).body)
+
+    def png(self, fresh: bool = False) -> bytes:
+        """The newest frame as PNG (lossless, fast compression)."""
+        return bytes(self._still("png", fresh).body)
+
+    def _still(self, ext: str, fresh: bool,
+               into: Optional[_http.Sink] = None) -> _http.Response:
+        path = f"/still.{ext}?fresh=1" if fresh else f"/still.{ext}"
+        resp = self._request("GET", path, into=into)
+        if resp.status != 200:
+            self._raise_for(resp, path)
+        if not fresh:
+            self._check_age(resp)
+        return resp
+
+    def _frame_headers(self, resp: _http.Response) -> Tuple[int, int, int, int]:
+        try:
+            h = resp.headers
+            return (int(h["x-width"]), int(h["x-height"]), int(h["x-sequence"]),
+                    int(h["x-timestamp-ns"]))
+        except (KeyError, ValueError) as e:
+            raise PickerError(
+                f"{self.socket}: a still without a valid {e} header: is this picker?"
+            ) from None
+
+    def _check_age(self, resp: _http.Response) -> None:
+        if self.offline_after is None:
+            return
+        stamp = resp.headers.get("x-timestamp-ns", "")
+        if not stamp.isdigit():
+            return
+        age = (boottime_ns() - int(stamp)) / 1e9
+        if age > self.offline_after:
+            raise CameraOffline(
+                f"camera offline: picker's newest frame is {age:.1f} s old (offline_after = "
+                f"{self.offline_after} s): the camera stopped delivering. picker restarts a "
+                f"stalled camera by itself; try again in a second, and if it lasts, see "
+                f"`journalctl -u picker`"
+            )
+
+    # --- controls and state ------------------------------------------------------------------
+
+    def controls(self) -> Dict[str, Any]:
+        """``GET /controls``: the config's values (``config``), the changes made over the socket
+        (``runtime``), what is in force per key (``in_force``) and the camera's limits
+        (``camera``)."""
+        return self._json("GET", "/controls")
+
+    def set_controls(self, values: Optional[Mapping[str, Any]] = None, /,
+                     **kwargs: Any) -> Dict[str, Any]:
+        """Changes controls until picker restarts, e.g. ``set_controls(lens_position=4,
+        exposure_time=8000)`` (underscores stand for the dashes of picker's keys; a mapping with
+        picker's own keys works too). ``"auto"`` makes a control automatic again, ``None``
+        returns it to the config's value.
+
+        Waits until the camera has taken the change and returns what is in force then, per key
+        (``{"lens-position": {"status": "applied", "value": 4.0, ...}}``). A key or value picker
+        refuses raises :class:`PickerError` naming it; nothing changes then."""
+        patch = {_controls_key(k): v for k, v in dict(values or {}, **kwargs).items()}
+        self._json("PUT", "/controls", patch)
+        return self._in_force()
+
+    def reset_controls(self, *keys: str) -> Dict[str, Any]:
+        """Returns the named controls (all of them without names) to the config's values;
+        returns what is in force then, as :meth:`set_controls` does."""
+        if keys:
+            self._json("PUT", "/controls", {_controls_key(k): None for k in keys})
+        else:
+            self._json("DELETE", "/controls")
+        return self._in_force()
+
+    def _in_force(self) -> Dict[str, Any]:
+        """``in_force`` once the camera thread has taken every pending change: it does so before
+        its next frame, so this takes a frame period or two."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            state = self.controls()
+            if not state.get("pending"):
+                return dict(state.get("in_force", {}))
+            if time.monotonic() > deadline:
+                raise PickerError(
+                    f"{self.socket}: the camera took no control change within {self.timeout} s: "
+                    f"is it stalled? See `journalctl -u picker`"
+                )
+            time.sleep(0.01)
+
+    def state(self) -> Dict[str, Any]:
+        """What the socket tells of the camera, with the names picker's ``/state`` uses:
+        ``online`` (the newest frame is at most ``offline_after`` old, and picker does not
+        answer "offline"), ``still`` (``width``, ``height``), ``frames`` (``sequence``),
+        ``controls`` (per key, as in force), plus the newest frame's ``timestamp_ns`` and
+        ``age_s`` (``None`` for each while picker says the camera is offline). The stream port's ``/state`` has more
+        (fps, stream clients, crop)."""
+        resp = self._request("HEAD", "/still.rgb")
+        if resp.status == 503:
+            # picker refuses stills while the camera is offline (or before its first frame):
+            # that is the state to report, not an error of this call.
+            return {
+                "online": False,
+                "still": None,
+                "frames": None,
+                "timestamp_ns": None,
+                "age_s": None,
+                "controls": self.controls().get("in_force", {}),
+            }
+        if resp.status != 200:
+            self._raise_for(resp, "/still.rgb")
+        width, height, sequence, timestamp = self._frame_headers(resp)
+        age = (boottime_ns() - timestamp) / 1e9
+        limit = self.offline_after if self.offline_after is not None else 2.0
+        return {
+            "online": age <= limit,
+            "still": {"width": width, "height": height},
+            "frames": {"sequence": sequence},
+            "timestamp_ns": timestamp,
+            "age_s": age,
+            "controls": self.controls().get("in_force", {}),
+        }
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, value: Any = None) -> Dict[str, Any]:
+        body = None if value is None else json.dumps(value).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        resp = self._request(method, path, headers=headers, body=body)
+        if resp.status != 200:
+            self._raise_for(resp, path)
+        try:
+            out = json.loads(resp.body)
+        except ValueError:
+            raise PickerError(f"{self.socket}: {path} gave no JSON: {resp.text()[:200]}") from None
+        if not isinstance(out, dict):
+            raise PickerError(f"{self.socket}: {path} gave {type(out).__name__}, not an object")
+        return out
+
+    def _connect(self) -> _socket.socket:
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.socket)
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            s.close()
+            raise ServiceNotRunning(
+                f"picker is not running: nothing listens at {self.socket} ({e.strerror}). "
+                f"See `systemctl status picker` (a second camera: `systemctl status "
+                f"picker@NAME`) and `journalctl -u picker`; the path is still.socket in "
+                f"/etc/picker/picker.toml"
+            ) from e
+        except builtins.PermissionError as e:
+            s.close()
+            raise PermissionError(
+                e.errno, f"{self.socket}: permission denied: only root and members of group "
+                f"picker may take stills. Add this user with `sudo usermod -a -G picker "
+                f"{_user()}`, then log in again (or start a shell with `newgrp picker`)",
+            ) from e
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def _request(self, method: str, path: str, headers: Optional[Dict[str, str]] = None,
+                 body: Optional[bytes] = None,
+                 into: Optional[_http.Sink] = None) -> _http.Response:
+        with self._lock:
+            try:
+                return self._conn.request(method, path, headers, body, into)
+            except PickerError:
+                raise
+            except TimeoutError:
+                if "fresh=1" in path:
+                    raise NoFreshFrame(
+                        f"{self.socket}: no fresh frame within timeout = {self.timeout} s: the "
+                        f"camera is stalled (see `journalctl -u picker`); fresh=False gives the "
+                        f"latest frame at once"
+                    ) from None
+                raise PickerError(
+                    f"{self.socket}: picker did not answer {method} {path} within "
+                    f"{self.timeout} s: is it overloaded or stopped? See `systemctl status picker`"
+                ) from None
+            except (OSError, EOFError, _http.ProtocolError) as e:
+                raise PickerError(f"{self.socket}: {method} {path} failed: {e}") from e
+
+    def _raise_for(self, resp: _http.Response, path: str) -> None:
+        why = resp.text()
+        if resp.status == 504:
+            raise NoFreshFrame(
+                f"no fresh frame: {why} The camera is stalled (see `journalctl -u picker`); "
+                f"fresh=False gives the latest frame at once"
+            )
+        if resp.status == 503 and why.startswith("busy"):
+            raise PickerError(
+                f"picker is busy: {why}. Too many encodes at once; try again in a second "
+                f"(.rgb and .bgr stills need no encoding)"
+            )
+        if resp.status == 503:
+            raise CameraOffline(
+                f"camera offline: picker has no frame to give ({why}). The camera is starting, "
+                f"stopping or offline; try again in a second, and if it lasts, see "
+                f"`journalctl -u picker`"
+            )
+        if resp.status == 400:
+            raise PickerError(f"picker refused {path}: {why}")
+        if resp.status == 404:
+            raise PickerError(f"{self.socket}: picker has no {path}: is it an older version?")
+        raise PickerError(f"{self.socket}: {path}: HTTP {resp.status}: {why}")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "$USER"

@@ -1,0 +1,38 @@
+"""The exceptions of picker_client: each says what happened and what to do about it.
+
+Every one is a :class:`PickerError`, so ``except PickerError`` catches them all. Where Python has
+a matching built-in exception, ours is that too: :class:`PermissionError` is a built-in
+``PermissionError``, :class:`ServiceNotRunning` a ``ConnectionError`` and :class:`NoFreshFrame`
+a ``TimeoutError``, so code written against the standard library's exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+
+class PickerError(Exception):
+    """Anything picker could not do for you; the message says why and what to try."""
+
+
+class CameraOffline(PickerError):
+    """The camera delivers no frames (picker answered 503, or the newest frame is too old).
+
+    Usually a loose cable or a camera that stopped; picker restarts it by itself. Try again in
+    a second; if it lasts, look at ``journalctl -u picker``.
+    """
+
+
+class NoFreshFrame(PickerError, builtins.TimeoutError):
+    """``fresh=True`` was asked and no frame newer than the request came in time (504).
+
+    The camera is stalled. ``fresh=False`` gives the newest frame at once.
+    """
+
+
+class ServiceNotRunning(PickerError, builtins.ConnectionError):
+    """Nothing answers at the socket or URL: picker is not running there (or not yet)."""
+
+
+class PermissionError(PickerError, builtins.PermissionError):  # noqa: A001 (the issue's name)
+    """This user may not use picker's still socket: only root and group ``picker`` may."""

@@ -1,0 +1,270 @@
+"""Camera: stills, controls and errors through the real picker's still socket."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, Tuple
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from picker_client import (
+    Camera, CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning,
+    boottime_ns,
+)
+
+
+def raw_get(path: str, target: str) -> Tuple[Dict[str, str], bytes]:
+    """What a robot hand-writes today: one request, read to the close. Independent of the
+    client's own HTTP code, so the two can be compared."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(1 << 20):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 200"), lines[0]
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return headers, body
+
+
+def test_still_is_an_array_of_the_configured_size_in_both_orders_equal_to_still_rgb(start_picker):
+    # 4:3, so that a swapped width and height shows; 2 fps, so that three requests in a row
+    # mostly see one frame.
+    p = start_picker(stream=["width = 640", "height = 480"], still=["width = 640", "height = 480"],
+                     camera=["framerate = 2"])
+    cam = Camera(p.socket)
+    for _ in range(20):
+        headers, raw = raw_get(p.socket, "/still.rgb")
+        rgb = cam.capture()
+        bgr = cam.capture(order="bgr")
+        if rgb.sequence == bgr.sequence == int(headers["x-sequence"]):
+            break
+    else:
+        pytest.fail("never three requests within one frame at 2 fps")
+    assert rgb.array.shape == (480, 640, 3)
+    assert rgb.array.dtype == np.uint8
+    assert (rgb.width, rgb.height) == (640, 480)
+    assert rgb.timestamp_ns == int(headers["x-timestamp-ns"])
+    assert rgb.array.tobytes() == raw
+    assert np.array_equal(bgr.array, rgb.array[..., ::-1])
+    assert not np.array_equal(bgr.array, rgb.array), "the colour bars are not grey"
+    # Writable, as picamera2's arrays are: a robot may draw on it.
+    rgb.array[0, 0] = 0
+    still = cam.still(order="bgr")
+    assert (still.shape, still.dtype) == ((480, 640, 3), np.uint8)
+
+
+def test_fresh_captures_move_forward_in_sequence_and_time(picker):
+    cam = Camera(picker.socket)
+    asked = boottime_ns()
+    a = cam.capture(fresh=True)
+    b = cam.capture(fresh=True)
+    now = boottime_ns()
+    # Captured after each call, on CLOCK_BOOTTIME.
+    assert asked < a.timestamp_ns < b.timestamp_ns <= now
+    assert b.sequence > a.sequence
+    assert cam.capture().sequence >= b.sequence
+
+
+def test_jpeg_and_png_are_the_configured_size(picker):
+    cam = Camera(picker.socket)
+    jpeg = cam.jpeg()
+    assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
+    png = cam.png(fresh=True)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    for data, fmt in ((jpeg, "JPEG"), (png, "PNG")):
+        with Image.open(io.BytesIO(data)) as im:
+            assert (im.format, im.size, im.mode) == (fmt, (512, 512), "RGB")
+
+
+def test_controls_round_trip(start_picker):
+    p = start_picker(extra="[controls]\nbrightness = 0.1\n", env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Camera(p.socket)
+    assert cam.controls()["config"] == {"brightness": 0.1}
+
+    in_force = cam.set_controls(lens_position=5, exposure_time=8000)
+    assert in_force["lens-position"] == {"status": "applied", "asked": 5.0, "value": 5.0}
+    assert in_force["exposure-time"]["value"] == 8000
+    assert in_force["brightness"]["value"] == 0.1
+    # Returned once the camera took the change, and in force for the stream port's /state too.
+    c = cam.controls()
+    assert c["pending"] is False
+    assert c["runtime"] == {"lens-position": 5.0, "exposure-time": 8000}
+    state = json.loads(p.get("/state"))
+    assert state["controls"]["lens-position"]["value"] == 5.0
+
+    # picker's own keys work too; out of range is clamped and said so.
+    assert cam.set_controls({"lens-position": 20})["lens-position"]["status"] == "adjusted"
+    assert cam.controls()["in_force"]["lens-position"]["value"] == 15.0
+
+    in_force = cam.reset_controls("exposure_time")
+    assert "exposure-time" not in in_force
+    assert cam.controls()["runtime"] == {"lens-position": 20.0}
+    in_force = cam.reset_controls()
+    assert cam.controls()["runtime"] == {}
+    assert in_force["af-mode"]["value"] == "continuous", in_force
+
+    with pytest.raises(PickerError, match='unknown key "no-such-control"'):
+        cam.set_controls(no_such_control=1)
+    assert cam.controls()["runtime"] == {}
+
+
+def test_state_says_size_sequence_and_controls(start_picker):
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    state = Camera(p.socket).state()
+    assert state["online"] is True
+    assert state["still"] == {"width": 512, "height": 512}
+    assert state["frames"]["sequence"] >= 1
+    assert 0 <= state["age_s"] < 2
+    assert state["controls"] == json.loads(p.get("/state"))["controls"]
+
+
+def test_stalled_camera_raises_no_fresh_frame_then_camera_offline_and_recovers(start_picker):
+    # The test pattern delivers nothing for 8 s after frame 15 (fault injection).
+    p = start_picker(env={"PICKER_TEST_STALL": "15:8000"})
+    cam = Camera(p.socket)
+    deadline = time.monotonic() + 10
+    while cam.capture().sequence < 15:
+        assert time.monotonic() < deadline, "the pattern never reached frame 15"
+        time.sleep(0.05)
+
+    # picker answers 504 after its stall limit (2 s at 30 fps).
+    with pytest.raises(NoFreshFrame, match="fresh=False gives the latest frame"):
+        cam.still(fresh=True)
+    # By now the newest frame is over 2 s old: no old picture handed out as the newest.
+    with pytest.raises(CameraOffline, match="journalctl -u picker") as e:
+        cam.still()
+    assert "offline" in str(e.value)
+    assert cam.state()["online"] is False
+    # picker itself refuses the old frame while offline (503), so even a client that does not
+    # check ages gets no stale picture.
+    with pytest.raises(CameraOffline):
+        Camera(p.socket, offline_after=None).capture()
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            frame = cam.capture()
+            break
+        except CameraOffline:
+            assert time.monotonic() < deadline, "the camera never came back"
+            time.sleep(0.1)
+    assert frame.sequence > 15
+    assert cam.state()["online"] is True
+
+
+def test_a_socket_nobody_listens_on_means_service_not_running(tmp_path):
+    missing = str(tmp_path / "none.sock")
+    with pytest.raises(ServiceNotRunning) as e:
+        Camera(missing).still()
+    assert missing in str(e.value) and "systemctl status picker" in str(e.value)
+    assert isinstance(e.value, ConnectionError)
+
+    # A socket file left behind by a picker that is gone: refused, not missing.
+    stale = str(tmp_path / "stale.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(stale)
+    s.close()
+    with pytest.raises(ServiceNotRunning, match="systemctl status picker"):
+        Camera(stale).jpeg()
+
+
+def test_a_user_outside_group_picker_gets_a_permission_error_naming_group_and_socket(picker):
+    # The socket's directory is root's 0700 temp dir: like /run/picker (0750 picker:picker) for
+    # a user outside the group. Root may open anything, so the client runs as nobody.
+    assert os.geteuid() == 0, "this test switches to user nobody: run the tests as root (CI does)"
+    code = (
+        "import sys, picker_client as pc\n"
+        "try:\n"
+        "    pc.Camera(sys.argv[1]).still()\n"
+        "except pc.PermissionError as e:\n"
+        "    assert isinstance(e, PermissionError) and isinstance(e, pc.PickerError)\n"
+        "    print(e)\n"
+        "    sys.exit(3)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, picker.socket], user="nobody", capture_output=True,
+        text=True, timeout=60, env={"PYTHONPATH": str(REPO / "python"), "PATH": "/usr/bin:/bin"},
+        cwd="/",
+    )
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert picker.socket in out.stdout
+    assert "group picker" in out.stdout and "usermod -a -G picker nobody" in out.stdout
+
+
+def test_threads_share_one_camera(picker):
+    cam = Camera(picker.socket)
+    errors = []
+    counts = []
+
+    def work() -> None:
+        n = 0
+        try:
+            for i in range(10):
+                if i % 3 == 0:
+                    assert cam.jpeg()[:2] == b"\xff\xd8"
+                elif i % 3 == 1:
+                    assert cam.still().shape == (512, 512, 3)
+                else:
+                    assert "in_force" in cam.controls()
+                n += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+        counts.append(n)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert counts == [10] * 8
+
+
+def test_one_connection_is_reused_and_reopened_after_picker_restarts(picker):
+    cam = Camera(picker.socket)
+    cam.still()
+    first = cam._conn._sock
+    cam.jpeg()
+    cam.controls()
+    assert cam._conn._sock is first, "a new connection per request"
+
+    picker.stop()
+    with pytest.raises(ServiceNotRunning):
+        cam.still()
+    picker.restart()  # as `systemctl restart picker` does
+    assert cam.still().shape == (512, 512, 3)
+    assert cam._conn._sock is not first
+
+
+def test_the_connection_is_reused_on_a_descriptor_above_1023(picker):
+    # A robot with many files open: select() cannot watch such a descriptor, poll() can.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(4096, hard)), hard))
+    fillers = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        cam = Camera(picker.socket)
+        cam.still()
+        first = cam._conn._sock
+        assert first is not None and first.fileno() > 1023
+        cam.still()
+        assert cam._conn._sock is first
+        cam.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

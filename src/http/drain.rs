@@ -1,0 +1,460 @@
+//! When a stream client may be handed its next part: a pure decision over readings of the
+//! connection's TCP state, so that a frame is chosen only when it can reach the viewer fresh.
+//!
+//! Bounding what picker's own socket holds unsent (`TCP_NOTSENT_LOWAT`) is not enough: frames
+//! also wait in the network (a slow link's queue, which the congestion window lets grow to
+//! 100+ KB) and in the client's receive buffer (an application reading one frame a second
+//! leaves 100+ KB there, seconds of video). The kernel tells both: sent-but-unacknowledged
+//! bytes are the first; the window the peer advertises shrinks by what its application has not
+//! read, the second. So a part is handed over only once the previous one has nearly been
+//! acknowledged, and only while the peer's window is (nearly) as large as it has ever been.
+//!
+//! A receiver reopens its window lazily (Linux advertises a read only once the window would
+//! double), so a peer that has caught up may not say so; waiting for it to say so starves a
+//! slow reader. Instead, while the peer holds unread bytes, the decision sends once it will
+//! have read them at its pace: the time per part its earlier parts showed, made longer when a
+//! part's acknowledgement shows the part before still unread (sent early), shorter when not,
+//! and bounded by the rate at which it has been reading (the right edge of its window, net of
+//! the window's growth). A peer that reads nothing for `client-timeout` while it holds unread
+//! bytes or has bytes in flight is dropped, whatever the size of its buffers.
+//!
+//! The effects (reading `TCP_INFO`, sleeping) are in `stream.rs`. The tests replay a
+//! never-reading client recorded at the server, and drive the decision against simulated
+//! readers with Linux's lazy window.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// One reading of a client connection's TCP state (Linux `TCP_INFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// When it was read, since the client arrived.
+    pub at: Duration,
+    /// Bytes the kernel holds not yet sent (`tcpi_notsent_bytes`).
+    pub unsent: u32,
+    /// Bytes sent and not yet acknowledged (`tcpi_unacked` segments times `tcpi_snd_mss`).
+    pub unacked: u32,
+    /// Bytes the peer has acknowledged since the connection began (`tcpi_bytes_acked`).
+    pub acked: u64,
+    /// The receive window the peer advertised last (`tcpi_snd_wnd`); `None` on kernels
+    /// before 5.4, which do not say (then only the in-flight rule applies).
+    pub window: Option<u32>,
+    /// How long ago the last acknowledgement came (`tcpi_last_ack_recv`): the window above
+    /// is as of then.
+    pub since_ack: Duration,
+    /// Bandwidth-delay product of the path (`tcpi_delivery_rate` times `tcpi_min_rtt`): what
+    /// may be in flight without queueing anywhere.
+    pub bdp: u32,
+}
+
+/// What to do with a client now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Hand it the newest part.
+    Send,
+    /// Read its state again after this long.
+    Wait(Duration),
+    /// It has read nothing for `client-timeout` while holding unread bytes: cut it off.
+    Drop,
+}
+
+/// In flight (unsent + unacknowledged) at most this much, or the path's bandwidth-delay
+/// product if larger, before the next part: the end of the previous part overlaps the next
+/// one's start, and nothing queues in the network.
+pub const IN_FLIGHT: u32 = 4 * 1024;
+/// The peer counts as caught up while its window is within this of the largest seen (half a
+/// part if parts are smaller): window rounding and the receiver's own bookkeeping move it by a
+/// few segments.
+const BACKLOG_OK: u32 = 4 * 1024;
+/// How often a client that waits on the network is looked at again.
+pub const POLL: Duration = Duration::from_millis(5);
+/// The longest wait between two looks while a reader is predicted to be busy.
+const POLL_MAX: Duration = Duration::from_millis(50);
+/// The longest a part is held back for a reader that holds unread bytes: then a part is sent
+/// anyway, and its acknowledgement brings the reader's true window (the lazy update above).
+const PREDICT_MAX: Duration = Duration::from_secs(2);
+/// The least pace after a part that came early.
+const PACE_MIN: Duration = Duration::from_millis(10);
+/// Reading rates are measured over this span of the past.
+const RATE_SPAN: Duration = Duration::from_secs(4);
+/// ... and over no less than this, so that the first moments (a burst into empty buffers)
+/// do not look like a fast reader.
+const RATE_MIN_SPAN: Duration = Duration::from_secs(1);
+/// One history point per this much time.
+const HISTORY_STEP: Duration = Duration::from_millis(100);
+/// History points kept (RATE_SPAN / HISTORY_STEP, and some).
+const HISTORY: usize = 48;
+
+/// The decision's memory for one client.
+#[derive(Debug)]
+pub struct Drain {
+    timeout: Duration,
+    /// The largest window the peer has advertised: its receive buffer, empty.
+    max_window: u32,
+    /// (when, bytes the peer's application has read so far), newest last.
+    history: VecDeque<(Duration, i64)>,
+    /// When what the peer has read last grew, and to what.
+    progress: Option<(Duration, i64)>,
+    /// What the peer had read as of the reading before.
+    last_read: Option<i64>,
+    /// Size of the part handed over last.
+    last_part: u32,
+    /// How long the reader takes per part, as far as the parts sent have shown.
+    pace: Duration,
+    /// A part was handed over whose acknowledgement has not been judged yet.
+    judge: bool,
+}
+
+impl Drain {
+    /// A client that is dropped once it reads nothing for `timeout` while holding unread bytes.
+    pub fn new(timeout: Duration) -> Drain {
+        Drain {
+            timeout,
+            max_window: 0,
+            history: VecDeque::with_capacity(HISTORY),
+            progress: None,
+            last_read: None,
+            last_part: 0,
+            pace: Duration::ZERO,
+            judge: false,
+        }
+    }
+
+    /// Notes that a part of `len` bytes is being handed over.
+    pub fn sent(&mut self, len: usize) {
+        self.last_part = u32::try_from(len).unwrap_or(u32::MAX);
+        self.judge = true;
+    }
+
+    /// What to do with the client, given a fresh reading of its connection.
+    pub fn decide(&mut self, s: Sample) -> Decision {
+        let in_flight = s.unsent.saturating_add(s.unacked);
+        let Some(window) = s.window else {
+            return if in_flight <= IN_FLIGHT.max(s.bdp) {
+                Decision::Send
+            } else {
+                Decision::Wait(POLL)
+            };
+        };
+        self.max_window = self.max_window.max(window);
+        let backlog = self.max_window - window;
+        // What the peer's application has read: the right edge of its window, less the
+        // buffer it has (the largest window), so the window growing is not counted as reading.
+        // As of the last acknowledgement, which brought the window.
+        let read = i64::try_from(s.acked).unwrap_or(i64::MAX) - i64::from(backlog);
+        let seen = s.at.saturating_sub(s.since_ack);
+        let ok = BACKLOG_OK.min((self.last_part / 2).max(1024));
+        // Reading is counted when at least `ok` more has been read since the reading before:
+        // the right edge of a window that nobody reads still creeps by a few hundred bytes a
+        // part (the receiver's rounding and growth), which must not add up to "reading".
+        self.note(seen, read, i64::from(ok));
+        let since = self.progress.map_or(seen, |(t, _)| t);
+        if (backlog > ok || in_flight > IN_FLIGHT.max(s.bdp))
+            && s.at.saturating_sub(since) >= self.timeout
+        {
+            return Decision::Drop;
+        }
+        if in_flight > IN_FLIGHT.max(s.bdp) {
+            return Decision::Wait(POLL);
+        }
+        let part = self.last_part.max(1);
+        if self.judge {
+            self.judge = false;
+            self.judge_pace(backlog > part.saturating_add(ok));
+        }
+        if backlog <= ok {
+            return Decision::Send;
+        }
+        // Behind: send once it will have read what it holds, at its pace.
+        let wait = self
+            .pace
+            .mul_f64(f64::from(backlog) / f64::from(part))
+            .min(PREDICT_MAX);
+        let due = seen + wait;
+        if s.at >= due {
+            Decision::Send
+        } else {
+            Decision::Wait((due - s.at).min(POLL_MAX))
+        }
+    }
+
+    /// Adjusts the pace once the part sent last has arrived: `early` when the reader still
+    /// held the part before it. The rate it has been reading at bounds the pace from below
+    /// when the part came early, and to half of it when not, so that a reader that could
+    /// go faster is soon sent parts faster (it only reads what it is sent).
+    fn judge_pace(&mut self, early: bool) {
+        let per_part = self
+            .rate()
+            .filter(|r| *r > 0.0)
+            .map_or(Duration::ZERO, |r| {
+                Duration::from_secs_f64((f64::from(self.last_part) / r).min(60.0))
+            });
+        self.pace = if early {
+            (self.pace * 3 / 2).max(per_part).max(PACE_MIN)
+        } else {
+            (self.pace * 7 / 8).max(per_part / 2)
+        }
+        .min(PREDICT_MAX);
+    }
+
+    /// Records what the peer had read by `at`.
+    fn note(&mut self, at: Duration, read: i64, step: i64) {
+        match (self.progress, self.last_read) {
+            (Some(_), Some(last)) if read < last + step => {}
+            _ => self.progress = Some((at, read)),
+        }
+        self.last_read = Some(read);
+        if self.history.back().is_some_and(|(t, _)| at < *t) {
+            // An older acknowledgement than one already noted says nothing new.
+            return;
+        }
+        // The first point stays (the rate needs two); later ones at least a step apart, the
+        // newest reading moving the last point forward.
+        let step = self
+            .history
+            .back()
+            .is_none_or(|(t, _)| at.saturating_sub(*t) >= HISTORY_STEP);
+        if self.history.len() < 2 || step {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back((at, read));
+        } else if let Some(last) = self.history.back_mut() {
+            *last = (at, read);
+        }
+    }
+
+    /// Bytes per second the peer has read over the [`RATE_SPAN`] before the last
+    /// acknowledgement (counted over at least [`RATE_MIN_SPAN`]).
+    fn rate(&self) -> Option<f64> {
+        let (now, newest) = *self.history.back()?;
+        let &(t0, oldest) = self
+            .history
+            .iter()
+            .find(|(t, _)| now.saturating_sub(*t) <= RATE_SPAN)?;
+        let span = now.saturating_sub(t0).max(RATE_MIN_SPAN);
+        Some((newest - oldest).max(0) as f64 / span.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A reading at `at` ms: unsent, unacked, acked, window, ms since the last ack.
+    fn sample(at: u64, unsent: u32, unacked: u32, acked: u64, window: u32, since: u64) -> Sample {
+        Sample {
+            at: ms(at),
+            unsent,
+            unacked,
+            acked,
+            window: Some(window),
+            since_ack: ms(since),
+            bdp: 0,
+        }
+    }
+
+    #[test]
+    fn a_fast_reader_on_loopback_is_sent_every_part() {
+        let mut d = Drain::new(Duration::from_secs(10));
+        // Every part acknowledged at once, the window at its largest.
+        for i in 0..300u64 {
+            d.sent(10_900);
+            let s = sample(i * 33, 0, 0, i * 10_900, 65_535, 0);
+            assert_eq!(d.decide(s), Decision::Send, "part {i}");
+        }
+    }
+
+    #[test]
+    fn the_previous_part_must_have_left_the_network_first() {
+        let mut d = Drain::new(Duration::from_secs(10));
+        d.sent(10_900);
+        // (unsent, unacked, decision): a slow link, the part leaving it segment by segment.
+        for (unsent, unacked, want) in [
+            (8_000, 2_896, Decision::Wait(POLL)),
+            (0, 10_900, Decision::Wait(POLL)),
+            (0, 5_792, Decision::Wait(POLL)),
+            (0, 4_344, Decision::Wait(POLL)),
+            (0, 2_896, Decision::Send),
+            (0, 0, Decision::Send),
+        ] {
+            let s = sample(100, unsent, unacked, 0, 65_535, 0);
+            assert_eq!(d.decide(s), want, "{unsent} unsent, {unacked} unacked");
+        }
+        // A path with a large bandwidth-delay product keeps that much in flight.
+        let s = Sample {
+            bdp: 64_000,
+            ..sample(200, 0, 40_000, 0, 65_535, 0)
+        };
+        assert_eq!(d.decide(s), Decision::Send);
+    }
+
+    #[test]
+    fn without_the_window_only_the_network_counts() {
+        let mut d = Drain::new(Duration::from_secs(1));
+        for (unacked, want) in [(9_000, Decision::Wait(POLL)), (1_000, Decision::Send)] {
+            let s = Sample {
+                window: None,
+                ..sample(50_000, 0, unacked, 0, 0, 0)
+            };
+            assert_eq!(d.decide(s), want);
+        }
+    }
+
+    /// Drives [`Drain`] against a simulated loopback client whose application takes one part
+    /// every `period_ms` (blocking when none is there), with a 30 fps camera and 10 KB parts.
+    /// The peer's window is reported as Linux does: as of the acknowledgement of our last
+    /// part (1 ms after it is sent), never reopened by a read. Returns the ages (ms) of the
+    /// parts the application took after the first 5 s, and how many it took in all.
+    fn simulate(period_ms: u64, seconds: u64) -> (Vec<u64>, usize) {
+        const PART: u64 = 10_000;
+        const MAX: u64 = 64_000;
+        let mut d = Drain::new(Duration::from_secs(10));
+        let (mut queue, mut ages, mut taken) = (VecDeque::new(), Vec::new(), 0);
+        let (mut acked, mut window, mut ack_at) = (0u64, MAX, 0u64);
+        let mut pending_ack: Option<u64> = None;
+        let (mut look_at, mut ready, mut last_frame) = (0u64, false, None);
+        let mut next_read = 0u64;
+        for t in 0..seconds * 1000 {
+            if pending_ack == Some(t) {
+                pending_ack = None;
+                acked += PART;
+                ack_at = t;
+            }
+            // The application: one part per period, or the next to arrive once it waits.
+            if t >= next_read {
+                if let Some(captured) = queue.pop_front() {
+                    if t >= 5_000 {
+                        ages.push(t - captured);
+                    }
+                    taken += 1;
+                    next_read = t + period_ms;
+                }
+            }
+            if pending_ack.is_none() && ack_at == t && acked > 0 {
+                window = MAX.saturating_sub(queue.len() as u64 * PART);
+            }
+            if !ready && t >= look_at {
+                let s = Sample {
+                    at: ms(t),
+                    unsent: 0,
+                    unacked: if pending_ack.is_some() {
+                        PART as u32
+                    } else {
+                        0
+                    },
+                    acked,
+                    window: Some(window as u32),
+                    since_ack: ms(t - ack_at),
+                    bdp: 0,
+                };
+                match d.decide(s) {
+                    Decision::Send => ready = true,
+                    Decision::Wait(w) => look_at = t + w.as_millis() as u64,
+                    Decision::Drop => panic!("a reader dropped at {t} ms"),
+                }
+            }
+            // The newest frame, once one newer than the last sent exists.
+            let frame = t * 30 / 1000;
+            if ready && last_frame.is_none_or(|f| frame > f) {
+                last_frame = Some(frame);
+                ready = false;
+                look_at = t;
+                d.sent(PART as usize);
+                queue.push_back(frame * 1000 / 30);
+                pending_ack = Some(t + 1);
+            }
+        }
+        ages.sort_unstable();
+        (ages, taken)
+    }
+
+    #[test]
+    fn readers_at_their_own_pace_are_sent_fresh_parts() {
+        // (period ms, least parts a second it must get): the targets, p50 at most
+        // two frame periods plus its own period, the worst at most twice that.
+        for (period, least) in [(1000, 0.8), (333, 2.4), (100, 8.0), (0, 29.0)] {
+            let (ages, taken) = simulate(period, 30);
+            let target = 67 + period;
+            let (p50, max) = (ages[ages.len() / 2], ages[ages.len() - 1]);
+            assert!(p50 <= target, "{period} ms reader: p50 {p50} ms");
+            assert!(max <= 2 * target, "{period} ms reader: max {max} ms");
+            let rate = taken as f64 / 30.0;
+            assert!(rate >= least, "{period} ms reader: {rate:.1} parts/s");
+        }
+    }
+
+    #[test]
+    fn a_reader_that_catches_up_says_so_with_its_window() {
+        let mut d = Drain::new(Duration::from_secs(10));
+        assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
+        d.sent(10_000);
+        assert!(matches!(
+            d.decide(sample(100, 0, 0, 30_000, 34_000, 0)),
+            Decision::Wait(_)
+        ));
+        // The window reopened: sent at once, whatever the rate.
+        assert_eq!(
+            d.decide(sample(150, 0, 0, 30_000, 63_000, 0)),
+            Decision::Send
+        );
+    }
+
+    /// A client that never reads, recorded at the server (`ss -ti`: ms, bytes acked, window)
+    /// with 10 KB parts: its window shrinks by each part, though the right edge still creeps
+    /// by several hundred bytes a part. Looked at every 50 ms in between, it is cut off
+    /// `client-timeout` after the last byte it read.
+    #[test]
+    fn a_client_that_reads_nothing_is_dropped_after_the_timeout() {
+        const RECORDED: [(u64, u64, u32); 6] = [
+            (100, 14_248, 109_568),
+            (600, 24_332, 100_352),
+            (2_300, 34_205, 91_136),
+            (4_600, 48_190, 77_824),
+            (6_400, 62_125, 64_512),
+            (8_400, 68_335, 58_368),
+        ];
+        let mut d = Drain::new(Duration::from_secs(3));
+        d.sent(10_000);
+        let mut drop_at = None;
+        for t in (100..10_000u64).step_by(50) {
+            let &(ack_at, acked, window) = RECORDED.iter().rev().find(|r| r.0 <= t).unwrap();
+            if d.decide(sample(t, 0, 0, acked, window, t - ack_at)) == Decision::Drop {
+                drop_at = Some(t);
+                break;
+            }
+        }
+        assert_eq!(drop_at, Some(3_100));
+    }
+
+    #[test]
+    fn a_client_stuck_on_the_network_is_dropped_too() {
+        let mut d = Drain::new(Duration::from_secs(2));
+        d.sent(10_000);
+        assert_eq!(
+            d.decide(sample(0, 0, 10_000, 0, 64_000, 0)),
+            Decision::Wait(POLL)
+        );
+        assert_eq!(
+            d.decide(sample(1_900, 0, 10_000, 0, 64_000, 0)),
+            Decision::Wait(POLL)
+        );
+        assert_eq!(
+            d.decide(sample(2_000, 0, 10_000, 0, 64_000, 0)),
+            Decision::Drop
+        );
+    }
+
+    #[test]
+    fn an_idle_client_that_has_read_everything_is_kept() {
+        let mut d = Drain::new(Duration::from_secs(1));
+        // The camera is slow; nothing to send, nothing unread, for a long time.
+        for t in [0, 5_000, 60_000] {
+            assert_eq!(d.decide(sample(t, 0, 0, 50_000, 64_000, t)), Decision::Send);
+        }
+    }
+}
