@@ -72,7 +72,7 @@ pub fn run(config: config::Config) -> anyhow::Result<()> {
         // Install signal handlers before anything slow, so an early SIGTERM is handled.
         let shutdown = app::signals()?;
         // SIGHUP too: its default action would kill picker; it reloads the config instead.
-        // `main` has held it blocked since its first line: a SIGHUP sent since is delivered
+        // It has been blocked since the binary was loaded: a SIGHUP sent since is delivered
         // now, to the handler.
         let reload = app::hangups()?;
         app::signal::release_hangups();
