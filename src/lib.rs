@@ -103,5 +103,11 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter; called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // Allocations of 16 MiB and more (the login check's 19-64 MiB block array) are each
+        // their own mapping, unmapped when freed. glibc's default would raise this threshold
+        // to the size of the first such block freed, and the next one would then stay in a
+        // heap for good. Frames are pooled, and what is made per frame or per request (a
+        // JPEG, a 512x512 still's 768 KiB) is far below it.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 * 1024 * 1024);
     }
 }
