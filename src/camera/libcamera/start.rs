@@ -64,6 +64,7 @@ pub(super) fn owner_body(
         has_sensor: neg.has_sensor,
         warned_lend: false,
         _driver_buffers: buffers.driver_buffers,
+        refuse_heap: std::env::var_os(super::pipeline::REFUSE_HEAP_ENV).is_some(),
         _alloc: buffers.alloc,
         active,
     };
