@@ -227,6 +227,14 @@ pub(super) fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
     }
 }
 
+/// The camera's `Model` property ("imx708_wide"), when it has one.
+pub(super) fn sensor_model(cam: &libcamera::camera::Camera<'_>) -> Option<String> {
+    cam.properties()
+        .get::<properties::Model>()
+        .ok()
+        .map(|m| m.0)
+}
+
 /// The sensor's raw modes and active area, or `None` for cameras without a pixel array
 /// (virtual and USB cameras: asking them for a raw stream makes libcamera log an error).
 pub(super) fn sensor_facts(
@@ -267,7 +275,9 @@ pub(super) fn negotiate(
     let id = active.id().to_string();
     let mut adjustments = Vec::new();
     let facts = sensor_facts(active);
-    let (orientation, note) = plan::orientation_for(wanted.orientation, facts.is_some());
+    let model = sensor_model(active);
+    let sensor = facts.as_ref().map(|_| model.as_deref().unwrap_or(""));
+    let (orientation, note) = plan::orientation_for(wanted.orientation, sensor);
     adjustments.extend(note);
     let (chosen, built) = configure_mode(
         active,
