@@ -113,42 +113,15 @@ const fn imx477(width: u32, line: u32, frame: u32) -> Timing {
     )
 }
 
+#[rustfmt::skip] // A table: one mode a line.
 pub const IMX477: Sensor = Sensor {
     model: "imx477",
     active: (4056, 3040),
     modes: &[
-        m(
-            1332,
-            990,
-            10,
-            r(696, 528, 2664, 1980),
-            120.05,
-            imx477(1332, 6664, 1050),
-        ),
-        m(
-            2028,
-            1080,
-            12,
-            r(0, 440, 4056, 2160),
-            50.03,
-            imx477(2028, 12740, 1318),
-        ),
-        m(
-            2028,
-            1520,
-            12,
-            r(0, 0, 4056, 3040),
-            40.01,
-            imx477(2028, 12740, 1648),
-        ),
-        m(
-            4056,
-            3040,
-            12,
-            r(0, 0, 4056, 3040),
-            10.00,
-            imx477(4056, 24000, 3500),
-        ),
+        m(1332, 990, 10, r(696, 528, 2664, 1980), 120.05, imx477(1332, 6664, 1050)),
+        m(2028, 1080, 12, r(0, 440, 4056, 2160), 50.03, imx477(2028, 12740, 1318)),
+        m(2028, 1520, 12, r(0, 0, 4056, 3040), 40.01, imx477(2028, 12740, 1648)),
+        m(4056, 3040, 12, r(0, 0, 4056, 3040), 10.00, imx477(4056, 24000, 3500)),
     ],
     autofocus: false,
 };
@@ -181,49 +154,24 @@ const fn ov5647(rate: u64, line: u32, frame: u32) -> Timing {
     t(rate, line, line, frame, 32767)
 }
 
+#[rustfmt::skip] // A table: one mode a line.
 pub const OV5647: Sensor = Sensor {
     model: "ov5647",
     active: (2592, 1944),
     modes: &[
-        m(
-            640,
-            480,
-            10,
-            r(16, 0, 2560, 1920),
-            58.92,
-            ov5647(55_000_000, 1852, 504),
-        ),
+        m(640, 480, 10, r(16, 0, 2560, 1920), 58.92, ov5647(55_000_000, 1852, 504)),
         // 81.67 MHz in these two modes (ov5647.c), not the 87.5 MHz of 2592x1944.
-        m(
-            1296,
-            972,
-            10,
-            r(0, 0, 2592, 1944),
-            43.25,
-            ov5647(81_666_700, 1896, 996),
-        ),
-        m(
-            1920,
-            1080,
-            10,
-            r(348, 434, 1928, 1080),
-            30.62,
-            ov5647(81_666_700, 2416, 1104),
-        ),
-        m(
-            2592,
-            1944,
-            10,
-            r(0, 0, 2592, 1944),
-            15.63,
-            ov5647(87_500_000, 2844, 1968),
-        ),
+        m(1296, 972, 10, r(0, 0, 2592, 1944), 43.25, ov5647(81_666_700, 1896, 996)),
+        m(1920, 1080, 10, r(348, 434, 1928, 1080), 30.62, ov5647(81_666_700, 2416, 1104)),
+        m(2592, 1944, 10, r(0, 0, 2592, 1944), 15.63, ov5647(87_500_000, 2844, 1968)),
     ],
     autofocus: false,
 };
 
 /// Camera Module 3 with HDR on: the driver's other mode table (`imx708.c`
 /// `get_mode_table`, `V4L2_CID_WIDE_DYNAMIC_RANGE`), one mode, 777.6 MHz, LLP 5216.
+const IMX708_HDR_2304: Timing = t(777_600_000, 5216, 5216, 4969, IMX708_FL_MAX);
+
 pub const IMX708_HDR: Sensor = Sensor {
     model: "imx708-hdr",
     active: (4608, 2592),
@@ -233,7 +181,7 @@ pub const IMX708_HDR: Sensor = Sensor {
         10,
         r(0, 0, 4608, 2592),
         30.00,
-        t(777_600_000, 5216, 5216, 4969, IMX708_FL_MAX),
+        IMX708_HDR_2304,
     )],
     autofocus: true,
 };
@@ -241,17 +189,12 @@ pub const IMX708_HDR: Sensor = Sensor {
 /// Global Shutter camera (colour IMX296LQ and mono IMX296LL alike, `imx296.c`): one frame
 /// size, active area = native array, 118.8 MHz, HMAX 1100 (LLP 1760), VBLANK 30 to
 /// 1048575 - 1088. The stored driver creates no HFLIP/VFLIP controls: the sensor cannot flip.
+const IMX296_1456: Timing = t(118_800_000, 1760, 1760, 1118, 1_048_575);
+
 pub const IMX296: Sensor = Sensor {
     model: "imx296",
     active: (1456, 1088),
-    modes: &[m(
-        1456,
-        1088,
-        10,
-        r(0, 0, 1456, 1088),
-        60.38,
-        t(118_800_000, 1760, 1760, 1118, 1_048_575),
-    )],
+    modes: &[m(1456, 1088, 10, r(0, 0, 1456, 1088), 60.38, IMX296_1456)],
     autofocus: false,
 };
 
@@ -259,26 +202,13 @@ pub const IMX296: Sensor = Sensor {
 /// both modes, HBLANK fixed; full resolution at LLP 17900 and 2x2 binned 2028x1520 at LLP
 /// 9398, both seeing the whole sensor. The binned mode's comment says 40 fps; its registers
 /// give 744 MHz / (9398 x 2637) = 30.02.
+#[rustfmt::skip] // A table: one mode a line.
 pub const IMX500: Sensor = Sensor {
     model: "imx500",
     active: (4056, 3040),
     modes: &[
-        m(
-            4056,
-            3040,
-            10,
-            r(0, 0, 4056, 3040),
-            10.00,
-            imx500(17900, 4157),
-        ),
-        m(
-            2028,
-            1520,
-            10,
-            r(0, 0, 4056, 3040),
-            30.02,
-            imx500(9398, 2637),
-        ),
+        m(4056, 3040, 10, r(0, 0, 4056, 3040), 10.00, imx500(17900, 4157)),
+        m(2028, 1520, 10, r(0, 0, 4056, 3040), 30.02, imx500(9398, 2637)),
     ],
     autofocus: false,
 };
@@ -948,6 +878,41 @@ mod tests {
         }
     }
 
+    /// A live camera's line timing is found from its model, mode and limits for every mode
+    /// of every Pi sensor, and only where the limits agree with the driver's timing: a newer
+    /// IMX219 kernel's binned modes (rate doubled, line 3560) are told apart, an unknown
+    /// sensor or a mode whose limits fit no known timing get none.
+    #[test]
+    fn a_live_mode_s_line_timing_is_found_only_where_its_limits_agree() {
+        for sensor in SENSORS {
+            for mode in sensor.modes {
+                let c = configure(&sensor, Isp::Pisp, Some(raw_of(mode)), &[(512, 512)]).unwrap();
+                let shortest = c.limits().frame_duration.unwrap().0;
+                let found = plan::known_line_timing(sensor.model, mode.size, shortest);
+                assert_eq!(found, c.line_timing(sensor.model), "{}", sensor.model);
+                assert!(found.is_some(), "{} {:?}", sensor.model, mode.size);
+                // One microsecond off: not this driver's timing.
+                assert_eq!(
+                    plan::known_line_timing(sensor.model, mode.size, shortest + 1),
+                    None,
+                    "{} {:?}",
+                    sensor.model,
+                    mode.size
+                );
+            }
+        }
+        // Newer IMX219 driver, 1640x1232: 1264 lines of 3560 pixels at 364.8 MHz.
+        let newer = plan::known_line_timing("imx219", (1640, 1232), 12_335).unwrap();
+        assert_eq!((newer.line_length, newer.pixel_rate), (3560, 364_800_000));
+        assert_eq!(plan::longest_exposure_us(33_333, newer), 33_287);
+        // The wide Camera Module 3 is an IMX708; an unknown sensor has no timing.
+        assert!(plan::known_line_timing("imx708_wide", (2304, 1296), 17_849).is_some());
+        assert_eq!(
+            plan::known_line_timing("imx999", (2304, 1296), 17_849),
+            None
+        );
+    }
+
     /// Issue 20 item 3: the longest frame is the mode's own (VTS max x HTS / pixel rate),
     /// not 1000 s for every sensor. A frame rate below the mode's slowest is clamped to it,
     /// as every other limit is: OV5647's 1296x972 lasts at most 0.761 s, so 1 fps becomes
@@ -1024,6 +989,12 @@ mod tests {
             let mode = sensor.modes.iter().find(|m| m.size == size).unwrap();
             let c = configure(sensor, Isp::Pisp, Some(raw_of(mode)), &[(512, 512)]).unwrap();
             assert_eq!(c.line_timing(model), Some(line), "{path} {size:?}");
+            // What picker finds on a live camera from its model, mode and limits.
+            assert_eq!(
+                plan::known_line_timing(model, size, shortest),
+                Some(line),
+                "{path} {size:?}"
+            );
             // And the controls plan reports it, adjusted, and sets it.
             let facts = controls::fixtures::imx477()
                 .with_frame_period(Some(period))

@@ -391,6 +391,60 @@ pub fn line_timing(
     })
 }
 
+/// Line length (pixels, blanking included) and pixel rate (Hz) of each Raspberry Pi camera
+/// mode, from the drivers (raspberrypi/linux `drivers/media/i2c/`: ov5647.c @00f710c4,
+/// imx219.c @01a8e801 and the newer binned timing, imx477.c @00233bcd, imx708.c @02b9c86b,
+/// imx296.c @03e1cd63, imx500.c @0a3ca5c2; `tests/fixtures/cameras/` records the same). A
+/// size may have more than one: IMX219's binned modes doubled their rate with a longer line
+/// in newer kernels, and IMX708's HDR mode shares its size with a normal one.
+/// [`known_line_timing`] takes the one the camera's own limits agree with.
+const DRIVER_LINES: [(&str, (u32, u32), u32, u64); 21] = [
+    ("ov5647", (640, 480), 1852, 55_000_000),
+    ("ov5647", (1296, 972), 1896, 81_666_700),
+    ("ov5647", (1920, 1080), 2416, 81_666_700),
+    ("ov5647", (2592, 1944), 2844, 87_500_000),
+    ("imx219", (640, 480), 3448, 182_400_000),
+    ("imx219", (640, 480), 3560, 364_800_000),
+    ("imx219", (1640, 1232), 3448, 182_400_000),
+    ("imx219", (1640, 1232), 3560, 364_800_000),
+    ("imx219", (1920, 1080), 3448, 182_400_000),
+    ("imx219", (3280, 2464), 3448, 182_400_000),
+    ("imx477", (1332, 990), 6664, 840_000_000),
+    ("imx477", (2028, 1080), 12740, 840_000_000),
+    ("imx477", (2028, 1520), 12740, 840_000_000),
+    ("imx477", (4056, 3040), 24000, 840_000_000),
+    ("imx708", (1536, 864), 5216, 566_400_000),
+    ("imx708", (2304, 1296), 7824, 585_600_000),
+    ("imx708", (2304, 1296), 5216, 777_600_000), // HDR
+    ("imx708", (4608, 2592), 15648, 595_200_000),
+    ("imx296", (1456, 1088), 1760, 118_800_000),
+    ("imx500", (4056, 3040), 17900, 744_000_000),
+    ("imx500", (2028, 1520), 9398, 744_000_000),
+];
+
+/// The line timing of the configured mode (`size`) of sensor `model`, from `DRIVER_LINES`,
+/// trusted only when the mode's `FrameDurationLimits` minimum read after configure is a whole
+/// number of those lines, at least the mode's height (truncated to the microsecond as
+/// libcamera reports it): a kernel with other timing, or an unknown sensor, gives `None`, and
+/// the exposure is then bounded by the whole frame.
+pub fn known_line_timing(
+    model: &str,
+    size: (u32, u32),
+    shortest_frame_us: i64,
+) -> Option<LineTiming> {
+    let lower = model.to_ascii_lowercase();
+    DRIVER_LINES
+        .iter()
+        .filter(|(name, s, ..)| lower.contains(name) && *s == size)
+        .filter_map(|&(_, _, llp, rate)| line_timing(model, llp, rate, shortest_frame_us))
+        .find(|line| {
+            let whole = u128::from(line.frame_lines_min) * u128::from(line.line_length) * 1_000_000
+                / u128::from(line.pixel_rate);
+            line.frame_lines_min >= size.1
+                && i64::try_from(whole).is_ok_and(|us| us == shortest_frame_us)
+        })
+}
+
 /// The longest exposure, in microseconds, Raspberry Pi's IPA gives at a frame period of
 /// `period_us` (min = max `FrameDurationLimits`): the period raised to the mode's exact
 /// shortest frame (`IpaBase::applyFrameDurations` clamps to it, `ipa_base.cpp:1773-1778`),
@@ -438,7 +492,7 @@ pub fn orientation(rotation: u32, hflip: bool, vflip: bool) -> Orientation {
 /// `wanted`. `sensor` is the model of a sensor camera (a pixel array), `None` for one without
 /// (libcamera's virtual camera accepts any orientation in `validate()` and then ignores it, so
 /// asking it would claim a flip nobody does). A sensor whose driver cannot flip
-/// ([`CANNOT_FLIP`]) is not asked either, and the report says why.
+/// (`CANNOT_FLIP`) is not asked either, and the report says why.
 pub fn orientation_for(wanted: Orientation, sensor: Option<&str>) -> (Orientation, Option<String>) {
     if wanted == Orientation::Rotate0 {
         return (wanted, None);
