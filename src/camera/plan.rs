@@ -328,6 +328,145 @@ pub fn frame_period(framerate: u32, limits: Option<(i64, i64)>) -> (i64, bool) {
     (period, period != want)
 }
 
+/// How a sensor mode times its lines, and how close to the end of a frame its exposure may
+/// run: what Raspberry Pi's IPA needs to cap a fixed exposure (`CamHelper::getBlanking`,
+/// `src/ipa/rpi/cam_helper/cam_helper.cpp:82-131`). libcamera does not report the line length
+/// to an application; the recorded driver facts do (`line_length`, `pixel_rate` in
+/// `tests/fixtures/cameras/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LineTiming {
+    /// The mode's minimum line length, blanking included, in pixels (width + HBLANK min).
+    pub line_length: u32,
+    /// The mode's pixel rate, Hz.
+    pub pixel_rate: u64,
+    /// The sensor's least gap between frame length and exposure, in lines.
+    pub margin_lines: u32,
+    /// Added to every exposure by the sensor's helper (IMX296 only), nanoseconds.
+    pub offset_ns: u32,
+    /// The mode's shortest frame, in lines (height + VBLANK min).
+    pub frame_lines_min: u32,
+}
+
+/// Per sensor, the IPA's `frameIntegrationDiff` (lines between exposure and frame end) and
+/// exposure offset, from Raspberry Pi's libcamera 0.7.0+rpt20260205. The kernel drivers clamp
+/// the exposure by the same number of lines (`*_EXPOSURE_OFFSET`). Matched as the IPA matches
+/// its helpers, by the model containing the name (`CamHelper::create`), so "imx708_wide" is
+/// an IMX708.
+const INTEGRATION_MARGINS: [(&str, u32, u32); 6] = [
+    ("ov5647", 4, 0), // cam_helper_ov5647.cpp:30
+    ("imx219", 4, 0), // cam_helper_imx219.cpp:55
+    // cam_helper_imx296.cpp:36; exposure = lines x 14.815 us + 14.26 us (lines 58, 64).
+    ("imx296", 4, 14_260),
+    ("imx477", 22, 0), // cam_helper_imx477.cpp:61
+    ("imx500", 22, 0), // cam_helper_imx500.cpp:68
+    ("imx708", 48, 0), // cam_helper_imx708.cpp:67
+];
+
+/// The line timing of a mode of sensor `model`, when the sensor's margin is known.
+/// `shortest_frame_us` is the mode's `FrameDurationLimits` minimum, which libcamera reports
+/// truncated to a microsecond below a whole number of lines (less than one line, as every
+/// line is longer than a microsecond): rounded up, it is that number.
+pub fn line_timing(
+    model: &str,
+    line_length: u32,
+    pixel_rate: u64,
+    shortest_frame_us: i64,
+) -> Option<LineTiming> {
+    let model = model.to_ascii_lowercase();
+    let &(_, margin_lines, offset_ns) = INTEGRATION_MARGINS
+        .iter()
+        .find(|(name, ..)| model.contains(name))?;
+    if line_length == 0 || pixel_rate == 0 {
+        return None;
+    }
+    let per_line = u128::from(line_length) * 1_000_000;
+    let shortest = u128::from(shortest_frame_us.max(0).unsigned_abs()) * u128::from(pixel_rate);
+    let frame_lines_min = u32::try_from(shortest.div_ceil(per_line)).ok()?;
+    Some(LineTiming {
+        line_length,
+        pixel_rate,
+        margin_lines,
+        offset_ns,
+        frame_lines_min,
+    })
+}
+
+/// Line length (pixels, blanking included) and pixel rate (Hz) of each Raspberry Pi camera
+/// mode, from the drivers (raspberrypi/linux `drivers/media/i2c/`: ov5647.c @00f710c4,
+/// imx219.c @01a8e801 and the newer binned timing, imx477.c @00233bcd, imx708.c @02b9c86b,
+/// imx296.c @03e1cd63, imx500.c @0a3ca5c2; `tests/fixtures/cameras/` records the same). A
+/// size may have more than one: IMX219's binned modes doubled their rate with a longer line
+/// in newer kernels, and IMX708's HDR mode shares its size with a normal one.
+/// [`known_line_timing`] takes the one the camera's own limits agree with.
+const DRIVER_LINES: [(&str, (u32, u32), u32, u64); 21] = [
+    ("ov5647", (640, 480), 1852, 55_000_000),
+    ("ov5647", (1296, 972), 1896, 81_666_700),
+    ("ov5647", (1920, 1080), 2416, 81_666_700),
+    ("ov5647", (2592, 1944), 2844, 87_500_000),
+    ("imx219", (640, 480), 3448, 182_400_000),
+    ("imx219", (640, 480), 3560, 364_800_000),
+    ("imx219", (1640, 1232), 3448, 182_400_000),
+    ("imx219", (1640, 1232), 3560, 364_800_000),
+    ("imx219", (1920, 1080), 3448, 182_400_000),
+    ("imx219", (3280, 2464), 3448, 182_400_000),
+    ("imx477", (1332, 990), 6664, 840_000_000),
+    ("imx477", (2028, 1080), 12740, 840_000_000),
+    ("imx477", (2028, 1520), 12740, 840_000_000),
+    ("imx477", (4056, 3040), 24000, 840_000_000),
+    ("imx708", (1536, 864), 5216, 566_400_000),
+    ("imx708", (2304, 1296), 7824, 585_600_000),
+    ("imx708", (2304, 1296), 5216, 777_600_000), // HDR
+    ("imx708", (4608, 2592), 15648, 595_200_000),
+    ("imx296", (1456, 1088), 1760, 118_800_000),
+    ("imx500", (4056, 3040), 17900, 744_000_000),
+    ("imx500", (2028, 1520), 9398, 744_000_000),
+];
+
+/// The line timing of the configured mode (`size`) of sensor `model`, from `DRIVER_LINES`,
+/// trusted only when the mode's `FrameDurationLimits` minimum read after configure is a whole
+/// number of those lines, at least the mode's height (truncated to the microsecond as
+/// libcamera reports it): a kernel with other timing, or an unknown sensor, gives `None`, and
+/// the exposure is then bounded by the whole frame.
+pub fn known_line_timing(
+    model: &str,
+    size: (u32, u32),
+    shortest_frame_us: i64,
+) -> Option<LineTiming> {
+    let lower = model.to_ascii_lowercase();
+    DRIVER_LINES
+        .iter()
+        .filter(|(name, s, ..)| lower.contains(name) && *s == size)
+        .filter_map(|&(_, _, llp, rate)| line_timing(model, llp, rate, shortest_frame_us))
+        .find(|line| {
+            let whole = u128::from(line.frame_lines_min) * u128::from(line.line_length) * 1_000_000
+                / u128::from(line.pixel_rate);
+            line.frame_lines_min >= size.1
+                && i64::try_from(whole).is_ok_and(|us| us == shortest_frame_us)
+        })
+}
+
+/// The longest exposure, in microseconds, Raspberry Pi's IPA gives at a frame period of
+/// `period_us` (min = max `FrameDurationLimits`): the period raised to the mode's exact
+/// shortest frame (`IpaBase::applyFrameDurations` clamps to it, `ipa_base.cpp:1773-1778`),
+/// the frame `period / line length` whole lines, and the exposure ending `margin_lines` before
+/// it (`CamHelper::getBlanking`: `frameLength - frameIntegrationDiff` lines,
+/// `cam_helper.cpp:103-128`). Exact integer arithmetic where libcamera uses doubles, truncated
+/// to whole microseconds as libcamera reports `ExposureTime`. Periods past the mode's longest
+/// frame (where the IPA stretches the line) are the caller's to clamp first.
+pub fn longest_exposure_us(period_us: i64, line: LineTiming) -> i64 {
+    let period = u128::from(period_us.max(0).unsigned_abs());
+    let (llp, rate) = (u128::from(line.line_length), u128::from(line.pixel_rate));
+    let frame_lines = (period * rate / (llp * 1_000_000)).max(u128::from(line.frame_lines_min));
+    let lines = frame_lines.saturating_sub(u128::from(line.margin_lines));
+    let ns = lines * llp * 1_000_000_000 / rate + u128::from(line.offset_ns);
+    i64::try_from(ns / 1_000).unwrap_or(i64::MAX)
+}
+
+/// Sensors whose driver has no `V4L2_CID_HFLIP`/`V4L2_CID_VFLIP`: the Global Shutter camera's
+/// IMX296 (`drivers/media/i2c/imx296.c`, `imx296_ctrls_init`: its REVERSE bits are never
+/// used). libcamera then keeps the mounting orientation whatever is asked.
+const CANNOT_FLIP: [&str; 1] = ["imx296"];
+
 /// libcamera's `Orientation` (EXIF values), without libcamera.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Orientation {
@@ -350,20 +489,33 @@ pub fn orientation(rotation: u32, hflip: bool, vflip: bool) -> Orientation {
 }
 
 /// The orientation to ask libcamera for, and what to report when the camera cannot give
-/// `wanted`. Only a sensor camera (a pixel array, flips in the sensor or ISP) honours it:
-/// libcamera's virtual camera accepts any orientation in `validate()` and then ignores it, so
-/// asking it would claim a flip nobody does.
-pub fn orientation_for(wanted: Orientation, sensor: bool) -> (Orientation, Option<String>) {
-    if sensor || wanted == Orientation::Rotate0 {
-        (wanted, None)
-    } else {
-        (
-            Orientation::Rotate0,
-            Some(format!(
-                "orientation: asked {wanted:?}, got Rotate0 (the camera has no sensor that can flip)"
-            )),
-        )
+/// `wanted`. `sensor` is the model of a sensor camera (a pixel array), `None` for one without
+/// (libcamera's virtual camera accepts any orientation in `validate()` and then ignores it, so
+/// asking it would claim a flip nobody does). A sensor whose driver cannot flip
+/// (`CANNOT_FLIP`) is not asked either, and the report says why.
+pub fn orientation_for(wanted: Orientation, sensor: Option<&str>) -> (Orientation, Option<String>) {
+    if wanted == Orientation::Rotate0 {
+        return (wanted, None);
     }
+    let why = match sensor {
+        None => "the camera has no sensor that can flip".to_string(),
+        Some(model) => {
+            let lower = model.to_ascii_lowercase();
+            if !CANNOT_FLIP.iter().any(|name| lower.contains(name)) {
+                return (wanted, None);
+            }
+            format!(
+                "the {model} sensor cannot flip (its driver has no flip controls): \
+                 turn the camera itself, or the picture where it is shown"
+            )
+        }
+    };
+    (
+        Orientation::Rotate0,
+        Some(format!(
+            "orientation: asked {wanted:?}, got Rotate0 ({why})"
+        )),
+    )
 }
 
 /// Compares the crop the ISP reports for a frame with the one planned: the same shape as the
@@ -430,17 +582,52 @@ mod tests {
     #[test]
     fn orientation_only_where_a_sensor_can_flip() {
         assert_eq!(
-            orientation_for(Orientation::Rotate180, true),
+            orientation_for(Orientation::Rotate180, Some("imx708_wide")),
             (Orientation::Rotate180, None)
         );
-        let (o, note) = orientation_for(Orientation::Rotate180, false);
+        let (o, note) = orientation_for(Orientation::Rotate180, None);
         assert_eq!(o, Orientation::Rotate0);
         assert!(
             note.unwrap()
                 .starts_with("orientation: asked Rotate180, got Rotate0")
         );
         assert_eq!(
-            orientation_for(Orientation::Rotate0, false),
+            orientation_for(Orientation::Rotate0, None),
+            (Orientation::Rotate0, None)
+        );
+    }
+
+    /// Issue 20: the Global Shutter camera's IMX296 has no flip controls, so a rotation or
+    /// flip is refused there with the reason, not claimed applied; every other Pi sensor
+    /// flips, and asking nothing is no warning on any.
+    #[test]
+    fn the_imx296_cannot_flip_and_says_so() {
+        let turned = [
+            Orientation::Rotate180,
+            Orientation::Rotate0Mirror,
+            Orientation::Rotate180Mirror,
+        ];
+        for wanted in turned {
+            for model in ["imx296", "IMX296"] {
+                let (got, note) = orientation_for(wanted, Some(model));
+                assert_eq!(got, Orientation::Rotate0, "{model} {wanted:?}");
+                let note = note.unwrap_or_default();
+                assert!(
+                    note.starts_with(&format!("orientation: asked {wanted:?}, got Rotate0"))
+                        && note.contains(&format!("the {model} sensor cannot flip")),
+                    "{note}"
+                );
+            }
+            for model in ["imx708", "imx477", "imx219", "ov5647", "imx500"] {
+                assert_eq!(
+                    orientation_for(wanted, Some(model)),
+                    (wanted, None),
+                    "{model}"
+                );
+            }
+        }
+        assert_eq!(
+            orientation_for(Orientation::Rotate0, Some("imx296")),
             (Orientation::Rotate0, None)
         );
     }
