@@ -12,6 +12,7 @@ and reports, for each, the peak and after-burst RSS (VmHWM reset before each bur
 /proc/PID/clear_refs, which needs root) and the peak and after-burst thread count (sampled
 every 5 ms), and the status codes; then
   3. under an open-file limit of 1024 (systemd's default), holds 1100 idle TCP connections
+     from 50 addresses (127.0.1.1-50: one address may hold only its share of connections)
      (replacing each one the server closes) and asks for 20 stills on the socket, one every
      0.7 s, each with an 8 s timeout: how many were answered and the slowest answer.
 
@@ -223,9 +224,12 @@ def flood(binary):
     proc, port, sock, log = start(binary, nofile=1024)
     stop = threading.Event()
     counts = {"held": 0, "connects": 0}
+    # From 50 addresses, 22 connections each: within each address's share (48 by default),
+    # so that together they fill the TCP cap as one host could before there was a share.
+    sources = iter(range(10**9))
     holder = threading.Thread(
         target=hold_idle,
-        args=(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5), 1100, stop, counts),
+        args=(lambda: connect_from(f"127.0.1.{next(sources) % 50 + 1}", port, 0.5), 1100, stop, counts),
     )
     holder.start()
     while counts["held"] < 1000:
