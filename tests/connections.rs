@@ -9,7 +9,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -41,39 +41,6 @@ fn metric_from_elsewhere(p: &Picker, name: &str) -> f64 {
         .unwrap()
 }
 
-/// Keeps `n` connections from 127.0.0.1 open that send nothing, replacing each one the
-/// server closes, until `stop`; `open` says how many are open now.
-fn idle_flood(
-    to: SocketAddr,
-    n: usize,
-    stop: Arc<AtomicBool>,
-    open: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
-        let mut probe = [0u8; 1];
-        while !stop.load(Ordering::Relaxed) {
-            // The server sends an idle connection nothing: any read that does not block is
-            // its close. Those made in the pass before have had 20 ms to be refused.
-            let mut alive = 0;
-            for slot in conns.iter_mut() {
-                let up = slot.as_mut().is_some_and(|s| {
-                    matches!(s.read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-                });
-                if up {
-                    alive += 1;
-                } else {
-                    *slot = connect_from("127.0.0.1", to)
-                        .ok()
-                        .inspect(|s| s.set_nonblocking(true).unwrap());
-                }
-            }
-            open.store(alive, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-}
-
 #[test]
 fn one_address_with_idle_connections_cannot_lock_another_host_out() {
     // 292 descriptors: 128 reserved, 64 for the still socket, 100 TCP connections in all
@@ -85,10 +52,16 @@ fn one_address_with_idle_connections_cannot_lock_another_host_out() {
     let mut p = Picker::start_limited(dir, &text, &[], Some(292));
     p.wait_log("up to 100 TCP connections", Duration::from_secs(10));
     let stop = Arc::new(AtomicBool::new(false));
-    let open = Arc::new(AtomicUsize::new(0));
-    let flood = idle_flood(p.addr(), 150, stop.clone(), open.clone());
+    let counts = Arc::new(FloodCounts::default());
+    let to = p.addr();
+    let flood = idle_tcp_flood(
+        move || connect_from("127.0.0.1", to),
+        150,
+        stop.clone(),
+        counts.clone(),
+    );
     // Until the flood has made its 150 connects (refused ones are closed at once, and the
-    // flood makes them again every 20 ms).
+    // flood makes them again every 50 ms).
     let t0 = Instant::now();
     while metric_from_elsewhere(&p, "picker_connections_refused_per_address_total") < 50.0 {
         assert!(
@@ -117,7 +90,7 @@ fn one_address_with_idle_connections_cannot_lock_another_host_out() {
     assert_eq!(snap.status, 200, "{snap:?}");
     assert_eq!(snap.header("content-type"), Some("image/jpeg"));
     // The flooding address held its share (16 stream clients + 32), no more.
-    let held = open.load(Ordering::Relaxed);
+    let held = counts.alive.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
     assert!(held <= 48, "{held} idle connections held by one address");

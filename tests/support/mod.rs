@@ -705,3 +705,45 @@ pub fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// What [`idle_tcp_flood`] holds: `placed`, connections in place after each pass (the
+/// server may have closed some since); `alive`, those seen still open at the pass's start.
+#[derive(Default)]
+pub struct FloodCounts {
+    pub placed: std::sync::atomic::AtomicUsize,
+    pub alive: std::sync::atomic::AtomicUsize,
+}
+
+/// Keeps `n` idle TCP connections made by `connect` open (replacing each one the server
+/// closes, every 50 ms) until `stop` is set.
+#[allow(dead_code)]
+pub fn idle_tcp_flood(
+    connect: impl Fn() -> std::io::Result<TcpStream> + Send + 'static,
+    n: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    counts: Arc<FloodCounts>,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    std::thread::spawn(move || {
+        let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+        let mut probe = [0u8; 1];
+        while !stop.load(Relaxed) {
+            let mut alive = 0;
+            for slot in conns.iter_mut() {
+                // A closed connection reads 0 bytes (or fails): replace it.
+                let open = slot.as_ref().is_some_and(|s| {
+                    matches!(s.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                if open {
+                    alive += 1;
+                } else {
+                    *slot = connect().ok().inspect(|s| s.set_nonblocking(true).unwrap());
+                }
+            }
+            counts.alive.store(alive, Relaxed);
+            let placed = conns.iter().filter(|c| c.is_some()).count();
+            counts.placed.store(placed, Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
