@@ -6,7 +6,8 @@ still socket under a TCP flood. Run once per binary, not a test (the figures are
     benches/reliability.py --bin target/release/picker --label after
 
 It starts the given picker binary with the built-in test pattern on loopback, then:
-  1. 1000 concurrent GET /snapshot.jpg (TCP, nobody streaming: each needs an encode),
+  1. 1000 concurrent GET /snapshot.jpg (TCP from 50 addresses, nobody streaming: each needs
+     an encode),
   2. 1000 concurrent GET /still.ppm on the still socket,
 and reports, for each, the peak and after-burst RSS (VmHWM reset before each burst through
 /proc/PID/clear_refs, which needs root) and the peak and after-burst thread count (sampled
@@ -559,8 +560,12 @@ def main():
         return
     proc, port, sock, log = start(a.bin)
 
+    # From 50 addresses (127.0.1.1-50), 20 connections each: within one address's share of
+    # connections (48 by default), so that the burst stays 1000 concurrent requests.
+    sources = iter(range(10**9))
+
     def tcp():
-        return socket.create_connection(("127.0.0.1", port), timeout=60)
+        return connect_from(f"127.0.1.{next(sources) % 50 + 1}", port, 60)
 
     def unix():
         s = socket.socket(socket.AF_UNIX)
