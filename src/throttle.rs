@@ -114,7 +114,8 @@ pub struct Events {
     pub refused: Counted,
     /// TCP connections closed at once because their address held its connection cap.
     pub refused_per_address: Counted,
-    /// Stream-port connections closed because no complete request head came in time.
+    /// Stream-port connections closed because no complete request head came in time (not
+    /// those that had sent a request before: idle keep-alive).
     pub head_timeouts: Counted,
     /// `accept` failures (EMFILE and friends).
     pub accept_errors: Counted,
@@ -149,7 +150,7 @@ impl Events {
         if let Some(n) = self.head_timeouts.hit() {
             tracing::warn!(
                 "{n} stream-port connection(s) closed since the last such line: no complete \
-                 request head within {timeout:?} (at most one such line per 10 s)"
+                 request head in {timeout:?} (at most one such line per 10 s)"
             );
         }
     }
@@ -224,7 +225,7 @@ impl Events {
             (
                 &self.head_timeouts,
                 "picker_connections_head_timeout_total",
-                "Stream-port connections closed for sending no complete request head in time.",
+                "Stream-port connections closed for sending no complete request head in time (idle keep-alive ones are not counted).",
             ),
             (
                 &self.accept_errors,
@@ -464,7 +465,7 @@ mod tests {
             "1 TCP connection(s) refused since the last such line, latest from 192.0.2.9: its \
              address held 48 connections, its cap (stream.max-clients-per-address + 32;",
             "1 stream-port connection(s) closed since the last such line: no complete request \
-             head within 5s",
+             head in 5s",
             "1 accept error(s) since the last such line, latest: ",
             "retrying in 100ms",
             "1 still-socket client(s) dropped since the last such line, latest: no progress for 5 s",

@@ -81,7 +81,9 @@ pub struct Limits {
 /// TCP connections beyond `limits.connections`, or beyond their address's share (see
 /// [`crate::peers::connections_per_address`]: one address must not hold every slot), are
 /// accepted and closed at once (a flood must not fill the listen backlog for real viewers);
-/// a connection that sends no complete request head within [`HEAD_TIMEOUT`] is closed. On the still socket a new client takes the
+/// a connection that sends no complete request head within [`HEAD_TIMEOUT`] is closed, and
+/// counted unless it had sent a request before (a browser keeps its connections open
+/// between requests). On the still socket a new client takes the
 /// slot of the connection that has waited longest on its client (see [`door`]); when every
 /// slot is answering a request, new clients wait in the backlog (they are local programs,
 /// which would rather wait than fail).
@@ -161,8 +163,13 @@ pub async fn serve<F>(
         // is sent.
         let routes = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
         let service_ticket = ticket.clone();
+        // Whether a request came at all: a keep-alive connection closed at the head deadline
+        // after its answers is a client that simply kept it open, not one to count.
+        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let service_asked = asked.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let (routes, ticket) = (routes.clone(), service_ticket.clone());
+            service_asked.store(true, std::sync::atomic::Ordering::Relaxed);
             async move {
                 let refused = target::refuse(req.method(), req.uri());
                 if let Some(t) = &ticket {
@@ -239,7 +246,8 @@ pub async fn serve<F>(
                     } else {
                         events.still_dropped(&e);
                     }
-                } else if tcp && e.is_timeout() {
+                } else if tcp && e.is_timeout() && !asked.load(std::sync::atomic::Ordering::Relaxed)
+                {
                     events.head_timeout(HEAD_TIMEOUT);
                 } else {
                     tracing::debug!("connection ended: {e}");
