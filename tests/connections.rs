@@ -7,39 +7,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    let src: IpAddr = from.parse().unwrap();
-    s.bind(&SocketAddr::new(src, 0).into())?;
-    s.connect(&to.into())?;
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    Ok(s)
-}
-
-/// A metric's value, asked from 127.0.0.3 (not the flooding address).
-fn metric_from_elsewhere(p: &Picker, name: &str) -> f64 {
-    let mut s = connect_from("127.0.0.3", p.addr()).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut buf = Vec::new();
-    let r = s.read_to_end(&mut buf);
-    assert!(!buf.is_empty(), "{r:?} no answer; log:\n{}", p.log_text());
-    let text = parse_response(&buf).text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn one_address_with_idle_connections_cannot_lock_another_host_out() {
@@ -63,7 +36,9 @@ fn one_address_with_idle_connections_cannot_lock_another_host_out() {
     // Until the flood has made its 150 connects (refused ones are closed at once, and the
     // flood makes them again every 50 ms).
     let t0 = Instant::now();
-    while metric_from_elsewhere(&p, "picker_connections_refused_per_address_total") < 50.0 {
+    while Metrics::read_from(&p, "127.0.0.3").get("picker_connections_refused_per_address_total")
+        < 50.0
+    {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "the flood never hit its cap"
@@ -94,10 +69,11 @@ fn one_address_with_idle_connections_cannot_lock_another_host_out() {
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
     assert!(held <= 48, "{held} idle connections held by one address");
-    let refused = metric_from_elsewhere(&p, "picker_connections_refused_per_address_total");
+    let refused =
+        Metrics::read_from(&p, "127.0.0.3").get("picker_connections_refused_per_address_total");
     assert!(refused >= 50.0, "{refused}");
     assert_eq!(
-        metric_from_elsewhere(&p, "picker_connections_refused_total"),
+        Metrics::read_from(&p, "127.0.0.3").get("picker_connections_refused_total"),
         0.0
     );
     // Logged, at most once per 10 s.

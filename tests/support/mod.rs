@@ -687,6 +687,14 @@ impl Metrics {
         Metrics(p.tcp_get("/metrics").text())
     }
 
+    /// `/metrics` asked from the loopback address `from` (another host; see
+    /// [`connect_from`]).
+    #[allow(dead_code)]
+    pub fn read_from(p: &Picker, from: &str) -> Metrics {
+        let s = connect_from(from, p.addr()).unwrap();
+        Metrics(http_get(s, "/metrics").text())
+    }
+
     pub fn get(&self, name: &str) -> f64 {
         self.0
             .lines()
@@ -746,4 +754,17 @@ pub fn idle_tcp_flood(
             std::thread::sleep(Duration::from_millis(50));
         }
     })
+}
+
+/// A TCP connection to `to` from the loopback address `from`: other hosts are stood for by
+/// other loopback addresses (127.0.0.2...), as the whole of 127/8 reaches a server bound on
+/// 127.0.0.1. Reads time out after 20 s.
+#[allow(dead_code)]
+pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let src: std::net::IpAddr = from.parse().unwrap();
+    s.bind(&SocketAddr::new(src, 0).into())?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.connect(&to.into())?;
+    Ok(s.into())
 }
