@@ -24,7 +24,7 @@
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
 //! - [`peers`]: what one client is (its address, an IPv6 /64) for the per-client limits:
-//!   stream slots per address and login attempts per address.
+//!   stream slots, open TCP connections and login attempts per address.
 //! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will
 //!   ([`throttle::Events`]: refused connections, accept errors, dropped clients).
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.

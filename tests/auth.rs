@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,15 +24,6 @@ fn basic(scheme: &str, credentials: &str) -> String {
 }
 
 /// A TCP connection to `to` from the loopback address `from` (another "host").
-fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    let src: IpAddr = from.parse().unwrap();
-    s.bind(&SocketAddr::new(src, 0).into())?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    s.connect(&to.into())?;
-    Ok(s.into())
-}
-
 /// `GET path` from `from` with an `Authorization` header, read to the end.
 fn get_from(from: &str, to: SocketAddr, path: &str, authorization: &str) -> Response {
     let s = connect_from(from, to).unwrap();

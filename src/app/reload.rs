@@ -86,6 +86,9 @@ async fn apply_live_keys(
     let per_address = new.stream.max_clients_per_address;
     if per_address != running.stream.max_clients_per_address {
         shared.per_address.set_cap(per_address);
+        shared
+            .connections_per_address
+            .set_cap(crate::peers::connections_per_address(per_address));
         running.stream.max_clients_per_address = per_address;
         applied.push(format!("stream.max-clients-per-address = {per_address}"));
     }
