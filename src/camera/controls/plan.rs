@@ -360,6 +360,8 @@ pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFa
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::camera::controls::Limits;
     use crate::camera::controls::facts::{AF_AUTO, AF_MANUAL};
@@ -717,5 +719,22 @@ mod tests {
         );
         assert_eq!(status(&p, "denoise"), Some(Status::Applied));
         assert_eq!(p.reports["denoise"].note, None);
+    }
+
+    /// Reports show numbers as written in the config (0.1), not as the f32 they were read
+    /// into widens them (0.10000000149011612), asked and in force, alone and in arrays.
+    #[test]
+    fn reports_show_numbers_as_written() {
+        let p = plan(
+            &toml("brightness = 0.1\ncolour-gains = [1.1, 2.3]"),
+            &fixtures::imx219(),
+        );
+        let b = &p.reports["brightness"];
+        assert_eq!((&b.asked, &b.value), (&json!(0.1), &Some(json!(0.1))));
+        let g = &p.reports["colour-gains"];
+        assert_eq!(
+            (&g.asked, &g.value),
+            (&json!([1.1, 2.3]), &Some(json!([1.1, 2.3])))
+        );
     }
 }
