@@ -752,6 +752,46 @@ mod tests {
         }
     }
 
+    /// Line and column exactly, 1-based, the column counted in characters (not bytes) from
+    /// the start of the line.
+    #[test]
+    fn errors_name_the_exact_line_and_column() {
+        let table: &[(&str, (usize, usize))] = &[
+            ("port = \"x\"\n", (1, 1)),
+            ("[stream]\nport = \"eighty\"\n", (2, 8)),
+            (
+                "# caf\u{e9} \u{e9}t\u{e9}\n[stream]\n  port = \"x\"\n",
+                (3, 10),
+            ),
+            // Two 2-byte characters before the fault on its line: column 23, not byte 25.
+            ("[stream]\nauth-users = { \"\u{e9}\u{e9}\" = 1 }\n", (2, 23)),
+        ];
+        for (text, want) in table {
+            match parse(text).unwrap_err() {
+                ConfigError::Parse { line, column, .. } => {
+                    assert_eq!((line, column), *want, "{text:?}")
+                }
+                other => panic!("{text:?}: {other}"),
+            }
+        }
+    }
+
+    /// An on-disk check names the file the config came from, or the built-in defaults.
+    #[test]
+    fn on_disk_errors_name_the_config_s_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let socket = dir.path().join("file/x.sock");
+        let mut defaults = Config::defaults();
+        defaults.still.socket = socket.clone();
+        let msg = defaults.check_on_disk().unwrap_err().to_string();
+        assert!(msg.starts_with("built-in defaults: "), "{msg}");
+        let mut parsed = parse("").unwrap();
+        parsed.still.socket = socket;
+        let msg = parsed.check_on_disk().unwrap_err().to_string();
+        assert!(msg.starts_with("/etc/picker/picker.toml: "), "{msg}");
+    }
+
     #[test]
     fn wrong_type_names_the_line() {
         let err = parse("[stream]\nport = \"eighty\"\n").unwrap_err();
