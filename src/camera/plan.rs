@@ -619,30 +619,35 @@ mod tests {
     #[test]
     fn candidates_are_ordered_by_area_not_by_listing_side_or_shape() {
         use super::super::pi_model::{IMX219, IMX477, raw_modes};
-        let mut imx477 = raw_modes(&IMX477);
-        imx477.reverse();
-        assert_eq!(
-            candidate_modes(&imx477, (512, 512)),
-            vec![
-                mode(1332, 990, 10),
-                mode(2028, 1080, 12),
-                mode(2028, 1520, 12),
-                mode(4056, 3040, 12)
-            ]
-        );
-        // Not big enough for 1024x1024: the bigger-enough ones first, then the rest, largest
-        // first. One entry per size, with its deepest bit depth (10 beside 8).
-        let mut imx219 = raw_modes(&IMX219);
-        imx219.reverse();
-        assert_eq!(
-            candidate_modes(&imx219, (1024, 1024)),
-            vec![
-                mode(1640, 1232, 10),
-                mode(1920, 1080, 10),
-                mode(3280, 2464, 10),
-                mode(640, 480, 10)
-            ]
-        );
+        // (sensor, need, candidates): for 1024x1024 on IMX219 the big-enough ones first, then
+        // the rest, largest first; one entry per size, with its deepest bit depth (10 beside 8).
+        let table = [
+            (
+                IMX477,
+                (512, 512),
+                vec![
+                    mode(1332, 990, 10),
+                    mode(2028, 1080, 12),
+                    mode(2028, 1520, 12),
+                    mode(4056, 3040, 12),
+                ],
+            ),
+            (
+                IMX219,
+                (1024, 1024),
+                vec![
+                    mode(1640, 1232, 10),
+                    mode(1920, 1080, 10),
+                    mode(3280, 2464, 10),
+                    mode(640, 480, 10),
+                ],
+            ),
+        ];
+        for (sensor, need, want) in table {
+            let mut modes = raw_modes(&sensor);
+            modes.reverse();
+            assert_eq!(candidate_modes(&modes, need), want, "{}", sensor.model);
+        }
         // 2560x720 has the smaller area but the larger sum of sides than 1640x1232.
         let modes = [
             mode(3280, 2464, 10),
