@@ -594,8 +594,9 @@ mod tests {
                 },
             );
         let auto = Value::Int(MODE_AUTO);
-        let table: Vec<(&str, &str, ControlFacts, Vec<(Id, Value)>)> = vec![
-            // (was, is, camera, values set)
+        // (was, is, camera, values set)
+        type Case = (&'static str, &'static str, ControlFacts, Vec<(Id, Value)>);
+        let table: Vec<Case> = vec![
             (
                 "awb-mode = \"daylight\"",
                 "",
