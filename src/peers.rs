@@ -104,10 +104,8 @@ impl PerAddress {
         let cap = self.cap();
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.entry(key).or_insert(0);
+        // A refused address holds its cap (at least 1), so its entry is never left empty.
         if cap != 0 && *n >= cap {
-            if *n == 0 {
-                held.remove(&key);
-            }
             self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -171,10 +169,15 @@ mod tests {
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = t.take(a).unwrap();
         let a2 = t.take(a).unwrap();
+        assert_eq!(t.held(a), 2);
         assert!(t.take(a).is_none());
+        // A refusal takes nothing: the cap still holds, the slots held stay counted.
+        assert!(t.take(a).is_none());
+        assert_eq!(t.held(a), 2);
         assert!(t.take(b).is_some());
-        assert_eq!(t.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(t.refused.load(Ordering::Relaxed), 2);
         drop(a1);
+        assert_eq!(t.held(a), 1);
         let a3 = t.take(a).unwrap();
         drop((a2, a3));
         assert_eq!(t.held(a), 0);

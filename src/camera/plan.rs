@@ -247,7 +247,9 @@ pub fn centred_crop(area: Rect, aspect: (u32, u32)) -> Rect {
     } else {
         (w, w * ah / aw)
     };
-    loop {
+    // Bounded, though it ends within a step or two: each step takes 2 pixels off a side no
+    // longer than the larger of w and h, and an empty crop ends it.
+    for _ in 0..=w.max(h) {
         cw &= !1;
         ch &= !1;
         if cw == 0 || ch == 0 {
@@ -276,13 +278,22 @@ pub fn centred_crop(area: Rect, aspect: (u32, u32)) -> Rect {
             ch = cw * ah / aw;
         }
     }
+    Rect {
+        x: area.x,
+        y: area.y,
+        width: 0,
+        height: 0,
+    }
 }
 
 /// An even start for `side` pixels centred in `len` pixels from `lo`, staying inside.
+/// `centred` or the next one up: with 2 or more spare pixels both are inside, with 1 spare
+/// pixel `centred` is `lo` and `lo + 1` is inside, and with none only `lo` is (so the one
+/// below is never needed).
 fn even_start(lo: i32, len: u64, side: u64) -> Option<i32> {
     let (lo, len, side) = (i64::from(lo), len as i64, side as i64);
     let centred = lo + (len - side) / 2;
-    [centred, centred + 1, centred - 1]
+    [centred, centred + 1]
         .into_iter()
         .find(|s| s % 2 == 0 && *s >= lo && s + side <= lo + len)
         .and_then(|s| i32::try_from(s).ok())
@@ -316,13 +327,10 @@ pub fn frame_period(framerate: u32, limits: Option<(i64, i64)>) -> (i64, bool) {
     let Some((min, max)) = limits else {
         return (want, false);
     };
-    let min = Some(min).filter(|m| *m > 0);
-    let max = Some(max).filter(|m| *m > 0 && *m >= min.unwrap_or(0));
-    let mut period = want;
-    if let Some(min) = min {
-        period = period.max(min);
-    }
-    if let Some(max) = max {
+    // A minimum of 0 or less changes nothing (`want` is at least 1); a maximum of 0 or less,
+    // or below the minimum, is no limit.
+    let mut period = want.max(min);
+    if max > 0 && max >= min {
         period = period.min(max);
     }
     (period, period != want)
@@ -523,7 +531,8 @@ pub fn orientation_for(wanted: Orientation, sensor: Option<&str>) -> (Orientatio
 pub fn crop_applied(applied: Rect, aspect: (u32, u32)) -> super::CropState {
     let lhs = u64::from(applied.width) * u64::from(aspect.1);
     let rhs = u64::from(applied.height) * u64::from(aspect.0);
-    if applied.width > 0 && applied.height > 0 && lhs.abs_diff(rhs) * 100 <= rhs {
+    // `rhs > 0`: an empty rectangle is no crop (a zero width alone is already 100% off).
+    if rhs > 0 && lhs.abs_diff(rhs) * 100 <= rhs {
         super::CropState::Applied(applied)
     } else {
         super::CropState::NotSquare(applied)
@@ -781,5 +790,234 @@ mod tests {
         assert_eq!(c, vec![m(1536, 864), m(2304, 1296), m(4608, 2592)]);
         let c = candidate_modes(&modes, (1024, 1024));
         assert_eq!(c, vec![m(2304, 1296), m(4608, 2592), m(1536, 864)]);
+    }
+
+    fn mode(width: u32, height: u32, bit_depth: u32) -> RawMode {
+        RawMode {
+            width,
+            height,
+            bit_depth,
+        }
+    }
+
+    /// Candidates by area, whatever order the camera lists its modes in: on the recorded
+    /// sensors listed back to front, and on a wide crop mode whose area and shape order the
+    /// modes differently from its side lengths.
+    #[test]
+    fn candidates_are_ordered_by_area_not_by_listing_side_or_shape() {
+        use super::super::pi_model::{IMX219, IMX477, raw_modes};
+        // (sensor, need, candidates): for 1024x1024 on IMX219 the big-enough ones first, then
+        // the rest, largest first; one entry per size, with its deepest bit depth (10 beside 8).
+        let table = [
+            (
+                IMX477,
+                (512, 512),
+                vec![
+                    mode(1332, 990, 10),
+                    mode(2028, 1080, 12),
+                    mode(2028, 1520, 12),
+                    mode(4056, 3040, 12),
+                ],
+            ),
+            (
+                IMX219,
+                (1024, 1024),
+                vec![
+                    mode(1640, 1232, 10),
+                    mode(1920, 1080, 10),
+                    mode(3280, 2464, 10),
+                    mode(640, 480, 10),
+                ],
+            ),
+        ];
+        for (sensor, need, want) in table {
+            let mut modes = raw_modes(&sensor);
+            modes.reverse();
+            assert_eq!(candidate_modes(&modes, need), want, "{}", sensor.model);
+        }
+        // 2560x720 has the smaller area but the larger sum of sides than 1640x1232.
+        let modes = [
+            mode(3280, 2464, 10),
+            mode(1640, 1232, 10),
+            mode(2560, 720, 10),
+        ];
+        assert_eq!(
+            candidate_modes(&modes, (512, 512)),
+            vec![
+                mode(2560, 720, 10),
+                mode(1640, 1232, 10),
+                mode(3280, 2464, 10)
+            ]
+        );
+    }
+
+    /// A mode with a zero side is no mode: never configured.
+    #[test]
+    fn modes_with_a_zero_side_are_not_candidates() {
+        let modes = [mode(0, 864, 10), mode(1536, 0, 10), mode(1536, 864, 10)];
+        assert_eq!(
+            candidate_modes(&modes, (512, 512)),
+            vec![mode(1536, 864, 10)]
+        );
+        assert_eq!(candidate_modes(&modes[..2], (512, 512)), vec![]);
+    }
+
+    /// Full field of view: each side within 1% of the active area, each offset within 1%,
+    /// the first step past each bound refused (active 4608x2592: 1% is 46.08 by 25.92).
+    #[test]
+    fn full_field_of_view_at_each_one_percent_bound() {
+        let active = (4608, 2592);
+        let table: &[(Rect, bool)] = &[
+            (r(0, 0, 4608, 2592), true),
+            (r(0, 0, 4562, 2592), true),
+            (r(0, 0, 4561, 2592), false),
+            (r(0, 0, 4608, 2567), true),
+            (r(0, 0, 4608, 2566), false),
+            (r(46, 0, 4608, 2592), true),
+            (r(47, 0, 4608, 2592), false),
+            (r(-46, 0, 4608, 2592), true),
+            (r(-47, 0, 4608, 2592), false),
+            (r(0, 25, 4608, 2592), true),
+            (r(0, 26, 4608, 2592), false),
+            (r(0, -26, 4608, 2592), false),
+            // IMX708's 1536x864 mode: the centre of the sensor only.
+            (r(768, 432, 3072, 1728), false),
+        ];
+        for &(max, want) in table {
+            assert_eq!(full_field_of_view(active, max), want, "{max:?}");
+        }
+    }
+
+    /// Each placeholder sign alone refuses the limits; the bounds are inclusive where a real
+    /// crop may reach (an overhang up to twice the active area is clipped, not refused).
+    #[test]
+    fn each_sign_of_a_placeholder_alone_refuses_the_limits() {
+        let active = (2592, 1944);
+        let with = |max: Rect, maximum: Option<Rect>| ModeLimits {
+            scaler_crop_max: Some(max),
+            scaler_crop_maximum: maximum,
+            frame_duration: None,
+        };
+        let whole = r(0, 0, 2592, 1944);
+        let table: &[(ModeLimits, Result<Option<Rect>, ()>)] = &[
+            (with(r(0, 0, 0, 1944), Some(whole)), Err(())),
+            (with(r(0, 0, 2592, 0), Some(whole)), Err(())),
+            (with(r(0, 1944, 16, 16), Some(whole)), Err(())),
+            (with(r(0, 0, 5185, 1944), Some(whole)), Err(())),
+            (with(r(0, 0, 5184, 1944), Some(whole)), Ok(Some(whole))),
+            (with(r(0, 0, 2592, 3889), Some(whole)), Err(())),
+            (with(r(0, 0, 2592, 3888), Some(whole)), Ok(Some(whole))),
+            (
+                with(r(0, 0, 2591, 1943), Some(whole)),
+                Ok(Some(r(0, 0, 2591, 1943))),
+            ),
+            // An empty ScalerCropMaximum, either side.
+            (with(whole, Some(r(0, 0, 0, 1944))), Err(())),
+            (with(whole, Some(r(0, 0, 2592, 0))), Err(())),
+            // No ScalerCropMaximum at all: the maximum alone decides (issue 24: a placeholder
+            // maximum must not become the crop).
+            (with(r(65535, 65535, 65535, 65535), None), Err(())),
+            (with(r(0, 0, 65535, 65535), None), Err(())),
+            (with(whole, None), Ok(Some(whole))),
+            // Inside the bounds but nothing of the active area once clipped: no crop.
+            (with(r(-100, 0, 50, 1944), Some(whole)), Ok(None)),
+            (with(r(0, -100, 2592, 50), Some(whole)), Ok(None)),
+        ];
+        for (limits, want) in table {
+            let got = crop_area(Some(active), limits);
+            match want {
+                Err(()) => assert!(
+                    matches!(got, Err(PlanError::Placeholder { .. })),
+                    "{limits:?}: {got:?}"
+                ),
+                Ok(want) => assert_eq!(got, Ok(*want), "{limits:?}"),
+            }
+        }
+    }
+
+    /// A camera without a pixel array (libcamera's virtual camera, a USB camera): nothing to
+    /// check the control against, so it is taken as is, unless it is empty.
+    #[test]
+    fn without_a_pixel_array_the_control_is_taken_as_is_unless_empty() {
+        let with = |max: Rect| ModeLimits {
+            scaler_crop_max: Some(max),
+            ..ModeLimits::default()
+        };
+        let table: &[(Rect, Option<Rect>)] = &[
+            (r(0, 0, 1920, 1080), Some(r(0, 0, 1920, 1080))),
+            (r(8, 4, 640, 480), Some(r(8, 4, 640, 480))),
+            (r(0, 0, 0, 1080), None),
+            (r(0, 0, 1920, 0), None),
+        ];
+        for &(max, want) in table {
+            assert_eq!(crop_area(None, &with(max)), Ok(want), "{max:?}");
+        }
+        assert_eq!(crop_area(None, &ModeLimits::default()), Ok(None));
+    }
+
+    /// The exact crop, where the shrink for an odd offset runs on either axis and where the
+    /// area's odd sides or an inexact shape leave rounding to decide: the largest even
+    /// rectangle of the output's shape (rounded down) that fits, centred, on even coordinates.
+    #[test]
+    fn centred_crops_exactly_with_odd_offsets_odd_sides_and_inexact_shapes() {
+        let table: &[(Rect, (u32, u32), Rect)] = &[
+            // Full height, an odd offset on both axes: one step down keeps the shape.
+            (r(1, 3, 4056, 3040), (1, 1), r(510, 4, 3038, 3038)),
+            (r(1, 3, 4056, 3040), (4, 3), r(4, 4, 4050, 3038)),
+            // Full width (a wider output), an odd offset: the step is taken off the width.
+            (r(3, 1, 2592, 1944), (1920, 1080), r(4, 246, 2590, 1456)),
+            // Odd sides: the shape from the whole side, then evened.
+            (r(0, 0, 4056, 3039), (4, 3), r(2, 0, 4052, 3038)),
+            (r(0, 0, 2591, 4000), (2, 3), r(0, 58, 2590, 3886)),
+            // Shapes that do not divide the sensor: rounded down, then evened.
+            (r(0, 0, 4056, 3040), (16, 9), r(0, 380, 4056, 2280)),
+            (r(0, 0, 3280, 2464), (3, 2), r(0, 140, 3280, 2186)),
+            (r(680, 692, 1920, 1080), (1, 1), r(1100, 692, 1080, 1080)),
+            // Too thin for any even height: empty, at the area's origin.
+            (r(0, 0, 4000, 1), (4000, 1), r(0, 0, 0, 0)),
+            (r(6, 2, 1, 1), (1, 1), r(6, 2, 0, 0)),
+        ];
+        for &(area, aspect, want) in table {
+            assert_eq!(centred_crop(area, aspect), want, "{area:?} {aspect:?}");
+        }
+    }
+
+    /// A maximum of 0 (or below the minimum) is no limit, and a minimum of 0 or less none
+    /// either: the framerate asked stands.
+    #[test]
+    fn frame_period_ignores_limits_that_are_no_limits() {
+        assert_eq!(frame_period(30, Some((1_000, 0))), (33_333, false));
+        assert_eq!(frame_period(30, Some((0, 0))), (33_333, false));
+        assert_eq!(frame_period(30, Some((-5, 100_000))), (33_333, false));
+        assert_eq!(frame_period(30, Some((0, 20_000))), (20_000, true));
+        assert_eq!(frame_period(30, Some((33_333, 33_333))), (33_333, false));
+    }
+
+    /// The applied crop's shape within 1% of the output's either way, and not past it.
+    #[test]
+    fn applied_crop_shape_at_its_one_percent_bounds() {
+        use super::super::CropState;
+        let table: &[(Rect, (u32, u32), bool)] = &[
+            (r(0, 0, 101, 100), (1, 1), true),
+            (r(0, 0, 99, 100), (1, 1), true),
+            (r(0, 0, 102, 100), (1, 1), false),
+            (r(0, 0, 98, 100), (1, 1), false),
+            (r(0, 0, 3456, 2592), (640, 480), true),
+            (r(0, 0, 0, 100), (1, 1), false),
+            (r(0, 0, 100, 0), (1, 1), false),
+            (r(0, 0, 0, 0), (4, 3), false),
+        ];
+        for &(applied, aspect, fine) in table {
+            let want = if fine {
+                CropState::Applied(applied)
+            } else {
+                CropState::NotSquare(applied)
+            };
+            assert_eq!(
+                crop_applied(applied, aspect),
+                want,
+                "{applied:?} {aspect:?}"
+            );
+        }
     }
 }
