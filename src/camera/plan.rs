@@ -1020,4 +1020,19 @@ mod tests {
             );
         }
     }
+
+    /// A line timing needs both a line length and a pixel rate; and only a size the driver
+    /// table has gets one, even when the camera's limits would fit another of its modes' lines
+    /// (a mode from a newer kernel is not guessed at). IMX219 3280x2464: 2496 lines of 3448
+    /// pixels at 182.4 MHz, 47183 us.
+    #[test]
+    fn a_line_timing_needs_both_figures_and_a_size_the_driver_table_has() {
+        let rate = 182_400_000;
+        assert!(line_timing("imx219", 3448, rate, 47_183).is_some());
+        assert_eq!(line_timing("imx219", 0, rate, 47_183), None);
+        assert_eq!(line_timing("imx219", 3448, 0, 47_183), None);
+        let full = known_line_timing("imx219", (3280, 2464), 47_183).unwrap();
+        assert_eq!((full.line_length, full.frame_lines_min), (3448, 2496));
+        assert_eq!(known_line_timing("imx219", (1000, 750), 47_183), None);
+    }
 }
