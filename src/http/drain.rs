@@ -553,22 +553,27 @@ mod tests {
     #[test]
     fn the_rate_is_read_over_the_last_four_seconds_and_at_least_one() {
         let s = Duration::from_secs;
-        let table: &[(&[(Duration, i64)], Option<f64>)] = &[
-            (&[], None),
+        // (history points, rate in bytes a second)
+        type Row = (Vec<(Duration, i64)>, Option<f64>);
+        let table: [Row; 6] = [
+            (vec![], None),
             // One point: nothing read over the least span.
-            (&[(s(5), 100)], Some(0.0)),
+            (vec![(s(5), 100)], Some(0.0)),
             // Over less than a second: counted over one.
-            (&[(ms(0), 0), (ms(500), 1_000)], Some(1_000.0)),
-            (&[(ms(0), 0), (s(2), 4_000)], Some(2_000.0)),
+            (vec![(ms(0), 0), (ms(500), 1_000)], Some(1_000.0)),
+            (vec![(ms(0), 0), (s(2), 4_000)], Some(2_000.0)),
             // A point exactly four seconds back is the oldest counted; older ones are not.
-            (&[(ms(0), 0), (s(1), 1_000), (s(5), 9_000)], Some(2_000.0)),
+            (
+                vec![(ms(0), 0), (s(1), 1_000), (s(5), 9_000)],
+                Some(2_000.0),
+            ),
             // Less read than before (the window grew): no negative rate.
-            (&[(ms(0), 5_000), (s(2), 1_000)], Some(0.0)),
+            (vec![(ms(0), 5_000), (s(2), 1_000)], Some(0.0)),
         ];
         for (points, want) in table {
             let mut d = Drain::new(s(10));
             d.history.extend(points.iter().copied());
-            assert_eq!(d.rate(), *want, "{points:?}");
+            assert_eq!(d.rate(), want, "{points:?}");
         }
     }
 
