@@ -6,12 +6,14 @@ still socket under a TCP flood. Run once per binary, not a test (the figures are
     benches/reliability.py --bin target/release/picker --label after
 
 It starts the given picker binary with the built-in test pattern on loopback, then:
-  1. 1000 concurrent GET /snapshot.jpg (TCP, nobody streaming: each needs an encode),
+  1. 1000 concurrent GET /snapshot.jpg (TCP from 50 addresses, nobody streaming: each needs
+     an encode),
   2. 1000 concurrent GET /still.ppm on the still socket,
 and reports, for each, the peak and after-burst RSS (VmHWM reset before each burst through
 /proc/PID/clear_refs, which needs root) and the peak and after-burst thread count (sampled
 every 5 ms), and the status codes; then
   3. under an open-file limit of 1024 (systemd's default), holds 1100 idle TCP connections
+     from 50 addresses (127.0.1.1-50: one address may hold only its share of connections)
      (replacing each one the server closes) and asks for 20 stills on the socket, one every
      0.7 s, each with an 8 s timeout: how many were answered and the slowest answer.
 
@@ -22,6 +24,9 @@ With --input (issue 18's hostile input), instead:
      test pattern cannot take): requests and log bytes per minute,
   6. 12 stills under 1200 idle still-socket connections (replaced as they are closed): how
      many were answered within 30 s and the slowest.
+With --connections, instead: one address (127.0.0.1) keeps 4200 idle TCP connections open
+under the unit's open-file limit (8192) while another (127.0.0.2) asks for a snapshot and the
+stream once a second: the most connections open at once, peak RSS, what the other host got.
 With --attacks it runs the login and slot attacks of issue 18 instead (other hosts are other
 loopback addresses, 127.0.x.y), each for --seconds, reporting peak RSS (VmHWM), logins or
 viewers served, and the log's growth in bytes per minute:
@@ -168,6 +173,15 @@ def burst(pid, n, connect, path):
     }
 
 
+def _open(c):
+    try:
+        return c.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 def hold_idle(connect, n, stop, counts):
     """Keeps n idle connections made by connect() open until stop is set, replacing each one
     the server closes; counts["held"] is how many are open, counts["connects"] how many were
@@ -188,10 +202,17 @@ def hold_idle(connect, n, stop, counts):
             if not alive:
                 try:
                     conns[i] = connect()
+                    # Non-blocking: with a timeout set, Python waits that long for data
+                    # before even a MSG_DONTWAIT peek, and judged every open connection closed.
+                    conns[i].setblocking(False)
                     counts["connects"] += 1
                 except OSError:
                     conns[i] = None
         counts["held"] = sum(c is not None for c in conns)
+        counts["alive"] = alive_now = sum(
+            c is not None and _open(c) for c in conns
+        )
+        counts["peak_alive"] = max(counts.get("peak_alive", 0), alive_now)
         time.sleep(0.02)
     for c in conns:
         if c is not None:
@@ -223,9 +244,12 @@ def flood(binary):
     proc, port, sock, log = start(binary, nofile=1024)
     stop = threading.Event()
     counts = {"held": 0, "connects": 0}
+    # From 50 addresses, 22 connections each: within each address's share (48 by default),
+    # so that together they fill the TCP cap as one host could before there was a share.
+    sources = iter(range(10**9))
     holder = threading.Thread(
         target=hold_idle,
-        args=(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5), 1100, stop, counts),
+        args=(lambda: connect_from(f"127.0.1.{next(sources) % 50 + 1}", port, 0.5), 1100, stop, counts),
     )
     holder.start()
     while counts["held"] < 1000:
@@ -324,6 +348,55 @@ def still_idle_flood(binary, idle=1200):
     proc.terminate()
     proc.wait()
     return {"answered": answered, "slowest_s": slowest, "connects": counts["connects"]}
+
+
+def one_host_flood(binary, n=4200, seconds=12):
+    """--connections: one address (127.0.0.1) keeps n idle TCP connections open (replacing
+    each one picker closes) under the unit's open-file limit (8192: 4096 TCP connections);
+    meanwhile another address (127.0.0.2) asks for a snapshot and the stream once a second.
+    Returns the most connections seen open at once, picker's peak RSS, and what the other
+    host got."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 512)), hard))
+    proc, port, sock, log = start(binary, nofile=8192)
+    with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+        f.write("5")
+    base_rss = status_field(proc.pid, "VmRSS")
+    stop = threading.Event()
+    counts = {"held": 0, "connects": 0}
+    holder = threading.Thread(
+        target=hold_idle,
+        args=(lambda: connect_from("127.0.0.1", port, 0.5), n, stop, counts),
+    )
+    holder.start()
+    got = collections.Counter()
+    until = time.time() + seconds
+    time.sleep(2)
+    while time.time() < until:
+        for path in ("/snapshot.jpg", "/stream.mjpg"):
+            try:
+                s = connect_from("127.0.0.2", port, 5)
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                head = s.recv(64)
+                got[f"{path} {head.split(b' ')[1].decode() if head.startswith(b'HTTP/') else 'closed'}"] += 1
+                s.close()
+            except OSError as e:
+                got[f"{path} {type(e).__name__}"] += 1
+        time.sleep(1)
+    peak_rss = status_field(proc.pid, "VmHWM")
+    stop.set()
+    holder.join()
+    proc.terminate()
+    proc.wait()
+    return {
+        "peak_alive": counts.get("peak_alive", 0),
+        "connects": counts["connects"],
+        "base_rss_mb": base_rss / 1024,
+        "peak_rss_mb": peak_rss / 1024,
+        "other_host": dict(got),
+    }
 
 
 def start_env(binary, extra):
@@ -545,6 +618,7 @@ def main():
     ap.add_argument("--input", action="store_true", help="only the hostile-input floods (issue 18)")
     ap.add_argument("--attacks", action="store_true", help="only the login and slot attacks (issue 18)")
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--connections", action="store_true", help="only one address's idle-connection flood")
     ap.add_argument("--samples", help="CSV of each still's time during the flood (benches/plot.py reliability)")
     a = ap.parse_args()
     if a.input:
@@ -553,10 +627,24 @@ def main():
     if a.attacks:
         attacks(a.bin, a.label, a.seconds)
         return
+    if a.connections:
+        r = one_host_flood(a.bin)
+        print(f"### {a.label}: one address holding idle connections\n")
+        print("| most open at once | connects | RSS before | peak RSS | another host got |")
+        print("|---|---|---|---|---|")
+        print(
+            f"| {r['peak_alive']} | {r['connects']} | {r['base_rss_mb']:.0f} MB | "
+            f"{r['peak_rss_mb']:.0f} MB | {r['other_host']} |"
+        )
+        return
     proc, port, sock, log = start(a.bin)
 
+    # From 50 addresses (127.0.1.1-50), 20 connections each: within one address's share of
+    # connections (48 by default), so that the burst stays 1000 concurrent requests.
+    sources = iter(range(10**9))
+
     def tcp():
-        return socket.create_connection(("127.0.0.1", port), timeout=60)
+        return connect_from(f"127.0.1.{next(sources) % 50 + 1}", port, 60)
 
     def unix():
         s = socket.socket(socket.AF_UNIX)

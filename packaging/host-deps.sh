@@ -20,6 +20,8 @@ for flag in "$@"; do
             pkgs+=(python3-requests python3-opencv iproute2)
             # The Python client's tests (python/tests) and the alert rules' promtool.
             pkgs+=(python3-pytest python3-numpy python3-pil python3-mypy prometheus)
+            # The order of picker's first system calls (tests/hostile_input.rs).
+            pkgs+=(strace)
             ;;
         # The benchmarks' yardsticks: libjpeg-turbo's own tjbench, callgrind's instruction counts;
         # matplotlib draws their results (benches/plot.py); numpy for benches/py_client.py.

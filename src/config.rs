@@ -323,7 +323,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// is one.
 fn header_at(text: &str, offset: usize) -> Option<&str> {
     let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    // From the newline before the line (or the start): `trim` below drops that newline.
+    let start = text[..offset].rfind('\n').unwrap_or(0);
     let end = text[offset..]
         .find('\n')
         .map(|i| offset + i)
@@ -651,8 +652,14 @@ pub fn socket_path_on_disk(path: &Path) -> Result<(), String> {
                 });
             }
             Ok(_) => return Err(format!("{} is not a directory", d.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir = d.parent(),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => dir = d.parent(),
+            // Missing, or below a file: the path's own lookup above met any other error
+            // of an ancestor first (the same walk), so this goes up in all but a race.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                dir = d.parent()
+            }
             Err(e) => return Err(format!("cannot examine {}: {e}", d.display())),
         }
     }
@@ -752,6 +759,46 @@ mod tests {
         }
     }
 
+    /// Line and column exactly, 1-based, the column counted in characters (not bytes) from
+    /// the start of the line.
+    #[test]
+    fn errors_name_the_exact_line_and_column() {
+        let table: &[(&str, (usize, usize))] = &[
+            ("port = \"x\"\n", (1, 1)),
+            ("[stream]\nport = \"eighty\"\n", (2, 8)),
+            (
+                "# caf\u{e9} \u{e9}t\u{e9}\n[stream]\n  port = \"x\"\n",
+                (3, 10),
+            ),
+            // Two 2-byte characters before the fault on its line: column 23, not byte 25.
+            ("[stream]\nauth-users = { \"\u{e9}\u{e9}\" = 1 }\n", (2, 23)),
+        ];
+        for (text, want) in table {
+            match parse(text).unwrap_err() {
+                ConfigError::Parse { line, column, .. } => {
+                    assert_eq!((line, column), *want, "{text:?}")
+                }
+                other => panic!("{text:?}: {other}"),
+            }
+        }
+    }
+
+    /// An on-disk check names the file the config came from, or the built-in defaults.
+    #[test]
+    fn on_disk_errors_name_the_config_s_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let socket = dir.path().join("file/x.sock");
+        let mut defaults = Config::defaults();
+        defaults.still.socket = socket.clone();
+        let msg = defaults.check_on_disk().unwrap_err().to_string();
+        assert!(msg.starts_with("built-in defaults: "), "{msg}");
+        let mut parsed = parse("").unwrap();
+        parsed.still.socket = socket;
+        let msg = parsed.check_on_disk().unwrap_err().to_string();
+        assert!(msg.starts_with("/etc/picker/picker.toml: "), "{msg}");
+    }
+
     #[test]
     fn wrong_type_names_the_line() {
         let err = parse("[stream]\nport = \"eighty\"\n").unwrap_err();
@@ -848,6 +895,7 @@ mod tests {
             "https://example.com:8443",
             "http://192.168.1.5:5000",
             "http://[fe80::1]:80",
+            "http://[fe80::1]",
         ] {
             let c = parse(&format!("[stream]\nallow-origin = {good:?}\n")).unwrap();
             assert_eq!(c.stream.allow_origin.as_deref(), Some(good));
@@ -1016,8 +1064,13 @@ mod tests {
         std::fs::create_dir(d.join("dir")).unwrap();
         let _live = std::os::unix::net::UnixListener::bind(d.join("s.sock")).unwrap();
         std::os::unix::fs::symlink(d.join("file"), d.join("link")).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // A name longer than a file system allows (255 bytes): neither absent nor present.
+        let long = format!("{}.sock", "x".repeat(300));
         // (path below the temp dir, error fragment or "" for accepted)
         let table = [
+            ("fifo", "exists and is not a socket"),
+            (long.as_str(), "cannot be examined"),
             ("new.sock", ""),
             ("new/dirs/below.sock", ""),
             ("s.sock", ""),

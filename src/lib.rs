@@ -24,7 +24,7 @@
 //!   handlers so that imports only run downward.
 //! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
 //! - [`peers`]: what one client is (its address, an IPv6 /64) for the per-client limits:
-//!   stream slots per address and login attempts per address.
+//!   stream slots, open TCP connections and login attempts per address.
 //! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will
 //!   ([`throttle::Events`]: refused connections, accept errors, dropped clients).
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
@@ -72,7 +72,7 @@ pub fn run(config: config::Config) -> anyhow::Result<()> {
         // Install signal handlers before anything slow, so an early SIGTERM is handled.
         let shutdown = app::signals()?;
         // SIGHUP too: its default action would kill picker; it reloads the config instead.
-        // `main` has held it blocked since its first line: a SIGHUP sent since is delivered
+        // It has been blocked since the binary was loaded: a SIGHUP sent since is delivered
         // now, to the handler.
         let reload = app::hangups()?;
         app::signal::release_hangups();
@@ -103,5 +103,11 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter; called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // Allocations of 16 MiB and more (the login check's 19-64 MiB block array) are each
+        // their own mapping, unmapped when freed. glibc's default would raise this threshold
+        // to the size of the first such block freed, and the next one would then stay in a
+        // heap for good. Frames are pooled, and what is made per frame or per request (a
+        // JPEG, a 512x512 still's 768 KiB) is far below it.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 * 1024 * 1024);
     }
 }

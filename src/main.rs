@@ -11,10 +11,22 @@ use picker::config::{self, Config, ConfigError};
 /// sysexits.h EX_CONFIG.
 const EX_CONFIG: u8 = 78;
 
-fn main() -> ExitCode {
-    // First of all: a SIGHUP (`systemctl reload`, or a stray one) must not kill the service
-    // before its handler exists; it waits, pending, until then (see app::signal).
+/// A SIGHUP (`systemctl reload`, or a stray one) must not kill the service before its
+/// handler exists; it waits, pending, until then (see app::signal). Blocking it on `main`'s
+/// first line is too late: Rust's runtime set-up runs before `main` (it installs the
+/// SIGPIPE and stack-overflow handlers), and a SIGHUP in that window killed picker (exit
+/// 129; seen once in CI out of thousands sent). glibc runs `.init_array` entries before
+/// any of that, in the only thread there is, and threads inherit the mask.
+/// Hand-written (three lines) rather than the `ctor` crate: one static needs no proc macro.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static HOLD_HANGUPS_FROM_LOAD: extern "C" fn() = hold_hangups_from_load;
+
+extern "C" fn hold_hangups_from_load() {
     picker::app::signal::hold_hangups();
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.command.is_some() {
         // Not the service: SIGHUP keeps its usual meaning.

@@ -86,23 +86,33 @@ const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 /// current list (the first one is what `STATUS=` shows). Listens to the kernel's netlink
 /// address events rather than polling; the events only say "something changed", the list is
 /// read again with getifaddrs. Does nothing when bound to one address.
-pub async fn watch_addresses(
+///
+/// Subscribes when called, not when the future first runs: the caller says "ready" next, and
+/// an address added right after that must not be missed (under load the spawned task may
+/// start a long while later). Call it inside the runtime.
+pub fn watch_addresses(
     bound: SocketAddr,
+    urls: watch::Sender<Vec<String>>,
+    shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> {
+    let socket = bound.ip().is_unspecified().then(address_events);
+    async move {
+        match socket {
+            None => {}
+            Some(Ok(socket)) => address_changes(bound, socket, urls, shutdown).await,
+            Some(Err(e)) => tracing::warn!(
+                "cannot watch address changes (netlink): {e}; stream URLs are logged at start only"
+            ),
+        }
+    }
+}
+
+async fn address_changes(
+    bound: SocketAddr,
+    socket: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
     urls: watch::Sender<Vec<String>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if !bound.ip().is_unspecified() {
-        return;
-    }
-    let socket = match address_events() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(
-                "cannot watch address changes (netlink): {e}; stream URLs are logged at start only"
-            );
-            return;
-        }
-    };
     let mut buf = vec![0u8; 16 * 1024];
     let mut log = UrlLog::new(&urls.borrow());
     loop {

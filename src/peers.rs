@@ -1,7 +1,8 @@
 //! Who a client is, for the limits that are kept per client: stream slots per address
-//! (`stream.max-clients-per-address`) and failed logins per address (`http::auth`). Kept
-//! apart from both because they must agree on what "one client" is, and below `state` and
-//! `http` so that both can use it.
+//! (`stream.max-clients-per-address`), open TCP connections per address (the accept loop in
+//! `http`, see [`connections_per_address`]) and failed logins per address (`http::auth`).
+//! Kept apart from all three because they must agree on what "one client" is, and below
+//! `state` and `http` so that both can use it.
 //!
 //! An address is all we know of a client, and it is a rough stand-in: every client behind
 //! one NAT, or behind a reverse proxy on the same host, shares one. An IPv6 client from
@@ -40,16 +41,37 @@ fn local_v6(v6: &Ipv6Addr) -> bool {
     v6.is_loopback() || first & 0xffc0 == 0xfe80 || first & 0xfe00 == 0xfc00
 }
 
-/// Stream slots held per address, capped (`stream.max-clients-per-address`, reloadable).
+/// Connections one address may hold beyond its stream clients: a few browsers behind one
+/// NAT each keep up to six connections to a host (the preview page, snapshots, keep-alive),
+/// and a dashboard polls besides. 32 idle connections cost well under 1 MB on a Pi Zero 2 W
+/// (a task, hyper's 8 KB read buffer, the socket), so an address at its cap holds about 1/100
+/// of its RAM, and it takes dozens of addresses, not one, to fill the 4096 TCP connections
+/// of the descriptor budget.
+pub const CONNECTIONS_BEYOND_STREAMS: usize = 32;
+
+/// The open TCP connections one address may hold on the stream port, for a given
+/// `stream.max-clients-per-address`: its stream clients plus [`CONNECTIONS_BEYOND_STREAMS`];
+/// 0 (no stream cap, as behind a reverse proxy on this host, where every client is
+/// 127.0.0.1) is no connection cap either.
+pub fn connections_per_address(streams_per_address: usize) -> usize {
+    match streams_per_address {
+        0 => 0,
+        n => n.saturating_add(CONNECTIONS_BEYOND_STREAMS),
+    }
+}
+
+/// Things held per address, capped (reloadable): stream slots
+/// (`stream.max-clients-per-address`), and open TCP connections
+/// ([`connections_per_address`]).
 ///
-/// The table holds only addresses with a client connected, so it never has more entries than
-/// `stream.max-clients`.
+/// The table holds only addresses that hold something, so it never has more entries than
+/// the things it counts (`stream.max-clients`, or the TCP connection cap).
 #[derive(Debug, Default)]
 pub struct PerAddress {
     /// The cap; 0 = none.
     cap: AtomicUsize,
     held: Mutex<HashMap<IpAddr, usize>>,
-    /// Clients refused because their address held its cap.
+    /// Clients (or connections) refused because their address held its cap.
     pub refused: AtomicU64,
 }
 
@@ -82,10 +104,8 @@ impl PerAddress {
         let cap = self.cap();
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.entry(key).or_insert(0);
+        // A refused address holds its cap (at least 1), so its entry is never left empty.
         if cap != 0 && *n >= cap {
-            if *n == 0 {
-                held.remove(&key);
-            }
             self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -149,10 +169,15 @@ mod tests {
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = t.take(a).unwrap();
         let a2 = t.take(a).unwrap();
+        assert_eq!(t.held(a), 2);
         assert!(t.take(a).is_none());
+        // A refusal takes nothing: the cap still holds, the slots held stay counted.
+        assert!(t.take(a).is_none());
+        assert_eq!(t.held(a), 2);
         assert!(t.take(b).is_some());
-        assert_eq!(t.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(t.refused.load(Ordering::Relaxed), 2);
         drop(a1);
+        assert_eq!(t.held(a), 1);
         let a3 = t.take(a).unwrap();
         drop((a2, a3));
         assert_eq!(t.held(a), 0);
@@ -164,5 +189,12 @@ mod tests {
         assert!(t.take(a).is_none());
         drop(many);
         assert!(t.take(a).is_some());
+    }
+
+    #[test]
+    fn connections_per_address_follow_the_stream_cap() {
+        for (streams, want) in [(0, 0), (1, 33), (16, 48), (usize::MAX, usize::MAX)] {
+            assert_eq!(connections_per_address(streams), want, "{streams}");
+        }
     }
 }

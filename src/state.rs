@@ -60,6 +60,10 @@ pub struct Shared {
     pub stream_slots: Arc<Semaphore>,
     /// Stream slots held per client address (`stream.max-clients-per-address`, reloadable).
     pub per_address: Arc<crate::peers::PerAddress>,
+    /// Open TCP connections per client address on the stream port (follows
+    /// `stream.max-clients-per-address`, see [`crate::peers::connections_per_address`]);
+    /// shared by every listener a port change opens.
+    pub connections_per_address: Arc<crate::peers::PerAddress>,
     pub shutdown: watch::Receiver<bool>,
     /// Encodes snapshots and stills, once per frame and output, on a fixed set of threads.
     pub encode_pool: Arc<EncodePool>,

@@ -112,6 +112,11 @@ impl Counted {
 pub struct Events {
     /// TCP connections closed at once because the connection cap was reached.
     pub refused: Counted,
+    /// TCP connections closed at once because their address held its connection cap.
+    pub refused_per_address: Counted,
+    /// Stream-port connections closed because no complete request head came in time (not
+    /// those that had sent a request before: idle keep-alive).
+    pub head_timeouts: Counted,
     /// `accept` failures (EMFILE and friends).
     pub accept_errors: Counted,
     /// Still-socket clients cut off at their progress deadline.
@@ -126,6 +131,26 @@ impl Events {
             tracing::warn!(
                 "{n} TCP connection(s) refused since the last such line: \
                  {cap} open, the cap (at most one such line per 10 s)"
+            );
+        }
+    }
+
+    pub(crate) fn refused_per_address(&self, peer: std::net::IpAddr, cap: usize) {
+        if let Some(n) = self.refused_per_address.hit() {
+            tracing::warn!(
+                "{n} TCP connection(s) refused since the last such line, latest from {peer}: \
+                 its address held {cap} connections, its cap (stream.max-clients-per-address \
+                 + {}; at most one such line per 10 s)",
+                crate::peers::CONNECTIONS_BEYOND_STREAMS
+            );
+        }
+    }
+
+    pub(crate) fn head_timeout(&self, timeout: Duration) {
+        if let Some(n) = self.head_timeouts.hit() {
+            tracing::warn!(
+                "{n} stream-port connection(s) closed since the last such line: no complete \
+                 request head in {timeout:?} (at most one such line per 10 s)"
             );
         }
     }
@@ -160,10 +185,18 @@ impl Events {
 
     /// Logs the counts not yet logged, one line per kind; call every 10 s or so.
     pub fn flush(&self) {
-        let kinds: [(&Counted, &str); 4] = [
+        let kinds: [(&Counted, &str); 6] = [
             (
                 &self.refused,
                 "TCP connection(s) refused (connection cap reached)",
+            ),
+            (
+                &self.refused_per_address,
+                "TCP connection(s) refused (their address's connection cap reached)",
+            ),
+            (
+                &self.head_timeouts,
+                "stream-port connection(s) closed (no complete request head in time)",
             ),
             (&self.accept_errors, "accept error(s)"),
             (&self.still_dropped, "still-socket client(s) dropped"),
@@ -178,11 +211,21 @@ impl Events {
 
     /// The counters in Prometheus text format, for `/metrics`.
     pub fn write_metrics(&self, out: &mut String) {
-        let kinds: [(&Counted, &str, &str); 4] = [
+        let kinds: [(&Counted, &str, &str); 6] = [
             (
                 &self.refused,
                 "picker_connections_refused_total",
                 "TCP connections closed at once: connection cap reached.",
+            ),
+            (
+                &self.refused_per_address,
+                "picker_connections_refused_per_address_total",
+                "TCP connections closed at once: their address held its connection cap.",
+            ),
+            (
+                &self.head_timeouts,
+                "picker_connections_head_timeout_total",
+                "Stream-port connections closed for sending no complete request head in time (idle keep-alive ones are not counted).",
             ),
             (
                 &self.accept_errors,
@@ -407,6 +450,9 @@ mod tests {
         let log = logged(|| {
             e.refused(7);
             e.refused(7);
+            e.refused_per_address("192.0.2.9".parse().unwrap(), 48);
+            e.refused_per_address("192.0.2.9".parse().unwrap(), 48);
+            e.head_timeout(Duration::from_secs(5));
             e.accept_error(&err, Duration::from_millis(100));
             e.still_dropped(&"no progress for 5 s");
             e.stream_dropped(&"too slow");
@@ -416,17 +462,23 @@ mod tests {
         // (a line that must be there, once): the first event of each kind; the rest wait.
         let lines = [
             "1 TCP connection(s) refused since the last such line: 7 open, the cap",
+            "1 TCP connection(s) refused since the last such line, latest from 192.0.2.9: its \
+             address held 48 connections, its cap (stream.max-clients-per-address + 32;",
+            "1 stream-port connection(s) closed since the last such line: no complete request \
+             head in 5s",
             "1 accept error(s) since the last such line, latest: ",
             "retrying in 100ms",
             "1 still-socket client(s) dropped since the last such line, latest: no progress for 5 s",
             "1 stream client(s) dropped since the last such line, latest: too slow",
         ];
-        assert_lines(&log, &lines, 4);
+        assert_lines(&log, &lines, 6);
         let mut m = String::new();
         e.write_metrics(&mut m);
         // (metric, total)
         let table = [
             ("picker_connections_refused_total", 2),
+            ("picker_connections_refused_per_address_total", 2),
+            ("picker_connections_head_timeout_total", 1),
             ("picker_accept_errors_total", 1),
             ("picker_still_clients_dropped_total", 1),
             ("picker_stream_clients_dropped_total", 3),
@@ -438,7 +490,7 @@ mod tests {
             );
             assert!(m.contains(&format!("# TYPE {name} counter\n")), "{m}");
         }
-        assert_eq!(m.lines().count(), 12, "{m}");
+        assert_eq!(m.lines().count(), 18, "{m}");
     }
 
     #[test]
@@ -454,6 +506,8 @@ mod tests {
         };
         let e = Events {
             refused: pending(3),
+            refused_per_address: pending(4),
+            head_timeouts: pending(6),
             accept_errors: pending(0),
             still_dropped: pending(2),
             stream_dropped: pending(5),
@@ -461,10 +515,14 @@ mod tests {
         let log = logged(|| e.flush());
         let lines = [
             "3 TCP connection(s) refused (connection cap reached) since the last such line",
+            "4 TCP connection(s) refused (their address's connection cap reached) since the \
+             last such line",
+            "6 stream-port connection(s) closed (no complete request head in time) since the \
+             last such line",
             "2 still-socket client(s) dropped since the last such line",
             "5 stream client(s) dropped since the last such line",
         ];
-        assert_lines(&log, &lines, 3);
+        assert_lines(&log, &lines, 5);
         // Said once: a second flush has nothing left to say.
         assert_eq!(logged(|| e.flush()), "");
         assert_eq!(e.stream_dropped.flush(), None);

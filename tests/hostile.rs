@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -59,38 +59,6 @@ fn still_get(p: &Picker, path: &str, timeout: Duration) -> std::io::Result<Respo
     Ok(parse_response(&buf))
 }
 
-/// Keeps `n` idle TCP connections open to `addr` (replacing each one the server closes)
-/// until `stop` is set; `held` says how many are open.
-fn flood(
-    addr: std::net::SocketAddr,
-    n: usize,
-    stop: Arc<AtomicBool>,
-    held: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
-        let mut probe = [0u8; 1];
-        while !stop.load(Ordering::Relaxed) {
-            for slot in conns.iter_mut() {
-                // A closed connection reads 0 bytes (or fails): replace it.
-                let alive = slot.as_ref().is_some_and(|s| {
-                    matches!(s.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-                });
-                if !alive {
-                    *slot = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-                        .ok()
-                        .inspect(|s| s.set_nonblocking(true).unwrap());
-                }
-            }
-            held.store(
-                conns.iter().filter(|c| c.is_some()).count(),
-                Ordering::Relaxed,
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-}
-
 #[test]
 fn the_still_socket_answers_while_a_tcp_flood_holds_1100_connections() {
     raise_own_nofile(4096);
@@ -103,17 +71,19 @@ fn the_still_socket_answers_while_a_tcp_flood_holds_1100_connections() {
     assert!(line.contains("64 on the still socket"), "{line}");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let held = Arc::new(AtomicUsize::new(0));
-    let flooder = flood(p.addr(), 1100, stop.clone(), held.clone());
+    let counts = Arc::new(FloodCounts::default());
+    let addr = p.addr();
+    let connect = move || TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+    let flooder = idle_tcp_flood(connect, 1100, stop.clone(), counts.clone());
     let start = Instant::now();
-    while held.load(Ordering::Relaxed) < 1000 {
+    while counts.placed.load(Ordering::Relaxed) < 1000 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "flood never reached 1000"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Over the flood's whole life (it replaces what the server closes, past the 10 s head
+    // Over the flood's whole life (it replaces what the server closes, past the 5 s head
     // timeout), stills keep coming: the flood cannot take the still socket's descriptors.
     // (The 8 s read timeout only keeps a starved socket from hanging the test.)
     let mut answered = 0;

@@ -216,6 +216,45 @@ fn three_hundred_put_controls_grow_the_log_by_under_50_kb() {
     assert!(line.contains("unsupported"), "{line}");
 }
 
+/// The window the stress test below can only hit by chance (it did, once in CI: exit 129
+/// after 2851 SIGHUPs), shown every time: the system calls picker makes, in order, as
+/// `strace` sees them. SIGHUP must be blocked before Rust's runtime installs its first
+/// handler (SIGPIPE ignored, then SIGSEGV for stack overflows), that is before `main` and
+/// before the moment the stress test starts sending.
+#[test]
+fn sighup_is_blocked_before_the_runtime_sets_up_any_signal() {
+    let dir = temp_dir();
+    let config = dir.path().join("picker.toml");
+    std::fs::write(&config, config_text(dir.path(), &[])).unwrap();
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=rt_sigprocmask,rt_sigaction",
+            "-e",
+            "signal=none",
+        ])
+        .arg(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .stdin(Stdio::null())
+        .output()
+        .expect("strace (packaging/host-deps.sh --test installs it)");
+    let calls = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{calls}");
+    let first = |what: &str| calls.lines().position(|l| l.starts_with(what));
+    let blocked = first("rt_sigprocmask(SIG_BLOCK, [HUP]")
+        .unwrap_or_else(|| panic!("SIGHUP never blocked:\n{calls}"));
+    let runtime =
+        first("rt_sigaction(SIG").unwrap_or_else(|| panic!("no handler set up at all:\n{calls}"));
+    assert!(
+        blocked < runtime,
+        "SIGHUP blocked only after the runtime's first handler:\n{calls}"
+    );
+}
+
 /// Whether Rust's runtime has set itself up and is about to call `main`: it ignores SIGPIPE,
 /// then installs its SIGSEGV handler (stack overflow reports), then calls `main` (seen in
 /// SigIgn and SigCgt of /proc/PID/status).

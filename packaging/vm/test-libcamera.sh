@@ -482,6 +482,39 @@ else
     fail "camera.buffers = \"driver\"" "$driver"
 fi
 
+# The buffer fallback (issue 20): a camera that cancels every request on picker's heap buffers
+# (as a Pi ISP refusing an imported buffer does; PICKER_TEST_REFUSE_HEAP makes that one refusal
+# up, the virtual camera takes any buffer) gets libcamera's own buffers, once, and streams.
+if vm '(PICKER_TEST_REFUSE_HEAP=1 RUST_LOG=info /root/picker --config /root/picker.toml >/root/fallback.log 2>&1 &)
+    for i in $(seq 240); do
+        grep -q " ready" /root/fallback.log && exit 0
+        pgrep -x picker >/dev/null || break
+        sleep 0.5
+    done
+    exit 1' >/dev/null 2>&1; then
+    fb_state=$(curl -s -m 20 "http://127.0.0.1:$port/state")
+    fb_frames=$(curl -s -m 20 "http://127.0.0.1:$port/stream.mjpg" --max-time 6 |
+        ffprobe -v error -f mjpeg -count_frames -select_streams v:0 \
+            -show_entries stream=nb_read_frames,width,height -of csv=p=0 - 2>/dev/null || true)
+else
+    fb_state="" fb_frames=""
+fi
+fallback=$(vm 'pkill -TERM -x picker
+    for i in $(seq 80); do pgrep -x picker >/dev/null || break; sleep 0.1; done
+    grep -v "^\[" /root/fallback.log | grep -E "buffers|ready|ERROR"')
+if grep -q '"buffers": *"driver-fallback"' <<<"$fb_state" &&
+    grep -q 'starting again on libcamera.s own buffers' <<<"$fallback" &&
+    grep -q "restarted on libcamera's own buffers" <<<"$fallback" &&
+    awk -F, '$1 == 512 && $2 == 512 && $3 >= 10 {ok = 1} END {exit !ok}' <<<"$fb_frames" &&
+    ! grep -q 'ERROR' <<<"$fallback"; then
+    pass "heap buffers refused: one fallback to libcamera's own buffers, /state says so, the stream flows ($fb_frames: width,height,frames in 6 s)"
+    indent <<<"$fallback"
+else
+    fail "the buffer fallback streams" "$fallback
+/state: $fb_state
+ffprobe: $fb_frames"
+fi
+
 controls_checks
 echo
 if ((failures)); then

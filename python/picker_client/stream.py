@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 #: Longest part head we accept (picker's are about 150 bytes).
 _MAX_PART_HEAD = 16 * 1024
+#: Largest part we accept: far above any JPEG picker sends (a 4056x3040 frame at quality 100
+#: is about 10 MB), far below what would hurt the robot's machine. A peer that announces more
+#: is not picker, or is broken: the reader stops instead of buffering it.
+_MAX_PART = 32 * 1024 * 1024
+#: The most of a refusal's body read for its message (picker's are one line).
+_MAX_REFUSAL = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -274,8 +280,10 @@ class _Reader:
                 sock.sendall(_http.request_bytes("GET", s.path, s.host, headers))
                 status, head, _ = _http.read_head(f)
                 if status != 200:
-                    body, _ = _http.read_body(f, "GET", status, head)
-                    raise s._refused(status, bytes(body).decode("utf-8", "replace").strip())
+                    # At most _MAX_REFUSAL of it, whatever its Content-Length (or none) says.
+                    why = _body_reader(f, head)(_MAX_REFUSAL).decode("utf-8", "replace")
+                    # Its first line, and not more of it than fits a log line.
+                    raise s._refused(status, why.strip().partition("\n")[0][:200])
                 boundary = _boundary(head.get("content-type", ""))
                 if boundary is None:
                     raise PickerError(f"{s.url}: not an MJPEG stream "
@@ -341,6 +349,9 @@ def _parts(read: Callable[[int], bytes], boundary: bytes) -> Iterator[StreamFram
         length = headers.get("content-length", "")
         if not length.isdigit():
             raise _http.ProtocolError("stream part without a Content-Length")
+        if int(length) > _MAX_PART:
+            raise _http.ProtocolError(
+                f"a stream part of {length} bytes: more than any picker frame ({_MAX_PART})")
         body = end + 4
         while len(buf) < body + int(length):
             fill()

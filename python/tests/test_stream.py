@@ -122,3 +122,64 @@ def test_a_stalled_camera_raises_camera_offline_then_frames_resume(start_picker)
             if frame is not None:
                 break
     assert frame.sequence > 15 and not frame.offline
+
+
+class HostilePeer:
+    """Not picker: a TCP server that answers the stream request with ``head`` and then sends
+    ``filler`` for as long as the client reads, as a broken or hostile peer would. The client's
+    memory and wait must stay bounded whatever it announces."""
+
+    def __init__(self, head: bytes, filler: bytes = b""):
+        import socket
+        import threading
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/stream.mjpg"
+        self.sent = 0
+        self._head, self._filler = head, filler
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(self._head)
+            try:
+                # Sends until the client hangs up (or 64 MiB: the old client read all of it).
+                while self._filler and self.sent < 64 * 1024 * 1024:
+                    conn.sendall(self._filler)
+                    self.sent += len(self._filler)
+                else:
+                    time.sleep(30)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_part_larger_than_any_frame_is_refused_not_buffered():
+    peer = HostilePeer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000000000\r\n\r\n")
+    try:
+        with Stream(peer.url, timeout=20) as stream:
+            with pytest.raises(PickerError) as err:
+                next(stream.frames())
+        # Said at once, naming the size; not "no frame in 20 s" after buffering what came.
+        assert "1000000000000 bytes" in str(err.value), err.value
+    finally:
+        peer.close()
+
+
+def test_a_refusal_with_an_endless_body_is_read_only_in_part():
+    peer = HostilePeer(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\n"
+                       b"camera busy\n", filler=b"x" * 65536)
+    try:
+        with Stream(peer.url, timeout=20) as stream:
+            with pytest.raises(PickerError) as err:
+                next(stream.frames())
+        # The refusal itself, from the first bytes of its body; not a wait for the endless rest.
+        assert str(err.value).endswith("HTTP 503: camera busy"), err.value
+    finally:
+        peer.close()

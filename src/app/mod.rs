@@ -218,6 +218,9 @@ fn share(
         per_address: Arc::new(crate::peers::PerAddress::new(
             config.stream.max_clients_per_address,
         )),
+        connections_per_address: Arc::new(crate::peers::PerAddress::new(
+            crate::peers::connections_per_address(config.stream.max_clients_per_address),
+        )),
         config,
         info,
         sink,
@@ -509,7 +512,11 @@ async fn tcp_front(
         // Each listener has its own stop signal, so that a port change closes only it.
         let (this_stop, this_rx) = watch::channel(false);
         let mut server = tokio::spawn(http::serve(
-            Listener::Tcp(listener, shared.client_timeout_secs.clone()),
+            Listener::Tcp(
+                listener,
+                shared.client_timeout_secs.clone(),
+                shared.connections_per_address.clone(),
+            ),
             http::stream::routes(shared.clone()),
             this_rx,
             limits,

@@ -86,6 +86,9 @@ async fn apply_live_keys(
     let per_address = new.stream.max_clients_per_address;
     if per_address != running.stream.max_clients_per_address {
         shared.per_address.set_cap(per_address);
+        shared
+            .connections_per_address
+            .set_cap(crate::peers::connections_per_address(per_address));
         running.stream.max_clients_per_address = per_address;
         applied.push(format!("stream.max-clients-per-address = {per_address}"));
     }
@@ -203,6 +206,46 @@ mod tests {
         for (text, want) in table {
             let new = Config::parse(text, Path::new("/p.toml")).unwrap();
             assert_eq!(restart_keys(&base, &new), want.to_vec(), "{text}");
+        }
+    }
+
+    /// Each restart key changed alone from the defaults is named, alone: a comparison that
+    /// looked at the wrong key, or never differed, would leave a change silently unapplied.
+    #[test]
+    fn each_restart_key_changed_alone_is_named_alone() {
+        let base = Config::parse("", Path::new("/p.toml")).unwrap();
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY";
+        let users = format!("[stream]\nauth-users = {{ robot = {hash:?} }}\n");
+        let exempt = format!("{users}auth-exempt = [\"/state\"]\n");
+        let table: [(&str, &str); 14] = [
+            ("[camera]\nsource = \"test-pattern\"\n", "camera.source"),
+            (
+                "[camera]\nid = \"/base/soc/i2c0mux/i2c@1/imx219@10\"\n",
+                "camera.id",
+            ),
+            ("[camera]\nframerate = 15\n", "camera.framerate"),
+            ("[camera]\ncrop = \"none\"\n", "camera.crop"),
+            ("[camera]\nbuffers = \"driver\"\n", "camera.buffers"),
+            ("[stream]\nenabled = false\n", "stream.enabled"),
+            ("[stream]\nwidth = 256\n", "stream.width"),
+            ("[stream]\nheight = 256\n", "stream.height"),
+            ("[stream]\nallow-origin = \"*\"\n", "stream.allow-origin"),
+            (&users, "stream.auth-users"),
+            ("[still]\nsocket = \"/run/x.sock\"\n", "still.socket"),
+            ("[still]\nwidth = 1024\n", "still.width"),
+            ("[still]\nheight = 1024\n", "still.height"),
+            // Exempting a route needs users; against the same users it is the only change.
+            (&exempt, "stream.auth-exempt"),
+        ];
+        for (text, key) in table {
+            let new = Config::parse(text, Path::new("/p.toml")).unwrap();
+            let from = if key == "stream.auth-exempt" {
+                Config::parse(&users, Path::new("/p.toml")).unwrap()
+            } else {
+                base.clone()
+            };
+            assert_eq!(restart_keys(&from, &new), vec![key], "{text}");
+            assert_eq!(restart_keys(&new, &from), vec![key], "{text}");
         }
     }
 }

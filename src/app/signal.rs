@@ -3,8 +3,9 @@
 //! action); the futures they return are what [`run`](super::run) waits on.
 //!
 //! SIGHUP needs more: its default action kills, and the handler needs the runtime, which
-//! exists only after the config is read. `main` therefore blocks SIGHUP first of all
-//! ([`hold_hangups`]); a SIGHUP that arrives meanwhile stays pending, and once the handler is
+//! exists only after the config is read. The binary therefore blocks SIGHUP first of all,
+//! before Rust's own runtime set-up ([`hold_hangups`], from an `.init_array` entry in
+//! `main.rs`); a SIGHUP that arrives meanwhile stays pending, and once the handler is
 //! in place ([`release_hangups`]) it is delivered and becomes a reload like any other
 //! (`systemctl reload` right after start is not lost, and never kills).
 
@@ -29,8 +30,8 @@ pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
 }
 
-/// Blocks SIGHUP in the calling thread and in every thread it starts from now on: call
-/// first thing in `main`. A SIGHUP sent meanwhile waits, pending, for [`release_hangups`].
+/// Blocks SIGHUP in the calling thread and in every thread it starts from now on: called
+/// before `main`, when the binary is loaded. A SIGHUP sent meanwhile waits, pending, for [`release_hangups`].
 pub fn hold_hangups() {
     let _ = mask_hangups(nix::sys::signal::SigmaskHow::SIG_BLOCK);
 }

@@ -70,6 +70,13 @@ pub struct FixtureMode {
     pub scaler_crop_maximum: Option<(i32, i32, u32, u32)>,
     /// `FrameDurationLimits` after configure (min, max) in microseconds.
     pub frame_duration_limits: Option<(i64, Option<i64>)>,
+    /// The mode's minimum line length in pixels, blanking included, and its pixel rate in
+    /// Hz: what the Pi's IPA caps a fixed exposure by ([`super::plan::LineTiming`]).
+    /// libcamera does not tell an application, so only files written from a driver have them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_length: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_rate: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -247,7 +247,9 @@ pub fn centred_crop(area: Rect, aspect: (u32, u32)) -> Rect {
     } else {
         (w, w * ah / aw)
     };
-    loop {
+    // Bounded, though it ends within a step or two: each step takes 2 pixels off a side no
+    // longer than the larger of w and h, and an empty crop ends it.
+    for _ in 0..=w.max(h) {
         cw &= !1;
         ch &= !1;
         if cw == 0 || ch == 0 {
@@ -276,13 +278,22 @@ pub fn centred_crop(area: Rect, aspect: (u32, u32)) -> Rect {
             ch = cw * ah / aw;
         }
     }
+    Rect {
+        x: area.x,
+        y: area.y,
+        width: 0,
+        height: 0,
+    }
 }
 
 /// An even start for `side` pixels centred in `len` pixels from `lo`, staying inside.
+/// `centred` or the next one up: with 2 or more spare pixels both are inside, with 1 spare
+/// pixel `centred` is `lo` and `lo + 1` is inside, and with none only `lo` is (so the one
+/// below is never needed).
 fn even_start(lo: i32, len: u64, side: u64) -> Option<i32> {
     let (lo, len, side) = (i64::from(lo), len as i64, side as i64);
     let centred = lo + (len - side) / 2;
-    [centred, centred + 1, centred - 1]
+    [centred, centred + 1]
         .into_iter()
         .find(|s| s % 2 == 0 && *s >= lo && s + side <= lo + len)
         .and_then(|s| i32::try_from(s).ok())
@@ -316,17 +327,153 @@ pub fn frame_period(framerate: u32, limits: Option<(i64, i64)>) -> (i64, bool) {
     let Some((min, max)) = limits else {
         return (want, false);
     };
-    let min = Some(min).filter(|m| *m > 0);
-    let max = Some(max).filter(|m| *m > 0 && *m >= min.unwrap_or(0));
-    let mut period = want;
-    if let Some(min) = min {
-        period = period.max(min);
-    }
-    if let Some(max) = max {
+    // A minimum of 0 or less changes nothing (`want` is at least 1); a maximum of 0 or less,
+    // or below the minimum, is no limit.
+    let mut period = want.max(min);
+    if max > 0 && max >= min {
         period = period.min(max);
     }
     (period, period != want)
 }
+
+/// How a sensor mode times its lines, and how close to the end of a frame its exposure may
+/// run: what Raspberry Pi's IPA needs to cap a fixed exposure (`CamHelper::getBlanking`,
+/// `src/ipa/rpi/cam_helper/cam_helper.cpp:82-131`). libcamera does not report the line length
+/// to an application; the recorded driver facts do (`line_length`, `pixel_rate` in
+/// `tests/fixtures/cameras/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LineTiming {
+    /// The mode's minimum line length, blanking included, in pixels (width + HBLANK min).
+    pub line_length: u32,
+    /// The mode's pixel rate, Hz.
+    pub pixel_rate: u64,
+    /// The sensor's least gap between frame length and exposure, in lines.
+    pub margin_lines: u32,
+    /// Added to every exposure by the sensor's helper (IMX296 only), nanoseconds.
+    pub offset_ns: u32,
+    /// The mode's shortest frame, in lines (height + VBLANK min).
+    pub frame_lines_min: u32,
+}
+
+/// Per sensor, the IPA's `frameIntegrationDiff` (lines between exposure and frame end) and
+/// exposure offset, from Raspberry Pi's libcamera 0.7.0+rpt20260205. The kernel drivers clamp
+/// the exposure by the same number of lines (`*_EXPOSURE_OFFSET`). Matched as the IPA matches
+/// its helpers, by the model containing the name (`CamHelper::create`), so "imx708_wide" is
+/// an IMX708.
+const INTEGRATION_MARGINS: [(&str, u32, u32); 6] = [
+    ("ov5647", 4, 0), // cam_helper_ov5647.cpp:30
+    ("imx219", 4, 0), // cam_helper_imx219.cpp:55
+    // cam_helper_imx296.cpp:36; exposure = lines x 14.815 us + 14.26 us (lines 58, 64).
+    ("imx296", 4, 14_260),
+    ("imx477", 22, 0), // cam_helper_imx477.cpp:61
+    ("imx500", 22, 0), // cam_helper_imx500.cpp:68
+    ("imx708", 48, 0), // cam_helper_imx708.cpp:67
+];
+
+/// The line timing of a mode of sensor `model`, when the sensor's margin is known.
+/// `shortest_frame_us` is the mode's `FrameDurationLimits` minimum, which libcamera reports
+/// truncated to a microsecond below a whole number of lines (less than one line, as every
+/// line is longer than a microsecond): rounded up, it is that number.
+pub fn line_timing(
+    model: &str,
+    line_length: u32,
+    pixel_rate: u64,
+    shortest_frame_us: i64,
+) -> Option<LineTiming> {
+    let model = model.to_ascii_lowercase();
+    let &(_, margin_lines, offset_ns) = INTEGRATION_MARGINS
+        .iter()
+        .find(|(name, ..)| model.contains(name))?;
+    if line_length == 0 || pixel_rate == 0 {
+        return None;
+    }
+    let per_line = u128::from(line_length) * 1_000_000;
+    let shortest = u128::from(shortest_frame_us.max(0).unsigned_abs()) * u128::from(pixel_rate);
+    let frame_lines_min = u32::try_from(shortest.div_ceil(per_line)).ok()?;
+    Some(LineTiming {
+        line_length,
+        pixel_rate,
+        margin_lines,
+        offset_ns,
+        frame_lines_min,
+    })
+}
+
+/// Line length (pixels, blanking included) and pixel rate (Hz) of each Raspberry Pi camera
+/// mode, from the drivers (raspberrypi/linux `drivers/media/i2c/`: ov5647.c @00f710c4,
+/// imx219.c @01a8e801 and the newer binned timing, imx477.c @00233bcd, imx708.c @02b9c86b,
+/// imx296.c @03e1cd63, imx500.c @0a3ca5c2; `tests/fixtures/cameras/` records the same). A
+/// size may have more than one: IMX219's binned modes doubled their rate with a longer line
+/// in newer kernels, and IMX708's HDR mode shares its size with a normal one.
+/// [`known_line_timing`] takes the one the camera's own limits agree with.
+const DRIVER_LINES: [(&str, (u32, u32), u32, u64); 21] = [
+    ("ov5647", (640, 480), 1852, 55_000_000),
+    ("ov5647", (1296, 972), 1896, 81_666_700),
+    ("ov5647", (1920, 1080), 2416, 81_666_700),
+    ("ov5647", (2592, 1944), 2844, 87_500_000),
+    ("imx219", (640, 480), 3448, 182_400_000),
+    ("imx219", (640, 480), 3560, 364_800_000),
+    ("imx219", (1640, 1232), 3448, 182_400_000),
+    ("imx219", (1640, 1232), 3560, 364_800_000),
+    ("imx219", (1920, 1080), 3448, 182_400_000),
+    ("imx219", (3280, 2464), 3448, 182_400_000),
+    ("imx477", (1332, 990), 6664, 840_000_000),
+    ("imx477", (2028, 1080), 12740, 840_000_000),
+    ("imx477", (2028, 1520), 12740, 840_000_000),
+    ("imx477", (4056, 3040), 24000, 840_000_000),
+    ("imx708", (1536, 864), 5216, 566_400_000),
+    ("imx708", (2304, 1296), 7824, 585_600_000),
+    ("imx708", (2304, 1296), 5216, 777_600_000), // HDR
+    ("imx708", (4608, 2592), 15648, 595_200_000),
+    ("imx296", (1456, 1088), 1760, 118_800_000),
+    ("imx500", (4056, 3040), 17900, 744_000_000),
+    ("imx500", (2028, 1520), 9398, 744_000_000),
+];
+
+/// The line timing of the configured mode (`size`) of sensor `model`, from `DRIVER_LINES`,
+/// trusted only when the mode's `FrameDurationLimits` minimum read after configure is a whole
+/// number of those lines, at least the mode's height (truncated to the microsecond as
+/// libcamera reports it): a kernel with other timing, or an unknown sensor, gives `None`, and
+/// the exposure is then bounded by the whole frame.
+pub fn known_line_timing(
+    model: &str,
+    size: (u32, u32),
+    shortest_frame_us: i64,
+) -> Option<LineTiming> {
+    let lower = model.to_ascii_lowercase();
+    DRIVER_LINES
+        .iter()
+        .filter(|(name, s, ..)| lower.contains(name) && *s == size)
+        .filter_map(|&(_, _, llp, rate)| line_timing(model, llp, rate, shortest_frame_us))
+        .find(|line| {
+            let whole = u128::from(line.frame_lines_min) * u128::from(line.line_length) * 1_000_000
+                / u128::from(line.pixel_rate);
+            line.frame_lines_min >= size.1
+                && i64::try_from(whole).is_ok_and(|us| us == shortest_frame_us)
+        })
+}
+
+/// The longest exposure, in microseconds, Raspberry Pi's IPA gives at a frame period of
+/// `period_us` (min = max `FrameDurationLimits`): the period raised to the mode's exact
+/// shortest frame (`IpaBase::applyFrameDurations` clamps to it, `ipa_base.cpp:1773-1778`),
+/// the frame `period / line length` whole lines, and the exposure ending `margin_lines` before
+/// it (`CamHelper::getBlanking`: `frameLength - frameIntegrationDiff` lines,
+/// `cam_helper.cpp:103-128`). Exact integer arithmetic where libcamera uses doubles, truncated
+/// to whole microseconds as libcamera reports `ExposureTime`. Periods past the mode's longest
+/// frame (where the IPA stretches the line) are the caller's to clamp first.
+pub fn longest_exposure_us(period_us: i64, line: LineTiming) -> i64 {
+    let period = u128::from(period_us.max(0).unsigned_abs());
+    let (llp, rate) = (u128::from(line.line_length), u128::from(line.pixel_rate));
+    let frame_lines = (period * rate / (llp * 1_000_000)).max(u128::from(line.frame_lines_min));
+    let lines = frame_lines.saturating_sub(u128::from(line.margin_lines));
+    let ns = lines * llp * 1_000_000_000 / rate + u128::from(line.offset_ns);
+    i64::try_from(ns / 1_000).unwrap_or(i64::MAX)
+}
+
+/// Sensors whose driver has no `V4L2_CID_HFLIP`/`V4L2_CID_VFLIP`: the Global Shutter camera's
+/// IMX296 (`drivers/media/i2c/imx296.c`, `imx296_ctrls_init`: its REVERSE bits are never
+/// used). libcamera then keeps the mounting orientation whatever is asked.
+const CANNOT_FLIP: [&str; 1] = ["imx296"];
 
 /// libcamera's `Orientation` (EXIF values), without libcamera.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -350,20 +497,33 @@ pub fn orientation(rotation: u32, hflip: bool, vflip: bool) -> Orientation {
 }
 
 /// The orientation to ask libcamera for, and what to report when the camera cannot give
-/// `wanted`. Only a sensor camera (a pixel array, flips in the sensor or ISP) honours it:
-/// libcamera's virtual camera accepts any orientation in `validate()` and then ignores it, so
-/// asking it would claim a flip nobody does.
-pub fn orientation_for(wanted: Orientation, sensor: bool) -> (Orientation, Option<String>) {
-    if sensor || wanted == Orientation::Rotate0 {
-        (wanted, None)
-    } else {
-        (
-            Orientation::Rotate0,
-            Some(format!(
-                "orientation: asked {wanted:?}, got Rotate0 (the camera has no sensor that can flip)"
-            )),
-        )
+/// `wanted`. `sensor` is the model of a sensor camera (a pixel array), `None` for one without
+/// (libcamera's virtual camera accepts any orientation in `validate()` and then ignores it, so
+/// asking it would claim a flip nobody does). A sensor whose driver cannot flip
+/// (`CANNOT_FLIP`) is not asked either, and the report says why.
+pub fn orientation_for(wanted: Orientation, sensor: Option<&str>) -> (Orientation, Option<String>) {
+    if wanted == Orientation::Rotate0 {
+        return (wanted, None);
     }
+    let why = match sensor {
+        None => "the camera has no sensor that can flip".to_string(),
+        Some(model) => {
+            let lower = model.to_ascii_lowercase();
+            if !CANNOT_FLIP.iter().any(|name| lower.contains(name)) {
+                return (wanted, None);
+            }
+            format!(
+                "the {model} sensor cannot flip (its driver has no flip controls): \
+                 turn the camera itself, or the picture where it is shown"
+            )
+        }
+    };
+    (
+        Orientation::Rotate0,
+        Some(format!(
+            "orientation: asked {wanted:?}, got Rotate0 ({why})"
+        )),
+    )
 }
 
 /// Compares the crop the ISP reports for a frame with the one planned: the same shape as the
@@ -371,7 +531,8 @@ pub fn orientation_for(wanted: Orientation, sensor: bool) -> (Orientation, Optio
 pub fn crop_applied(applied: Rect, aspect: (u32, u32)) -> super::CropState {
     let lhs = u64::from(applied.width) * u64::from(aspect.1);
     let rhs = u64::from(applied.height) * u64::from(aspect.0);
-    if applied.width > 0 && applied.height > 0 && lhs.abs_diff(rhs) * 100 <= rhs {
+    // `rhs > 0`: an empty rectangle is no crop (a zero width alone is already 100% off).
+    if rhs > 0 && lhs.abs_diff(rhs) * 100 <= rhs {
         super::CropState::Applied(applied)
     } else {
         super::CropState::NotSquare(applied)
@@ -430,17 +591,52 @@ mod tests {
     #[test]
     fn orientation_only_where_a_sensor_can_flip() {
         assert_eq!(
-            orientation_for(Orientation::Rotate180, true),
+            orientation_for(Orientation::Rotate180, Some("imx708_wide")),
             (Orientation::Rotate180, None)
         );
-        let (o, note) = orientation_for(Orientation::Rotate180, false);
+        let (o, note) = orientation_for(Orientation::Rotate180, None);
         assert_eq!(o, Orientation::Rotate0);
         assert!(
             note.unwrap()
                 .starts_with("orientation: asked Rotate180, got Rotate0")
         );
         assert_eq!(
-            orientation_for(Orientation::Rotate0, false),
+            orientation_for(Orientation::Rotate0, None),
+            (Orientation::Rotate0, None)
+        );
+    }
+
+    /// Issue 20: the Global Shutter camera's IMX296 has no flip controls, so a rotation or
+    /// flip is refused there with the reason, not claimed applied; every other Pi sensor
+    /// flips, and asking nothing is no warning on any.
+    #[test]
+    fn the_imx296_cannot_flip_and_says_so() {
+        let turned = [
+            Orientation::Rotate180,
+            Orientation::Rotate0Mirror,
+            Orientation::Rotate180Mirror,
+        ];
+        for wanted in turned {
+            for model in ["imx296", "IMX296"] {
+                let (got, note) = orientation_for(wanted, Some(model));
+                assert_eq!(got, Orientation::Rotate0, "{model} {wanted:?}");
+                let note = note.unwrap_or_default();
+                assert!(
+                    note.starts_with(&format!("orientation: asked {wanted:?}, got Rotate0"))
+                        && note.contains(&format!("the {model} sensor cannot flip")),
+                    "{note}"
+                );
+            }
+            for model in ["imx708", "imx477", "imx219", "ov5647", "imx500"] {
+                assert_eq!(
+                    orientation_for(wanted, Some(model)),
+                    (wanted, None),
+                    "{model}"
+                );
+            }
+        }
+        assert_eq!(
+            orientation_for(Orientation::Rotate0, Some("imx296")),
             (Orientation::Rotate0, None)
         );
     }
@@ -594,5 +790,249 @@ mod tests {
         assert_eq!(c, vec![m(1536, 864), m(2304, 1296), m(4608, 2592)]);
         let c = candidate_modes(&modes, (1024, 1024));
         assert_eq!(c, vec![m(2304, 1296), m(4608, 2592), m(1536, 864)]);
+    }
+
+    fn mode(width: u32, height: u32, bit_depth: u32) -> RawMode {
+        RawMode {
+            width,
+            height,
+            bit_depth,
+        }
+    }
+
+    /// Candidates by area, whatever order the camera lists its modes in: on the recorded
+    /// sensors listed back to front, and on a wide crop mode whose area and shape order the
+    /// modes differently from its side lengths.
+    #[test]
+    fn candidates_are_ordered_by_area_not_by_listing_side_or_shape() {
+        use super::super::pi_model::{IMX219, IMX477, raw_modes};
+        // (sensor, need, candidates): for 1024x1024 on IMX219 the big-enough ones first, then
+        // the rest, largest first; one entry per size, with its deepest bit depth (10 beside 8).
+        let table = [
+            (
+                IMX477,
+                (512, 512),
+                vec![
+                    mode(1332, 990, 10),
+                    mode(2028, 1080, 12),
+                    mode(2028, 1520, 12),
+                    mode(4056, 3040, 12),
+                ],
+            ),
+            (
+                IMX219,
+                (1024, 1024),
+                vec![
+                    mode(1640, 1232, 10),
+                    mode(1920, 1080, 10),
+                    mode(3280, 2464, 10),
+                    mode(640, 480, 10),
+                ],
+            ),
+        ];
+        for (sensor, need, want) in table {
+            let mut modes = raw_modes(&sensor);
+            modes.reverse();
+            assert_eq!(candidate_modes(&modes, need), want, "{}", sensor.model);
+        }
+        // 2560x720 has the smaller area but the larger sum of sides than 1640x1232.
+        let modes = [
+            mode(3280, 2464, 10),
+            mode(1640, 1232, 10),
+            mode(2560, 720, 10),
+        ];
+        assert_eq!(
+            candidate_modes(&modes, (512, 512)),
+            vec![
+                mode(2560, 720, 10),
+                mode(1640, 1232, 10),
+                mode(3280, 2464, 10)
+            ]
+        );
+    }
+
+    /// A mode with a zero side is no mode: never configured.
+    #[test]
+    fn modes_with_a_zero_side_are_not_candidates() {
+        let modes = [mode(0, 864, 10), mode(1536, 0, 10), mode(1536, 864, 10)];
+        assert_eq!(
+            candidate_modes(&modes, (512, 512)),
+            vec![mode(1536, 864, 10)]
+        );
+        assert_eq!(candidate_modes(&modes[..2], (512, 512)), vec![]);
+    }
+
+    /// Full field of view: each side within 1% of the active area, each offset within 1%,
+    /// the first step past each bound refused (active 4608x2592: 1% is 46.08 by 25.92).
+    #[test]
+    fn full_field_of_view_at_each_one_percent_bound() {
+        let active = (4608, 2592);
+        let table: &[(Rect, bool)] = &[
+            (r(0, 0, 4608, 2592), true),
+            (r(0, 0, 4562, 2592), true),
+            (r(0, 0, 4561, 2592), false),
+            (r(0, 0, 4608, 2567), true),
+            (r(0, 0, 4608, 2566), false),
+            (r(46, 0, 4608, 2592), true),
+            (r(47, 0, 4608, 2592), false),
+            (r(-46, 0, 4608, 2592), true),
+            (r(-47, 0, 4608, 2592), false),
+            (r(0, 25, 4608, 2592), true),
+            (r(0, 26, 4608, 2592), false),
+            (r(0, -26, 4608, 2592), false),
+            // IMX708's 1536x864 mode: the centre of the sensor only.
+            (r(768, 432, 3072, 1728), false),
+        ];
+        for &(max, want) in table {
+            assert_eq!(full_field_of_view(active, max), want, "{max:?}");
+        }
+    }
+
+    /// Each placeholder sign alone refuses the limits; the bounds are inclusive where a real
+    /// crop may reach (an overhang up to twice the active area is clipped, not refused).
+    #[test]
+    fn each_sign_of_a_placeholder_alone_refuses_the_limits() {
+        let active = (2592, 1944);
+        let with = |max: Rect, maximum: Option<Rect>| ModeLimits {
+            scaler_crop_max: Some(max),
+            scaler_crop_maximum: maximum,
+            frame_duration: None,
+        };
+        let whole = r(0, 0, 2592, 1944);
+        let table: &[(ModeLimits, Result<Option<Rect>, ()>)] = &[
+            (with(r(0, 0, 0, 1944), Some(whole)), Err(())),
+            (with(r(0, 0, 2592, 0), Some(whole)), Err(())),
+            (with(r(0, 1944, 16, 16), Some(whole)), Err(())),
+            (with(r(0, 0, 5185, 1944), Some(whole)), Err(())),
+            (with(r(0, 0, 5184, 1944), Some(whole)), Ok(Some(whole))),
+            (with(r(0, 0, 2592, 3889), Some(whole)), Err(())),
+            (with(r(0, 0, 2592, 3888), Some(whole)), Ok(Some(whole))),
+            (
+                with(r(0, 0, 2591, 1943), Some(whole)),
+                Ok(Some(r(0, 0, 2591, 1943))),
+            ),
+            // An empty ScalerCropMaximum, either side.
+            (with(whole, Some(r(0, 0, 0, 1944))), Err(())),
+            (with(whole, Some(r(0, 0, 2592, 0))), Err(())),
+            // No ScalerCropMaximum at all: the maximum alone decides (issue 24: a placeholder
+            // maximum must not become the crop).
+            (with(r(65535, 65535, 65535, 65535), None), Err(())),
+            (with(r(0, 0, 65535, 65535), None), Err(())),
+            (with(whole, None), Ok(Some(whole))),
+            // Inside the bounds but nothing of the active area once clipped: no crop.
+            (with(r(-100, 0, 50, 1944), Some(whole)), Ok(None)),
+            (with(r(0, -100, 2592, 50), Some(whole)), Ok(None)),
+        ];
+        for (limits, want) in table {
+            let got = crop_area(Some(active), limits);
+            match want {
+                Err(()) => assert!(
+                    matches!(got, Err(PlanError::Placeholder { .. })),
+                    "{limits:?}: {got:?}"
+                ),
+                Ok(want) => assert_eq!(got, Ok(*want), "{limits:?}"),
+            }
+        }
+    }
+
+    /// A camera without a pixel array (libcamera's virtual camera, a USB camera): nothing to
+    /// check the control against, so it is taken as is, unless it is empty.
+    #[test]
+    fn without_a_pixel_array_the_control_is_taken_as_is_unless_empty() {
+        let with = |max: Rect| ModeLimits {
+            scaler_crop_max: Some(max),
+            ..ModeLimits::default()
+        };
+        let table: &[(Rect, Option<Rect>)] = &[
+            (r(0, 0, 1920, 1080), Some(r(0, 0, 1920, 1080))),
+            (r(8, 4, 640, 480), Some(r(8, 4, 640, 480))),
+            (r(0, 0, 0, 1080), None),
+            (r(0, 0, 1920, 0), None),
+        ];
+        for &(max, want) in table {
+            assert_eq!(crop_area(None, &with(max)), Ok(want), "{max:?}");
+        }
+        assert_eq!(crop_area(None, &ModeLimits::default()), Ok(None));
+    }
+
+    /// The exact crop, where the shrink for an odd offset runs on either axis and where the
+    /// area's odd sides or an inexact shape leave rounding to decide: the largest even
+    /// rectangle of the output's shape (rounded down) that fits, centred, on even coordinates.
+    #[test]
+    fn centred_crops_exactly_with_odd_offsets_odd_sides_and_inexact_shapes() {
+        let table: &[(Rect, (u32, u32), Rect)] = &[
+            // Full height, an odd offset on both axes: one step down keeps the shape.
+            (r(1, 3, 4056, 3040), (1, 1), r(510, 4, 3038, 3038)),
+            (r(1, 3, 4056, 3040), (4, 3), r(4, 4, 4050, 3038)),
+            // Full width (a wider output), an odd offset: the step is taken off the width.
+            (r(3, 1, 2592, 1944), (1920, 1080), r(4, 246, 2590, 1456)),
+            // Odd sides: the shape from the whole side, then evened.
+            (r(0, 0, 4056, 3039), (4, 3), r(2, 0, 4052, 3038)),
+            (r(0, 0, 2591, 4000), (2, 3), r(0, 58, 2590, 3886)),
+            // Shapes that do not divide the sensor: rounded down, then evened.
+            (r(0, 0, 4056, 3040), (16, 9), r(0, 380, 4056, 2280)),
+            (r(0, 0, 3280, 2464), (3, 2), r(0, 140, 3280, 2186)),
+            (r(680, 692, 1920, 1080), (1, 1), r(1100, 692, 1080, 1080)),
+            // Too thin for any even height: empty, at the area's origin.
+            (r(0, 0, 4000, 1), (4000, 1), r(0, 0, 0, 0)),
+            (r(6, 2, 1, 1), (1, 1), r(6, 2, 0, 0)),
+        ];
+        for &(area, aspect, want) in table {
+            assert_eq!(centred_crop(area, aspect), want, "{area:?} {aspect:?}");
+        }
+    }
+
+    /// A maximum of 0 (or below the minimum) is no limit, and a minimum of 0 or less none
+    /// either: the framerate asked stands.
+    #[test]
+    fn frame_period_ignores_limits_that_are_no_limits() {
+        assert_eq!(frame_period(30, Some((1_000, 0))), (33_333, false));
+        assert_eq!(frame_period(30, Some((0, 0))), (33_333, false));
+        assert_eq!(frame_period(30, Some((-5, 100_000))), (33_333, false));
+        assert_eq!(frame_period(30, Some((0, 20_000))), (20_000, true));
+        assert_eq!(frame_period(30, Some((33_333, 33_333))), (33_333, false));
+    }
+
+    /// The applied crop's shape within 1% of the output's either way, and not past it.
+    #[test]
+    fn applied_crop_shape_at_its_one_percent_bounds() {
+        use super::super::CropState;
+        let table: &[(Rect, (u32, u32), bool)] = &[
+            (r(0, 0, 101, 100), (1, 1), true),
+            (r(0, 0, 99, 100), (1, 1), true),
+            (r(0, 0, 102, 100), (1, 1), false),
+            (r(0, 0, 98, 100), (1, 1), false),
+            (r(0, 0, 3456, 2592), (640, 480), true),
+            (r(0, 0, 0, 100), (1, 1), false),
+            (r(0, 0, 100, 0), (1, 1), false),
+            (r(0, 0, 0, 0), (4, 3), false),
+        ];
+        for &(applied, aspect, fine) in table {
+            let want = if fine {
+                CropState::Applied(applied)
+            } else {
+                CropState::NotSquare(applied)
+            };
+            assert_eq!(
+                crop_applied(applied, aspect),
+                want,
+                "{applied:?} {aspect:?}"
+            );
+        }
+    }
+
+    /// A line timing needs both a line length and a pixel rate; and only a size the driver
+    /// table has gets one, even when the camera's limits would fit another of its modes' lines
+    /// (a mode from a newer kernel is not guessed at). IMX219 3280x2464: 2496 lines of 3448
+    /// pixels at 182.4 MHz, 47183 us.
+    #[test]
+    fn a_line_timing_needs_both_figures_and_a_size_the_driver_table_has() {
+        let rate = 182_400_000;
+        assert!(line_timing("imx219", 3448, rate, 47_183).is_some());
+        assert_eq!(line_timing("imx219", 0, rate, 47_183), None);
+        assert_eq!(line_timing("imx219", 3448, 0, 47_183), None);
+        let full = known_line_timing("imx219", (3280, 2464), 47_183).unwrap();
+        assert_eq!((full.line_length, full.frame_lines_min), (3448, 2496));
+        assert_eq!(known_line_timing("imx219", (1000, 750), 47_183), None);
     }
 }

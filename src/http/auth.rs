@@ -7,7 +7,9 @@
 //! and everything around it is bounded by what a Pi Zero 2 W can afford:
 //!
 //! - Checks run one at a time on one thread (`auth`), which owns the check's memory: one
-//!   block array, allocated at the first check and reused, never one per attempt. A request
+//!   block array, allocated at the first check and reused, never one per attempt, and given
+//!   back once no check has run for [`BLOCKS_IDLE`] (19-64 MiB is a tenth of a Pi Zero 2 W's
+//!   memory: it is not kept for the process's life for one login a day). A request
 //!   only queues a job and awaits the answer; a client that hangs up cancels nothing that
 //!   holds memory, and a queued job whose client has gone is skipped. The queue is short;
 //!   requests beyond it wait for a place in arrival order (a bounded number of them, for a
@@ -631,6 +633,10 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+/// The check's block array is freed once no check has run for this long; the next check
+/// allocates it again (a few milliseconds against the check's own tens to hundreds).
+pub const BLOCKS_IDLE: Duration = Duration::from_secs(10);
+
 /// The `auth` thread: runs the checks one at a time in one reused block array, and logs a
 /// summary of the attempts that did not pass at most once per [`crate::throttle::PERIOD`].
 fn check_thread(jobs: &Queue, users: Vec<Stored>, dummy: Stored, counts: Arc<Counts>) {
@@ -642,6 +648,7 @@ fn check_thread(jobs: &Queue, users: Vec<Stored>, dummy: Stored, counts: Arc<Cou
         .unwrap_or(0);
     // Allocated at the first check, then reused: idle, picker holds none of it.
     let mut blocks: Vec<Block> = Vec::new();
+    let mut last_check = Instant::now();
     let mut logged = counts.snapshot();
     let mut last_line = Instant::now();
     loop {
@@ -671,7 +678,12 @@ fn check_thread(jobs: &Queue, users: Vec<Stored>, dummy: Stored, counts: Arc<Cou
                 let target = job.user.map_or(&dummy, |i| &users[i]);
                 let ok = verify(target, job.password.as_bytes(), &mut blocks) && job.user.is_some();
                 let _ = job.reply.send(ok);
+                last_check = Instant::now();
             }
+        } else if !blocks.is_empty() && last_check.elapsed() >= BLOCKS_IDLE {
+            // Freed, not cleared: an allocation this large is its own mapping (see
+            // `limit_malloc_arenas`), so the memory goes back to the system now.
+            blocks = Vec::new();
         }
         if last_line.elapsed() >= crate::throttle::PERIOD {
             let now = counts.snapshot();

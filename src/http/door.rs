@@ -587,6 +587,83 @@ mod tests {
         assert_eq!(a.open_count(), 0);
     }
 
+    #[test]
+    fn each_grace_ends_exactly_on_time() {
+        let t0 = Instant::now();
+        let ns = Duration::from_nanos(1);
+        // (spoke, age): evictable only once the age reaches its grace.
+        for (spoke, age, evictable) in [
+            (false, SILENT_GRACE - ns, false),
+            (false, SILENT_GRACE, true),
+            (true, GRACE - ns, false),
+            (true, GRACE, true),
+        ] {
+            let mut a = Admission::new(1);
+            let c = a.open(spoke, t0);
+            let now = t0 + age;
+            assert_eq!(a.can_admit(now), evictable, "spoke {spoke}, {age:?}");
+            let want = if evictable {
+                Room::Evict(c)
+            } else {
+                Room::Full
+            };
+            assert_eq!(a.room(now), want, "spoke {spoke}, {age:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_step_a_connection_is_at_moves_it_on() {
+        let t0 = Instant::now();
+        let late = t0 + GRACE * 2;
+        type Step = fn(&mut Admission, u64, Instant);
+        // (steps on one connection in a door of one slot, whether it gives way later).
+        let table: [(&str, &[Step], bool); 6] = [
+            ("waiting", &[], true),
+            ("serving", &[|a, c, _| a.serving(c)], false),
+            // Flushed while serving (no answer handed over yet): still serving.
+            (
+                "serving, flushed",
+                &[|a, c, _| a.serving(c), |a, c, t| a.flushed(c, t)],
+                false,
+            ),
+            (
+                "answered",
+                &[|a, c, _| a.serving(c), |a, c, _| a.answered(c)],
+                false,
+            ),
+            (
+                "answered, flushed",
+                &[
+                    |a, c, _| a.serving(c),
+                    |a, c, _| a.answered(c),
+                    |a, c, t| a.flushed(c, t),
+                ],
+                true,
+            ),
+            // Answered without serving (a waiting connection): still waiting, evictable.
+            ("waiting, answered", &[|a, c, _| a.answered(c)], true),
+        ];
+        for (name, steps, gives_way) in table {
+            let mut a = Admission::new(1);
+            let c = a.open(false, t0);
+            for step in steps {
+                step(&mut a, c, t0);
+            }
+            let want = if gives_way {
+                Room::Evict(c)
+            } else {
+                Room::Full
+            };
+            assert_eq!(a.room(late), want, "{name}");
+        }
+        // A connection that spoke and is heard again keeps the time it first spoke: its
+        // grace is not renewed by each read.
+        let mut a = Admission::new(1);
+        let c = a.open(true, t0);
+        a.heard(c, t0 + GRACE / 2);
+        assert_eq!(a.room(t0 + GRACE), Room::Evict(c));
+    }
+
     proptest::proptest! {
         /// Whatever happens, at most `cap` connections plus the one being evicted are open,
         /// and only an evictable connection is chosen.

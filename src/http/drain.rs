@@ -279,6 +279,8 @@ mod tests {
             (0, 10_900, Decision::Wait(POLL)),
             (0, 5_792, Decision::Wait(POLL)),
             (0, 4_344, Decision::Wait(POLL)),
+            (0, 4_097, Decision::Wait(POLL)),
+            (0, 4_096, Decision::Send),
             (0, 2_896, Decision::Send),
             (0, 0, Decision::Send),
         ] {
@@ -456,5 +458,202 @@ mod tests {
         for t in [0, 5_000, 60_000] {
             assert_eq!(d.decide(sample(t, 0, 0, 50_000, 64_000, t)), Decision::Send);
         }
+    }
+
+    /// A reader with a pace of its own (50 KB read in the first 100 ms), behind by `backlog`
+    /// bytes after a part of `part` bytes: what the decision says at once.
+    fn behind(part: usize, backlog: u32) -> Decision {
+        behind_drain(part, backlog).1
+    }
+
+    /// [`behind`], with the decision's memory after it.
+    fn behind_drain(part: usize, backlog: u32) -> (Drain, Decision) {
+        let mut d = Drain::new(Duration::from_secs(10));
+        assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
+        d.sent(part);
+        let decision = d.decide(sample(100, 0, 0, 50_000, 64_000 - backlog, 0));
+        (d, decision)
+    }
+
+    #[test]
+    fn a_part_came_early_only_when_more_than_a_part_and_ok_is_unread() {
+        // 10 KB parts, ok 4 KiB: the reader has read ~36 KB a second, ~280 ms a part. Still
+        // holding the part before (more than part + ok unread): the pace is the time per
+        // part; not: half of it.
+        let (d, _) = behind_drain(10_000, 14_096);
+        assert!(
+            d.pace > ms(120) && d.pace < ms(160),
+            "on time: {:?}",
+            d.pace
+        );
+        let (d, _) = behind_drain(10_000, 14_097);
+        assert!(d.pace > ms(250) && d.pace < ms(300), "early: {:?}", d.pace);
+        // A short wait is the time left, not rounded up to the next look.
+        assert!(
+            matches!(behind(1_000, 1_025), Decision::Wait(w) if w < ms(20)),
+            "{:?}",
+            behind(1_000, 1_025)
+        );
+    }
+
+    #[test]
+    fn caught_up_means_within_half_a_part_between_1_and_4_kib() {
+        // (part, the largest backlog still caught up): half the part, at least 1 KiB, at most
+        // 4 KiB. One byte more and the reader is behind: a wait for it to read.
+        for (part, ok) in [
+            (20_000, 4_096),
+            (10_000, 4_096),
+            (4_000, 2_000),
+            (1_000, 1_024),
+        ] {
+            assert_eq!(
+                behind(part, ok),
+                Decision::Send,
+                "{part} B part, {ok} B behind"
+            );
+            assert!(
+                matches!(behind(part, ok + 1), Decision::Wait(w) if w > Duration::ZERO),
+                "{part} B part, {} B behind: {:?}",
+                ok + 1,
+                behind(part, ok + 1)
+            );
+        }
+    }
+
+    #[test]
+    fn dropped_only_when_behind_by_more_than_caught_up_allows() {
+        // A reader that has read nothing for the timeout, exactly `ok` behind (4 KiB with
+        // 10 KB parts): caught up, kept; a byte more: dropped.
+        // So is one with exactly IN_FLIGHT bytes in flight.
+        for (backlog, unacked, want) in [
+            (4_096, 0, Decision::Send),
+            (4_097, 0, Decision::Drop),
+            (0, 4_096, Decision::Send),
+            (0, 4_097, Decision::Drop),
+        ] {
+            let mut d = Drain::new(Duration::from_secs(1));
+            assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
+            d.sent(10_000);
+            let s = sample(
+                1_000,
+                0,
+                unacked,
+                u64::from(backlog),
+                64_000 - backlog,
+                1_000,
+            );
+            assert_eq!(
+                d.decide(s),
+                want,
+                "{backlog} B behind, {unacked} B in flight"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rate_is_read_over_the_last_four_seconds_and_at_least_one() {
+        let s = Duration::from_secs;
+        // (history points, rate in bytes a second)
+        type Row = (Vec<(Duration, i64)>, Option<f64>);
+        let table: [Row; 6] = [
+            (vec![], None),
+            // One point: nothing read over the least span.
+            (vec![(s(5), 100)], Some(0.0)),
+            // Over less than a second: counted over one.
+            (vec![(ms(0), 0), (ms(500), 1_000)], Some(1_000.0)),
+            (vec![(ms(0), 0), (s(2), 4_000)], Some(2_000.0)),
+            // A point exactly four seconds back is the oldest counted; older ones are not.
+            (
+                vec![(ms(0), 0), (s(1), 1_000), (s(5), 9_000)],
+                Some(2_000.0),
+            ),
+            // Less read than before (the window grew): no negative rate.
+            (vec![(ms(0), 5_000), (s(2), 1_000)], Some(0.0)),
+        ];
+        for (points, want) in table {
+            let mut d = Drain::new(s(10));
+            d.history.extend(points.iter().copied());
+            assert_eq!(d.rate(), want, "{points:?}");
+        }
+    }
+
+    #[test]
+    fn the_pace_after_each_judgement() {
+        let s = Duration::from_secs;
+        // (history, pace before, early, pace after), parts of 10 KB.
+        let none: &[(Duration, i64)] = &[];
+        let reading = &[(ms(0), 0), (s(1), 10_000)][..]; // one part a second
+        let still = &[(ms(0), 0), (s(1), 0)][..]; // reading nothing
+        let table = [
+            // No rate yet: early lengthens by half (at least PACE_MIN); on time shortens by
+            // an eighth.
+            (none, Duration::ZERO, true, PACE_MIN),
+            (none, Duration::ZERO, false, Duration::ZERO),
+            (none, ms(100), true, ms(150)),
+            (none, ms(100), false, ms(87) + Duration::from_micros(500)),
+            (none, ms(1_900), true, PREDICT_MAX),
+            // The rate bounds it from below: the time per part when early, half when not.
+            (reading, Duration::ZERO, true, s(1)),
+            (reading, Duration::ZERO, false, ms(500)),
+            (reading, ms(800), false, ms(700)),
+            // A rate of zero is no rate.
+            (still, Duration::ZERO, true, PACE_MIN),
+            (still, Duration::ZERO, false, Duration::ZERO),
+        ];
+        for (points, before, early, want) in table {
+            let mut d = Drain::new(s(10));
+            d.history.extend(points.iter().copied());
+            d.last_part = 10_000;
+            d.pace = before;
+            d.judge_pace(early);
+            assert_eq!(d.pace, want, "{points:?}, {before:?}, early {early}");
+        }
+    }
+
+    #[test]
+    fn progress_needs_a_step_and_history_keeps_points_a_step_apart() {
+        let mut d = Drain::new(Duration::from_secs(10));
+        // (at ms, read): (progress after, history after)
+        type Row = ((u64, i64), (u64, i64), &'static [(u64, i64)]);
+        let table: &[Row] = &[
+            ((0, 0), (0, 0), &[(0, 0)]),
+            // The second point is kept however close; read creeping by less than a step is
+            // no progress, even when it adds up.
+            ((50, 500), (0, 0), &[(0, 0), (50, 500)]),
+            ((100, 1_000), (0, 0), &[(0, 0), (100, 1_000)]),
+            // Exactly a step more than the reading before: progress.
+            ((150, 2_000), (150, 2_000), &[(0, 0), (150, 2_000)]),
+            // A step (100 ms) after the last point: a new point.
+            (
+                (250, 2_500),
+                (150, 2_000),
+                &[(0, 0), (150, 2_000), (250, 2_500)],
+            ),
+            // The same time again: the newest reading replaces the last point.
+            (
+                (250, 3_600),
+                (250, 3_600),
+                &[(0, 0), (150, 2_000), (250, 3_600)],
+            ),
+            // An older acknowledgement: the history is unchanged.
+            (
+                (200, 9_000),
+                (200, 9_000),
+                &[(0, 0), (150, 2_000), (250, 3_600)],
+            ),
+        ];
+        for &((at, read), (pt, pr), history) in table {
+            d.note(ms(at), read, 1_000);
+            assert_eq!(d.progress, Some((ms(pt), pr)), "note at {at} ms");
+            let want: Vec<_> = history.iter().map(|&(t, r)| (ms(t), r)).collect();
+            assert_eq!(Vec::from(d.history.clone()), want, "note at {at} ms");
+        }
+        // At most HISTORY points, the oldest dropped.
+        let mut d = Drain::new(Duration::from_secs(10));
+        for i in 0..60u64 {
+            d.note(ms(i * 100), i as i64 * 1_000, 1_000);
+        }
+        assert_eq!(d.history.len(), HISTORY);
+        assert_eq!(d.history.front(), Some(&(ms(1_200), 12_000)));
     }
 }

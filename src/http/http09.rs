@@ -249,6 +249,9 @@ mod tests {
         let mut conn = Http09::new(server);
         conn.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.unwrap();
         conn.shutdown().await.unwrap();
+        // Dropped, so that the read below ends whatever shutdown did; `Recorder` below
+        // checks the shutdown itself.
+        drop(conn);
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, b"HTTP/1.0 200 OK\r\n\r\n");
@@ -280,5 +283,104 @@ mod tests {
             };
             proptest::prop_assert_eq!(got, want);
         }
+    }
+
+    /// A socket that records what is written to it, and how.
+    #[derive(Default)]
+    struct Recorder {
+        vectored: bool,
+        written: Vec<u8>,
+        vectored_calls: usize,
+        flushes: usize,
+        shut: bool,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.written.extend_from_slice(data);
+            Poll::Ready(Ok(data.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.vectored_calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                self.written.extend_from_slice(b);
+                n += b.len();
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.shut = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_write_reaches_the_socket_as_it_is() {
+        for vectored in [false, true] {
+            let mut conn = Http09::new(Recorder {
+                vectored,
+                ..Recorder::default()
+            });
+            assert_eq!(conn.is_write_vectored(), vectored);
+            assert_eq!(conn.write(b"HTTP/1.0 ").await.unwrap(), 9);
+            let parts = [io::IoSlice::new(b"200 "), io::IoSlice::new(b"OK\r\n")];
+            assert_eq!(conn.write_vectored(&parts).await.unwrap(), 8);
+            conn.flush().await.unwrap();
+            conn.shutdown().await.unwrap();
+            let r = &conn.inner;
+            assert_eq!(r.written, b"HTTP/1.0 200 OK\r\n");
+            assert_eq!(r.vectored_calls, 1);
+            assert!(
+                r.flushes >= 1 && r.shut,
+                "flushed {}, shut {}",
+                r.flushes,
+                r.shut
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_line_is_looked_at_up_to_exactly_its_bound() {
+        // Version-less lines that end within the bound (8 KiB) are rewritten, whatever the
+        // pieces they arrive in; a line that does not end within it passes through, even when
+        // its end arrives just after the bound.
+        let line = |len: usize| {
+            let a = vec![b'a'; len - b"GET /\r\n".len()];
+            [b"GET /".as_slice(), &a, b"\r\n"].concat()
+        };
+        for (len, pieces) in [(2_000, 1), (FIRST_LINE_MAX, 1), (FIRST_LINE_MAX, 2)] {
+            let input = line(len);
+            let parts: Vec<&[u8]> = if pieces == 1 {
+                vec![&input]
+            } else {
+                vec![&input[..5], &input[5..]]
+            };
+            let want = [&input[..len - 2], b" HTTP/1.0\r\n"].concat();
+            assert_eq!(through(&parts).await, want, "{len} bytes in {pieces}");
+        }
+        // 5 bytes first: the reads after it are not aligned on the bound, and the line's
+        // end (at 8197) would fit in the last read.
+        let input = line(FIRST_LINE_MAX + 5);
+        assert_eq!(through(&[&input[..5], &input[5..]]).await, input);
     }
 }

@@ -40,8 +40,13 @@ use crate::throttle::Events;
 /// hyper's per-connection buffer: request heads larger than this are refused with 431, and
 /// a slow stream client has at most about one frame queued in user space.
 const CONNECTION_BUFFER: usize = 16 * 1024;
-/// How long a client of the stream port may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client of the stream port may take to send its request head, counted from
+/// `accept` (and from the end of the answer before, on a keep-alive connection), however
+/// slowly the bytes come: a connection that sends nothing, or a head a byte at a time, is
+/// closed then (hyper's header read timeout, as on the still socket). A real client sends its
+/// head at once; 5 s leaves room for two lost segments on a bad link (TCP retransmits after
+/// 1 s, then 2 s) and turns an idle flood's connections over twice as fast as the 10 s before.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The same on the still socket, whose clients are local programs that send their request
 /// at once: a connection that has not sent its head in this time is closed.
 pub const STILL_HEAD_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,9 +55,14 @@ pub const STILL_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Either kind of listener.
 pub enum Listener {
-    /// The stream port, and how long a client may accept no bytes (`stream.client-timeout`,
-    /// in seconds; a reload changes it for the connections accepted after).
-    Tcp(TcpListener, Arc<std::sync::atomic::AtomicU64>),
+    /// The stream port, how long a client may accept no bytes (`stream.client-timeout`, in
+    /// seconds; a reload changes it for the connections accepted after), and the open
+    /// connections per client address (see [`crate::peers::connections_per_address`]).
+    Tcp(
+        TcpListener,
+        Arc<std::sync::atomic::AtomicU64>,
+        Arc<crate::peers::PerAddress>,
+    ),
     Unix(UnixListener),
 }
 
@@ -68,8 +78,12 @@ pub struct Limits {
 /// Serves `filter` on `listener` until `shutdown` becomes true, then lets open connections
 /// finish for a short grace period (stream bodies end on shutdown themselves).
 ///
-/// TCP connections beyond `limits.connections` are accepted and closed at once (a flood must
-/// not fill the listen backlog for real viewers). On the still socket a new client takes the
+/// TCP connections beyond `limits.connections`, or beyond their address's share (see
+/// [`crate::peers::connections_per_address`]: one address must not hold every slot), are
+/// accepted and closed at once (a flood must not fill the listen backlog for real viewers);
+/// a connection that sends no complete request head within [`HEAD_TIMEOUT`] is closed, and
+/// counted unless it had sent a request before (a browser keeps its connections open
+/// between requests). On the still socket a new client takes the
 /// slot of the connection that has waited longest on its client (see [`door`]); when every
 /// slot is answering a request, new clients wait in the backlog (they are local programs,
 /// which would rather wait than fail).
@@ -103,6 +117,12 @@ pub async fn serve<F>(
             a = accept(&listener) => a,
         };
         let io = match accepted {
+            // Its address holds its share of connections: closed at once (dropped here).
+            Ok(Some(Io::Refused { peer, cap })) => {
+                backoff = Duration::from_millis(5);
+                events.refused_per_address(peer, cap);
+                continue;
+            }
             Ok(Some(io)) => {
                 backoff = Duration::from_millis(5);
                 io
@@ -143,8 +163,13 @@ pub async fn serve<F>(
         // is sent.
         let routes = hyper_util::service::TowerToHyperService::new(warp::service(filter.clone()));
         let service_ticket = ticket.clone();
+        // Whether a request came at all: a keep-alive connection closed at the head deadline
+        // after its answers is a client that simply kept it open, not one to count.
+        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let service_asked = asked.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let (routes, ticket) = (routes.clone(), service_ticket.clone());
+            service_asked.store(true, std::sync::atomic::Ordering::Relaxed);
             async move {
                 let refused = target::refuse(req.method(), req.uri());
                 if let Some(t) = &ticket {
@@ -181,7 +206,9 @@ pub async fn serve<F>(
         tokio::spawn(async move {
             let tcp = matches!(io, Io::Tcp(..));
             let result = match io {
-                Io::Tcp(s, timeout) => {
+                Io::Refused { .. } => return,
+                // `_held`: the address's share, given back when the connection ends.
+                Io::Tcp(s, timeout, _held) => {
                     let mut s = deadline::Progress::new(s, timeout, Some("stream.client-timeout"));
                     let flushes = stream::Flushes::of(&mut s);
                     // `GET /?action=stream` without a version: made HTTP/1.0 (see `http09`).
@@ -219,6 +246,9 @@ pub async fn serve<F>(
                     } else {
                         events.still_dropped(&e);
                     }
+                } else if tcp && e.is_timeout() && !asked.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    events.head_timeout(HEAD_TIMEOUT);
                 } else {
                     tracing::debug!("connection ended: {e}");
                 }
@@ -236,8 +266,14 @@ pub async fn serve<F>(
 }
 
 enum Io {
-    Tcp(tokio::net::TcpStream, Duration),
+    /// A stream-port connection, its write deadline, and its address's share.
+    Tcp(tokio::net::TcpStream, Duration, Option<crate::peers::Slot>),
     Unix(tokio::net::UnixStream),
+    /// A stream-port connection whose address holds `cap` connections already.
+    Refused {
+        peer: std::net::IpAddr,
+        cap: usize,
+    },
 }
 
 /// Accepts one connection. An error is the listener's (EMFILE...: the loop backs off);
@@ -245,15 +281,28 @@ enum Io {
 /// setsockopt calls): only that connection is dropped, nobody else waits for it.
 async fn accept(listener: &Listener) -> std::io::Result<Option<Io>> {
     match listener {
-        Listener::Tcp(l, timeout) => {
+        Listener::Tcp(l, timeout, per_address) => {
             let (s, peer) = l.accept().await?;
+            // Before anything is spent on it.
+            let held = match per_address.cap() {
+                0 => None,
+                cap => match per_address.take(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        return Ok(Some(Io::Refused {
+                            peer: peer.ip(),
+                            cap,
+                        }));
+                    }
+                },
+            };
             if let Err(e) = stream::tune_socket(&s) {
                 // debug: a client can cause this at will.
                 tracing::debug!("dropping connection from {peer}: cannot set socket options: {e}");
                 return Ok(None);
             }
             let timeout = timeout.load(std::sync::atomic::Ordering::Relaxed);
-            Ok(Some(Io::Tcp(s, Duration::from_secs(timeout))))
+            Ok(Some(Io::Tcp(s, Duration::from_secs(timeout), held)))
         }
         Listener::Unix(l) => Ok(Some(Io::Unix(l.accept().await?.0))),
     }

@@ -262,6 +262,27 @@ mod tests {
         }
     }
 
+    /// `stream.auth-exempt` names routes by their own path: every alias of a route, and the
+    /// page's assets, answer to the one path of their route.
+    #[test]
+    fn every_alias_has_its_route_s_own_path() {
+        let table: &[(&str, &str)] = &[
+            ("/", "/"),
+            ("/preview.js", "/"),
+            ("/preview.css", "/"),
+            ("/stream.mjpg", "/stream.mjpg"),
+            ("/webcam/stream", "/stream.mjpg"),
+            ("/?action=stream_0&fps=2", "/stream.mjpg"),
+            ("/snapshot.jpg", "/snapshot.jpg"),
+            ("/?action=snapshot", "/snapshot.jpg"),
+            ("/state", "/state"),
+            ("/metrics", "/metrics"),
+        ];
+        for (url, want) in table {
+            assert_eq!(get(url).unwrap().canonical_path(), *want, "{url}");
+        }
+    }
+
     #[test]
     fn fps_outside_its_range_is_a_bad_query() {
         for bad in [

@@ -42,28 +42,37 @@ mod tests {
 
     #[test]
     fn only_paths_and_absolute_uris_reach_the_routes() {
-        // (method, target as a client sends it, refused?)
+        // (method, target as a client sends it, refused with a body saying this, or not)
         let table = [
-            ("GET", "/stream.mjpg", false),
-            ("GET", "/?action=stream", false),
-            ("HEAD", "/still.rgb?fresh=1", false),
-            ("GET", "http://x/stream.mjpg", false),
-            ("GET", "http://x:80", false),
-            ("GET", "x:80", true),
-            ("CONNECT", "x:1", true),
-            ("HEAD", "x:1", true),
-            ("OPTIONS", "*", true),
-            ("GET", "*", true),
-            ("PUT", "example.com:443", true),
+            ("GET", "/stream.mjpg", None),
+            ("GET", "/?action=stream", None),
+            ("HEAD", "/still.rgb?fresh=1", None),
+            ("GET", "http://x/stream.mjpg", None),
+            ("GET", "http://x:80", None),
+            (
+                "GET",
+                "x:80",
+                Some("the request target is an authority (host:port)"),
+            ),
+            ("CONNECT", "x:1", Some("picker is not a proxy")),
+            (
+                "HEAD",
+                "x:1",
+                Some("the request target is an authority (host:port)"),
+            ),
+            ("OPTIONS", "*", Some("the request target is \"*\"")),
+            ("GET", "*", Some("the request target is \"*\"")),
+            ("PUT", "example.com:443", Some("an authority (host:port)")),
         ];
-        for (method, target, refused) in table {
+        for (method, target, why) in table {
             let method: Method = method.parse().unwrap();
             let uri: Uri = target.parse().unwrap();
             let got = refuse(&method, &uri);
-            assert_eq!(got.is_some(), refused, "{method} {target}: {got:?}");
-            if let Some((status, body)) = got {
+            assert_eq!(got.is_some(), why.is_some(), "{method} {target}: {got:?}");
+            if let (Some((status, body)), Some(why)) = (got, why) {
                 assert_eq!(status, StatusCode::BAD_REQUEST);
                 assert!(body.contains(target) && body.ends_with('\n'), "{body}");
+                assert!(body.contains(why), "{method} {target}: {body}");
             }
         }
     }

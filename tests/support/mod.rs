@@ -687,6 +687,14 @@ impl Metrics {
         Metrics(p.tcp_get("/metrics").text())
     }
 
+    /// `/metrics` asked from the loopback address `from` (another host; see
+    /// [`connect_from`]).
+    #[allow(dead_code)]
+    pub fn read_from(p: &Picker, from: &str) -> Metrics {
+        let s = connect_from(from, p.addr()).unwrap();
+        Metrics(http_get(s, "/metrics").text())
+    }
+
     pub fn get(&self, name: &str) -> f64 {
         self.0
             .lines()
@@ -704,4 +712,59 @@ pub fn have(tool: &str) -> bool {
         .arg(format!("command -v {tool}"))
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// What [`idle_tcp_flood`] holds: `placed`, connections in place after each pass (the
+/// server may have closed some since); `alive`, those seen still open at the pass's start.
+#[derive(Default)]
+pub struct FloodCounts {
+    pub placed: std::sync::atomic::AtomicUsize,
+    pub alive: std::sync::atomic::AtomicUsize,
+}
+
+/// Keeps `n` idle TCP connections made by `connect` open (replacing each one the server
+/// closes, every 50 ms) until `stop` is set.
+#[allow(dead_code)]
+pub fn idle_tcp_flood(
+    connect: impl Fn() -> std::io::Result<TcpStream> + Send + 'static,
+    n: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    counts: Arc<FloodCounts>,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    std::thread::spawn(move || {
+        let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+        let mut probe = [0u8; 1];
+        while !stop.load(Relaxed) {
+            let mut alive = 0;
+            for slot in conns.iter_mut() {
+                // A closed connection reads 0 bytes (or fails): replace it.
+                let open = slot.as_ref().is_some_and(|s| {
+                    matches!(s.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                if open {
+                    alive += 1;
+                } else {
+                    *slot = connect().ok().inspect(|s| s.set_nonblocking(true).unwrap());
+                }
+            }
+            counts.alive.store(alive, Relaxed);
+            let placed = conns.iter().filter(|c| c.is_some()).count();
+            counts.placed.store(placed, Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+/// A TCP connection to `to` from the loopback address `from`: other hosts are stood for by
+/// other loopback addresses (127.0.0.2...), as the whole of 127/8 reaches a server bound on
+/// 127.0.0.1. Reads time out after 20 s.
+#[allow(dead_code)]
+pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let src: std::net::IpAddr = from.parse().unwrap();
+    s.bind(&SocketAddr::new(src, 0).into())?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.connect(&to.into())?;
+    Ok(s.into())
 }

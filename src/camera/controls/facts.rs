@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{AfMode, AfRange, AwbMode, Denoise, ExposureMode, Metering};
+use crate::camera::plan::{self, LineTiming};
 
 /// The libcamera controls this module sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -158,6 +159,10 @@ pub struct ControlFacts {
     /// duration allowed (`IpaBase::applyFrameDurations`, `AgcChannel::limitExposureTime`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame_period_us: Option<i64>,
+    /// The configured sensor mode's line timing, where known: the IPA's cap is then a few
+    /// lines short of the frame ([`plan::longest_exposure_us`]), not the whole frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_timing: Option<LineTiming>,
     /// The value a control starts in where that is not its `ControlInfo` default: what
     /// removing a runtime value goes back to (libcamera's default for an enumerated control
     /// is merely its first value). See [`ControlFacts::on_pi`].
@@ -184,6 +189,22 @@ impl ControlFacts {
     pub fn with_frame_period(mut self, us: Option<i64>) -> ControlFacts {
         self.frame_period_us = us.filter(|us| *us > 0);
         self
+    }
+
+    /// The sensor mode's line timing (see [`ControlFacts::line_timing`]).
+    pub fn with_line_timing(mut self, line: Option<LineTiming>) -> ControlFacts {
+        self.line_timing = line;
+        self
+    }
+
+    /// The longest exposure a frame allows at the frame period in force: what the Pi's IPA
+    /// caps a fixed `ExposureTime` to. The whole period where the line timing is unknown.
+    pub fn longest_exposure_us(&self) -> Option<i64> {
+        let period = self.frame_period_us?;
+        Some(match self.line_timing {
+            Some(line) => plan::longest_exposure_us(period, line),
+            None => period,
+        })
     }
 
     /// A camera behind Raspberry Pi's IPA on `handler`: the state its algorithms start in

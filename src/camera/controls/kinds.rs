@@ -128,14 +128,16 @@ pub(super) fn auto_or_fixed(
                 (c != v as i64).then(|| format!("clamped to the camera's range {min} to {max}"));
             // The camera would cap it silently to fit the frame; say so, and ask for what it
             // will do.
-            if let Some(period) = facts
-                .frame_period_us
-                .filter(|p| id == Id::ExposureTime && c > *p)
-            {
-                c = period;
+            if let (Some(period), Some(longest)) = (
+                facts.frame_period_us,
+                facts
+                    .longest_exposure_us()
+                    .filter(|l| id == Id::ExposureTime && c > *l),
+            ) {
+                c = longest;
                 note = Some(format!(
                     "longer than a frame at the frame rate in force ({period} us per frame): \
-                     the camera keeps the exposure within the frame, at most {period} us; \
+                     the camera keeps the exposure within the frame, at most {longest} us; \
                      lower camera.framerate for a longer one"
                 ));
             }

@@ -360,6 +360,8 @@ pub fn plan_change(old: &ControlsConfig, new: &ControlsConfig, facts: &ControlFa
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::camera::controls::Limits;
     use crate::camera::controls::facts::{AF_AUTO, AF_MANUAL};
@@ -556,5 +558,184 @@ mod tests {
         assert_eq!(p.value(Id::Brightness), Some(Value::Float(0.0)));
         assert_eq!(p.value(Id::AfMode), Some(Value::Int(AF_CONTINUOUS)));
         assert_eq!(p.value(Id::ExposureTime), None);
+    }
+
+    /// What a change sets, exactly, per camera: removing a key gives back the camera's own
+    /// behaviour by the controls that camera has (the mode switches, or `AeEnable` and gains
+    /// of 0 on a camera without them), and setting one key sets that key only.
+    #[test]
+    fn a_change_sets_exactly_what_each_camera_needs() {
+        // A camera with the older controls only: no exposure or gain mode, no AwbEnable.
+        let older = ControlFacts::none()
+            .with(Id::AeEnable, Limits::Bool)
+            .with(
+                Id::ExposureTime,
+                Limits::Int {
+                    min: 100,
+                    max: 1_000_000,
+                    default: 20_000,
+                },
+            )
+            .with(
+                Id::AnalogueGain,
+                Limits::Float {
+                    min: 1.0,
+                    max: 16.0,
+                    default: 1.0,
+                },
+            )
+            .with(Id::AwbMode, enumerated_limits(&[0, 1, 2]))
+            .with(
+                Id::ColourGains,
+                Limits::Float {
+                    min: 0.0,
+                    max: 32.0,
+                    default: 0.0,
+                },
+            );
+        let auto = Value::Int(MODE_AUTO);
+        // (was, is, camera, values set)
+        type Case = (&'static str, &'static str, ControlFacts, Vec<(Id, Value)>);
+        let table: Vec<Case> = vec![
+            (
+                "awb-mode = \"daylight\"",
+                "",
+                fixtures::imx219(),
+                vec![(Id::AwbMode, Value::Int(0))],
+            ),
+            (
+                "awb-mode = \"daylight\"",
+                "",
+                older.clone(),
+                vec![(Id::AwbMode, Value::Int(0))],
+            ),
+            ("awb-mode = \"daylight\"", "", ControlFacts::none(), vec![]),
+            (
+                "exposure-time = 8000",
+                "",
+                fixtures::imx219(),
+                vec![(Id::ExposureTimeMode, auto)],
+            ),
+            (
+                "analogue-gain = 2.0",
+                "",
+                fixtures::imx219(),
+                vec![(Id::AnalogueGainMode, auto)],
+            ),
+            (
+                "exposure-time = 8000",
+                "",
+                older.clone(),
+                vec![(Id::AeEnable, Value::Bool(true))],
+            ),
+            (
+                "analogue-gain = 2.0",
+                "",
+                older.clone(),
+                vec![(Id::AeEnable, Value::Bool(true))],
+            ),
+            ("analogue-gain = 2.0", "", ControlFacts::none(), vec![]),
+            (
+                "colour-gains = [1.5, 1.8]",
+                "",
+                fixtures::imx219(),
+                vec![(Id::AwbEnable, Value::Bool(true))],
+            ),
+            (
+                "colour-gains = [1.5, 1.8]",
+                "",
+                older.clone(),
+                vec![(Id::ColourGains, Value::Floats([0.0, 0.0]))],
+            ),
+            (
+                "colour-gains = [1.5, 1.8]",
+                "",
+                ControlFacts::none(),
+                vec![],
+            ),
+            // Setting one key sets it alone: nothing restored that was never set, no scan.
+            (
+                "",
+                "ev = 1",
+                fixtures::imx219(),
+                vec![(Id::ExposureValue, Value::Float(1.0))],
+            ),
+            (
+                "",
+                "ev = 1",
+                fixtures::imx708_pisp(),
+                vec![
+                    (Id::AfMode, Value::Int(AF_CONTINUOUS)),
+                    (Id::ExposureValue, Value::Float(1.0)),
+                ],
+            ),
+            // Only "auto" focus scans; continuous and manual focus do not trigger.
+            (
+                "",
+                "af-mode = \"continuous\"",
+                fixtures::imx708_pisp(),
+                vec![(Id::AfMode, Value::Int(AF_CONTINUOUS))],
+            ),
+            (
+                "",
+                "af-mode = \"manual\"",
+                fixtures::imx708_pisp(),
+                vec![(Id::AfMode, Value::Int(AF_MANUAL))],
+            ),
+        ];
+        for (was, is, facts, want) in table {
+            let p = plan_change(&toml(was), &toml(is), &facts);
+            assert_eq!(p.values, want, "{was:?} -> {is:?} on {facts:?}");
+        }
+    }
+
+    /// A camera whose AfMode lacks the mode asked (or continuous, the default): nothing set,
+    /// and the key asked is reported unsupported; gains on a camera without ColourGains too.
+    #[test]
+    fn a_mode_or_control_the_camera_lacks_is_not_set() {
+        let manual_only = fixtures::imx219().with(Id::AfMode, enumerated_limits(&[AF_MANUAL]));
+        let p = plan(&ControlsConfig::default(), &manual_only);
+        assert_eq!(p.values, vec![]);
+        assert!(p.reports.is_empty(), "{:?}", p.reports);
+        let p = plan(&toml("af-mode = \"continuous\""), &manual_only);
+        assert_eq!(p.values, vec![]);
+        assert_eq!(status(&p, "af-mode"), Some(Status::Unsupported));
+        for gains in ["colour-gains = [1.5, 1.8]", "colour-gains = \"auto\""] {
+            let p = plan(&toml(gains), &ControlFacts::none());
+            assert_eq!(p.values, vec![], "{gains}");
+            assert_eq!(
+                status(&p, "colour-gains"),
+                Some(Status::Unsupported),
+                "{gains}"
+            );
+        }
+    }
+
+    /// The Pi 5 note is for "fast" alone: high quality on a Pi 5 is what it says.
+    #[test]
+    fn only_fast_denoise_on_a_pi_5_has_the_note() {
+        let p = plan(
+            &toml("denoise = \"high-quality\""),
+            &fixtures::imx708_pisp(),
+        );
+        assert_eq!(status(&p, "denoise"), Some(Status::Applied));
+        assert_eq!(p.reports["denoise"].note, None);
+    }
+
+    /// Reports show numbers as written in the config (0.1), not as the f32 they were read
+    /// into widens them (0.10000000149011612), asked and in force, alone and in arrays.
+    #[test]
+    fn reports_show_numbers_as_written() {
+        let p = plan(
+            &toml("brightness = 0.1\ncolour-gains = [1.1, 2.3]"),
+            &fixtures::imx219(),
+        );
+        let b = &p.reports["brightness"];
+        assert_eq!((&b.asked, &b.value), (&json!(0.1), &Some(json!(0.1))));
+        let g = &p.reports["colour-gains"];
+        assert_eq!(
+            (&g.asked, &g.value),
+            (&json!([1.1, 2.3]), &Some(json!([1.1, 2.3])))
+        );
     }
 }

@@ -70,6 +70,9 @@ pub(super) struct Negotiated {
     pub(super) has_sensor: bool,
     /// For `FrameDurationLimits`, when the camera has the control.
     pub(super) frame_period_us: Option<i64>,
+    /// The chosen mode's line timing, where its limits agree with a known Pi sensor's
+    /// driver: the IPA caps a fixed exposure a few lines short of the frame.
+    pub(super) line_timing: Option<plan::LineTiming>,
 }
 
 /// The configured streams, each with the layout of its buffers.
@@ -227,6 +230,14 @@ pub(super) fn limits(cam: &libcamera::camera::Camera<'_>) -> ModeLimits {
     }
 }
 
+/// The camera's `Model` property ("imx708_wide"), when it has one.
+pub(super) fn sensor_model(cam: &libcamera::camera::Camera<'_>) -> Option<String> {
+    cam.properties()
+        .get::<properties::Model>()
+        .ok()
+        .map(|m| m.0)
+}
+
 /// The sensor's raw modes and active area, or `None` for cameras without a pixel array
 /// (virtual and USB cameras: asking them for a raw stream makes libcamera log an error).
 pub(super) fn sensor_facts(
@@ -267,7 +278,9 @@ pub(super) fn negotiate(
     let id = active.id().to_string();
     let mut adjustments = Vec::new();
     let facts = sensor_facts(active);
-    let (orientation, note) = plan::orientation_for(wanted.orientation, facts.is_some());
+    let model = sensor_model(active);
+    let sensor = facts.as_ref().map(|_| model.as_deref().unwrap_or(""));
+    let (orientation, note) = plan::orientation_for(wanted.orientation, sensor);
     adjustments.extend(note);
     let (chosen, built) = configure_mode(
         active,
@@ -320,6 +333,12 @@ pub(super) fn negotiate(
     // Limits after configure: the real ones.
     let limits = limits(active);
     let frame_period_us = plan_frame_period(wanted.framerate, &limits, &mut adjustments);
+    let line_timing = match (chosen, limits.frame_duration, model.as_deref()) {
+        (Some(mode), Some((shortest, _)), Some(model)) => {
+            plan::known_line_timing(model, (mode.width, mode.height), shortest)
+        }
+        _ => None,
+    };
     let area = facts.as_ref().map(|(a, _)| *a);
     let (crop, crop_state) = plan_crop(wanted.crop, area, &limits, size_of(still), &id)?;
     Ok(Negotiated {
@@ -332,6 +351,7 @@ pub(super) fn negotiate(
         sensor_mode: chosen.map(|m| (m.width, m.height)),
         has_sensor: facts.is_some(),
         frame_period_us,
+        line_timing,
     })
 }
 

@@ -91,9 +91,19 @@ pub(super) struct LcPipeline<'d> {
     pub(super) has_sensor: bool,
     /// The driver's buffers, when those are used (their descriptors are imported, duplicated).
     pub(super) _driver_buffers: Vec<FrameBuffer>,
+    /// Fault injection for the VM test ([`REFUSE_HEAP_ENV`]): requests completed on picker's
+    /// heap buffers are taken as cancelled.
+    pub(super) refuse_heap: bool,
     pub(super) _alloc: FrameBufferAllocator,
     pub(super) active: ActiveCamera<'d>,
 }
+
+/// Set (to anything) in the environment, requests completed on picker's heap buffers count
+/// as cancelled, as a Pi's ISP that will not queue an imported buffer cancels them
+/// (rpicam-apps issue 569). Only the refusal is made up: what follows (stop, libcamera's own
+/// buffers, new requests, start) is the real fallback on the real camera. The VM test uses it:
+/// libcamera's virtual camera takes any buffer, and no other camera is there.
+pub(super) const REFUSE_HEAP_ENV: &str = "PICKER_TEST_REFUSE_HEAP";
 
 impl LcPipeline<'_> {
     /// The controls every request carries, and the runtime changes of `PUT /controls` since
@@ -152,7 +162,8 @@ impl Pipeline for LcPipeline<'_> {
             Some(FrameMetadataStatus::Error) | None => FrameStatus::Error,
         };
         Completion {
-            cancelled: req.status() == RequestStatus::Cancelled,
+            cancelled: req.status() == RequestStatus::Cancelled
+                || (self.refuse_heap && self.buffers == BufferSource::Heap),
             frame,
             sequence: meta.as_ref().map(|m| m.sequence()),
             crop: req

@@ -33,7 +33,8 @@ pub(super) fn probe(wanted: &Wanted) -> Result<Fixture, CameraError> {
         .acquire()
         .map_err(|e| failed(&id, format!("cannot acquire the camera (in use?): {e}")))?;
     let facts = sensor_facts(&active);
-    let (orientation, _) = plan::orientation_for(wanted.orientation, facts.is_some());
+    let sensor = facts.as_ref().map(|_| model.as_str());
+    let (orientation, _) = plan::orientation_for(wanted.orientation, sensor);
     let mut modes = Vec::new();
     if let Some((_, raw)) = &facts {
         for &mode in raw {
@@ -47,6 +48,9 @@ pub(super) fn probe(wanted: &Wanted) -> Result<Fixture, CameraError> {
                 bit_depth: mode.bit_depth,
                 scaler_crop_maximum: l.scaler_crop_max.map(|r| (r.x, r.y, r.width, r.height)),
                 frame_duration_limits: l.frame_duration.map(|(min, max)| (min, Some(max))),
+                // Not reported to applications; a driver-written fixture records them.
+                line_length: None,
+                pixel_rate: None,
             });
         }
     }

@@ -64,6 +64,7 @@ pub(super) fn owner_body(
         has_sensor: neg.has_sensor,
         warned_lend: false,
         _driver_buffers: buffers.driver_buffers,
+        refuse_heap: std::env::var_os(super::pipeline::REFUSE_HEAP_ENV).is_some(),
         _alloc: buffers.alloc,
         active,
     };
@@ -172,8 +173,9 @@ fn start_camera(
     }
     // After configure: the Pi's control limits are the sensor mode's now, not placeholders.
     // The camera's own controls are kept apart, so a restart can add the ones in force then.
-    let mut control_facts =
-        libcamera_controls::facts(active.controls()).with_frame_period(neg.frame_period_us);
+    let mut control_facts = libcamera_controls::facts(active.controls())
+        .with_frame_period(neg.frame_period_us)
+        .with_line_timing(neg.line_timing);
     // Behind a Pi's ISP: the state Raspberry Pi's IPA starts in, which a restore goes back to.
     let board = std::fs::read_to_string("/proc/device-tree/model").ok();
     if let Some(handler) = board
