@@ -11,18 +11,13 @@
 //!
 //! A receiver reopens its window lazily (Linux advertises a read only once the window would
 //! double), so a peer that has caught up may not say so; waiting for it to say so starves a
-//! slow reader. And an application that takes a part, then sleeps, takes the next one only a
-//! period later: a part sent as soon as it has taken the one before waits that whole period
-//! in its buffer. So the decision keeps the reader's pace (time per part) and the phase of its
-//! takes, and sends a part a margin before the take after those of the parts it holds. Each
-//! part's acknowledgement says what the reader held when it came: nothing (it was waiting:
-//! sent late, which sets the phase exactly and may shorten the pace), the part alone (sent
-//! between two takes: the phase moves later by a growing step, so that an early phase is soon
-//! found out by a late part, which costs the reader a short wait, not a period of age), or the
-//! part before too (sent early: a longer pace). The rate it has been reading at (the right
-//! edge of its window, net of the window's growth) bounds the pace. A peer that reads nothing
-//! for `client-timeout` while it holds unread bytes or has bytes in flight is dropped,
-//! whatever the size of its buffers; one whose readings do not change is looked at less often.
+//! slow reader. Instead, while the peer holds unread bytes, the decision sends once it will
+//! have read them at its pace: the time per part its earlier parts showed, made longer when a
+//! part's acknowledgement shows the part before still unread (sent early), shorter when not,
+//! and bounded by the rate at which it has been reading (the right edge of its window, net of
+//! the window's growth). A peer that reads nothing for `client-timeout` while it holds unread
+//! bytes or has bytes in flight is dropped, whatever the size of its buffers. One whose
+//! readings stay the same while it waits on the network is looked at less and less often.
 //!
 //! The effects (reading `TCP_INFO`, sleeping) are in `stream.rs`. The tests replay a
 //! never-reading client recorded at the server, and drive the decision against simulated
@@ -84,8 +79,6 @@ const POLL_MAX: Duration = Duration::from_millis(50);
 /// The longest a part is held back for a reader that holds unread bytes: then a part is sent
 /// anyway, and its acknowledgement brings the reader's true window (the lazy update above).
 const PREDICT_MAX: Duration = Duration::from_secs(2);
-/// A part is due this long (at most a quarter of the pace) before the reader's next take.
-const MARGIN: Duration = Duration::from_millis(50);
 /// The least pace after a part that came early.
 const PACE_MIN: Duration = Duration::from_millis(10);
 /// Reading rates are measured over this span of the past.
@@ -116,13 +109,8 @@ pub struct Drain {
     pace: Duration,
     /// A part was handed over whose acknowledgement has not been judged yet.
     judge: bool,
-    /// When the reader took a part (seen or predicted): its takes are a pace apart from here.
-    took: Option<Duration>,
-    /// How much later the phase moves after the next part that arrives between two takes.
-    drift: Duration,
-    /// The part before came late too.
-    late: bool,
-    /// The reading before (unsent, unacked, acked, window), and the wait after it.
+    /// The reading before (unsent, unacked, acked, window), and the wait on the network
+    /// after it.
     reading: Option<(u32, u32, u64, Option<u32>)>,
     poll: Duration,
 }
@@ -139,9 +127,6 @@ impl Drain {
             last_part: 0,
             pace: Duration::ZERO,
             judge: false,
-            took: None,
-            drift: Duration::ZERO,
-            late: false,
             reading: None,
             poll: POLL,
         }
@@ -181,9 +166,7 @@ impl Drain {
         // Reading is counted when at least `ok` more has been read since the reading before:
         // the right edge of a window that nobody reads still creeps by a few hundred bytes a
         // part (the receiver's rounding and growth), which must not add up to "reading".
-        let before = self.progress;
         self.note(seen, read, i64::from(ok));
-        let progressed = self.progress != before;
         let since = self.progress.map_or(seen, |(t, _)| t);
         if (backlog > ok || in_flight > IN_FLIGHT.max(s.bdp))
             && s.at.saturating_sub(since) >= self.timeout
@@ -194,90 +177,43 @@ impl Drain {
             return Decision::Wait(self.poll);
         }
         let part = self.last_part.max(1);
-        // It took all it held just now (it was waiting for the part, or its window reopened):
-        // its next take is one pace from here.
-        if backlog <= ok && progressed {
-            self.took = Some(seen);
-        }
         if self.judge {
             self.judge = false;
-            self.judge_pace(backlog, part, ok, seen);
+            self.judge_pace(backlog > part.saturating_add(ok));
         }
-        // Parts it holds, taken one a pace from its next take; the next part is to arrive a
-        // margin before the take after those.
-        let held = backlog.saturating_sub(ok).div_ceil(part);
-        let took = self.took.unwrap_or(seen);
-        // Its first take after `seen`: whole paces on from the one known.
-        let next = if self.pace.is_zero() {
-            seen
-        } else {
-            let periods = seen.saturating_sub(took).as_nanos() / self.pace.as_nanos();
-            took + self.pace * u32::try_from(periods).unwrap_or(u32::MAX).saturating_add(1)
-        };
-        let margin = MARGIN.min(self.pace / 2);
-        let due = (next + self.pace * held).saturating_sub(margin);
-        self.wait_until(s.at, due.min(seen + PREDICT_MAX))
-    }
-
-    /// [`Decision::Send`] at or after `due`, else a wait for it (looking again meanwhile).
-    fn wait_until(&self, at: Duration, due: Duration) -> Decision {
-        if at >= due {
+        if backlog <= ok {
+            return Decision::Send;
+        }
+        // Behind: send once it will have read what it holds, at its pace.
+        let wait = self
+            .pace
+            .mul_f64(f64::from(backlog) / f64::from(part))
+            .min(PREDICT_MAX);
+        let due = seen + wait;
+        if s.at >= due {
             Decision::Send
         } else {
-            Decision::Wait((due - at).min(POLL_MAX))
+            Decision::Wait((due - s.at).min(POLL_MAX))
         }
     }
 
-    /// Adjusts the pace and the phase once the part sent last has arrived, by what the peer
-    /// held then (`backlog` bytes):
-    /// - nothing: it was waiting for the part (sent late; `decide` has set the phase to its
-    ///   take). It could go faster: the pace shortens, by an eighth when the part before came
-    ///   late too, else by a sixteenth (one late part in a few is the phase probe below), and
-    ///   to at most the time per part it has been reading at (it only reads what it is sent).
-    /// - the part alone: sent between two takes, which the window does not tell apart, so the
-    ///   phase moves later by a step that doubles while this goes on: a phase that is early
-    ///   (a part waiting up to a period) is soon found out by a late part, which costs the
-    ///   reader a short wait. The pace is at least 7/8 of the time per part it has read at,
-    ///   once that rate spans [`RATE_MIN_SPAN`].
-    /// - the part before as well: sent early. The pace lengthens by half, to at least the
-    ///   time per part it has read at, and its next take is taken to be no sooner than now.
-    fn judge_pace(&mut self, backlog: u32, part: u32, ok: u32, seen: Duration) {
+    /// Adjusts the pace once the part sent last has arrived: `early` when the reader still
+    /// held the part before it. The rate it has been reading at bounds the pace from below
+    /// when the part came early, and to half of it when not, so that a reader that could
+    /// go faster is soon sent parts faster (it only reads what it is sent).
+    fn judge_pace(&mut self, early: bool) {
         let per_part = self
             .rate()
             .filter(|r| *r > 0.0)
             .map_or(Duration::ZERO, |r| {
                 Duration::from_secs_f64((f64::from(self.last_part) / r).min(60.0))
             });
-        let step = MARGIN.min(self.pace / 2) / 4;
-        let late = backlog <= ok;
-        if late {
-            let (n, d) = if self.late { (7, 8) } else { (15, 16) };
-            self.pace = self.pace * n / d;
-            if !per_part.is_zero() {
-                self.pace = self.pace.min(per_part);
-            }
-            self.drift = step;
-        } else if backlog <= part.saturating_add(ok) {
-            let spanned = self
-                .history
-                .front()
-                .is_some_and(|(t, _)| seen.saturating_sub(*t) >= RATE_MIN_SPAN);
-            if spanned {
-                self.pace = self.pace.max(per_part * 7 / 8).min(PREDICT_MAX);
-            }
-            if let Some(took) = &mut self.took {
-                *took += self.drift;
-            }
-            self.drift = (self.drift * 2).clamp(step, self.pace / 4);
+        self.pace = if early {
+            (self.pace * 3 / 2).max(per_part).max(PACE_MIN)
         } else {
-            self.pace = (self.pace * 3 / 2)
-                .max(per_part)
-                .max(PACE_MIN)
-                .min(PREDICT_MAX);
-            self.took = Some(seen);
-            self.drift = step;
+            (self.pace * 7 / 8).max(per_part / 2)
         }
-        self.late = late;
+        .min(PREDICT_MAX);
     }
 
     /// Records what the peer had read by `at`.
@@ -460,16 +396,13 @@ mod tests {
 
     #[test]
     fn readers_at_their_own_pace_are_sent_fresh_parts() {
-        // (period ms, least parts a second it must get). The targets are p50 at most
-        // two frame periods plus its own period, the worst at most twice that; the median
-        // here is held to two frame periods plus a quarter period: a part sent once the
-        // reader has taken the one before waits a whole period in its buffer (p50 ~500 ms at
-        // 1 part/s, ~320 ms at 3), one sent a margin before its next take does not.
+        // (period ms, least parts a second it must get): the targets, p50 at most
+        // two frame periods plus its own period, the worst at most twice that.
         for (period, least) in [(1000, 0.8), (333, 2.4), (100, 8.0), (0, 29.0)] {
             let (ages, taken) = simulate(period, 30);
             let target = 67 + period;
             let (p50, max) = (ages[ages.len() / 2], ages[ages.len() - 1]);
-            assert!(p50 <= 67 + period / 4, "{period} ms reader: p50 {p50} ms");
+            assert!(p50 <= target, "{period} ms reader: p50 {p50} ms");
             assert!(max <= 2 * target, "{period} ms reader: max {max} ms");
             let rate = taken as f64 / 30.0;
             assert!(rate >= least, "{period} ms reader: {rate:.1} parts/s");
@@ -477,29 +410,17 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_that_catches_up_is_sent_the_next_part_a_pace_later() {
+    fn a_reader_that_catches_up_says_so_with_its_window() {
         let mut d = Drain::new(Duration::from_secs(10));
         assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
         d.sent(10_000);
-        // Three parts unread: early, the pace at least PACE_MIN (nothing read yet, no rate).
         assert!(matches!(
             d.decide(sample(100, 0, 0, 30_000, 34_000, 0)),
             Decision::Wait(_)
         ));
-        assert_eq!(d.pace, PACE_MIN);
-        // The window reopened at 150 ms: it took everything then, and takes its next part a
-        // pace later; the part is due a margin (half the pace, as it is short) before that.
+        // The window reopened: sent at once, whatever the rate.
         assert_eq!(
             d.decide(sample(150, 0, 0, 30_000, 63_000, 0)),
-            Decision::Wait(ms(5))
-        );
-        assert_eq!(d.took, Some(ms(150)));
-        assert_eq!(
-            d.decide(sample(154, 0, 0, 30_000, 63_000, 4)),
-            Decision::Wait(ms(1))
-        );
-        assert_eq!(
-            d.decide(sample(155, 0, 0, 30_000, 63_000, 5)),
             Decision::Send
         );
     }
@@ -596,8 +517,8 @@ mod tests {
         }
     }
 
-    /// A reader with a pace of 200 ms that took a part at 0 ms, behind by `backlog` bytes
-    /// at 100 ms (50 KB read by then) after a part of `part` bytes: what the decision says.
+    /// A reader with a pace of its own (50 KB read in the first 100 ms), behind by `backlog`
+    /// bytes after a part of `part` bytes: what the decision says at once.
     fn behind(part: usize, backlog: u32) -> Decision {
         behind_drain(part, backlog).1
     }
@@ -606,8 +527,6 @@ mod tests {
     fn behind_drain(part: usize, backlog: u32) -> (Drain, Decision) {
         let mut d = Drain::new(Duration::from_secs(10));
         assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
-        assert_eq!(d.took, Some(ms(0)));
-        d.pace = ms(200);
         d.sent(part);
         let decision = d.decide(sample(100, 0, 0, 50_000, 64_000 - backlog, 0));
         (d, decision)
@@ -615,46 +534,46 @@ mod tests {
 
     #[test]
     fn a_part_came_early_only_when_more_than_a_part_and_ok_is_unread() {
-        // 10 KB parts, ok 4 KiB: up to part + ok unread, the part alone: the pace stays, the
-        // take stays (the phase step starts at zero). The next part is due a margin before
-        // the take after the one at 200 ms: 350 ms.
-        let (d, decision) = behind_drain(10_000, 14_096);
-        assert_eq!((d.pace, d.took), (ms(200), Some(ms(0))));
-        assert_eq!(decision, Decision::Wait(POLL_MAX));
-        // A byte more: early. The pace grows by half (the ~280 ms a part it has read at is
-        // less); its next take is no sooner than now, and the part after the two it holds is
-        // due a margin before its third take.
+        // 10 KB parts, ok 4 KiB: the reader has read ~36 KB a second, ~280 ms a part. Still
+        // holding the part before (more than part + ok unread): the pace is the time per
+        // part; not: half of it.
+        let (d, _) = behind_drain(10_000, 14_096);
+        assert!(
+            d.pace > ms(120) && d.pace < ms(160),
+            "on time: {:?}",
+            d.pace
+        );
         let (d, _) = behind_drain(10_000, 14_097);
-        assert_eq!(d.pace, ms(300));
-        assert_eq!(d.took, Some(ms(100)));
-        let pace = d.pace;
-        let mut d = d;
-        let due = ms(100) + pace * 3 - MARGIN;
-        let s = sample(0, 0, 0, 50_000, 64_000 - 14_097, 0);
-        let at = |t: Duration| Sample {
-            at: t,
-            since_ack: t - ms(100),
-            ..s
-        };
-        assert_eq!(d.decide(at(due - ms(1))), Decision::Wait(ms(1)));
-        assert_eq!(d.decide(at(due)), Decision::Send);
+        assert!(d.pace > ms(250) && d.pace < ms(300), "early: {:?}", d.pace);
+        // A short wait is the time left, not rounded up to the next look.
+        assert!(
+            matches!(behind(1_000, 1_025), Decision::Wait(w) if w < ms(20)),
+            "{:?}",
+            behind(1_000, 1_025)
+        );
     }
 
     #[test]
     fn caught_up_means_within_half_a_part_between_1_and_4_kib() {
         // (part, the largest backlog still caught up): half the part, at least 1 KiB, at most
-        // 4 KiB. Caught up, the reader took all it held when the acknowledgement came (100
-        // ms): its phase moves there. One byte more and it holds the part: the phase stays.
+        // 4 KiB. One byte more and the reader is behind: a wait for it to read.
         for (part, ok) in [
             (20_000, 4_096),
             (10_000, 4_096),
             (4_000, 2_000),
             (1_000, 1_024),
         ] {
-            let (d, _) = behind_drain(part, ok);
-            assert_eq!(d.took, Some(ms(100)), "{part} B part, {ok} B behind");
-            let (d, _) = behind_drain(part, ok + 1);
-            assert_eq!(d.took, Some(ms(0)), "{part} B part, {} B behind", ok + 1);
+            assert_eq!(
+                behind(part, ok),
+                Decision::Send,
+                "{part} B part, {ok} B behind"
+            );
+            assert!(
+                matches!(behind(part, ok + 1), Decision::Wait(w) if w > Duration::ZERO),
+                "{part} B part, {} B behind: {:?}",
+                ok + 1,
+                behind(part, ok + 1)
+            );
         }
     }
 
@@ -716,113 +635,36 @@ mod tests {
     }
 
     #[test]
-    fn the_pace_and_phase_after_each_judgement() {
+    fn the_pace_after_each_judgement() {
         let s = Duration::from_secs;
+        // (history, pace before, early, pace after), parts of 10 KB.
         let none: &[(Duration, i64)] = &[];
         let reading = &[(ms(0), 0), (s(1), 10_000)][..]; // one part a second
-        let slow = &[(ms(0), 0), (s(1), 1_000)][..]; // ten seconds a part
         let still = &[(ms(0), 0), (s(1), 0)][..]; // reading nothing
-        let (late, part, early) = (4_096, 14_096, 14_097);
-        // (history, pace, late before, drift, backlog, seen ms) -> (pace, drift, took ms,
-        // late), parts of 10 KB (ok 4 KiB), the last take at 500 ms; the phase step is a
-        // quarter of the margin (half the pace, at most 50 ms).
-        type Row<'a> = (&'a [(Duration, i64)], Duration, bool, Duration, u32, u64);
-        let us = Duration::from_micros;
-        let table: [(Row<'_>, (Duration, Duration, u64, bool)); 17] = [
-            // Late once: a sixteenth off the pace; twice running: an eighth; at most the time
-            // per part it has read at; the step back to its least.
-            (
-                (none, ms(100), false, ms(40), late, 900),
-                (us(93_750), us(12_500), 500, true),
-            ),
-            (
-                (none, ms(100), true, ms(0), 0, 900),
-                (us(87_500), us(12_500), 500, true),
-            ),
-            (
-                (reading, s(2), false, ms(0), 0, 900),
-                (s(1), us(12_500), 500, true),
-            ),
-            (
-                (still, ms(100), false, ms(0), 0, 900),
-                (us(93_750), us(12_500), 500, true),
-            ),
-            (
-                (none, ms(40), false, ms(0), 0, 900),
-                (us(37_500), ms(5), 500, true),
-            ),
-            // The part alone: the take moves on by the step, which doubles, from a quarter of
-            // the margin to a quarter of the pace.
-            (
-                (none, ms(100), true, ms(10), part, 900),
-                (ms(100), ms(20), 510, false),
-            ),
-            (
-                (none, ms(100), false, ms(0), 5_000, 900),
-                (ms(100), us(12_500), 500, false),
-            ),
-            (
-                (none, ms(100), false, ms(20), part, 900),
-                (ms(100), ms(25), 520, false),
-            ),
-            // ... and the pace is at least 7/8 of the time per part read, once that spans a
-            // second (not yet at 999 ms), at most PREDICT_MAX.
-            (
-                (reading, ms(100), false, ms(0), part, 1_000),
-                (ms(875), us(12_500), 500, false),
-            ),
-            (
-                (reading, ms(100), false, ms(0), part, 999),
-                (ms(100), us(12_500), 500, false),
-            ),
-            (
-                (reading, s(1), false, ms(0), part, 1_000),
-                (s(1), us(12_500), 500, false),
-            ),
-            (
-                (slow, ms(100), false, ms(0), part, 1_000),
-                (PREDICT_MAX, us(12_500), 500, false),
-            ),
-            // Early: half as long again, at least the time per part read and PACE_MIN, at most
-            // PREDICT_MAX; its next take no sooner than now.
-            (
-                (none, ms(100), true, ms(20), early, 900),
-                (ms(150), us(12_500), 900, false),
-            ),
-            (
-                (none, ms(0), false, ms(0), early, 900),
-                (PACE_MIN, ms(0), 900, false),
-            ),
-            (
-                (reading, ms(100), false, ms(0), early, 900),
-                (s(1), us(12_500), 900, false),
-            ),
-            (
-                (still, ms(0), false, ms(0), early, 900),
-                (PACE_MIN, ms(0), 900, false),
-            ),
-            (
-                (none, ms(1_900), false, ms(0), early, 900),
-                (PREDICT_MAX, us(12_500), 900, false),
-            ),
+        let table = [
+            // No rate yet: early lengthens by half (at least PACE_MIN); on time shortens by
+            // an eighth.
+            (none, Duration::ZERO, true, PACE_MIN),
+            (none, Duration::ZERO, false, Duration::ZERO),
+            (none, ms(100), true, ms(150)),
+            (none, ms(100), false, ms(87) + Duration::from_micros(500)),
+            (none, ms(1_900), true, PREDICT_MAX),
+            // The rate bounds it from below: the time per part when early, half when not.
+            (reading, Duration::ZERO, true, s(1)),
+            (reading, Duration::ZERO, false, ms(500)),
+            (reading, ms(800), false, ms(700)),
+            // A rate of zero is no rate.
+            (still, Duration::ZERO, true, PACE_MIN),
+            (still, Duration::ZERO, false, Duration::ZERO),
         ];
-        for ((points, pace, late_before, drift, backlog, seen), want) in table {
+        for (points, before, early, want) in table {
             let mut d = Drain::new(s(10));
             d.history.extend(points.iter().copied());
             d.last_part = 10_000;
-            (d.pace, d.late, d.drift, d.took) = (pace, late_before, drift, Some(ms(500)));
-            d.judge_pace(backlog, 10_000, 4_096, ms(seen));
-            let got = (d.pace, d.drift, d.took, d.late);
-            let want = (want.0, want.1, Some(ms(want.2)), want.3);
-            assert_eq!(
-                got, want,
-                "{points:?}, {pace:?}, {backlog} B unread at {seen} ms"
-            );
+            d.pace = before;
+            d.judge_pace(early);
+            assert_eq!(d.pace, want, "{points:?}, {before:?}, early {early}");
         }
-        // Without a take known, the part alone leaves it unknown.
-        let mut d = Drain::new(s(10));
-        d.judge_pace(part, 10_000, 4_096, ms(900));
-        assert_eq!(d.took, None);
     }
 
     #[test]
