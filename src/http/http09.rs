@@ -59,9 +59,10 @@ impl<S> Http09<S> {
     }
 }
 
-/// The first bytes to hand on, once `held` holds the whole first line (or is final: at end
-/// of input or too long to be looked at); `None` while more are needed.
-fn decide(held: &mut Vec<u8>, done: bool) -> Option<Vec<u8>> {
+/// The first bytes to hand on, once `held` holds the whole first line (or is too long to be
+/// looked at); `None` while more are needed. End of input is not asked about (`poll_read`
+/// says why).
+fn decide(held: &mut Vec<u8>) -> Option<Vec<u8>> {
     // Empty lines before a request line are allowed (RFC 9112, 2.2): the line after them.
     let start = held
         .iter()
@@ -76,7 +77,7 @@ fn decide(held: &mut Vec<u8>, done: bool) -> Option<Vec<u8>> {
             };
             Some(out)
         }
-        None if done || held.len() >= FIRST_LINE_MAX => Some(std::mem::take(held)),
+        None if held.len() >= FIRST_LINE_MAX => Some(std::mem::take(held)),
         None => None,
     }
 }
@@ -107,13 +108,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Http09<S> {
                     std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
                     let eof = read.filled().is_empty();
                     held.extend_from_slice(read.filled());
-                    if let Some(out) = decide(held, eof) {
-                        this.state = if out.is_empty() {
-                            State::Through
-                        } else {
-                            State::Draining(out, 0)
-                        };
-                    }
+                    // At end of input what is held goes on as it is, without asking `decide`:
+                    // a line completed before the end was decided on when it arrived, so none
+                    // is held here. Were the end left to `decide`, a wrong decision (`None`)
+                    // would spin this loop for ever without yielding, each read ending at once
+                    // again; this way the loop goes round only after a read that brought bytes,
+                    // at most FIRST_LINE_MAX of them.
+                    let out = if eof {
+                        std::mem::take(held)
+                    } else {
+                        match decide(held) {
+                            Some(out) => out,
+                            None => continue,
+                        }
+                    };
+                    this.state = if out.is_empty() {
+                        State::Through
+                    } else {
+                        State::Draining(out, 0)
+                    };
                 }
             }
         }
