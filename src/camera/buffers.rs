@@ -272,4 +272,49 @@ mod tests {
         assert_eq!(Arc::strong_count(&lease), 1, "an owned copy holds nothing");
         assert!(owned.data.iter().all(|b| *b == 7));
     }
+
+    #[test]
+    fn recorded_streams_fit_the_frame_size_libcamera_reported() {
+        // `picker probe` records each configured stream's size, format, stride and
+        // libcamera's frame size (tests/fixtures/cameras/). The planes laid out from the first
+        // three fit in the last, which is then the length of a buffer picker allocates: the
+        // buffer libcamera would have handed out itself.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cameras");
+        let formats = [
+            PixelFormat::I420,
+            PixelFormat::Nv12,
+            PixelFormat::Yuyv,
+            PixelFormat::Rgb24,
+            PixelFormat::Bgr24,
+        ];
+        let mut streams = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let f: crate::camera::fixture::Fixture =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for s in &f.streams {
+                let at = format!("{} {} stream", path.display(), s.role);
+                let format = formats
+                    .into_iter()
+                    .find(|p| format!("{p:?}") == s.format)
+                    .unwrap_or_else(|| panic!("{at}: format {}", s.format));
+                let layout = Layout {
+                    width: s.size.0,
+                    height: s.size.1,
+                    format,
+                    stride: s.stride,
+                };
+                let (offset, len) = *layout.planes().last().unwrap();
+                assert!(offset + len <= s.frame_size, "{at}: {layout:?}");
+                assert_eq!(layout.buffer_len(s.frame_size), s.frame_size, "{at}");
+                streams += 1;
+            }
+        }
+        // The virtual camera's two NV12 streams (512x512, stride 512: 393216 bytes), at least.
+        assert!(streams >= 2, "{streams} recorded streams");
+    }
 }
