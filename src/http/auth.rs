@@ -1008,7 +1008,7 @@ mod tests {
         let t0 = Instant::now();
         let s = |n: u64| t0 + Duration::from_secs(n);
         // (tokens, counted at, now) -> (tokens, counted at)
-        let table: &[((u32, u64, u64), (u32, u64))] = &[
+        let table = [
             // Less than a refill: nothing gained, the clock kept.
             ((0, 0, 11), (0, 0)),
             ((0, 0, 12), (1, 12)),
@@ -1021,7 +1021,7 @@ mod tests {
             // ... and a full allowance counted within a refill keeps it.
             ((BURST, 0, 6), (BURST, 0)),
         ];
-        for &((tokens, at, now), (want_tokens, want_at)) in table {
+        for ((tokens, at, now), (want_tokens, want_at)) in table {
             let b = Bucket { tokens, at: s(at) }.refilled(s(now));
             assert_eq!(
                 (b.tokens, b.at),
@@ -1058,7 +1058,7 @@ mod tests {
         let p = crate::throttle::PERIOD;
         let second = Duration::from_secs(1);
         let logged = [3, 2, 1, 0];
-        let table: &[(Duration, [u64; 4], Option<[u64; 4]>)] = &[
+        let table = [
             (p, [5, 2, 4, 1], Some([2, 0, 3, 1])),
             (p + second, [4, 2, 1, 0], Some([1, 0, 0, 0])),
             // Nothing new: no line.
@@ -1066,7 +1066,7 @@ mod tests {
             // Too soon after the last line.
             (p - second, [5, 2, 4, 1], None),
         ];
-        for &(since, now, want) in table {
+        for (since, now, want) in table {
             assert_eq!(summary(since, now, logged), want, "{since:?} {now:?}");
         }
     }
