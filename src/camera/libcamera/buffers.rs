@@ -18,7 +18,6 @@ use crate::camera::buffers::{Layout, Mapped};
 use crate::camera::{BufferSource, CameraError};
 use crate::config::Buffers;
 use crate::dmabuf::{self, Heap, Mapping};
-use crate::frames::Image;
 
 /// One stream's buffer of one request: as handed to libcamera, and mapped for picker's reads.
 type Buffer = (OwnedFrameBuffer, Mapped);
