@@ -393,7 +393,7 @@ impl<T> Lanes<T> {
 struct Queue {
     lanes: Mutex<(Lanes<Job>, bool)>,
     ready: Condvar,
-    /// The places of each lane (clean, suspect): a request waits for one in FIFO order, so
+    /// The places of each lane (suspect, clean: indexed by `clean`): a request waits for one in FIFO order, so
     /// a viewer queues behind the attempts already waiting instead of racing attackers that
     /// retry at once.
     places: [Arc<tokio::sync::Semaphore>; 2],
@@ -511,7 +511,7 @@ impl Auth {
                 }
             });
         let deadline = tokio::time::Instant::now() + REPLY_WAIT;
-        let lane = usize::from(!clean);
+        let lane = usize::from(clean);
         let place = {
             let waiting = &self.jobs.waiting[lane];
             let _counted = Waiting(waiting);
