@@ -300,9 +300,10 @@ fn run_once(n: usize, seconds: f64, against: Against) -> Row {
         let started = Rc::new(Cell::new(0usize));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
-        for _ in 0..n {
+        for i in 0..n {
             tasks.push(tokio::task::spawn_local(client(
                 port,
+                source(i),
                 window.clone(),
                 started.clone(),
                 stop_rx.clone(),
@@ -404,18 +405,32 @@ fn run_once(n: usize, seconds: f64, against: Against) -> Row {
     })
 }
 
-/// One `/stream.mjpg` client. Counts frames whose capture time falls in the window.
+/// The loopback address client `i` connects from: each its own (127.0.1.0 and up), as
+/// each viewer of a real service comes from its own host. From one address, picker's
+/// per-address cap (`stream.max-clients-per-address`, a quarter of `max-clients` by default;
+/// picker keys each loopback address apart) would refuse all but 64 of 200 clients, and the
+/// CPU per delivered client-frame would count the refusals. Any 127/8 address is this host's.
+fn source(i: usize) -> std::net::SocketAddr {
+    let [_, _, hi, lo] = u32::try_from(i).unwrap_or(0).to_be_bytes();
+    std::net::SocketAddr::from(([127, 0, 1u8.wrapping_add(hi), lo], 0))
+}
+
+/// One `/stream.mjpg` client from `from`. Counts frames whose capture time falls in the window.
 async fn client(
     port: u16,
+    from: std::net::SocketAddr,
     window: Rc<Window>,
     started: Rc<Cell<usize>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> ClientStats {
     let mut stats = ClientStats::default();
     let result: Result<(), String> = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+        socket.bind(from).map_err(|e| format!("bind {from}: {e}"))?;
+        let mut s = socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| format!("connect from {from}: {e}"))?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         s.write_all(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
             .await

@@ -370,4 +370,60 @@ mod tests {
         };
         assert_eq!(quiet.step(&changed), vec![Say::Status("t".into())]);
     }
+
+    #[test]
+    fn each_boundary_of_step_falls_on_its_documented_side() {
+        let t0 = Instant::now();
+        let ns = Duration::from_nanos(1);
+        let quarter = WATCHDOG / 4;
+        let seen = |now: Instant, frame: bool, until: Option<Instant>| Seen {
+            now,
+            frame,
+            recovery: until.map(|until| Recovery {
+                attempt: 1,
+                of: 3,
+                until,
+            }),
+            status: "s".into(),
+        };
+        // A frame feeds once the last feed is exactly a quarter of `WatchdogSec` old (2.5 s
+        // of the unit's 10), not a nanosecond sooner.
+        let mut f = Feeder::new(Some(WATCHDOG), "s".into());
+        assert_eq!(f.step(&seen(t0, true, None)), vec![Say::Watchdog]);
+        assert_eq!(f.step(&seen(t0 + quarter - ns, true, None)), vec![]);
+        assert_eq!(f.step(&seen(t0 + quarter, true, None)), vec![Say::Watchdog]);
+        // ... counted from the last feed, not the first.
+        assert_eq!(f.step(&seen(t0 + quarter * 2 - ns, true, None)), vec![]);
+        assert_eq!(
+            f.step(&seen(t0 + quarter * 2, true, None)),
+            vec![Say::Watchdog]
+        );
+        // An attempt without frames feeds up to its deadline, not at it.
+        let restarting = "camera restarting (attempt 1 of 3)";
+        let until = t0 + Duration::from_secs(7);
+        for (now, fed) in [(until - ns, true), (until, false), (until + ns, false)] {
+            let mut f = Feeder::new(Some(WATCHDOG), restarting.into());
+            let want = if fed { vec![Say::Watchdog] } else { vec![] };
+            assert_eq!(
+                f.step(&seen(now, false, Some(until))),
+                want,
+                "{:?}",
+                now - t0
+            );
+        }
+    }
+
+    #[test]
+    fn status_names_the_stream_s_url_and_clients_or_the_stills_socket() {
+        let url = "http://192.0.2.7:8080/stream.mjpg";
+        assert_eq!(
+            status(Some(url), 0),
+            "streaming at http://192.0.2.7:8080/stream.mjpg, 0 client(s)"
+        );
+        assert_eq!(
+            status(Some(url), 3),
+            "streaming at http://192.0.2.7:8080/stream.mjpg, 3 client(s)"
+        );
+        assert_eq!(status(None, 2), "stream disabled; stills on the socket");
+    }
 }

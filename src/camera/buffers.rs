@@ -1,7 +1,8 @@
 //! Camera buffers as picker reads them, without libcamera: where each plane of a configured
 //! stream lies (to allocate buffers for import), and an [`Image`] over a mapped buffer lent by
-//! the camera (no copy). Pure layout logic, so it is tested here with recorded layouts; the
-//! libcamera side (`libcamera/buffers.rs`) only gathers descriptors and mappings.
+//! the camera (no copy), or a copy of such a buffer into picker's own [`Image`] (keeping the
+//! camera's strides). Pure layout logic, so it is tested here with recorded layouts, in every
+//! build; the libcamera side (`libcamera/buffers.rs`) only gathers descriptors and mappings.
 
 use std::sync::Arc;
 
@@ -126,6 +127,53 @@ fn plane_len(image: &Image, i: usize) -> usize {
         _ => image.height as usize,
     };
     image.strides[i] * rows
+}
+
+/// Copies a camera buffer's planes into `dst`, keeping the camera's strides (so rows need no
+/// repacking). False when the buffer is shorter than the layout needs.
+pub fn copy_planes(src: &[&[u8]], layout: Layout, dst: &mut Image) -> bool {
+    dst.reshape_strided(
+        layout.width,
+        layout.height,
+        layout.format,
+        &layout.strides(),
+    );
+    let planes = dst.planes;
+    if src.len() >= planes {
+        for (i, plane) in src.iter().enumerate().take(planes) {
+            if !copy_prefix(plane, dst.plane_mut(i)) {
+                return false;
+            }
+        }
+        true
+    } else if let [one] = src {
+        // All planes in one buffer plane, one after the other.
+        copy_prefix(one, &mut dst.data)
+    } else {
+        false
+    }
+}
+
+/// Fills `out` from the start of `src`; false when `src` is too short.
+fn copy_prefix(src: &[u8], out: &mut [u8]) -> bool {
+    match src.get(..out.len()) {
+        Some(data) => {
+            out.copy_from_slice(data);
+            true
+        }
+        None => false,
+    }
+}
+
+/// `dst` becomes a copy of `src`, reusing its allocation (the derived `clone_from` would not).
+pub fn copy_image(src: &Image, dst: &mut Image) {
+    dst.reshape_strided(
+        src.width,
+        src.height,
+        src.format,
+        &src.strides[..src.planes],
+    );
+    dst.data.copy_from_slice(&src.data);
 }
 
 #[cfg(test)]
@@ -271,5 +319,111 @@ mod tests {
         drop(copy);
         assert_eq!(Arc::strong_count(&lease), 1, "an owned copy holds nothing");
         assert!(owned.data.iter().all(|b| *b == 7));
+    }
+
+    #[test]
+    fn recorded_streams_fit_the_frame_size_libcamera_reported() {
+        // `picker probe` records each configured stream's size, format, stride and
+        // libcamera's frame size (tests/fixtures/cameras/). The planes laid out from the first
+        // three fit in the last, which is then the length of a buffer picker allocates: the
+        // buffer libcamera would have handed out itself.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cameras");
+        let formats = [
+            PixelFormat::I420,
+            PixelFormat::Nv12,
+            PixelFormat::Yuyv,
+            PixelFormat::Rgb24,
+            PixelFormat::Bgr24,
+        ];
+        let mut streams = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let f: crate::camera::fixture::Fixture =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for s in &f.streams {
+                let at = format!("{} {} stream", path.display(), s.role);
+                let format = formats
+                    .into_iter()
+                    .find(|p| format!("{p:?}") == s.format)
+                    .unwrap_or_else(|| panic!("{at}: format {}", s.format));
+                let layout = Layout {
+                    width: s.size.0,
+                    height: s.size.1,
+                    format,
+                    stride: s.stride,
+                };
+                let (offset, len) = *layout.planes().last().unwrap();
+                assert!(offset + len <= s.frame_size, "{at}: {layout:?}");
+                assert_eq!(layout.buffer_len(s.frame_size), s.frame_size, "{at}");
+                streams += 1;
+            }
+        }
+        // The virtual camera's two NV12 streams (512x512, stride 512: 393216 bytes), at least.
+        assert!(streams >= 2, "{streams} recorded streams");
+    }
+
+    // Moved from libcamera/buffers.rs, where they ran only in a build with libcamera.
+    #[test]
+    fn nv12_planes_are_copied_with_their_stride() {
+        let (w, h, stride) = (6u32, 4u32, 8usize);
+        let y: Vec<u8> = (0..stride * 4).map(|i| i as u8).collect();
+        let uv: Vec<u8> = (0..stride * 2).map(|i| 100 + i as u8).collect();
+        let mut img = Image::new(0, 0, PixelFormat::I420);
+        let layout = Layout {
+            width: w,
+            height: h,
+            format: PixelFormat::Nv12,
+            stride,
+        };
+        assert!(copy_planes(&[&y, &uv], layout, &mut img));
+        assert_eq!(img.format, PixelFormat::Nv12);
+        assert_eq!(img.strides[..2], [8, 8]);
+        assert_eq!(img.plane(0), &y[..]);
+        assert_eq!(img.plane(1), &uv[..]);
+        // A plane far too short is refused.
+        assert!(!copy_planes(&[&y[..8], &uv], layout, &mut img));
+    }
+
+    #[test]
+    fn i420_in_one_buffer_plane_and_chroma_at_half_stride() {
+        let (w, h, stride) = (4u32, 2u32, 4usize);
+        let all: Vec<u8> = (0..(4 * 2 + 2 + 2)).map(|i| i as u8).collect();
+        let mut img = Image::new(0, 0, PixelFormat::I420);
+        let layout = Layout {
+            width: w,
+            height: h,
+            format: PixelFormat::I420,
+            stride,
+        };
+        assert!(copy_planes(&[&all], layout, &mut img));
+        assert_eq!(img.strides, [4, 2, 2]);
+        assert_eq!(img.plane(0), &all[..8]);
+        assert_eq!(img.plane(1), &all[8..10]);
+        assert_eq!(img.plane(2), &all[10..12]);
+    }
+
+    #[test]
+    fn one_stream_still_is_a_copy_without_reallocation() {
+        let mut video = Image::new(0, 0, PixelFormat::Nv12);
+        video.reshape_strided(4, 2, PixelFormat::Nv12, &[8, 8]);
+        video
+            .data
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
+        let mut still = Image::new(4, 2, PixelFormat::Rgb24);
+        if let crate::frames::Pixels::Owned(v) = &mut still.data {
+            v.reserve(1024);
+        }
+        let ptr = still.data.as_ptr();
+        copy_image(&video, &mut still);
+        assert_eq!(still.format, PixelFormat::Nv12);
+        assert_eq!(still.strides, video.strides);
+        assert_eq!(still.data, video.data);
+        assert_eq!(still.data.as_ptr(), ptr);
     }
 }

@@ -393,7 +393,7 @@ impl<T> Lanes<T> {
 struct Queue {
     lanes: Mutex<(Lanes<Job>, bool)>,
     ready: Condvar,
-    /// The places of each lane (clean, suspect): a request waits for one in FIFO order, so
+    /// The places of each lane (suspect, clean: indexed by `clean`): a request waits for one in FIFO order, so
     /// a viewer queues behind the attempts already waiting instead of racing attackers that
     /// retry at once.
     places: [Arc<tokio::sync::Semaphore>; 2],
@@ -511,7 +511,7 @@ impl Auth {
                 }
             });
         let deadline = tokio::time::Instant::now() + REPLY_WAIT;
-        let lane = usize::from(!clean);
+        let lane = usize::from(clean);
         let place = {
             let waiting = &self.jobs.waiting[lane];
             let _counted = Waiting(waiting);
@@ -680,30 +680,43 @@ fn check_thread(jobs: &Queue, users: Vec<Stored>, dummy: Stored, counts: Arc<Cou
                 let _ = job.reply.send(ok);
                 last_check = Instant::now();
             }
-        } else if !blocks.is_empty() && last_check.elapsed() >= BLOCKS_IDLE {
+        } else if give_back_blocks(&blocks, last_check.elapsed()) {
             // Freed, not cleared: an allocation this large is its own mapping (see
             // `limit_malloc_arenas`), so the memory goes back to the system now.
             blocks = Vec::new();
         }
-        if last_line.elapsed() >= crate::throttle::PERIOD {
-            let now = counts.snapshot();
-            if now != logged {
-                let d: Vec<u64> = now.iter().zip(logged).map(|(n, l)| n - l).collect();
-                tracing::warn!(
-                    "logins on the stream port in the last {} s: {} failed (wrong user or \
+        let now = counts.snapshot();
+        if let Some(d) = summary(last_line.elapsed(), now, logged) {
+            tracing::warn!(
+                "logins on the stream port in the last {} s: {} failed (wrong user or \
                      password), {} throttled (address out of attempts), {} shed (check queue \
                      full), {} abandoned (client gone)",
-                    last_line.elapsed().as_secs(),
-                    d[0],
-                    d[1],
-                    d[2],
-                    d[3]
-                );
-                logged = now;
-                last_line = Instant::now();
-            }
+                last_line.elapsed().as_secs(),
+                d[0],
+                d[1],
+                d[2],
+                d[3]
+            );
+            logged = now;
+            last_line = Instant::now();
         }
     }
+}
+
+/// Whether the `auth` thread gives its block array back: it holds one, and no check has run
+/// for [`BLOCKS_IDLE`].
+fn give_back_blocks(blocks: &[Block], idle: Duration) -> bool {
+    !blocks.is_empty() && idle >= BLOCKS_IDLE
+}
+
+/// What the log's summary line reports: the attempts that did not pass ([`Counts::snapshot`])
+/// since the last line, once [`crate::throttle::PERIOD`] has passed since it, and only if
+/// there were any.
+fn summary(since_line: Duration, now: [u64; 4], logged: [u64; 4]) -> Option<[u64; 4]> {
+    if since_line < crate::throttle::PERIOD || now == logged {
+        return None;
+    }
+    Some(std::array::from_fn(|i| now[i] - logged[i]))
 }
 
 /// Whether `password` hashes to `stored`, in `blocks` (at least the hash's block count).
@@ -943,5 +956,198 @@ mod tests {
         assert!(verify(&s, b"s3cret", &mut blocks));
         // Too little memory is a refusal, not a panic.
         assert!(!verify(&s, b"s3cret", &mut blocks[..8]));
+    }
+
+    #[test]
+    fn a_credential_is_remembered_for_ten_minutes_to_the_second() {
+        let t0 = Instant::now();
+        let mut r = Remembered::default();
+        r.remember([7; 32], t0);
+        let table = [(0, true), (599, true), (600, false), (601, false)];
+        for (secs, known) in table {
+            assert_eq!(
+                r.knows(&[7; 32], t0 + Duration::from_secs(secs)),
+                known,
+                "{secs} s"
+            );
+        }
+        assert!(!r.knows(&[8; 32], t0), "never remembered");
+    }
+
+    #[test]
+    fn a_full_table_of_credentials_forgets_the_expired_then_the_oldest_and_never_on_a_refresh() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let full = || {
+            let mut r = Remembered::default();
+            for i in 0..REMEMBERED as u8 {
+                r.remember([i; 32], at(u64::from(i)));
+            }
+            r
+        };
+        // Refreshing one already remembered forgets no other.
+        let mut r = full();
+        r.remember([5; 32], at(100));
+        assert_eq!(r.entries.len(), REMEMBERED);
+        assert!((0..REMEMBERED as u8).all(|i| r.knows(&[i; 32], at(100))));
+        // A new one: the oldest goes, only it.
+        let mut r = full();
+        r.remember([200; 32], at(100));
+        assert_eq!(r.entries.len(), REMEMBERED);
+        assert!(!r.knows(&[0; 32], at(100)));
+        assert!((1..REMEMBERED as u8).all(|i| r.knows(&[i; 32], at(100))));
+        // Once the first two have expired (exactly at their end), both go, no other.
+        let mut r = full();
+        r.remember([200; 32], at(1) + REMEMBER_FOR);
+        assert_eq!(r.entries.len(), REMEMBERED - 1);
+        assert!(r.entries.contains_key(&[2; 32]));
+    }
+
+    #[test]
+    fn an_allowance_refills_one_attempt_per_refill_from_when_it_was_last_counted() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        // (tokens, counted at, now) -> (tokens, counted at)
+        let table = [
+            // Less than a refill: nothing gained, the clock kept.
+            ((0, 0, 11), (0, 0)),
+            ((0, 0, 12), (1, 12)),
+            // Two refills and a part of one: the part is kept for the next.
+            ((0, 0, 30), (2, 24)),
+            ((1, 0, 24), (3, 24)),
+            ((4, 0, 13), (5, 13)),
+            // Full: the clock restarts when the burst is reached ...
+            ((3, 0, 100), (BURST, 100)),
+            // ... and a full allowance counted within a refill keeps it.
+            ((BURST, 0, 6), (BURST, 0)),
+        ];
+        for ((tokens, at, now), (want_tokens, want_at)) in table {
+            let b = Bucket { tokens, at: s(at) }.refilled(s(now));
+            assert_eq!(
+                (b.tokens, b.at),
+                (want_tokens, s(want_at)),
+                "{tokens} tokens at {at} s, now {now} s"
+            );
+        }
+    }
+
+    #[test]
+    fn an_address_already_in_a_full_table_evicts_no_other() {
+        let t0 = Instant::now();
+        let mut a = Allowance::default();
+        for i in 0..ADDRESSES as u32 {
+            let addr = IpAddr::from((i + 1).to_be_bytes());
+            a.take(addr, t0 + Duration::from_millis(u64::from(i)))
+                .unwrap();
+        }
+        let last = IpAddr::from((ADDRESSES as u32).to_be_bytes());
+        assert_eq!(a.take(last, t0 + Duration::from_secs(5)), Ok(false));
+        assert_eq!(a.buckets.len(), ADDRESSES);
+        assert!(a.buckets.contains_key(&IpAddr::from(1u32.to_be_bytes())));
+    }
+
+    #[test]
+    fn a_waiting_request_is_uncounted_when_dropped() {
+        let waiting = std::sync::atomic::AtomicUsize::new(2);
+        drop(Waiting(&waiting));
+        assert_eq!(waiting.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_log_summary_gives_the_attempts_since_the_last_line_once_a_period_has_passed() {
+        let p = crate::throttle::PERIOD;
+        let second = Duration::from_secs(1);
+        let logged = [3, 2, 1, 0];
+        let table = [
+            (p, [5, 2, 4, 1], Some([2, 0, 3, 1])),
+            (p + second, [4, 2, 1, 0], Some([1, 0, 0, 0])),
+            // Nothing new: no line.
+            (p, logged, None),
+            // Too soon after the last line.
+            (p - second, [5, 2, 4, 1], None),
+        ];
+        for (since, now, want) in table {
+            assert_eq!(summary(since, now, logged), want, "{since:?} {now:?}");
+        }
+    }
+
+    #[test]
+    fn the_block_array_is_given_back_after_exactly_blocks_idle_without_a_check() {
+        let ms = Duration::from_millis;
+        let table = [
+            (true, BLOCKS_IDLE, true),
+            (true, BLOCKS_IDLE + ms(1), true),
+            (true, BLOCKS_IDLE - ms(1), false),
+            (true, Duration::ZERO, false),
+            (false, BLOCKS_IDLE, false),
+        ];
+        let one = [Block::default()];
+        for (held, idle, want) in table {
+            let blocks: &[Block] = if held { &one } else { &[] };
+            assert_eq!(
+                give_back_blocks(blocks, idle),
+                want,
+                "held {held}, idle {idle:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_show_each_count_under_its_own_name() {
+        let auth = Auth::new(Vec::new());
+        let c = &auth.counts;
+        for (i, n) in [&c.passed, &c.failed, &c.throttled, &c.shed, &c.abandoned]
+            .into_iter()
+            .enumerate()
+        {
+            n.store(i as u64 + 10, Ordering::Relaxed);
+        }
+        // The log's summary reads the ones that did not pass, in its line's order.
+        assert_eq!(c.snapshot(), [11, 12, 13, 14]);
+        let mut out = String::new();
+        auth.write_metrics(&mut out);
+        for (name, v) in [
+            ("passed", 10),
+            ("failed", 11),
+            ("throttled", 12),
+            ("shed", 13),
+            ("abandoned", 14),
+        ] {
+            let name = format!("picker_auth_{name}_total");
+            assert!(
+                out.contains(&format!("# TYPE {name} counter\n{name} {v}\n")),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_are_remembered_under_a_keyed_hash_of_the_whole_header() {
+        let a = Auth::new(Vec::new());
+        let b = Auth::new(Vec::new());
+        assert_eq!(
+            a.id(b"Basic cm9ib3Q6cmlnaHQ="),
+            a.id(b"Basic cm9ib3Q6cmlnaHQ=")
+        );
+        assert_ne!(
+            a.id(b"Basic cm9ib3Q6cmlnaHQ="),
+            a.id(b"Basic cm9ib3Q6d3Jvbmc=")
+        );
+        // A random key per process: another's id for the same header is another.
+        assert_ne!(
+            a.id(b"Basic cm9ib3Q6cmlnaHQ="),
+            b.id(b"Basic cm9ib3Q6cmlnaHQ=")
+        );
+        assert_ne!(random::<16>(), random::<16>());
+    }
+
+    #[test]
+    fn dropping_auth_tells_the_thread_to_end_and_closes_the_places() {
+        let auth = Auth::new(Vec::new());
+        let jobs = auth.jobs.clone();
+        assert!(!lock(&jobs.lanes).1);
+        drop(auth);
+        assert!(lock(&jobs.lanes).1);
+        assert!(jobs.places.iter().all(|p| p.is_closed()));
     }
 }

@@ -38,8 +38,8 @@ pub fn rewrite(line: &[u8]) -> Option<Vec<u8>> {
 enum State {
     /// Holding back the bytes read so far, the first line not yet complete.
     Sniffing(Vec<u8>),
-    /// Handing out the first bytes (rewritten or not) from the offset given.
-    Draining(Vec<u8>, usize),
+    /// Handing out the first bytes (rewritten or not) not yet handed out.
+    Draining(Vec<u8>),
     /// Passing reads through.
     Through,
 }
@@ -59,9 +59,10 @@ impl<S> Http09<S> {
     }
 }
 
-/// The first bytes to hand on, once `held` holds the whole first line (or is final: at end
-/// of input or too long to be looked at); `None` while more are needed.
-fn decide(held: &mut Vec<u8>, done: bool) -> Option<Vec<u8>> {
+/// The first bytes to hand on, once `held` holds the whole first line (or is too long to be
+/// looked at); `None` while more are needed. End of input is not asked about (`poll_read`
+/// says why).
+fn decide(held: &mut Vec<u8>) -> Option<Vec<u8>> {
     // Empty lines before a request line are allowed (RFC 9112, 2.2): the line after them.
     let start = held
         .iter()
@@ -76,7 +77,7 @@ fn decide(held: &mut Vec<u8>, done: bool) -> Option<Vec<u8>> {
             };
             Some(out)
         }
-        None if done || held.len() >= FIRST_LINE_MAX => Some(std::mem::take(held)),
+        None if held.len() >= FIRST_LINE_MAX => Some(std::mem::take(held)),
         None => None,
     }
 }
@@ -91,11 +92,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Http09<S> {
         loop {
             match &mut this.state {
                 State::Through => return Pin::new(&mut this.inner).poll_read(cx, buf),
-                State::Draining(bytes, at) => {
-                    let n = (bytes.len() - *at).min(buf.remaining());
-                    buf.put_slice(&bytes[*at..*at + n]);
-                    *at += n;
-                    if *at == bytes.len() {
+                State::Draining(bytes) => {
+                    // Handed-out bytes are removed rather than counted past with an offset: a
+                    // wrong count (`at *= n`, an offset stuck at 0) handed the same bytes out
+                    // for ever, filling memory instead of failing a test.
+                    let n = bytes.len().min(buf.remaining());
+                    buf.put_slice(&bytes[..n]);
+                    bytes.drain(..n);
+                    if bytes.is_empty() {
                         this.state = State::Through;
                     }
                     return Poll::Ready(Ok(()));
@@ -107,13 +111,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Http09<S> {
                     std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
                     let eof = read.filled().is_empty();
                     held.extend_from_slice(read.filled());
-                    if let Some(out) = decide(held, eof) {
-                        this.state = if out.is_empty() {
-                            State::Through
-                        } else {
-                            State::Draining(out, 0)
-                        };
-                    }
+                    // At end of input what is held goes on as it is, without asking `decide`:
+                    // a line completed before the end was decided on when it arrived, so none
+                    // is held here. Were the end left to `decide`, a wrong decision (`None`)
+                    // would spin this loop for ever without yielding, each read ending at once
+                    // again; this way the loop goes round only after a read that brought bytes,
+                    // at most FIRST_LINE_MAX of them.
+                    let out = if eof {
+                        std::mem::take(held)
+                    } else {
+                        match decide(held) {
+                            Some(out) => out,
+                            None => continue,
+                        }
+                    };
+                    this.state = if out.is_empty() {
+                        State::Through
+                    } else {
+                        State::Draining(out)
+                    };
                 }
             }
         }
@@ -382,5 +398,51 @@ mod tests {
         // end (at 8197) would fit in the last read.
         let input = line(FIRST_LINE_MAX + 5);
         assert_eq!(through(&[&input[..5], &input[5..]]).await, input);
+    }
+
+    /// A client that has sent its bytes and waits: reads after them are `Pending`, never the
+    /// end of input, whatever the room offered, as on a TCP socket with nothing more to read
+    /// (tokio's `duplex` answers a read with no room at once, which hides a reader that
+    /// would wait).
+    struct Waiting(Vec<u8>);
+
+    impl AsyncRead for Waiting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.0.is_empty() {
+                return Poll::Pending;
+            }
+            let n = self.0.len().min(buf.remaining());
+            buf.put_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_first_line_that_fills_the_bound_is_handed_on_without_waiting_for_more() {
+        // Exactly FIRST_LINE_MAX bytes and no line end, the client then waiting (for an
+        // answer, say): they are handed on in the same read, not held until more bytes or
+        // the end of input come. Polled once by hand: a reader that waited would return
+        // `Pending`.
+        let input = vec![b'a'; FIRST_LINE_MAX];
+        let mut conn = Http09::new(Waiting(input.clone()));
+        let mut space = vec![0u8; 2 * FIRST_LINE_MAX];
+        let mut buf = ReadBuf::new(&mut space);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let polled = Pin::new(&mut conn).poll_read(&mut cx, &mut buf);
+        assert!(matches!(polled, Poll::Ready(Ok(()))), "{polled:?}");
+        assert_eq!(buf.filled(), input);
+        // One byte short of the bound, it waits for the rest of the line.
+        let mut conn = Http09::new(Waiting(vec![b'a'; FIRST_LINE_MAX - 1]));
+        let mut buf = ReadBuf::new(&mut space);
+        assert!(
+            Pin::new(&mut conn)
+                .poll_read(&mut cx, &mut buf)
+                .is_pending()
+        );
     }
 }

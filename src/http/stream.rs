@@ -214,7 +214,9 @@ impl Client {
             let Ok(sample) = tcp_sample(flushes.fd, self.arrived.elapsed()) else {
                 return Ready::Yes;
             };
-            match self.drain.decide(sample) {
+            let decision = self.drain.decide(sample);
+            tracing::trace!(?sample, ?decision, drain = ?self.drain, "drain");
+            match decision {
                 Decision::Send => return Ready::Yes,
                 Decision::Wait(d) => tokio::time::sleep(d).await,
                 Decision::Drop => return Ready::Stalled,

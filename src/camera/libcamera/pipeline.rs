@@ -19,11 +19,11 @@ use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::Stream;
 use libcamera::utils::UniquePtr;
 
-use super::buffers::{copy_image, copy_planes, from_driver};
+use super::buffers::from_driver;
 use super::formats::rect;
 use super::negotiate::Streams;
 use super::start::create_requests;
-use crate::camera::buffers::{Layout, Mapped};
+use crate::camera::buffers::{Layout, Mapped, copy_image, copy_planes};
 use crate::camera::controls::{ControlFacts, ControlsHandle, Id, Value};
 use crate::camera::owner::{self, Completion, FrameStatus, Next, Pipeline};
 use crate::camera::{BufferSource, FrameMut, libcamera_controls};
