@@ -393,9 +393,9 @@ impl<T> Lanes<T> {
 struct Queue {
     lanes: Mutex<(Lanes<Job>, bool)>,
     ready: Condvar,
-    /// The places of each lane (suspect, clean: indexed by `clean`): a request waits for one in FIFO order, so
-    /// a viewer queues behind the attempts already waiting instead of racing attackers that
-    /// retry at once.
+    /// The places of each lane (suspect, clean: indexed by `clean`): a request waits for one
+    /// in FIFO order, so a viewer queues behind the attempts already waiting instead of racing
+    /// attackers that retry at once.
     places: [Arc<tokio::sync::Semaphore>; 2],
     /// Requests waiting for a place, per lane; beyond [`WAITERS`] an attempt is shed.
     waiting: [std::sync::atomic::AtomicUsize; 2],
@@ -1001,6 +1001,7 @@ mod tests {
         r.remember([200; 32], at(1) + REMEMBER_FOR);
         assert_eq!(r.entries.len(), REMEMBERED - 1);
         assert!(r.entries.contains_key(&[2; 32]));
+        assert!(r.knows(&[200; 32], at(1) + REMEMBER_FOR));
     }
 
     #[test]

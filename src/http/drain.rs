@@ -151,10 +151,11 @@ impl Drain {
             POLL
         };
         let Some(window) = s.window else {
+            // No window said, so none closed: never a backoff here.
             return if in_flight <= IN_FLIGHT.max(s.bdp) {
                 Decision::Send
             } else {
-                Decision::Wait(self.poll)
+                Decision::Wait(POLL)
             };
         };
         self.max_window = self.max_window.max(window);
