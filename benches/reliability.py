@@ -92,7 +92,7 @@ def start(binary, nofile=None, stream_extra=""):
     deadline = time.time() + 30
     while True:
         log.seek(0)
-        if "ready" in log.read():
+        if " ready source=" in log.read():
             break
         if proc.poll() is not None or time.time() > deadline:
             log.seek(0)

@@ -304,7 +304,7 @@ fn sighup_right_after_start_does_not_kill_and_is_not_lost() {
         // SIGHUP all through start-up: config, runtime, camera, sockets, ready.
         let mut sent = 0;
         let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-        while !log().contains("ready") {
+        while !support::is_ready_line(&log()) {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "round {round}: picker died ({status}) after {sent} SIGHUPs:\n{}",

@@ -327,6 +327,22 @@ fn port_in_use_names_the_port_and_the_key() {
     );
 }
 
+/// The test harness's own guard: a port taken between finding and binding it ("Address
+/// already in use") is tried again on another port, never taken for readiness. CI once
+/// failed on exactly this: "already" holds "ready", and a test went on without a port.
+#[test]
+fn a_port_taken_meanwhile_is_retried_not_taken_for_ready() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    assert!(!is_ready_line(
+        "ERROR cannot listen on 127.0.0.1:1 (stream.port = 1 in x): Address already in use"
+    ));
+    let p = Picker::start(&[&format!("stream.port = {port}")]);
+    assert_ne!(p.addr().port(), port);
+    assert_eq!(p.tcp_get("/state").status, 200);
+    drop(taken);
+}
+
 #[test]
 fn check_config_prints_ok_or_the_errors() {
     let dir = temp_dir();

@@ -50,7 +50,7 @@ def start(binary, bind, port, netns=None, timeout=10):
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     for line in p.stderr:
-        if "ready" in line:
+        if " ready source=" in line:
             break
         if time.monotonic() > deadline:
             break

@@ -31,6 +31,10 @@ def picker_bin() -> str:
     return path
 
 
+# What picker's ready line holds (`INFO ready source=... camera=...`).
+READY = " ready source="
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,7 +78,8 @@ class Picker:
         )
         threading.Thread(target=self._read_log, args=(self.proc,), daemon=True).start()
         deadline = time.monotonic() + 30
-        while not any("ready" in l for l in self.log):
+        # The ready line itself: "Address already in use" contains "ready" too.
+        while not any(READY in l for l in self.log):
             if self.proc.poll() is not None:
                 time.sleep(0.1)  # the log reader may be behind the exit
                 if any("cannot listen on" in l for l in self.log):

@@ -37,6 +37,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The line picker logs when it is ready (`INFO ready source=... camera=...`). Not just
+/// "ready": "Address already in use", the error of a port taken meanwhile, contains it too,
+/// and was once taken for readiness, which skipped the retry on another port below.
+pub const READY: &str = " ready source=";
+
+/// Whether `line` is picker's ready line (see [`READY`]).
+pub fn is_ready_line(line: &str) -> bool {
+    line.contains(READY)
+}
+
 /// A config for tests: test pattern, loopback, a free port, socket in `dir`, plus `extra` lines
 /// appended to the matching tables (`[camera]`, `[stream]`, `[still]` given as "camera.x = y").
 pub fn config_text(dir: &Path, extra: &[&str]) -> String {
@@ -231,12 +241,12 @@ impl Picker {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while picker.find_log("ready").is_none() {
+        while picker.find_log(READY).is_none() {
             if let Ok(Some(_)) = picker.child.try_wait() {
                 // The log reader may be behind the exit: a picker that was ready and has
                 // already ended (a camera that dies at once) is not one that never started.
                 std::thread::sleep(Duration::from_millis(100));
-                if picker.find_log("ready").is_some() {
+                if picker.find_log(READY).is_some() {
                     break;
                 }
                 let log = picker.log_text();
