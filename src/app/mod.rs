@@ -362,6 +362,9 @@ fn start_servers(
             http::Limits {
                 connections: budget.tcp,
                 write_progress: None,
+                // Off with logins: see `Limits::half_close` (`stream.auth-users` needs a
+                // restart, so this holds for the life of the process).
+                half_close: shared.config.stream.auth_users.is_empty(),
             },
             swap_rx,
         ));
@@ -376,6 +379,7 @@ fn start_servers(
         http::Limits {
             connections: budget.still,
             write_progress: Some(http::STILL_PROGRESS_TIMEOUT),
+            half_close: true,
         },
         shared.events.clone(),
     ));

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::sockets::bind_tcp;
-use crate::config::Config;
+use crate::config::{CameraConfig, Config, StillConfig, StreamConfig};
 use crate::state::Shared;
 
 /// SIGHUP: re-reads the config file the service started with. A file that does not load or
@@ -146,32 +146,69 @@ fn resize_slots(slots: Arc<Semaphore>, old_max: usize, new_max: usize) {
 }
 
 /// The keys that differ between `a` and `b` and cannot change while running.
+///
+/// Every field of the camera, stream and still tables is named here, each sorted into "needs
+/// a restart" or "applied live" (`_`), so that a key added to the config does not build until
+/// it is sorted: a list of the restart keys alone once left six `[camera]` keys (model,
+/// index, sensor-mode, rotation, hflip, vflip) out, and a reload changing them said "nothing
+/// to apply". `[controls]` is applied live as a whole.
 fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
-    let pairs = [
-        (a.camera.source != b.camera.source, "camera.source"),
-        (a.camera.id != b.camera.id, "camera.id"),
-        (a.camera.framerate != b.camera.framerate, "camera.framerate"),
-        (a.camera.crop != b.camera.crop, "camera.crop"),
-        (a.camera.buffers != b.camera.buffers, "camera.buffers"),
-        (a.stream.enabled != b.stream.enabled, "stream.enabled"),
-        (a.stream.width != b.stream.width, "stream.width"),
-        (a.stream.height != b.stream.height, "stream.height"),
+    let CameraConfig {
+        source,
+        id,
+        model,
+        index,
+        framerate,
+        crop,
+        buffers,
+        sensor_mode,
+        rotation,
+        hflip,
+        vflip,
+    } = &a.camera;
+    let StreamConfig {
+        enabled,
+        // Applied live by `apply_live_keys`: a new listener, new limits.
+        bind: _,
+        port: _,
+        width,
+        height,
+        quality: _,
+        max_clients: _,
+        max_clients_per_address: _,
+        client_timeout: _,
         // Read when the stream routes are built, once per listener.
-        (
-            a.stream.allow_origin != b.stream.allow_origin,
-            "stream.allow-origin",
-        ),
-        (
-            a.stream.auth_users != b.stream.auth_users,
-            "stream.auth-users",
-        ),
-        (
-            a.stream.auth_exempt != b.stream.auth_exempt,
-            "stream.auth-exempt",
-        ),
-        (a.still.socket != b.still.socket, "still.socket"),
-        (a.still.width != b.still.width, "still.width"),
-        (a.still.height != b.still.height, "still.height"),
+        allow_origin,
+        auth_users,
+        auth_exempt,
+    } = &a.stream;
+    let StillConfig {
+        socket,
+        width: still_width,
+        height: still_height,
+    } = &a.still;
+    let (camera, stream, still) = (&b.camera, &b.stream, &b.still);
+    let pairs = [
+        (*source != camera.source, "camera.source"),
+        (*id != camera.id, "camera.id"),
+        (*model != camera.model, "camera.model"),
+        (*index != camera.index, "camera.index"),
+        (*framerate != camera.framerate, "camera.framerate"),
+        (*crop != camera.crop, "camera.crop"),
+        (*buffers != camera.buffers, "camera.buffers"),
+        (*sensor_mode != camera.sensor_mode, "camera.sensor-mode"),
+        (*rotation != camera.rotation, "camera.rotation"),
+        (*hflip != camera.hflip, "camera.hflip"),
+        (*vflip != camera.vflip, "camera.vflip"),
+        (*enabled != stream.enabled, "stream.enabled"),
+        (*width != stream.width, "stream.width"),
+        (*height != stream.height, "stream.height"),
+        (*allow_origin != stream.allow_origin, "stream.allow-origin"),
+        (*auth_users != stream.auth_users, "stream.auth-users"),
+        (*auth_exempt != stream.auth_exempt, "stream.auth-exempt"),
+        (*socket != still.socket, "still.socket"),
+        (*still_width != still.width, "still.width"),
+        (*still_height != still.height, "still.height"),
     ];
     pairs.iter().filter(|(d, _)| *d).map(|(_, k)| *k).collect()
 }
@@ -217,12 +254,22 @@ mod tests {
         let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY";
         let users = format!("[stream]\nauth-users = {{ robot = {hash:?} }}\n");
         let exempt = format!("{users}auth-exempt = [\"/state\"]\n");
-        let table: [(&str, &str); 14] = [
+        let table: [(&str, &str); 20] = [
             ("[camera]\nsource = \"test-pattern\"\n", "camera.source"),
             (
                 "[camera]\nid = \"/base/soc/i2c0mux/i2c@1/imx219@10\"\n",
                 "camera.id",
             ),
+            // These six once went unnamed: a reload changing them said "nothing to apply".
+            ("[camera]\nmodel = \"imx219\"\n", "camera.model"),
+            ("[camera]\nindex = 1\n", "camera.index"),
+            (
+                "[camera]\nsensor-mode = \"1640x1232\"\n",
+                "camera.sensor-mode",
+            ),
+            ("[camera]\nrotation = 180\n", "camera.rotation"),
+            ("[camera]\nhflip = true\n", "camera.hflip"),
+            ("[camera]\nvflip = true\n", "camera.vflip"),
             ("[camera]\nframerate = 15\n", "camera.framerate"),
             ("[camera]\ncrop = \"none\"\n", "camera.crop"),
             ("[camera]\nbuffers = \"driver\"\n", "camera.buffers"),
