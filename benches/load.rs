@@ -27,6 +27,9 @@ use common::{Args, CpuMeter, median_f64, percentile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FPS: u32 = 30;
+/// picker's threads that make frames (test pattern or camera, JPEG encoding): set apart for
+/// the fan-out figure, which the floor (frames made once, written in a loop) stands for.
+const FRAME_MAKERS: &[&str] = &["camera", "encoder", "encode"];
 const BOUNDARY: &[u8] = b"picker-frame";
 
 fn main() {
@@ -86,7 +89,10 @@ fn main() {
                     },
                 );
                 f.print("floor");
-                pair_ratios.push(row.cpu_us_per_frame / f.cpu_us_per_frame);
+                pair_ratios.push((
+                    row.cpu_us_per_frame / f.cpu_us_per_frame,
+                    row.fanout_us_per_frame / f.fanout_us_per_frame,
+                ));
                 floors.push(f);
             }
             rows.push(row);
@@ -108,18 +114,28 @@ fn main() {
     if paired {
         println!();
         println!("# CPU per client-frame, picker / floor, run by run (each pair run back to back)");
-        println!("| clients | ratio median | ratio min | ratio max | ratios |");
-        println!("|---|---|---|---|---|");
-        for (n, mut r) in ratios {
-            r.sort_by(|a, b| a.total_cmp(b));
-            let all: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
-            println!(
-                "| {n} | {:.2} | {:.2} | {:.2} | {} |",
-                median_f64(&r),
-                r[0],
-                r[r.len() - 1],
-                all.join(" ")
-            );
+        println!("# (fan-out: picker's threads that hand frames out, without camera and encoder)");
+        println!("| clients | what | ratio median | ratio min | ratio max | ratios |");
+        println!("|---|---|---|---|---|---|");
+        for (n, r) in ratios {
+            for (what, pick) in [
+                (
+                    "all threads",
+                    (|p: &(f64, f64)| p.0) as fn(&(f64, f64)) -> f64,
+                ),
+                ("fan-out", |p| p.1),
+            ] {
+                let mut r: Vec<f64> = r.iter().map(pick).collect();
+                r.sort_by(|a, b| a.total_cmp(b));
+                let all: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
+                println!(
+                    "| {n} | {what} | {:.2} | {:.2} | {:.2} | {} |",
+                    median_f64(&r),
+                    r[0],
+                    r[r.len() - 1],
+                    all.join(" ")
+                );
+            }
         }
     }
 }
@@ -127,10 +143,10 @@ fn main() {
 fn header() {
     println!(
         "| | clients | fps/client min | fps/client median | delivered min % | delivered all % | \
-         server CPU % | CPU us per client-frame | RSS peak MB | latency p50 ms | latency p99 ms | \
+         server CPU % | CPU us per client-frame | fan-out us per client-frame | RSS peak MB | latency p50 ms | latency p99 ms | \
          camera fps | encoder skipped | loadgen CPU % | JPEG KiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
 #[derive(Clone, Debug, Default)]
@@ -142,6 +158,9 @@ struct Row {
     delivered_all: f64,
     cpu_pct: f64,
     cpu_us_per_frame: f64,
+    /// The same for the threads that hand frames to clients only (picker's tokio workers:
+    /// not `camera`, `encoder`, `encode-N`), the part the floor stands for.
+    fanout_us_per_frame: f64,
     rss_mb: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -154,7 +173,7 @@ struct Row {
 impl Row {
     fn print(&self, label: &str) {
         println!(
-            "| {label} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {:.1} |",
+            "| {label} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {:.1} |",
             self.clients,
             self.fps_min,
             self.fps_median,
@@ -162,6 +181,7 @@ impl Row {
             self.delivered_all,
             self.cpu_pct,
             self.cpu_us_per_frame,
+            self.fanout_us_per_frame,
             self.rss_mb,
             self.p50_ms,
             self.p99_ms,
@@ -183,6 +203,7 @@ impl Row {
             delivered_all: m(|r| r.delivered_all),
             cpu_pct: m(|r| r.cpu_pct),
             cpu_us_per_frame: m(|r| r.cpu_us_per_frame),
+            fanout_us_per_frame: m(|r| r.fanout_us_per_frame),
             rss_mb: m(|r| r.rss_mb),
             p50_ms: m(|r| r.p50_ms),
             p99_ms: m(|r| r.p99_ms),
@@ -338,10 +359,13 @@ fn run_once(n: usize, seconds: f64, against: Against) -> Row {
         let c0 = counters(&target).await.unwrap();
         let server_cpu = CpuMeter::start(pid);
         let own_cpu = CpuMeter::start(std::process::id());
+        let fanout_ticks = common::thread_ticks_except(pid, FRAME_MAKERS);
         window.start.set(common::unix_us());
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         window.end.set(common::unix_us());
         let (cpu_s, wall_s) = server_cpu.read();
+        let fanout_s = (common::thread_ticks_except(pid, FRAME_MAKERS) - fanout_ticks) as f64
+            / common::clk_tck() as f64;
         let (own_s, _) = own_cpu.read();
         let rss_kb = common::vm_kb(pid, "VmHWM");
         let c1 = counters(&target).await.unwrap();
@@ -394,6 +418,7 @@ fn run_once(n: usize, seconds: f64, against: Against) -> Row {
             delivered_all: pct(delivered as f64 / n.max(1) as f64),
             cpu_pct: 100.0 * cpu_s / wall_s,
             cpu_us_per_frame: cpu_s * 1e6 / delivered.max(1) as f64,
+            fanout_us_per_frame: fanout_s * 1e6 / delivered.max(1) as f64,
             rss_mb: rss_kb as f64 / 1024.0,
             p50_ms: percentile(&lat, 50.0).unwrap_or(0) as f64 / 1000.0,
             p99_ms: percentile(&lat, 99.0).unwrap_or(0) as f64 / 1000.0,

@@ -47,7 +47,7 @@ pub struct StillArgs {
     /// Wait for a frame captured after the request instead of taking the latest
     #[arg(long)]
     pub fresh: bool,
-    /// Write to FILE instead of standard output
+    /// Write to FILE instead of standard output ("-": standard output)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -81,11 +81,13 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::HashPassword) => {
-            let mut line = String::new();
-            if let Err(e) = std::io::stdin().read_line(&mut line) {
-                eprintln!("picker: cannot read the password from standard input: {e}");
-                return ExitCode::FAILURE;
-            }
+            let line = match read_password() {
+                Ok(line) => line,
+                Err(e) => {
+                    eprintln!("picker: cannot read the password from standard input: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let password = line.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
                 eprintln!("picker: empty password on standard input");
@@ -163,4 +165,33 @@ fn main() -> ExitCode {
 fn config_error(e: &ConfigError) -> ExitCode {
     eprintln!("picker: {e}");
     ExitCode::from(EX_CONFIG)
+}
+
+/// One line of standard input: the password for `hash-password`. At a terminal it asks for
+/// it on standard error and does not echo it (as `passwd` does), so that it is neither shown
+/// nor left in the terminal's scrollback; piped in (`echo ... | picker hash-password`) it is
+/// read as it comes. Hand-written over nix's termios rather than another crate: nix is
+/// already here, and this is four calls.
+fn read_password() -> std::io::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::IsTerminal as _;
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if !stdin.is_terminal() {
+        stdin.read_line(&mut line)?;
+        return Ok(line);
+    }
+    let saved = tcgetattr(&stdin)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    // The Enter key still moves to the next line.
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+    eprint!("Password (not shown): ");
+    let read = stdin.read_line(&mut line);
+    // Echo back on whatever happened; a failure to restore it is worth saying.
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    read?;
+    restored?;
+    Ok(line)
 }

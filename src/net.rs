@@ -1,6 +1,7 @@
 //! The URLs a person can open: one per non-loopback local address when bound to all
 //! addresses, else the bound address itself; and [`watch_addresses`], which logs them again
-//! whenever the machine's addresses change (Wi-Fi that comes up after picker started).
+//! whenever the machine's addresses change (Wi-Fi that comes up after picker started) or a
+//! reload moves the listener.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -85,66 +86,125 @@ const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 /// for every one that goes, for as long as `shutdown` is false; `urls` always holds the
 /// current list (the first one is what `STATUS=` shows). Listens to the kernel's netlink
 /// address events rather than polling; the events only say "something changed", the list is
-/// read again with getifaddrs. Does nothing when bound to one address.
+/// read again with getifaddrs. Machine addresses matter only when bound to all addresses.
+///
+/// `bound` is the address of the listener actually serving: a reload that moves it (a new
+/// `stream.port` or `stream.bind`) changes it, and the URLs are recomputed and logged at
+/// once, so that neither the log nor `STATUS=` keeps naming a port nobody answers on.
 ///
 /// Subscribes when called, not when the future first runs: the caller says "ready" next, and
 /// an address added right after that must not be missed (under load the spawned task may
 /// start a long while later). Call it inside the runtime.
 pub fn watch_addresses(
-    bound: SocketAddr,
+    bound: watch::Receiver<SocketAddr>,
     urls: watch::Sender<Vec<String>>,
     shutdown: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
-    let socket = bound.ip().is_unspecified().then(address_events);
-    async move {
-        match socket {
-            None => {}
-            Some(Ok(socket)) => address_changes(bound, socket, urls, shutdown).await,
-            Some(Err(e)) => tracing::warn!(
-                "cannot watch address changes (netlink): {e}; stream URLs are logged at start only"
-            ),
-        }
-    }
+    let first = *bound.borrow();
+    let events = first.ip().is_unspecified().then(subscribe);
+    address_changes(bound, events.flatten(), urls, shutdown)
+}
+
+/// [`address_events`], or `None` with a warning.
+fn subscribe() -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    address_events()
+        .inspect_err(|e| {
+            tracing::warn!(
+                "cannot watch address changes (netlink): {e}; stream URLs are logged at start \
+                 and on a reload only"
+            )
+        })
+        .ok()
+}
+
+/// What woke the watcher.
+enum Wake {
+    /// The machine's addresses changed (`Err`: the netlink socket failed).
+    Addresses(std::io::Result<()>),
+    /// The listener moved (a reload).
+    Moved,
+    Stop,
 }
 
 async fn address_changes(
-    bound: SocketAddr,
-    socket: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    mut bound: watch::Receiver<SocketAddr>,
+    mut events: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
     urls: watch::Sender<Vec<String>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut log = UrlLog::new(&urls.borrow());
+    // Once netlink failed, not again on every move.
+    let mut subscribed = events.is_some() || bound.borrow().ip().is_unspecified();
     loop {
-        tokio::select! {
-            r = socket.readable() => match r {
-                Ok(mut guard) => {
-                    // Drain: the content does not matter, only that something changed.
-                    while let Ok(Ok(n)) = guard.try_io(|fd| {
-                        nix::sys::socket::recv(std::os::fd::AsRawFd::as_raw_fd(fd.get_ref()), &mut buf, nix::sys::socket::MsgFlags::empty())
-                            .map_err(std::io::Error::from)
-                    }) {
-                        if n == 0 { break; }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("netlink address events failed: {e}");
-                    return;
-                }
+        let wake = tokio::select! {
+            r = drained(events.as_ref(), &mut buf) => Wake::Addresses(r),
+            r = bound.changed() => match r {
+                Ok(()) => Wake::Moved,
+                // The stream's front ended: nothing left to follow.
+                Err(_) => Wake::Stop,
             },
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        // Addresses often come in bursts (IPv4, then IPv6 a moment later): settle first.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = stream_urls(bound);
-        let (appeared, gone) = url_changes(&urls.borrow(), &now);
-        for line in log.lines(&appeared, &gone, std::time::Instant::now()) {
-            tracing::info!("{line}");
-        }
-        if !appeared.is_empty() || !gone.is_empty() {
-            urls.send_replace(now);
+            _ = shutdown.wait_for(|s| *s) => Wake::Stop,
+        };
+        match wake {
+            Wake::Stop => return,
+            Wake::Addresses(Err(e)) => {
+                tracing::warn!("netlink address events failed: {e}");
+                events = None;
+            }
+            Wake::Addresses(Ok(())) => {
+                // Addresses often come in bursts (IPv4, then IPv6 a moment later): settle first.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = stream_urls(*bound.borrow());
+                let (appeared, gone) = url_changes(&urls.borrow(), &now);
+                for line in log.lines(&appeared, &gone, std::time::Instant::now()) {
+                    tracing::info!("{line}");
+                }
+                if !appeared.is_empty() || !gone.is_empty() {
+                    urls.send_replace(now);
+                }
+            }
+            Wake::Moved => {
+                let addr = *bound.borrow_and_update();
+                if addr.ip().is_unspecified() && !subscribed {
+                    subscribed = true;
+                    events = subscribe();
+                }
+                // Every URL is new (another port or address): each is said, none throttled.
+                let now = stream_urls(addr);
+                for url in &now {
+                    tracing::info!("stream at {url}");
+                }
+                log = UrlLog::new(&now);
+                urls.send_replace(now);
+            }
         }
     }
+}
+
+/// Waits for address events and drains them (their content does not matter, only that
+/// something changed); never returns without a socket.
+async fn drained(
+    socket: Option<&tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    let Some(socket) = socket else {
+        return std::future::pending().await;
+    };
+    let mut guard = socket.readable().await?;
+    while let Ok(Ok(n)) = guard.try_io(|fd| {
+        nix::sys::socket::recv(
+            std::os::fd::AsRawFd::as_raw_fd(fd.get_ref()),
+            buf,
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .map_err(std::io::Error::from)
+    }) {
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// A non-blocking rtnetlink socket subscribed to IPv4 and IPv6 address events.

@@ -44,7 +44,8 @@ pub async fn fetch(socket: &Path, args: &StillArgs) -> anyhow::Result<()> {
             String::from_utf8_lossy(&body).trim()
         );
     }
-    match &args.output {
+    // `-o -` is standard output, as for curl, wget and most Unix tools.
+    match args.output.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(path) => std::fs::write(path, &body)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {

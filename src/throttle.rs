@@ -123,6 +123,8 @@ pub struct Events {
     pub still_dropped: Counted,
     /// Stream clients dropped (for the stream's own deadline: call [`Events::stream_dropped`]).
     pub stream_dropped: Counted,
+    /// Stream requests answered 503 because `stream.max-clients` were watching.
+    pub stream_full: Counted,
 }
 
 impl Events {
@@ -183,9 +185,20 @@ impl Events {
         }
     }
 
+    /// Counts a stream request refused at `stream.max-clients` (`cap`) and logs at most one
+    /// line per 10 s: viewers turned away are what an operator raises the cap for.
+    pub(crate) fn stream_full(&self, cap: usize) {
+        if let Some(n) = self.stream_full.hit() {
+            tracing::warn!(
+                "{n} stream client(s) refused since the last such line: stream.max-clients = \
+                 {cap} watching (at most one such line per 10 s)"
+            );
+        }
+    }
+
     /// Logs the counts not yet logged, one line per kind; call every 10 s or so.
     pub fn flush(&self) {
-        let kinds: [(&Counted, &str); 6] = [
+        let kinds: [(&Counted, &str); 7] = [
             (
                 &self.refused,
                 "TCP connection(s) refused (connection cap reached)",
@@ -201,6 +214,10 @@ impl Events {
             (&self.accept_errors, "accept error(s)"),
             (&self.still_dropped, "still-socket client(s) dropped"),
             (&self.stream_dropped, "stream client(s) dropped"),
+            (
+                &self.stream_full,
+                "stream client(s) refused (stream.max-clients watching)",
+            ),
         ];
         for (c, what) in kinds {
             if let Some(n) = c.flush() {
@@ -211,7 +228,7 @@ impl Events {
 
     /// The counters in Prometheus text format, for `/metrics`.
     pub fn write_metrics(&self, out: &mut String) {
-        let kinds: [(&Counted, &str, &str); 6] = [
+        let kinds: [(&Counted, &str, &str); 7] = [
             (
                 &self.refused,
                 "picker_connections_refused_total",
@@ -241,6 +258,11 @@ impl Events {
                 &self.stream_dropped,
                 "picker_stream_clients_dropped_total",
                 "Stream clients dropped by the server.",
+            ),
+            (
+                &self.stream_full,
+                "picker_stream_refused_total",
+                "Stream requests refused (503): stream.max-clients were watching.",
             ),
         ];
         for (c, name, help) in kinds {
@@ -458,6 +480,8 @@ mod tests {
             e.stream_dropped(&"too slow");
             e.stream_dropped(&"too slow");
             e.stream_dropped(&"too slow");
+            e.stream_full(64);
+            e.stream_full(64);
         });
         // (a line that must be there, once): the first event of each kind; the rest wait.
         let lines = [
@@ -470,8 +494,10 @@ mod tests {
             "retrying in 100ms",
             "1 still-socket client(s) dropped since the last such line, latest: no progress for 5 s",
             "1 stream client(s) dropped since the last such line, latest: too slow",
+            "1 stream client(s) refused since the last such line: stream.max-clients = 64 \
+             watching",
         ];
-        assert_lines(&log, &lines, 6);
+        assert_lines(&log, &lines, 7);
         let mut m = String::new();
         e.write_metrics(&mut m);
         // (metric, total)
@@ -482,6 +508,7 @@ mod tests {
             ("picker_accept_errors_total", 1),
             ("picker_still_clients_dropped_total", 1),
             ("picker_stream_clients_dropped_total", 3),
+            ("picker_stream_refused_total", 2),
         ];
         for (name, n) in table {
             assert!(
@@ -490,7 +517,7 @@ mod tests {
             );
             assert!(m.contains(&format!("# TYPE {name} counter\n")), "{m}");
         }
-        assert_eq!(m.lines().count(), 18, "{m}");
+        assert_eq!(m.lines().count(), 21, "{m}");
     }
 
     #[test]
@@ -511,6 +538,7 @@ mod tests {
             accept_errors: pending(0),
             still_dropped: pending(2),
             stream_dropped: pending(5),
+            stream_full: pending(7),
         };
         let log = logged(|| e.flush());
         let lines = [
@@ -521,8 +549,9 @@ mod tests {
              last such line",
             "2 still-socket client(s) dropped since the last such line",
             "5 stream client(s) dropped since the last such line",
+            "7 stream client(s) refused (stream.max-clients watching) since the last such line",
         ];
-        assert_lines(&log, &lines, 5);
+        assert_lines(&log, &lines, 6);
         // Said once: a second flush has nothing left to say.
         assert_eq!(logged(|| e.flush()), "");
         assert_eq!(e.stream_dropped.flush(), None);

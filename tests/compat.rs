@@ -806,3 +806,74 @@ fn auth_config_errors_name_the_key() {
         assert!(err.contains(key), "{err}");
     }
 }
+
+/// What `printf 'GET /?action=snapshot\r\n\r\n' | nc host 8000` sends, as mjpg-streamer-era
+/// scripts do: the request, then a half-close (FIN) of the client's side, which HTTP allows.
+/// Each answer must still come whole; hyper's default took the FIN for an aborted request
+/// and dropped the answer in flight.
+fn half_closed_request<S: Read + Write>(
+    mut s: S,
+    request: &str,
+    shut: impl FnOnce(&S),
+) -> Response {
+    s.write_all(request.as_bytes()).unwrap();
+    shut(&s);
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    parse_response(&buf)
+}
+
+fn assert_whole_jpeg(r: &Response, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    if let Some(len) = r.header("content-length") {
+        assert_eq!(len.parse::<usize>().unwrap(), r.body.len(), "{what}");
+    }
+    assert!(
+        r.body.starts_with(&[0xff, 0xd8]) && r.body.ends_with(&[0xff, 0xd9]),
+        "{what}: {} bytes, not a whole JPEG",
+        r.body.len()
+    );
+}
+
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_whole_answer() {
+    let p = Picker::start(&[]);
+    let tcp_shut = |s: &TcpStream| s.shutdown(std::net::Shutdown::Write).unwrap();
+    for request in [
+        "GET /snapshot.jpg HTTP/1.1\r\nHost: picker\r\n\r\n",
+        "GET /?action=snapshot HTTP/1.0\r\n\r\n",
+        "GET /?action=snapshot\r\n\r\n",
+    ] {
+        let s = TcpStream::connect(p.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let r = half_closed_request(s, request, tcp_shut);
+        assert_whole_jpeg(&r, request);
+    }
+    // The stream goes on after the FIN, part after part.
+    let mut m = Mjpeg::open_half_closed(p.addr(), "");
+    for _ in 0..3 {
+        let part = m.next_part();
+        assert!(part.jpeg.starts_with(&[0xff, 0xd8]), "{:?}", part.headers);
+    }
+    // The still socket too: a whole still after a FIN, over HTTP/1.0 and 1.1.
+    let unix_shut =
+        |s: &std::os::unix::net::UnixStream| s.shutdown(std::net::Shutdown::Write).unwrap();
+    for request in [
+        "GET /still.rgb HTTP/1.0\r\n\r\n",
+        "GET /still.rgb HTTP/1.1\r\nHost: picker\r\n\r\n",
+    ] {
+        let s = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let r = half_closed_request(s, request, unix_shut);
+        assert_eq!(r.status, 200, "{request}: {}", r.text());
+        assert_eq!(r.body.len(), 512 * 512 * 3, "{request}");
+    }
+    let s = std::os::unix::net::UnixStream::connect(&p.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = half_closed_request(
+        s,
+        "GET /still.jpg HTTP/1.1\r\nHost: picker\r\n\r\n",
+        unix_shut,
+    );
+    assert_whole_jpeg(&r, "still.jpg");
+}

@@ -434,3 +434,71 @@ fn a_huge_test_stall_is_refused_not_a_panic() {
     assert!(log.contains("PICKER_TEST_STALL"), "{log}");
     assert!(metric(&p, "picker_frames_captured_total") >= 10.0, "{log}");
 }
+
+/// `picker hash-password` at a terminal asks for the password and does not echo it (it would
+/// stay on screen and in the scrollback); piped in, it reads it as it comes (the README's
+/// `echo ... | picker hash-password`, which `tests/auth.rs` relies on).
+#[test]
+fn hash_password_at_a_terminal_asks_without_echoing() {
+    use nix::pty::openpty;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    let pty = openpty(None, None).unwrap();
+    let slave = || std::process::Stdio::from(pty.slave.as_fd().try_clone_to_owned().unwrap());
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(slave())
+        .stdout(slave())
+        .stderr(slave())
+        .spawn()
+        .unwrap();
+    drop(pty.slave);
+    // Bounded: a picker that never prompts is killed, which ends the reads below (EIO).
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guard = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        if !guard.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    // The prompt comes once echo is off: only then is the password typed.
+    while !String::from_utf8_lossy(&seen).contains("Password (not shown): ") {
+        let n = master.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "no prompt: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    master.write_all(b"horse battery\n").unwrap();
+    // Everything the terminal shows until picker exits (EIO once the slave side is closed).
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(status.success());
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(
+        !shown.contains("horse"),
+        "the password was shown: {shown:?}"
+    );
+    let hash = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash in {shown:?}"));
+    // The hash is of what was typed, the line end left out.
+    use argon2::{PasswordHash, PasswordVerifier};
+    let parsed = PasswordHash::new(hash).unwrap();
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"horse battery", &parsed)
+            .is_ok(),
+        "{hash}"
+    );
+}

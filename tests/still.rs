@@ -186,6 +186,16 @@ fn picker_still_client_writes_files_and_stdout() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.starts_with(b"P6\n512 512\n255\n"));
+    // `-o -` is standard output, as for curl and wget, not a file named "-".
+    let out = Command::new(BIN)
+        .args(["still", "--format", "rgb", "-o", "-", "--socket"])
+        .arg(&p.socket)
+        .current_dir(p.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 512 * 512 * 3);
+    assert!(!p.dir.path().join("-").exists());
 }
 
 #[test]

@@ -160,12 +160,20 @@ fn fps_query_caps_one_clients_rate() {
 
 #[test]
 fn clients_past_max_clients_get_503_with_a_reason() {
-    let p = Picker::start(&["stream.max-clients = 2"]);
+    let mut p = Picker::start(&["stream.max-clients = 2"]);
     let _a = p.mjpeg("");
     let _b = p.mjpeg("");
     let r = p.tcp_get("/stream.mjpg");
     assert_eq!(r.status, 503);
     assert!(r.text().contains("max-clients"), "{}", r.text());
+    // A dashboard is told when to come back, and the operator sees viewers turned away.
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(p.tcp_get("/stream.mjpg").status, 503);
+    assert_eq!(Metrics::read(&p).get("picker_stream_refused_total"), 2.0);
+    p.wait_log(
+        "1 stream client(s) refused since the last such line: stream.max-clients = 2 watching",
+        Duration::from_secs(5),
+    );
     drop(_a);
     // The slot is free again once a client leaves.
     let deadline = Instant::now() + Duration::from_secs(5);

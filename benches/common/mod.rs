@@ -151,6 +151,43 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// CPU ticks of a process's threads whose name (`comm`) is not in `apart`: what is left when
+/// the threads that make frames (picker's `camera`, `encoder`, `encode-N`) are set apart. A
+/// thread that ended before the reading is not counted, which is why the fan-out figure is
+/// taken over threads that live for the whole run (tokio's workers).
+pub fn thread_ticks_except(pid: u32, apart: &[&str]) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let mut ticks = 0;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        let making = apart
+            .iter()
+            .any(|a| comm == *a || comm.strip_prefix(a).is_some_and(|n| n.starts_with('-')));
+        if making {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ticks += field(11) + field(12);
+    }
+    ticks
+}
+
 /// A `Vm*` line of /proc/PID/status, in kB.
 pub fn vm_kb(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

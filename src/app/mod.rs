@@ -311,8 +311,8 @@ fn start_encoder(
 struct Servers {
     tasks: tokio::task::JoinSet<()>,
     socket_guard: SocketGuard,
-    /// A reload that changes the port sends the new listener here.
-    swap_tx: tokio::sync::mpsc::Sender<TcpListener>,
+    /// A reload that moves the stream's listener talks to its front here.
+    swap_tx: tokio::sync::mpsc::Sender<Swap>,
 }
 
 /// What sd-notify's status line names: the stream's URLs.
@@ -341,7 +341,7 @@ fn start_servers(
         socket_guard,
     } = listeners;
     let mut stream_url = None;
-    let (swap_tx, swap_rx) = tokio::sync::mpsc::channel::<TcpListener>(1);
+    let (swap_tx, swap_rx) = tokio::sync::mpsc::channel::<Swap>(1);
     let (urls_tx, urls_rx) = watch::channel(Vec::new());
     if let Some(tcp) = tcp {
         let addr = tcp
@@ -354,7 +354,13 @@ fn start_servers(
             stream_url.get_or_insert(url.clone());
         }
         urls_tx.send_replace(urls);
-        tokio::spawn(crate::net::watch_addresses(addr, urls_tx, stop_rx.clone()));
+        // The address the front serves on, which a reload may move: the URLs follow it.
+        let (serving_tx, serving_rx) = watch::channel(addr);
+        tokio::spawn(crate::net::watch_addresses(
+            serving_rx,
+            urls_tx,
+            stop_rx.clone(),
+        ));
         servers.spawn(tcp_front(
             tcp,
             shared.clone(),
@@ -362,8 +368,12 @@ fn start_servers(
             http::Limits {
                 connections: budget.tcp,
                 write_progress: None,
+                // Off with logins: see `Limits::half_close` (`stream.auth-users` needs a
+                // restart, so this holds for the life of the process).
+                half_close: shared.config.stream.auth_users.is_empty(),
             },
             swap_rx,
+            serving_tx,
         ));
     } else {
         tracing::info!("stream disabled (stream.enabled = false): no TCP port opened");
@@ -376,6 +386,7 @@ fn start_servers(
         http::Limits {
             connections: budget.still,
             write_progress: Some(http::STILL_PROGRESS_TIMEOUT),
+            half_close: true,
         },
         shared.events.clone(),
     ));
@@ -498,17 +509,46 @@ async fn drain(
     tracing::debug!("camera and encoder stopped");
 }
 
+/// What a reload asks of the stream's front (the task that serves the stream port).
+pub enum Swap {
+    /// Serve this listener from now on and close the one served so far (connections already
+    /// open on it, streams included, keep running).
+    Serve(TcpListener),
+    /// Close the listener served so far and say so once its socket is closed (the new
+    /// address needs its port); serve nothing until the next `Serve`.
+    Close(tokio::sync::oneshot::Sender<()>),
+    /// Stop: no listener could be bound. The service ends, and systemd starts it again.
+    GiveUp,
+}
+
 /// Serves the stream port; when a reload binds a new port, serves that one and closes the
-/// old listener (connections already open on it, streams included, keep running).
+/// old listener (connections already open on it, streams included, keep running). `serving`
+/// always holds the address of the listener served (the stream URLs follow it).
 async fn tcp_front(
     first: TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     limits: http::Limits,
-    mut swap: tokio::sync::mpsc::Receiver<TcpListener>,
+    mut swap: tokio::sync::mpsc::Receiver<Swap>,
+    serving: watch::Sender<SocketAddr>,
 ) {
-    let mut listener = first;
+    let mut next = Some(first);
     loop {
+        let Some(listener) = next.take() else {
+            // Closed for a reload that binds the same port elsewhere: wait for its listener.
+            tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                new = swap.recv() => match new {
+                    Some(Swap::Serve(l)) => next = Some(l),
+                    Some(Swap::Close(closed)) => { let _ = closed.send(()); }
+                    Some(Swap::GiveUp) | None => return,
+                }
+            }
+            continue;
+        };
+        if let Ok(addr) = listener.local_addr() {
+            serving.send_if_modified(|a| std::mem::replace(a, addr) != addr);
+        }
         // Each listener has its own stop signal, so that a port change closes only it.
         let (this_stop, this_rx) = watch::channel(false);
         let mut server = tokio::spawn(http::serve(
@@ -531,8 +571,14 @@ async fn tcp_front(
             new = swap.recv() => {
                 let _ = this_stop.send(true);
                 match new {
-                    Some(l) => listener = l,
-                    None => {
+                    Some(Swap::Serve(l)) => next = Some(l),
+                    Some(Swap::Close(closed)) => {
+                        // `serve` drops its listener as it stops, before its grace period
+                        // for open connections (300 ms): the port is free once it returns.
+                        let _ = server.await;
+                        let _ = closed.send(());
+                    }
+                    Some(Swap::GiveUp) | None => {
                         let _ = server.await;
                         return;
                     }

@@ -3,15 +3,19 @@
 //! changes nothing. Kept apart from the wiring because it is the one place that changes
 //! running state after start-up.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::sync::mpsc::Sender;
 
 use super::sockets::bind_tcp;
-use crate::config::Config;
+use super::{AppError, Swap};
+use crate::config::{CameraConfig, Config, StillConfig, StreamConfig};
 use crate::state::Shared;
 
 /// SIGHUP: re-reads the config file the service started with. A file that does not load or
@@ -22,14 +26,12 @@ use crate::state::Shared;
 /// `stream.client-timeout` (connections accepted from then on), the `[controls]` table (the
 /// camera takes it before its next request; values set with `PUT /controls` stay on top, see
 /// [`ControlsHandle::set_config`](crate::camera::controls::ControlsHandle::set_config)),
-/// `stream.port`/`stream.bind` (the new port is bound first, then the old listener closed;
-/// open connections stay). Keys that shape the camera or the still socket need a restart:
+/// `stream.port`/`stream.bind` (the new address is bound first, then the old listener
+/// closed; open connections stay; an address that needs the very port the old listener
+/// holds, such as `0.0.0.0` to `127.0.0.1`, is bound after closing the old one, which is bound
+/// again if that fails). Keys that shape the camera or the still socket need a restart:
 /// they are named in the log and keep their running values.
-pub async fn reload_config(
-    running: &mut Config,
-    shared: &Shared,
-    swap: &tokio::sync::mpsc::Sender<TcpListener>,
-) {
+pub async fn reload_config(running: &mut Config, shared: &Shared, swap: &Sender<Swap>) {
     let (path, explicit) = match &running.path {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(crate::config::DEFAULT_PATH), false),
@@ -42,17 +44,9 @@ pub async fn reload_config(
             return;
         }
     };
-    let applied = apply_live_keys(running, &new, shared, swap).await;
+    let (applied, not_applied) = apply_live_keys(running, &new, shared, swap).await;
     let restart = restart_keys(running, &new);
-    if applied.is_empty() {
-        tracing::info!("config reloaded from {}: nothing to apply", path.display());
-    } else {
-        tracing::info!(
-            "config reloaded from {}: applied {}",
-            path.display(),
-            applied.join(", ")
-        );
-    }
+    tracing::info!("{}", reloaded_line(&path, &applied, &not_applied));
     if !restart.is_empty() {
         tracing::warn!(
             "config keys changed that need a restart (systemctl restart picker): {}; \
@@ -62,14 +56,33 @@ pub async fn reload_config(
     }
 }
 
+/// The line that sums a reload up: what was applied, and what could not be (its error is
+/// logged above it).
+fn reloaded_line(path: &Path, applied: &[String], not_applied: &[String]) -> String {
+    let mut line = format!("config reloaded from {}: ", path.display());
+    match (applied.is_empty(), not_applied.is_empty()) {
+        (true, true) => line.push_str("nothing to apply"),
+        (false, _) => line.push_str(&format!("applied {}", applied.join(", "))),
+        (true, false) => line.push_str("nothing applied"),
+    }
+    if !not_applied.is_empty() {
+        line.push_str(&format!(
+            "; NOT applied (see the error above): {}",
+            not_applied.join(", ")
+        ));
+    }
+    line
+}
+
 /// Applies the keys of `new` that can change while running and differ from `running`, and
-/// records them in `running`; returns them as `key = value` for the log.
+/// records them in `running`; returns them as `key = value` for the log, applied and not
+/// (a listener that could not move).
 async fn apply_live_keys(
     running: &mut Config,
     new: &Config,
     shared: &Shared,
-    swap: &tokio::sync::mpsc::Sender<TcpListener>,
-) -> Vec<String> {
+    swap: &Sender<Swap>,
+) -> (Vec<String>, Vec<String>) {
     let mut applied = Vec::new();
     if new.stream.quality != running.stream.quality {
         shared.quality.store(new.stream.quality, Ordering::Relaxed);
@@ -103,30 +116,112 @@ async fn apply_live_keys(
         running.controls = new.controls.clone();
         applied.push("[controls]".to_string());
     }
-    let moved = (new.stream.bind, new.stream.port) != (running.stream.bind, running.stream.port);
-    if moved && running.stream.enabled && new.stream.enabled {
-        match bind_tcp(new).await {
-            Ok(l) => {
-                let addr = l.local_addr().ok();
-                if swap.send(l).await.is_ok() {
-                    if let Some(addr) = addr {
-                        tracing::info!("listening on http://{addr}");
-                        for url in crate::net::stream_urls(addr) {
-                            tracing::info!("stream at {url}");
-                        }
-                    }
-                    running.stream.bind = new.stream.bind;
-                    running.stream.port = new.stream.port;
-                    applied.push(format!("stream.port = {}", new.stream.port));
-                }
-            }
-            Err(e) => tracing::error!(
-                "reload: {e:#}; still serving on port {}",
-                running.stream.port
-            ),
+    let mut not_applied = Vec::new();
+    let moves = listener_moves(running, new);
+    if !moves.is_empty() && running.stream.enabled && new.stream.enabled {
+        if move_listener(running, new, swap).await {
+            running.stream.bind = new.stream.bind;
+            running.stream.port = new.stream.port;
+            applied.extend(moves);
+        } else {
+            not_applied.extend(moves);
         }
     }
-    applied
+    (applied, not_applied)
+}
+
+/// `stream.bind = ...` and `stream.port = ...`, those of the two that differ between
+/// `running` and `new`.
+fn listener_moves(running: &Config, new: &Config) -> Vec<String> {
+    let mut moves = Vec::new();
+    if new.stream.bind != running.stream.bind {
+        moves.push(format!("stream.bind = {}", new.stream.bind));
+    }
+    if new.stream.port != running.stream.port {
+        moves.push(format!("stream.port = {}", new.stream.port));
+    }
+    moves
+}
+
+/// Whether a new address that could not be bound should be tried again with the old
+/// listener closed: only when the port is in use and it is the old listener's own port
+/// (`0.0.0.0` and `127.0.0.1` cannot both hold one port, and narrowing the bind is what the
+/// README advises). Any other error would only fail again, with no listener left.
+fn close_first(error: std::io::ErrorKind, old: SocketAddr, new: SocketAddr) -> bool {
+    error == std::io::ErrorKind::AddrInUse && old.port() == new.port()
+}
+
+/// The error of a bind, with the OS's reason ("Address already in use (os error 98)").
+fn reason(e: AppError) -> String {
+    format!("{:#}", anyhow::Error::new(e))
+}
+
+/// How long the old listener may take to close (its accept loop may sit in a 1 s backoff,
+/// then drops the socket before a 300 ms grace for open connections).
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Moves the stream's listener from `running`'s address to `new`'s: binds the new one and
+/// hands it to the front, which closes the old. If the new address wants the old listener's
+/// own port ([`close_first`]), the old listener is closed first, and bound again if the new
+/// one still cannot be; if neither can, the service stops (systemd starts it again). Returns
+/// whether `new`'s address is served; every outcome is logged.
+async fn move_listener(running: &Config, new: &Config, swap: &Sender<Swap>) -> bool {
+    let old = SocketAddr::new(running.stream.bind, running.stream.port);
+    let to = SocketAddr::new(new.stream.bind, new.stream.port);
+    let e = match bind_tcp(new).await {
+        Ok(l) => return serve(l, swap).await,
+        Err(e) => e,
+    };
+    let kind = match &e {
+        AppError::BindTcp { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    if !close_first(kind, old, to) {
+        tracing::error!("reload: {}; still serving on http://{old}", reason(e));
+        return false;
+    }
+    tracing::info!(
+        "reload: {to} needs port {} that {old} holds: closing {old} first \
+         (connections already open stay)",
+        to.port()
+    );
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    if swap.send(Swap::Close(closed_tx)).await.is_err()
+        || tokio::time::timeout(CLOSE_WAIT, closed_rx).await.is_err()
+    {
+        tracing::warn!("reload: {old} did not close within {CLOSE_WAIT:?}; binding {to} anyway");
+    }
+    let e = match bind_tcp(new).await {
+        Ok(l) => return serve(l, swap).await,
+        Err(e) => reason(e),
+    };
+    match bind_tcp(running).await {
+        Ok(l) => {
+            tracing::error!("reload: {e}; back on http://{old}");
+            serve(l, swap).await;
+        }
+        Err(again) => {
+            tracing::error!(
+                "reload: {e}; and {old} cannot be bound again: {}; no stream port left: \
+                 stopping (systemd starts picker again)",
+                reason(again)
+            );
+            let _ = swap.send(Swap::GiveUp).await;
+        }
+    }
+    false
+}
+
+/// Hands `listener` to the stream's front; whether it took it.
+async fn serve(listener: TcpListener, swap: &Sender<Swap>) -> bool {
+    let addr = listener.local_addr().ok();
+    if swap.send(Swap::Serve(listener)).await.is_err() {
+        return false;
+    }
+    if let Some(addr) = addr {
+        tracing::info!("listening on http://{addr}");
+    }
+    true
 }
 
 /// Grows the stream's client slots from `old_max` to `new_max` at once, or shrinks them as
@@ -146,32 +241,69 @@ fn resize_slots(slots: Arc<Semaphore>, old_max: usize, new_max: usize) {
 }
 
 /// The keys that differ between `a` and `b` and cannot change while running.
+///
+/// Every field of the camera, stream and still tables is named here, each sorted into "needs
+/// a restart" or "applied live" (`_`), so that a key added to the config does not build until
+/// it is sorted: a list of the restart keys alone once left six `[camera]` keys (model,
+/// index, sensor-mode, rotation, hflip, vflip) out, and a reload changing them said "nothing
+/// to apply". `[controls]` is applied live as a whole.
 fn restart_keys(a: &Config, b: &Config) -> Vec<&'static str> {
-    let pairs = [
-        (a.camera.source != b.camera.source, "camera.source"),
-        (a.camera.id != b.camera.id, "camera.id"),
-        (a.camera.framerate != b.camera.framerate, "camera.framerate"),
-        (a.camera.crop != b.camera.crop, "camera.crop"),
-        (a.camera.buffers != b.camera.buffers, "camera.buffers"),
-        (a.stream.enabled != b.stream.enabled, "stream.enabled"),
-        (a.stream.width != b.stream.width, "stream.width"),
-        (a.stream.height != b.stream.height, "stream.height"),
+    let CameraConfig {
+        source,
+        id,
+        model,
+        index,
+        framerate,
+        crop,
+        buffers,
+        sensor_mode,
+        rotation,
+        hflip,
+        vflip,
+    } = &a.camera;
+    let StreamConfig {
+        enabled,
+        // Applied live by `apply_live_keys`: a new listener, new limits.
+        bind: _,
+        port: _,
+        width,
+        height,
+        quality: _,
+        max_clients: _,
+        max_clients_per_address: _,
+        client_timeout: _,
         // Read when the stream routes are built, once per listener.
-        (
-            a.stream.allow_origin != b.stream.allow_origin,
-            "stream.allow-origin",
-        ),
-        (
-            a.stream.auth_users != b.stream.auth_users,
-            "stream.auth-users",
-        ),
-        (
-            a.stream.auth_exempt != b.stream.auth_exempt,
-            "stream.auth-exempt",
-        ),
-        (a.still.socket != b.still.socket, "still.socket"),
-        (a.still.width != b.still.width, "still.width"),
-        (a.still.height != b.still.height, "still.height"),
+        allow_origin,
+        auth_users,
+        auth_exempt,
+    } = &a.stream;
+    let StillConfig {
+        socket,
+        width: still_width,
+        height: still_height,
+    } = &a.still;
+    let (camera, stream, still) = (&b.camera, &b.stream, &b.still);
+    let pairs = [
+        (*source != camera.source, "camera.source"),
+        (*id != camera.id, "camera.id"),
+        (*model != camera.model, "camera.model"),
+        (*index != camera.index, "camera.index"),
+        (*framerate != camera.framerate, "camera.framerate"),
+        (*crop != camera.crop, "camera.crop"),
+        (*buffers != camera.buffers, "camera.buffers"),
+        (*sensor_mode != camera.sensor_mode, "camera.sensor-mode"),
+        (*rotation != camera.rotation, "camera.rotation"),
+        (*hflip != camera.hflip, "camera.hflip"),
+        (*vflip != camera.vflip, "camera.vflip"),
+        (*enabled != stream.enabled, "stream.enabled"),
+        (*width != stream.width, "stream.width"),
+        (*height != stream.height, "stream.height"),
+        (*allow_origin != stream.allow_origin, "stream.allow-origin"),
+        (*auth_users != stream.auth_users, "stream.auth-users"),
+        (*auth_exempt != stream.auth_exempt, "stream.auth-exempt"),
+        (*socket != still.socket, "still.socket"),
+        (*still_width != still.width, "still.width"),
+        (*still_height != still.height, "still.height"),
     ];
     pairs.iter().filter(|(d, _)| *d).map(|(_, k)| *k).collect()
 }
@@ -181,6 +313,103 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    /// The summary line says what was not applied, never "nothing to apply" when a listener
+    /// could not move.
+    #[test]
+    fn the_reload_line_names_what_was_applied_and_what_was_not() {
+        let path = Path::new("/etc/picker.toml");
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // (applied, not applied, line)
+        let table: [(&[&str], &[&str], &str); 4] = [
+            (
+                &[],
+                &[],
+                "config reloaded from /etc/picker.toml: nothing to apply",
+            ),
+            (
+                &["stream.quality = 42", "[controls]"],
+                &[],
+                "config reloaded from /etc/picker.toml: applied stream.quality = 42, [controls]",
+            ),
+            (
+                &[],
+                &["stream.bind = 127.0.0.1", "stream.port = 9000"],
+                "config reloaded from /etc/picker.toml: nothing applied; NOT applied (see the \
+                 error above): stream.bind = 127.0.0.1, stream.port = 9000",
+            ),
+            (
+                &["stream.quality = 42"],
+                &["stream.port = 9000"],
+                "config reloaded from /etc/picker.toml: applied stream.quality = 42; NOT applied \
+                 (see the error above): stream.port = 9000",
+            ),
+        ];
+        for (applied, not_applied, want) in table {
+            assert_eq!(reloaded_line(path, &s(applied), &s(not_applied)), want);
+        }
+    }
+
+    #[test]
+    fn a_moved_listener_names_the_keys_that_moved_it() {
+        let p = |t: &str| Config::parse(t, Path::new("/p.toml")).unwrap();
+        let base = p("[stream]\nbind = \"0.0.0.0\"\nport = 8000\n");
+        // (new [stream] keys, moves named)
+        let table: [(&str, &[&str]); 4] = [
+            ("bind = \"0.0.0.0\"\nport = 8000\nquality = 42\n", &[]),
+            (
+                "bind = \"127.0.0.1\"\nport = 8000\n",
+                &["stream.bind = 127.0.0.1"],
+            ),
+            ("bind = \"0.0.0.0\"\nport = 9000\n", &["stream.port = 9000"]),
+            (
+                "bind = \"::\"\nport = 9000\n",
+                &["stream.bind = ::", "stream.port = 9000"],
+            ),
+        ];
+        for (stream, want) in table {
+            let new = p(&format!("[stream]\n{stream}"));
+            assert_eq!(listener_moves(&base, &new), want.to_vec(), "{stream}");
+        }
+    }
+
+    #[test]
+    fn only_the_old_listener_s_own_port_in_use_closes_it_first() {
+        use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // (error, old, new, close first)
+        let table = [
+            (AddrInUse, "0.0.0.0:8000", "127.0.0.1:8000", true),
+            (AddrInUse, "127.0.0.1:8000", "0.0.0.0:8000", true),
+            // Another process holds the new port: closing ours would not help.
+            (AddrInUse, "0.0.0.0:8000", "127.0.0.1:9000", false),
+            // The address is not this machine's, or the port is privileged: no retry.
+            (AddrNotAvailable, "0.0.0.0:8000", "192.0.2.1:8000", false),
+            (PermissionDenied, "0.0.0.0:8000", "127.0.0.1:8000", false),
+        ];
+        for (error, old, new, want) in table {
+            assert_eq!(
+                close_first(error, a(old), a(new)),
+                want,
+                "{error:?} {old} {new}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bind_error_carries_the_os_reason() {
+        let e = AppError::BindTcp {
+            addr: "127.0.0.1:8000".parse().unwrap(),
+            port: 8000,
+            origin: "/p.toml".into(),
+            source: std::io::Error::from_raw_os_error(libc::EADDRINUSE),
+        };
+        assert_eq!(
+            reason(e),
+            "cannot listen on 127.0.0.1:8000 (stream.port = 8000 in /p.toml): Address already \
+             in use (os error 98)"
+        );
+    }
 
     #[test]
     fn a_reload_names_exactly_the_changed_keys_that_need_a_restart() {
@@ -217,12 +446,22 @@ mod tests {
         let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY";
         let users = format!("[stream]\nauth-users = {{ robot = {hash:?} }}\n");
         let exempt = format!("{users}auth-exempt = [\"/state\"]\n");
-        let table: [(&str, &str); 14] = [
+        let table: [(&str, &str); 20] = [
             ("[camera]\nsource = \"test-pattern\"\n", "camera.source"),
             (
                 "[camera]\nid = \"/base/soc/i2c0mux/i2c@1/imx219@10\"\n",
                 "camera.id",
             ),
+            // These six once went unnamed: a reload changing them said "nothing to apply".
+            ("[camera]\nmodel = \"imx219\"\n", "camera.model"),
+            ("[camera]\nindex = 1\n", "camera.index"),
+            (
+                "[camera]\nsensor-mode = \"1640x1232\"\n",
+                "camera.sensor-mode",
+            ),
+            ("[camera]\nrotation = 180\n", "camera.rotation"),
+            ("[camera]\nhflip = true\n", "camera.hflip"),
+            ("[camera]\nvflip = true\n", "camera.vflip"),
             ("[camera]\nframerate = 15\n", "camera.framerate"),
             ("[camera]\ncrop = \"none\"\n", "camera.crop"),
             ("[camera]\nbuffers = \"driver\"\n", "camera.buffers"),

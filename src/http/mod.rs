@@ -73,6 +73,14 @@ pub struct Limits {
     pub connections: usize,
     /// Cut off a client that accepts no bytes of a response for this long.
     pub write_progress: Option<Duration>,
+    /// Answer a request whose client then closed its sending side (a FIN after the request:
+    /// `printf 'GET ...' | nc`, socat, mjpg-streamer-era scripts), as HTTP allows. hyper can
+    /// do this or notice a client gone mid-request, not both: with it, nothing is read while
+    /// an answer is being made, so a client that left is noticed only when its answer is
+    /// written. That costs nothing on the still socket; on the stream port with logins it
+    /// would run the queued password checks of a flood of clients that have hung up, which
+    /// are skipped today (`picker_auth_abandoned_total`), so it is off there.
+    pub half_close: bool,
 }
 
 /// Serves `filter` on `listener` until `shutdown` becomes true, then lets open connections
@@ -200,7 +208,11 @@ pub async fn serve<F>(
             } else {
                 HEAD_TIMEOUT
             })
-            .max_buf_size(CONNECTION_BUFFER);
+            .max_buf_size(CONNECTION_BUFFER)
+            // Without it hyper takes a FIN after a complete request for an aborted one and
+            // drops the answer in flight (see `Limits::half_close`). A client that went away
+            // is still noticed when written to, and the deadlines bound one that stops reading.
+            .half_close(limits.half_close);
         let watcher = graceful.watcher();
         let events = events.clone();
         tokio::spawn(async move {

@@ -274,13 +274,12 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         None => None,
     };
     let Ok(slot) = shared.stream_slots.clone().try_acquire_owned() else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "too many stream clients: max-clients = {} reached; try again later\n",
-                shared.max_clients()
-            ),
-        );
+        let cap = shared.max_clients();
+        shared.events.stream_full(cap);
+        // With `Retry-After`, as the per-address refusal above: a dashboard retries.
+        return retry_later(format!(
+            "too many stream clients: max-clients = {cap} reached; try again later\n"
+        ));
     };
     shared.stats.stream_clients.fetch_add(1, Ordering::Relaxed);
     let timeout = shared.client_timeout();

@@ -517,7 +517,18 @@ impl Mjpeg {
         Self::open_on(TcpStream::from(fd), query)
     }
 
-    fn open_on(mut stream: TcpStream, query: &str) -> Mjpeg {
+    /// As [`Mjpeg::open`], by a client that half-closes its side once the request is sent
+    /// (`printf 'GET ...' | nc host port` does).
+    pub fn open_half_closed(addr: SocketAddr, query: &str) -> Mjpeg {
+        let stream = TcpStream::connect(addr).unwrap();
+        Self::open_with(stream, query, true)
+    }
+
+    fn open_on(stream: TcpStream, query: &str) -> Mjpeg {
+        Self::open_with(stream, query, false)
+    }
+
+    fn open_with(mut stream: TcpStream, query: &str, half_close: bool) -> Mjpeg {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -526,6 +537,9 @@ impl Mjpeg {
             "GET /stream.mjpg{query} HTTP/1.1\r\nHost: picker\r\n\r\n"
         )
         .unwrap();
+        if half_close {
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+        }
         let mut raw = Vec::new();
         let mut chunk = [0u8; 8192];
         let end = loop {
