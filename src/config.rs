@@ -471,7 +471,10 @@ impl RawConfig {
             .stream
             .max_clients_per_address
             .unwrap_or((max_clients / 4).max(1));
-        if max_clients_per_address > max_clients {
+        // Only a value the file gave: the derived one (at least 1) exceeds max-clients only
+        // when that is 0, which is reported above, not as a second error about a key the
+        // user never wrote.
+        if self.stream.max_clients_per_address.is_some() && max_clients_per_address > max_clients {
             errors.push(format!(
                 "stream.max-clients-per-address = {max_clients_per_address}: must be from 0 \
                  (no cap) to stream.max-clients ({max_clients})"
@@ -1040,6 +1043,12 @@ mod tests {
             (10, Some(10), Some(10)),
             (10, Some(11), None),
         ];
+        // max-clients = 0 is its own error, and the default share is not blamed for it.
+        let e = parse("[stream]\nmax-clients = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stream.max-clients = 0"), "{e}");
+        assert!(!e.contains("max-clients-per-address"), "{e}");
         for (max, per, want) in table {
             let mut text = format!("[stream]\nmax-clients = {max}\n");
             if let Some(per) = per {

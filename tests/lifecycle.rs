@@ -364,7 +364,12 @@ fn check_config_refuses_a_privileged_port_the_user_cannot_bind() {
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
             .arg(&binary)
             .args(["check-config", "--config"])
             .arg(&path)
