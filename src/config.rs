@@ -471,7 +471,10 @@ impl RawConfig {
             .stream
             .max_clients_per_address
             .unwrap_or((max_clients / 4).max(1));
-        if max_clients_per_address > max_clients {
+        // Only a value the file gave: the derived one (at least 1) exceeds max-clients only
+        // when that is 0, which is reported above, not as a second error about a key the
+        // user never wrote.
+        if self.stream.max_clients_per_address.is_some() && max_clients_per_address > max_clients {
             errors.push(format!(
                 "stream.max-clients-per-address = {max_clients_per_address}: must be from 0 \
                  (no cap) to stream.max-clients ({max_clients})"
@@ -668,13 +671,63 @@ pub fn socket_path_on_disk(path: &Path) -> Result<(), String> {
 
 impl Config {
     /// The checks that look at the machine, for `check-config`, start-up and reload: the
-    /// still socket path (see [`socket_path_on_disk`]).
+    /// still socket path (see [`socket_path_on_disk`]) and whether this process may bind the
+    /// stream port (see [`port_refusal`]): `systemctl reload` runs `check-config` as the
+    /// service user, so a port it could not take fails the reload command itself.
     pub fn check_on_disk(&self) -> Result<(), ConfigError> {
-        socket_path_on_disk(&self.still.socket).map_err(|why| ConfigError::Invalid {
-            path: PathBuf::from(self.origin()),
-            errors: vec![format!("still.socket = {:?}: {why}", self.still.socket)],
-        })
+        let mut errors = Vec::new();
+        if let Err(why) = socket_path_on_disk(&self.still.socket) {
+            errors.push(format!("still.socket = {:?}: {why}", self.still.socket));
+        }
+        if self.stream.enabled {
+            let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            let caps = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|t| effective_capabilities(&t));
+            if let Some(why) = port_refusal(self.stream.port, start, caps) {
+                errors.push(format!("stream.port = {}: {why}", self.stream.port));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: PathBuf::from(self.origin()),
+                errors,
+            })
+        }
     }
+}
+
+/// Linux's capability that lets a process bind ports below `ip_unprivileged_port_start`.
+const CAP_NET_BIND_SERVICE: u32 = 10;
+
+/// The effective capability set (`CapEff`) in the text of `/proc/self/status`.
+fn effective_capabilities(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+}
+
+/// Why this process could not bind TCP `port`, if it could not: ports below
+/// `unprivileged_start` (`net.ipv4.ip_unprivileged_port_start`, 1024 when unknown) need
+/// `CAP_NET_BIND_SERVICE`, which root has and the packaged service's user has not. With its
+/// capabilities unknown (`caps` `None`), nothing is claimed.
+fn port_refusal(port: u16, unprivileged_start: Option<u16>, caps: Option<u64>) -> Option<String> {
+    let start = unprivileged_start.unwrap_or(1024);
+    let caps = caps?;
+    (port < start && caps & (1 << CAP_NET_BIND_SERVICE) == 0).then(|| {
+        format!(
+            "ports below {start} need CAP_NET_BIND_SERVICE, which this process (uid {}) \
+             has not: use a port from {start} up, or give the service the capability \
+             (`systemctl edit picker`: [Service] AmbientCapabilities=CAP_NET_BIND_SERVICE \
+             and CapabilityBoundingSet=CAP_NET_BIND_SERVICE)",
+            nix::unistd::geteuid()
+        )
+    })
 }
 
 /// The routes `stream.auth-exempt` may name (each stands for its aliases too).
@@ -797,6 +850,47 @@ mod tests {
         parsed.still.socket = socket;
         let msg = parsed.check_on_disk().unwrap_err().to_string();
         assert!(msg.starts_with("/etc/picker/picker.toml: "), "{msg}");
+    }
+
+    /// Below the unprivileged start a port needs CAP_NET_BIND_SERVICE (bit 10 of CapEff);
+    /// from it up, or with the capability, or with capabilities unknown, nothing is said.
+    #[test]
+    fn a_privileged_port_needs_the_capability() {
+        let cap = 1u64 << 10;
+        // (port, ip_unprivileged_port_start, CapEff, refused?)
+        let table = [
+            (80, Some(1024), Some(0), true),
+            (80, Some(1024), Some(cap), false),
+            (80, Some(1024), Some(!cap), true),
+            (80, Some(1024), Some(u64::MAX), false),
+            (1023, None, Some(0), true),
+            (1024, None, Some(0), false),
+            (1024, Some(1024), Some(0), false),
+            (8000, Some(1024), Some(0), false),
+            (80, Some(80), Some(0), false),
+            (80, Some(81), Some(0), true),
+            (80, Some(0), Some(0), false),
+            (80, Some(1024), None, false),
+        ];
+        for (port, start, caps, refused) in table {
+            let why = port_refusal(port, start, caps);
+            assert_eq!(why.is_some(), refused, "{port} {start:?} {caps:?}: {why:?}");
+            if let Some(why) = why {
+                let from = start.unwrap_or(1024);
+                assert!(
+                    why.starts_with(&format!("ports below {from} need CAP_NET_BIND_SERVICE")),
+                    "{why}"
+                );
+            }
+        }
+        let status = "Name:\tpicker\nCapInh:\t0000000000000000\nCapEff:\t0000000000000400\n";
+        assert_eq!(effective_capabilities(status), Some(cap));
+        assert_eq!(
+            effective_capabilities("CapEff:\t000001ffffffffff\n"),
+            Some(0x1ff_ffff_ffff)
+        );
+        assert_eq!(effective_capabilities("CapPrm:\t0000000000000400\n"), None);
+        assert_eq!(effective_capabilities("CapEff:\tzz\n"), None);
     }
 
     #[test]
@@ -949,6 +1043,12 @@ mod tests {
             (10, Some(10), Some(10)),
             (10, Some(11), None),
         ];
+        // max-clients = 0 is its own error, and the default share is not blamed for it.
+        let e = parse("[stream]\nmax-clients = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stream.max-clients = 0"), "{e}");
+        assert!(!e.contains("max-clients-per-address"), "{e}");
         for (max, per, want) in table {
             let mut text = format!("[stream]\nmax-clients = {max}\n");
             if let Some(per) = per {

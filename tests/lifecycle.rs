@@ -343,6 +343,56 @@ fn a_port_taken_meanwhile_is_retried_not_taken_for_ready() {
     drop(taken);
 }
 
+/// `check-config` run as a user without `CAP_NET_BIND_SERVICE` (as `systemctl reload` runs it,
+/// as the service's user) refuses a port below 1024, naming the key and the way out, instead
+/// of passing a config picker then cannot start on; a port from 1024 up passes.
+#[test]
+fn check_config_refuses_a_privileged_port_the_user_cannot_bind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("picker");
+    std::fs::copy(BIN, &binary).unwrap();
+    // Missing below /tmp (world-writable): a socket path the unprivileged user may create.
+    let socket = format!("/tmp/pk-nobody-{}/still.sock", std::process::id());
+    let check = |port: u16| {
+        let path = dir.path().join(format!("p{port}.toml"));
+        std::fs::write(
+            &path,
+            format!("[stream]\nport = {port}\n[still]\nsocket = \"{socket}\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(&binary)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check(80);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("stream.port = 80: ports below 1024 need CAP_NET_BIND_SERVICE")
+            && err.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE"),
+        "{err}"
+    );
+    let out = check(8000);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
 #[test]
 fn check_config_prints_ok_or_the_errors() {
     let dir = temp_dir();
