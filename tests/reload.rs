@@ -8,7 +8,6 @@ mod support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -134,34 +133,6 @@ fn sighup_applies_client_timeout_and_max_clients_at_once() {
     drop(stalled);
     let (status, _) = p.terminate();
     assert!(status.success(), "{status}");
-}
-
-/// A TEST-NET-1 address on lo for the length of a test (never a real address; each test has
-/// its own, compat.rs's later-address test has 192.0.2.77).
-struct TestAddress(&'static str);
-
-impl TestAddress {
-    fn add(ip: &'static str) -> TestAddress {
-        let guard = TestAddress(ip);
-        let out = Command::new("ip")
-            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
-            .output()
-            .expect("ip (iproute2) runs");
-        assert!(
-            out.status.success(),
-            "ip addr add {ip}/32 dev lo: {} (this test needs root)",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        guard
-    }
-}
-
-impl Drop for TestAddress {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
-            .output();
-    }
 }
 
 /// The config of `p` with the stream on `bind`:`port`.

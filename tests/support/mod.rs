@@ -792,3 +792,32 @@ pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     s.connect(&to.into())?;
     Ok(s.into())
 }
+
+/// A TEST-NET-1 address (RFC 5737: never a real one) on lo for the length of a test, removed
+/// again whatever happens. Each test has its own: compat.rs 192.0.2.77, reload.rs
+/// 192.0.2.81-84. Adding one needs root, as CI has.
+pub struct TestAddress(&'static str);
+
+impl TestAddress {
+    pub fn add(ip: &'static str) -> TestAddress {
+        let guard = TestAddress(ip);
+        let out = Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .output()
+            .expect("ip (iproute2) runs");
+        assert!(
+            out.status.success(),
+            "ip addr add {ip}/32 dev lo: {} (this test needs root)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        guard
+    }
+}
+
+impl Drop for TestAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
