@@ -7,7 +7,7 @@
 mod support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -176,15 +176,10 @@ fn snapshot(addr: SocketAddr) -> u16 {
 
 #[test]
 fn after_a_new_port_the_logged_urls_and_status_name_it_not_the_old_one() {
-    let notify_dir = temp_dir();
-    let notify_path = notify_dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    let notify = NotifySocket::new();
     let mut p = Picker::start_with_env(
         &["stream.bind = \"0.0.0.0\""],
-        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+        &[("NOTIFY_SOCKET", notify.path.to_str().unwrap())],
     );
     let old = p.addr().port();
     let new = free_port();
@@ -210,7 +205,7 @@ fn after_a_new_port_the_logged_urls_and_status_name_it_not_the_old_one() {
             Instant::now() < deadline,
             "no STATUS= naming port {new} (old {old}): {said:?}"
         );
-        if let Ok(n) = notify.recv(&mut buf) {
+        if let Ok(n) = notify.sock.recv(&mut buf) {
             said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }

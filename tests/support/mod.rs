@@ -821,3 +821,38 @@ impl Drop for TestAddress {
             .output();
     }
 }
+
+/// Collects sd-notify datagrams sent to a socket the test owns.
+pub struct NotifySocket {
+    pub sock: std::os::unix::net::UnixDatagram,
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    pub fn new() -> Self {
+        let dir = temp_dir();
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            sock,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Messages received within `d`.
+    pub fn collect(&self, d: Duration) -> Vec<String> {
+        let deadline = Instant::now() + d;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        out
+    }
+}
