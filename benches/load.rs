@@ -117,23 +117,17 @@ fn main() {
         println!("# (fan-out: picker's threads that hand frames out, without camera and encoder)");
         println!("| clients | what | ratio median | ratio min | ratio max | ratios |");
         println!("|---|---|---|---|---|---|");
-        for (n, r) in ratios {
-            for (what, pick) in [
-                (
-                    "all threads",
-                    (|p: &(f64, f64)| p.0) as fn(&(f64, f64)) -> f64,
-                ),
-                ("fan-out", |p| p.1),
-            ] {
-                let mut r: Vec<f64> = r.iter().map(pick).collect();
+        for (n, pairs) in ratios {
+            let (all, fanout): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+            for (what, mut r) in [("all threads", all), ("fan-out", fanout)] {
                 r.sort_by(|a, b| a.total_cmp(b));
-                let all: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
+                let listed: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
                 println!(
                     "| {n} | {what} | {:.2} | {:.2} | {:.2} | {} |",
                     median_f64(&r),
                     r[0],
                     r[r.len() - 1],
-                    all.join(" ")
+                    listed.join(" ")
                 );
             }
         }

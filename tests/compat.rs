@@ -673,41 +673,14 @@ fn a_stalled_camera_sends_the_offline_picture_then_live_frames_on_the_same_conne
     assert_eq!(p.tcp_get("/snapshot.jpg").status, 200);
 }
 
-/// `ip` with `args`, which must succeed (the tests run as root, as CI does).
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("ip (iproute2) runs");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {} (this test adds an address to lo: it needs root)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Removes the test address again, whatever happens in the test.
-struct TestAddress(&'static str);
-
-impl Drop for TestAddress {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["addr", "del", self.0, "dev", "lo"])
-            .output();
-    }
-}
-
 #[test]
 fn an_address_that_appears_later_is_logged_with_its_stream_url() {
-    // TEST-NET-1 (RFC 5737): never a real address, on lo only for the length of the test.
-    let addr = "192.0.2.77/32";
     let p = Picker::start(&["stream.bind = \"0.0.0.0\""]);
     let mut p = p;
     let port = p.addr().port();
     let url = format!("stream at http://192.0.2.77:{port}/stream.mjpg");
     assert!(p.find_log(&url).is_none());
-    let guard = TestAddress(addr);
-    ip(&["addr", "add", addr, "dev", "lo"]);
+    let guard = TestAddress::add("192.0.2.77");
     p.wait_log(&url, Duration::from_secs(10));
     drop(guard);
     p.wait_log(

@@ -4,46 +4,10 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
-
-/// Collects sd-notify datagrams sent to a socket the test owns.
-struct NotifySocket {
-    sock: UnixDatagram,
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl NotifySocket {
-    fn new() -> Self {
-        let dir = temp_dir();
-        let path = dir.path().join("notify");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        NotifySocket {
-            sock,
-            path,
-            _dir: dir,
-        }
-    }
-
-    /// Messages received within `d`.
-    fn collect(&self, d: Duration) -> Vec<String> {
-        let deadline = Instant::now() + d;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-        out
-    }
-}
 
 fn count(msgs: &[String], needle: &str) -> usize {
     msgs.iter()

@@ -7,8 +7,7 @@
 mod support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::process::Command;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -136,34 +135,6 @@ fn sighup_applies_client_timeout_and_max_clients_at_once() {
     assert!(status.success(), "{status}");
 }
 
-/// A TEST-NET-1 address on lo for the length of a test (never a real address; each test has
-/// its own, compat.rs's later-address test has 192.0.2.77).
-struct TestAddress(&'static str);
-
-impl TestAddress {
-    fn add(ip: &'static str) -> TestAddress {
-        let guard = TestAddress(ip);
-        let out = Command::new("ip")
-            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
-            .output()
-            .expect("ip (iproute2) runs");
-        assert!(
-            out.status.success(),
-            "ip addr add {ip}/32 dev lo: {} (this test needs root)",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        guard
-    }
-}
-
-impl Drop for TestAddress {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
-            .output();
-    }
-}
-
 /// The config of `p` with the stream on `bind`:`port`.
 fn stream_on(p: &Picker, bind: &str, port: u16) -> String {
     config_text(
@@ -205,15 +176,10 @@ fn snapshot(addr: SocketAddr) -> u16 {
 
 #[test]
 fn after_a_new_port_the_logged_urls_and_status_name_it_not_the_old_one() {
-    let notify_dir = temp_dir();
-    let notify_path = notify_dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    let notify = NotifySocket::new();
     let mut p = Picker::start_with_env(
         &["stream.bind = \"0.0.0.0\""],
-        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+        &[("NOTIFY_SOCKET", notify.path.to_str().unwrap())],
     );
     let old = p.addr().port();
     let new = free_port();
@@ -239,7 +205,7 @@ fn after_a_new_port_the_logged_urls_and_status_name_it_not_the_old_one() {
             Instant::now() < deadline,
             "no STATUS= naming port {new} (old {old}): {said:?}"
         );
-        if let Ok(n) = notify.recv(&mut buf) {
+        if let Ok(n) = notify.sock.recv(&mut buf) {
             said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }

@@ -144,11 +144,18 @@ pub fn clk_tck() -> u64 {
 /// utime + stime of `pid` (all its threads), in clock ticks.
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    stat_ticks(&stat).expect("utime and stime in /proc/PID/stat")
+}
+
+/// utime + stime in the text of a `/proc/.../stat` file (a process's or one thread's).
+fn stat_ticks(stat: &str) -> Option<u64> {
     // The command name may hold spaces; fields after the closing parenthesis are fixed.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
     // Fields 14 and 15 of stat(5); `rest` starts at field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    let utime = fields.nth(11)?.parse::<u64>().ok()?;
+    let stime = fields.next()?.parse::<u64>().ok()?;
+    Some(utime + stime)
 }
 
 /// CPU ticks of a process's threads whose name (`comm`) is not in `apart`: what is left when
@@ -170,20 +177,9 @@ pub fn thread_ticks_except(pid: u32, apart: &[&str]) -> u64 {
         if making {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let field = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        ticks += field(11) + field(12);
+        // A thread that ended meanwhile counts nothing.
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        ticks += stat_ticks(&stat).unwrap_or(0);
     }
     ticks
 }

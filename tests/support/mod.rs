@@ -792,3 +792,67 @@ pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     s.connect(&to.into())?;
     Ok(s.into())
 }
+
+/// A TEST-NET-1 address (RFC 5737: never a real one) on lo for the length of a test, removed
+/// again whatever happens. Each test has its own: compat.rs 192.0.2.77, reload.rs
+/// 192.0.2.81-84. Adding one needs root, as CI has.
+pub struct TestAddress(&'static str);
+
+impl TestAddress {
+    pub fn add(ip: &'static str) -> TestAddress {
+        let guard = TestAddress(ip);
+        let out = Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .output()
+            .expect("ip (iproute2) runs");
+        assert!(
+            out.status.success(),
+            "ip addr add {ip}/32 dev lo: {} (this test needs root)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        guard
+    }
+}
+
+impl Drop for TestAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+/// Collects sd-notify datagrams sent to a socket the test owns.
+pub struct NotifySocket {
+    pub sock: std::os::unix::net::UnixDatagram,
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    pub fn new() -> Self {
+        let dir = temp_dir();
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            sock,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Messages received within `d`.
+    pub fn collect(&self, d: Duration) -> Vec<String> {
+        let deadline = Instant::now() + d;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        out
+    }
+}
