@@ -107,16 +107,27 @@ exec 3>&1 1>&2  # stdout carries the tar of the results; everything else goes to
 rm -rf /build/picker && mkdir -p /build/picker/src
 tar -x -C /build/picker/src
 export DEBIAN_FRONTEND=noninteractive
+# apt's progress is noise, but on a failure its last line ("E: Sub-process /usr/bin/dpkg returned
+# an error code") is not the cause: dpkg says that on its own output. So keep the output aside
+# and show its tail, with the free space (a full disk is one such cause), when a step fails.
+quiet() {
+    "\$@" >/tmp/build-deb-step.log 2>&1 && return
+    local rc=\$?
+    echo "build-deb: failed (exit \$rc) in the chroot: \$*" >&2
+    tail -n 40 /tmp/build-deb-step.log >&2
+    df -h / /var/cache/picker-build >&2 || true
+    exit \$rc
+}
 if [ -n "${apt_arch[*]}" ]; then dpkg --add-architecture $arch; fi
 apt-get update -qq
 # apt-get build-dep does not add the cross compilers (sbuild would).
-if [ -n "${apt_arch[*]}" ]; then apt-get install -y -qq --no-install-recommends crossbuild-essential-$arch >/dev/null; fi
+if [ -n "${apt_arch[*]}" ]; then quiet apt-get install -y -qq --no-install-recommends crossbuild-essential-$arch; fi
 # --rpios: Raspberry Pi's libcamera in place of Debian's before build-dep looks (local packages;
 # apt resolves what they need from Debian trixie). The changelog entry gives the version suffix,
 # as sbuild's --append-to-version does.
 if [ -n "$rpios_debs" ]; then
-    apt-get install -y -qq --no-install-recommends $rpios_debs/libcamera0.*_$arch.deb \
-        $rpios_debs/libcamera-ipa_*_$arch.deb $rpios_debs/libcamera-dev_*_$arch.deb >/dev/null
+    quiet apt-get install -y -qq --no-install-recommends $rpios_debs/libcamera0.*_$arch.deb \
+        $rpios_debs/libcamera-ipa_*_$arch.deb $rpios_debs/libcamera-dev_*_$arch.deb
     cd /build/picker/src
     v=\$(dpkg-parsechangelog -SVersion) m=\$(dpkg-parsechangelog -SMaintainer)
     lv=\$(dpkg-query -W -f='\${Version}' libcamera-dev:$arch)
@@ -127,8 +138,8 @@ if [ -n "$rpios_debs" ]; then
     mv debian/changelog.new debian/changelog
     cd /
 fi
-apt-get build-dep -y -qq --no-install-recommends ${apt_arch[*]} ${profiles:+-P $(IFS=,; echo "${profiles[*]}")} /build/picker/src >/dev/null
-command -v lintian >/dev/null || apt-get install -y -qq --no-install-recommends lintian >/dev/null
+quiet apt-get build-dep -y -qq --no-install-recommends ${apt_arch[*]} ${profiles:+-P $(IFS=,; echo "${profiles[*]}")} /build/picker/src
+command -v lintian >/dev/null || quiet apt-get install -y -qq --no-install-recommends lintian
 cd /build/picker/src
 export CARGO_HOME=$cache/cargo-home CARGO_TARGET_DIR=$cache/cargo-target/$tag
 export DEB_BUILD_OPTIONS="$build_opts"
