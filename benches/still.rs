@@ -14,6 +14,10 @@
 //!
 //! `--samples FILE` also writes every request's time as CSV (`run,mode,server,ms`; server is
 //! `picker` or `floor`), from which `benches/plot.py still` draws the latency distribution.
+//!
+//! `--stream-clients N` keeps N `/stream.mjpg` clients reading the same service's stream port
+//! (each from its own loopback address, as in `benches/load`) throughout: the still path's
+//! latency while the runtime also hands every frame to N stream clients.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -31,9 +35,10 @@ fn main() {
     let args = Args::parse();
     let requests: usize = args.get("--requests", 1000);
     let repeat: usize = args.get("--repeat", 3);
+    let stream_clients: usize = args.get("--stream-clients", 0);
     println!(
         "# /still.rgb over the Unix socket: picker (release build), {requests} requests per mode, \
-         {repeat} run(s)"
+         {repeat} run(s), {stream_clients} stream client(s) reading beside"
     );
     println!(
         "| run | mode | p50 ms | p99 ms | max ms | frame age at receipt p50 ms | p99 ms | distinct frames | floor p50 ms | floor p99 ms |"
@@ -54,8 +59,10 @@ fn main() {
         writeln!(out, "run,mode,server,ms").unwrap();
     }
     for run in 1..=repeat {
-        let server = common::Server::start(256, "");
+        let server = common::Server::start(stream_clients.max(256), "");
         common::wait_for_socket(&server.socket);
+        // Dropped (and its clients stopped) at the end of the run, before the server.
+        let _stream = (stream_clients > 0).then(|| StreamLoad::start(server.port, stream_clients));
         std::thread::sleep(Duration::from_millis(500));
         for (i, (name, fresh, keep_alive)) in modes.iter().enumerate() {
             let r = measure(&server.socket, &floor, requests, *fresh, *keep_alive);
@@ -117,6 +124,103 @@ impl Result {
             self.floor50,
             self.floor99
         );
+    }
+}
+
+/// `n` stream clients on a thread of their own (one current-thread runtime: at most one
+/// core), reading and discarding the stream until dropped.
+struct StreamLoad {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StreamLoad {
+    fn start(port: u16, n: usize) -> StreamLoad {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let receiving = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = receiving.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                for i in 0..n {
+                    tokio::spawn(stream_client(port, i, counted.clone()));
+                    // Don't hit the accept queue with all of them at once.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                let _ = stopped.await;
+            });
+        });
+        // Measure only once every client has had a good part of a frame.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while receiving.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let got = receiving.load(Ordering::Relaxed);
+        if got < n {
+            eprintln!("warning: only {got}/{n} stream clients receive");
+        }
+        StreamLoad {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StreamLoad {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One stream client: from 127.0.1.x (picker caps the stream slots per address), reading
+/// whatever comes as fast as it comes.
+async fn stream_client(
+    port: u16,
+    i: usize,
+    receiving: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let [_, _, hi, lo] = u32::try_from(i).unwrap_or(0).to_be_bytes();
+    let from = std::net::SocketAddr::from(([127, 0, 1u8.wrapping_add(hi), lo], 0));
+    let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+        return;
+    };
+    if socket.bind(from).is_err() {
+        return;
+    }
+    let Ok(mut s) = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+    else {
+        return;
+    };
+    let _ = s.set_nodelay(true);
+    if s.write_all(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    let mut counted = false;
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        total += n;
+        // Past the head and into the first JPEG: this client is being served.
+        if !counted && total > 4096 {
+            counted = true;
+            receiving.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
