@@ -670,6 +670,26 @@ pub fn socket_path_on_disk(path: &Path) -> Result<(), String> {
 }
 
 impl Config {
+    /// What `check-config` warns of without refusing: settings that only the camera can judge,
+    /// which some cameras take and others refuse at start. One today: a still and a stream of
+    /// different shapes. Raspberry Pi cameras (one ISP crop, `ScalerCrop`, for both outputs)
+    /// refuse them at start (see [`crate::camera::plan::check_aspects`]); the test pattern and
+    /// cameras without a crop take them, so `source = "test-pattern"` is not warned of.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.camera.source != SourceChoice::TestPattern {
+            let still = (self.still.width, self.still.height);
+            let video = (self.stream.width, self.stream.height);
+            if let Err(e) = crate::camera::plan::check_aspects(still, video, true) {
+                warnings.push(format!(
+                    "{}: {e}; a camera with a ScalerCrop (any Raspberry Pi camera) refuses this at start",
+                    self.origin()
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The checks that look at the machine, for `check-config`, start-up and reload: the
     /// still socket path (see [`socket_path_on_disk`]) and whether this process may bind the
     /// stream port (see [`port_refusal`]): `systemctl reload` runs `check-config` as the
@@ -1063,6 +1083,27 @@ mod tests {
                 (got, _) => panic!("{text}: {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_still_and_a_stream_of_different_shapes_are_warned_of_unless_the_test_pattern() {
+        let text = "[still]\nwidth = 1024\nheight = 768\n";
+        let warnings = parse(text).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let w = &warnings[0];
+        assert!(
+            w.starts_with("/etc/picker/picker.toml: still 1024x768 and stream 512x512"),
+            "{w}"
+        );
+        assert!(w.contains("refuses this at start"), "{w}");
+        let libcamera = format!("[camera]\nsource = \"libcamera\"\n{text}");
+        assert_eq!(parse(&libcamera).unwrap().warnings().len(), 1);
+        let pattern = format!("[camera]\nsource = \"test-pattern\"\n{text}");
+        assert_eq!(parse(&pattern).unwrap().warnings(), Vec::<String>::new());
+        // The same shape at another size is no mismatch.
+        let same = "[still]\nwidth = 1024\nheight = 1024\n";
+        assert_eq!(parse(same).unwrap().warnings(), Vec::<String>::new());
+        assert_eq!(parse("").unwrap().warnings(), Vec::<String>::new());
     }
 
     #[test]

@@ -41,6 +41,11 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig) => {
             match Config::load(&path, explicit).and_then(|c| c.check_on_disk().map(|()| c)) {
                 Ok(c) => {
+                    // Warnings go to stderr, and the config is still ok (exit 0): only the
+                    // camera can tell (`systemctl reload` shows them from its ExecReload).
+                    for w in c.warnings() {
+                        eprintln!("picker: warning: {w}");
+                    }
                     if c.path.is_none() {
                         println!("ok ({} not found: built-in defaults)", path.display());
                     } else {

@@ -402,6 +402,43 @@ fn check_config_prints_ok_or_the_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
 
+/// A still and a stream of different shapes: only the camera can judge them (a Raspberry Pi
+/// camera refuses them at start, the test pattern takes them), so `check-config` passes them
+/// with a warning naming the file and both sizes, and only for a camera source.
+#[test]
+fn check_config_warns_of_shapes_a_pi_camera_refuses() {
+    let dir = temp_dir();
+    let check = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, config_text(dir.path(), extra)).unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+        (path, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let shapes = ["still.width = 1024", "still.height = 768"];
+    let (path, err) = check(
+        "pi.toml",
+        &[&["camera.source = \"libcamera\""], &shapes[..]].concat(),
+    );
+    assert!(
+        err.starts_with(&format!(
+            "picker: warning: {}: still 1024x768 and stream 512x512 have different aspect ratios",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("refuses this at start"), "{err}");
+    let (_, err) = check("pattern.toml", &shapes);
+    assert_eq!(err, "");
+    let (_, err) = check("square.toml", &["camera.source = \"libcamera\""]);
+    assert_eq!(err, "");
+}
+
 #[test]
 fn version_and_help() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
