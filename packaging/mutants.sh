@@ -92,6 +92,11 @@ skip=(--skip camera::fake:: --skip http::deadline:: --skip encode_pool::)
 where=(--jobs "$JOBS")
 ((in_place)) && where=(--in-place)
 start=$SECONDS
+# A mutant that fails a property test (config.rs, http/route.rs) makes proptest save the
+# failing seed under proptest-regressions/ in the tree it ran in: in place, this one. Those
+# are the mutants' failures, not the code's, so a directory the run created is removed after.
+seeds_before=0
+[[ -e proptest-regressions ]] && seeds_before=1
 echo "mutants.sh: cargo-mutants $VERSION over: ${modules[*]}"
 rc=0
 # A time bound: SIGINT, on which cargo-mutants puts the mutated file back and stops.
@@ -101,6 +106,7 @@ bound=()
 # cargo test's arguments; after the second `--`, the test binary's.
 "${bound[@]}" "$bin" mutants "${files[@]}" "${where[@]}" --timeout "$TIMEOUT" --no-shuffle \
     --cargo-arg=--lib --output "$out" -- -- "${skip[@]}" || rc=$?
+((in_place && !seeds_before)) && rm -rf proptest-regressions
 o=$out/mutants.out
 count() { if [[ -f $o/$2 ]]; then grep -c "^$1:" "$o/$2" || true; else echo 0; fi; }
 printf '%-32s %7s %7s %7s %8s %8s\n' module caught missed timeout unviable score
