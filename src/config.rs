@@ -348,7 +348,8 @@ fn header_at(text: &str, offset: usize) -> Option<&str> {
 /// (a bare key: picker's keys are all bare).
 fn key_at(text: &str, offset: usize) -> Option<&str> {
     let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    // From the newline before the line (or the start): `trim` below drops that newline.
+    let start = text[..offset].rfind('\n').unwrap_or(0);
     let (key, _) = text.get(start..offset)?.split_once('=')?;
     let key = key.trim();
     let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
