@@ -263,7 +263,17 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let start = e.span().map(|s| s.start).unwrap_or(0);
             let (line, column) = line_column(text, start);
-            let mut message = e.message().trim().to_string();
+            let mut message = plain_types(e.message().trim());
+            // A wrong value's message names neither its key nor its table: name both, as
+            // a user writes them (the column alone points at the value).
+            if message.starts_with("invalid ") {
+                if let Some(key) = key_at(text, start) {
+                    message = match table_at(text, start) {
+                        Some(table) => format!("{table}.{key}: {message}"),
+                        None => format!("{key}: {message}"),
+                    };
+                }
+            }
             // serde names the field alone; say which table it is in, as a user writes it.
             if let Some(rest) = message.strip_prefix("unknown field `") {
                 message = match header_at(text, start) {
@@ -332,6 +342,42 @@ fn header_at(text: &str, offset: usize) -> Option<&str> {
     let line = text.get(start..end)?.trim();
     let line = line.split_once('#').map(|(l, _)| l.trim()).unwrap_or(line);
     line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+}
+
+/// The key of a `key = value` line at a byte offset inside its value, if the line has one
+/// (a bare key: picker's keys are all bare).
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(text.len());
+    // From the newline before the line (or the start): `trim` below drops that newline.
+    let start = text[..offset].rfind('\n').unwrap_or(0);
+    let (key, _) = text.get(start..offset)?.split_once('=')?;
+    let key = key.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    (!key.is_empty() && key.chars().all(bare)).then_some(key)
+}
+
+/// serde's messages name Rust types ("expected u16"), which a user writing TOML or JSON
+/// does not; rewritten to what to write. Only a message's ending is rewritten, where serde
+/// puts what it expected.
+pub fn plain_types(message: &str) -> String {
+    const PLAIN: [(&str, &str); 7] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+    ];
+    for (rust, plain) in PLAIN {
+        if let Some(head) = message.strip_suffix(rust) {
+            return format!("{head}{plain}");
+        }
+    }
+    message.to_string()
 }
 
 /// The first `[[array]]` table header and its line: picker's config has none, and TOML's
@@ -1104,6 +1150,67 @@ mod tests {
         let same = "[still]\nwidth = 1024\nheight = 1024\n";
         assert_eq!(parse(same).unwrap().warnings(), Vec::<String>::new());
         assert_eq!(parse("").unwrap().warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_key_and_what_to_write_not_a_rust_type() {
+        let cases = [
+            (
+                "[stream]\nport = \"8000\"\n",
+                "2:8: stream.port: invalid type: string \"8000\", expected a whole number from 0 to 65535",
+            ),
+            (
+                "[stream]\nport = 70000\n",
+                "2:8: stream.port: invalid value: integer `70000`, expected a whole number from 0 to 65535",
+            ),
+            (
+                "[stream]\nquality = 2.5\n",
+                "stream.quality: invalid type: floating point `2.5`, expected a whole number from 0 to 255",
+            ),
+            (
+                "[camera]\nframerate = 30.5\n",
+                "camera.framerate: invalid type: floating point `30.5`, expected a whole number from 0 to 4294967295",
+            ),
+            (
+                "[stream]\nmax-clients = -1\n",
+                "stream.max-clients: invalid value: integer `-1`, expected a whole number, 0 or more",
+            ),
+            (
+                "[controls]\nev = \"x\"\n",
+                "controls.ev: invalid type: string \"x\", expected a number",
+            ),
+            (
+                "[stream]\nenabled = \"yes\"\n",
+                "stream.enabled: invalid type: string \"yes\", expected a boolean",
+            ),
+        ];
+        for (text, want) in cases {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.ends_with(want), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn plain_types_rewrites_only_a_rust_type_at_the_end() {
+        assert_eq!(
+            plain_types("expected u64"),
+            "expected a whole number, 0 or more"
+        );
+        assert_eq!(plain_types("x, expected f64"), "x, expected a number");
+        assert_eq!(plain_types("expected u16 here"), "expected u16 here");
+        assert_eq!(plain_types("expected a boolean"), "expected a boolean");
+    }
+
+    #[test]
+    fn key_at_finds_a_bare_key_before_the_value_only() {
+        let text = "[stream]\nport = \"x\"\n  max-clients=3\nweird key = 1\n[camera]\n";
+        let at = |needle: &str| text.find(needle).unwrap();
+        assert_eq!(key_at(text, at("\"x\"")), Some("port"));
+        assert_eq!(key_at(text, at("3\n")), Some("max-clients"));
+        assert_eq!(key_at(text, at("1\n")), None);
+        assert_eq!(key_at(text, at("[camera]")), None);
+        assert_eq!(key_at(text, 0), None);
+        assert_eq!(key_at(text, text.len() + 5), None);
     }
 
     #[test]

@@ -251,6 +251,12 @@ fn bad_requests_are_refused_naming_the_key_and_change_nothing() {
         ),
         (r#"{"exposure-time": 0}"#, 400, "exposure-time = 0"),
         (r#"{"brightness": 7}"#, 400, "brightness = 7"),
+        // What to write, not serde's Rust type ("expected f32").
+        (
+            r#"{"ev": "x"}"#,
+            400,
+            "ev = \"x\": invalid type: string \"x\", expected a number",
+        ),
         (
             r#"{"af-mode": "auto", "lens-position": 2}"#,
             400,

@@ -391,6 +391,11 @@ fn check_config_prints_ok_or_the_errors() {
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:2:", bad.display())), "{err}");
+    // The key, and what to write instead of serde's Rust type ("expected u32").
+    assert!(
+        err.contains("still.width: invalid value: integer `-3`, expected a whole number from 0"),
+        "{err}"
+    );
 
     let missing = dir.path().join("missing.toml");
     let out = Command::new(BIN)

@@ -324,7 +324,10 @@ impl ControlsConfig {
                     Ok(_) => {
                         set.insert(k.clone(), v.clone());
                     }
-                    Err(e) => errors.push(format!("{k} = {v}: {e}")),
+                    Err(e) => errors.push(format!(
+                        "{k} = {v}: {}",
+                        crate::config::plain_types(&e.to_string())
+                    )),
                 }
             }
         }
@@ -455,6 +458,11 @@ mod tests {
                 "exposure-time = -5",
             ),
             (serde_json::json!({"brightness": 3}), "brightness = 3"),
+            // What to write, not serde's Rust type ("expected f32").
+            (
+                serde_json::json!({"ev": "x"}),
+                "ev = \"x\": invalid type: string \"x\", expected a number",
+            ),
             (
                 serde_json::json!({"af-mode": "auto", "lens-position": 1}),
                 "needs af-mode",
