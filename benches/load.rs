@@ -318,7 +318,7 @@ fn run_once(n: usize, seconds: f64, against: Against) -> Row {
         for i in 0..n {
             tasks.push(tokio::task::spawn_local(client(
                 port,
-                source(i),
+                common::loopback_source(i),
                 window.clone(),
                 started.clone(),
                 stop_rx.clone(),
@@ -422,16 +422,6 @@ fn run_once(n: usize, seconds: f64, against: Against) -> Row {
             jpeg_kb: bytes as f64 / delivered.max(1) as f64 / 1024.0,
         }
     })
-}
-
-/// The loopback address client `i` connects from: each its own (127.0.1.0 and up), as
-/// each viewer of a real service comes from its own host. From one address, picker's
-/// per-address cap (`stream.max-clients-per-address`, a quarter of `max-clients` by default;
-/// picker keys each loopback address apart) would refuse all but 64 of 200 clients, and the
-/// CPU per delivered client-frame would count the refusals. Any 127/8 address is this host's.
-fn source(i: usize) -> std::net::SocketAddr {
-    let [_, _, hi, lo] = u32::try_from(i).unwrap_or(0).to_be_bytes();
-    std::net::SocketAddr::from(([127, 0, 1u8.wrapping_add(hi), lo], 0))
 }
 
 /// One `/stream.mjpg` client from `from`. Counts frames whose capture time falls in the window.

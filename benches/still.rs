@@ -179,7 +179,7 @@ impl Drop for StreamLoad {
     }
 }
 
-/// One stream client: from 127.0.1.x (picker caps the stream slots per address), reading
+/// One stream client: from its own loopback address ([`common::loopback_source`]), reading
 /// whatever comes as fast as it comes.
 async fn stream_client(
     port: u16,
@@ -187,8 +187,7 @@ async fn stream_client(
     receiving: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let [_, _, hi, lo] = u32::try_from(i).unwrap_or(0).to_be_bytes();
-    let from = std::net::SocketAddr::from(([127, 0, 1u8.wrapping_add(hi), lo], 0));
+    let from = common::loopback_source(i);
     let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
         return;
     };

@@ -354,3 +354,13 @@ pub fn test_frame() -> std::sync::Arc<picker::frames::Frame> {
         frame
     })
 }
+
+/// The loopback address stream client `i` connects from: each its own (127.0.1.0 and up), as
+/// each viewer of a real service comes from its own host. From one address, picker's
+/// per-address cap (`stream.max-clients-per-address`, a quarter of `max-clients` by default;
+/// picker keys each loopback address apart) would refuse all but 64 of 200 clients, and the
+/// CPU per delivered client-frame would count the refusals. Any 127/8 address is this host's.
+pub fn loopback_source(i: usize) -> std::net::SocketAddr {
+    let [_, _, hi, lo] = u32::try_from(i).unwrap_or(0).to_be_bytes();
+    std::net::SocketAddr::from(([127, 0, 1u8.wrapping_add(hi), lo], 0))
+}

@@ -67,25 +67,18 @@ vm_host_port() {
 # so the panic is seen in seconds; a second boot from the same clean image follows. Any other
 # failure (no ssh, QEMU refusing its options) fails at once, as does a second panic.
 vm_start() {
-    local attempt
-    for attempt in 1 2; do
-        # VM_FIRST_BOOT_APPEND: kernel arguments for the first boot only, to see this retry
-        # work ("rdinit=/nonexistent init=/nonexistent" panics that boot; test-boot-retry.sh).
-        _VM_APPEND_NOW=${VM_APPEND:-}
-        ((attempt > 1)) || _VM_APPEND_NOW+=${VM_FIRST_BOOT_APPEND:+ $VM_FIRST_BOOT_APPEND}
-        _vm_boot "$@" && return 0
-        [[ -n $VM_RUN && -f $VM_CONSOLE ]] && grep -q 'Kernel panic' "$VM_CONSOLE" || return 1
-        # Before the wait's own "QEMU exited" line, or after it: say what is being done.
-        if ((attempt == 1)); then
-            echo "vm: the guest kernel panicked while booting (console above); booting again from the clean image (attempt 2 of 2)" >&2
-            vm_stop
-        fi
-    done
-    return 1
+    # VM_FIRST_BOOT_APPEND: kernel arguments for the first boot only, to see this retry work
+    # (packaging/vm/test-boot-retry.sh makes that boot panic).
+    _vm_boot "${VM_FIRST_BOOT_APPEND:-}" "$@" && return 0
+    [[ -n $VM_RUN && -f $VM_CONSOLE ]] && grep -q 'Kernel panic' "$VM_CONSOLE" || return 1
+    echo "vm: the guest kernel panicked while booting (console above); booting again from the clean image (attempt 2 of 2)" >&2
+    vm_stop
+    _vm_boot "" "$@"
 }
 
+# _vm_boot EXTRA [IMAGE]: one boot, EXTRA appended to the kernel line.
 _vm_boot() {
-    local image=${1:-} base q
+    local extra=$1 image=${2:-} base q
     if [[ -z $image ]]; then
         image=$("$(dirname "${BASH_SOURCE[0]}")/image.sh") || return 1
     fi
@@ -112,7 +105,7 @@ _vm_boot() {
     q=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-2048}"
         -display none -monitor none -no-reboot -serial "file:$VM_CONSOLE"
         -kernel "$VM_DIR/vmlinuz" -initrd "$VM_DIR/initrd.img"
-        -append "root=/dev/vda rw console=ttyS0 panic=-1${_VM_APPEND_NOW:+ $_VM_APPEND_NOW}"
+        -append "root=/dev/vda rw console=ttyS0 panic=-1${extra:+ $extra}"
         -drive "file=$VM_RUN/disk.qcow2,if=virtio,format=qcow2"
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT_SSH-:22,hostfwd=tcp:127.0.0.1:$PORT_HTTP-:8000,hostfwd=tcp:127.0.0.1:$PORT_HTTP2-:8001"
         -device virtio-net-pci,netdev=n0

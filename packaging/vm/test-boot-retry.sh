@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Shows packaging/vm/lib.sh's boot retry at work: the first boot is made to panic
 # (rdinit=/nonexistent: the kernel skips the initramfs, cannot mount the root without its
-# modules and panics; "VFS: Unable to mount root fs"), and
-# vm_start must boot again and reach ssh, with the panic and the retry in its log. Not in CI
+# modules and panics, "VFS: Unable to mount root fs"; init=/nonexistent panics it too should
+# the root mount), and vm_start must boot again and reach ssh, with the panic and the retry
+# in its log. Not in CI
 # (a panic of its own would cost a boot there for nothing); run by hand after changing lib.sh.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
