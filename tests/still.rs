@@ -212,6 +212,56 @@ fn picker_still_names_the_socket_when_nothing_listens() {
     assert!(err.contains(&missing.display().to_string()), "{err}");
 }
 
+/// A socket that takes the connection and never answers (a picker stopped with SIGSTOP, or
+/// stuck): `picker still` gives up after `--timeout`, naming the socket, instead of hanging
+/// the robot's script for ever (it had no limit).
+#[test]
+fn picker_still_gives_up_on_a_socket_that_never_answers() {
+    let dir = temp_dir();
+    let path = dir.path().join("mute.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let held = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(conn);
+    });
+    let mut child = Command::new(BIN)
+        .args(["still", "--timeout", "0.5", "--socket"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: far beyond the half second asked; the old client never ended.
+    let status = (0..300).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        child.try_wait().unwrap()
+    });
+    let Some(status) = status else {
+        child.kill().unwrap();
+        panic!("picker still was still waiting after 30 s");
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("no answer from picker at"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    drop(held);
+    // Numbers that cannot be a wait are refused by name, before any connection.
+    for bad in ["-1", "nan", "1e30", "0", "x"] {
+        let out = Command::new(BIN)
+            .args(["still", &format!("--timeout={bad}"), "--socket"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("expected seconds from 0.1 to 3600"),
+            "{bad}: {err}"
+        );
+    }
+}
+
 #[test]
 fn unknown_still_paths_404_and_garbage_400() {
     let p = Picker::start(&[]);
