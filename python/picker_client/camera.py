@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import getpass
 import json
@@ -13,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from . import _http
-from .errors import CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning
+from .errors import CameraOffline, NoFreshFrame, NoPermission, PickerError, ServiceNotRunning
 
 if TYPE_CHECKING:
     import numpy.typing
@@ -269,9 +268,9 @@ class Camera(_http.Closing):
                 f"picker@NAME`) and `journalctl -u picker`; the path is still.socket in "
                 f"/etc/picker/picker.toml"
             ) from e
-        except builtins.PermissionError as e:
+        except PermissionError as e:
             s.close()
-            raise PermissionError(
+            raise NoPermission(
                 e.errno, f"{self.socket}: permission denied: only root and members of group "
                 f"picker may take stills. Add this user with `sudo usermod -a -G picker "
                 f"{_user()}`, then log in again (or start a shell with `newgrp picker`)",

@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import REPO
 from picker_client import (
-    Camera, CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning,
+    Camera, CameraOffline, NoFreshFrame, PickerError, ServiceNotRunning,
     boottime_ns,
 )
 
@@ -190,7 +190,7 @@ def test_a_user_outside_group_picker_gets_a_permission_error_naming_group_and_so
         "import sys, picker_client as pc\n"
         "try:\n"
         "    pc.Camera(sys.argv[1]).still()\n"
-        "except pc.PermissionError as e:\n"
+        "except pc.NoPermission as e:\n"
         "    assert isinstance(e, PermissionError) and isinstance(e, pc.PickerError)\n"
         "    print(e)\n"
         "    sys.exit(3)\n"
