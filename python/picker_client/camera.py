@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
+import math
+import numbers
 import os
 import socket as _socket
 import threading
@@ -57,6 +59,46 @@ def _numpy() -> Any:
 def _controls_key(name: str) -> str:
     """``lens_position`` (a Python keyword) is picker's ``lens-position``."""
     return name.replace("_", "-")
+
+
+#: The controls picker takes in whole numbers only (``exposure-time``, microseconds, a u32 in
+#: picker's ``ControlsConfig``; every other number is a float there).
+_WHOLE_NUMBER_CONTROLS = frozenset({"exposure-time"})
+
+
+def _control_value(key: str, value: Any, said: str) -> Any:
+    """``value`` as the JSON picker takes for control ``key``: numpy scalars and arrays become
+    Python numbers and lists (duck-typed by ``tolist()``/``item()``: no numpy needed), other
+    real numbers (``fractions.Fraction``) floats, and an integral float an int for a
+    whole-number control (``exposure_time=8000.0``). NaN, infinities and anything JSON cannot
+    carry raise :class:`PickerError` with ``said``, the argument as the caller wrote it."""
+
+    def convert(v: Any, unwrapped: bool) -> Any:
+        if v is None or isinstance(v, (str, bool, int)):
+            return v
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise PickerError(
+                    f"set_controls({said}): {v!r} is no control value: give a finite number, "
+                    f'"auto" for the camera\'s own, or None for the config\'s'
+                )
+            return int(v) if key in _WHOLE_NUMBER_CONTROLS and v.is_integer() else v
+        if isinstance(v, (list, tuple)):
+            return [convert(x, unwrapped) for x in v]
+        if not unwrapped and callable(getattr(v, "tolist", None)):  # numpy array or scalar
+            return convert(v.tolist(), True)
+        if not unwrapped and callable(getattr(v, "item", None)):
+            return convert(v.item(), True)
+        if isinstance(v, numbers.Integral):
+            return int(v)
+        if isinstance(v, numbers.Real):
+            return convert(float(v), True)
+        raise PickerError(
+            f"set_controls({said}): picker takes no {type(v).__name__}: give a number, a "
+            f"list of two numbers (colour_gains), a name such as \"auto\", or None"
+        )
+
+    return convert(value, False)
 
 
 class Camera(_http.Closing):
@@ -177,8 +219,18 @@ class Camera(_http.Closing):
 
         Waits until the camera has taken the change and returns what is in force then, per key
         (``{"lens-position": {"status": "applied", "value": 4.0, ...}}``). A key or value picker
-        refuses raises :class:`PickerError` naming it; nothing changes then."""
-        patch = {_controls_key(k): v for k, v in dict(values or {}, **kwargs).items()}
+        refuses raises :class:`PickerError` naming it; nothing changes then.
+
+        numpy numbers and arrays work as values (``np.float32(4.0)``, an array of two gains
+        for ``colour_gains``); a whole-number control takes an integral float
+        (``exposure_time=8000.0``); NaN and infinities raise :class:`PickerError` here."""
+        patch: Dict[str, Any] = {}
+        for key, value in (values or {}).items():
+            patch[_controls_key(key)] = _control_value(
+                _controls_key(key), value, f"{{{key!r}: {value!r}}}")
+        for key, value in kwargs.items():
+            patch[_controls_key(key)] = _control_value(
+                _controls_key(key), value, f"{key}={value!r}")
         self._json("PUT", "/controls", patch)
         return self._in_force()
 
