@@ -191,8 +191,7 @@ struct Client {
 enum Ready {
     /// At once: the frame that woke it goes.
     Now,
-    /// After a wait (for hyper's flush, or for the network or the reader): the frame that
-    /// woke it has aged meanwhile, so the next one goes.
+    /// After a wait (for hyper's flush, or for the network or the reader).
     AfterWait,
     /// The connection is gone.
     Gone,
@@ -335,10 +334,17 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
             }
             let mut frame = next_frame(&mut rx, &mut pacing).await;
             if frame.is_some() {
-                match client.ready().await {
-                    Ready::Now => {}
-                    // The newest frame when it can go fresh, as before this wait: one
-                    // published from now on (`?fps` had its pause before the first).
+                let ready = client.ready().await;
+                let newer = matches!(rx.has_changed(), Ok(true));
+                match ready {
+                    // Without a newer frame, the frame that woke it goes (after a wait, a
+                    // few milliseconds old at most: an acknowledgement came late).
+                    Ready::Now | Ready::AfterWait if !newer => {}
+                    // Polled late (a busy machine): the newest frame.
+                    Ready::Now => frame = rx.borrow_and_update().clone().or(frame),
+                    // Frames came while it waited, so it is a frame or more behind: as if
+                    // it had been asked as soon as its last part left, the next frame
+                    // published goes, the freshest it can get (`?fps` had its pause).
                     Ready::AfterWait => {
                         frame = next_frame(&mut rx, &mut None).await;
                         if let Some(p) = &mut pacing {
