@@ -50,8 +50,10 @@ pub struct StillArgs {
     /// Write to FILE instead of standard output ("-": standard output)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Give up when picker has not answered within SECONDS (0.1 to 3600)
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = timeout_seconds)]
+    /// Give up when picker has not answered within SECONDS (0.1 to 3600; the default is
+    /// longer than picker's own longest wait for a fresh frame, 10 s at 1 fps, after which
+    /// it answers 504 saying why)
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = timeout_seconds)]
     pub timeout: f64,
 }
 

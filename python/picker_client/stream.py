@@ -203,12 +203,14 @@ def _abandoned(box: "_Box", url: str) -> None:
     for it (this runs wherever the collector ran, in any thread, the reader's own too)."""
     reader = box.shut()
     if reader is not None:
+        # Stopped first: with warnings made errors (`-W error`, pytest's filterwarnings) the
+        # warning raises, and nothing else would stop this reader.
+        reader.stop(wait=False)
         warnings.warn(
             f"unclosed picker_client.Stream {url}: its connection stayed open until the Stream "
             f"was collected; call close() or use `with Stream(...) as stream:`",
             ResourceWarning,
         )
-        reader.stop(wait=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -237,6 +237,27 @@ def test_a_stream_dropped_unclosed_closes_its_connection_and_thread(picker):
         time.sleep(0.05)
 
 
+def test_an_unclosed_stream_is_closed_even_when_its_warning_is_an_error(picker):
+    """With warnings made errors (``python -W error``, pytest's ``filterwarnings = error``) the
+    finalizer's ResourceWarning raises: the connection must be closed all the same (it had
+    been warned about first, and the raise left the reader running for good)."""
+
+    def grab() -> StreamFrame:
+        s = Stream(picker.url + "/stream.mjpg")
+        for f in s.frames():
+            return f
+        raise AssertionError("frames() ended")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        assert grab().jpeg[:2] == b"\xff\xd8"
+        gc.collect()
+    deadline = time.monotonic() + 20
+    while json.loads(picker.get("/state"))["clients"] != 0:
+        assert time.monotonic() < deadline, "the abandoned stream's connection is still open"
+        time.sleep(0.05)
+
+
 def test_an_ipv6_address_keeps_its_brackets_in_url_and_host_header():
     stream = Stream("http://[::1]:8123/stream.mjpg", fps=2)
     assert (stream.host, stream.port) == ("::1", 8123)

@@ -347,9 +347,6 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                     // published goes, the freshest it can get (`?fps` had its pause).
                     Ready::AfterWait => {
                         frame = next_frame(&mut rx, &mut None).await;
-                        if let Some(p) = &mut pacing {
-                            p.last = Some(tokio::time::Instant::now());
-                        }
                     }
                     Ready::Gone => return None,
                     // An error ends the connection at once: a closing chunk would only wait
@@ -365,6 +362,11 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
             }
             match frame {
                 Some(frame) => {
+                    // When it goes, not when it came: the readiness wait between the two
+                    // would otherwise shorten the next `?fps` pause.
+                    if let Some(p) = &mut pacing {
+                        p.last = Some(tokio::time::Instant::now());
+                    }
                     client.handing_over(frame.part.len());
                     Some((Ok(frame.part.clone()), (client, rx, Step::Frames, pacing)))
                 }
@@ -411,9 +413,6 @@ async fn next_frame(
             break f;
         }
     };
-    if let Some(p) = pacing {
-        p.last = Some(tokio::time::Instant::now());
-    }
     Some(frame)
 }
 
