@@ -50,6 +50,20 @@ pub struct StillArgs {
     /// Write to FILE instead of standard output ("-": standard output)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Give up when picker has not answered within SECONDS (0.1 to 3600; the default is
+    /// longer than picker's own longest wait for a fresh frame, 10 s at 1 fps, after which
+    /// it answers 504 saying why)
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = timeout_seconds)]
+    pub timeout: f64,
+}
+
+/// `--timeout`: checked here, before it becomes a `Duration` (which panics on a negative,
+/// NaN or huge number of seconds).
+fn timeout_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if (0.1..=3600.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s:?}: expected seconds from 0.1 to 3600")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

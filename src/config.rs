@@ -32,13 +32,13 @@ pub struct RawCamera {
     pub source: Option<String>,
     pub id: Option<String>,
     pub model: Option<String>,
-    pub index: Option<usize>,
-    pub framerate: Option<u32>,
+    pub index: Option<i64>,
+    pub framerate: Option<i64>,
     pub crop: Option<String>,
     pub buffers: Option<String>,
     #[serde(rename = "sensor-mode")]
     pub sensor_mode: Option<String>,
-    pub rotation: Option<u32>,
+    pub rotation: Option<i64>,
     pub hflip: Option<bool>,
     pub vflip: Option<bool>,
 }
@@ -48,13 +48,13 @@ pub struct RawCamera {
 pub struct RawStream {
     pub enabled: Option<bool>,
     pub bind: Option<String>,
-    pub port: Option<u16>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub quality: Option<u8>,
-    pub max_clients: Option<usize>,
-    pub max_clients_per_address: Option<usize>,
-    pub client_timeout: Option<u64>,
+    pub port: Option<i64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub quality: Option<i64>,
+    pub max_clients: Option<i64>,
+    pub max_clients_per_address: Option<i64>,
+    pub client_timeout: Option<i64>,
     pub allow_origin: Option<String>,
     pub auth_users: Option<std::collections::BTreeMap<String, String>>,
     pub auth_exempt: Option<Vec<String>>,
@@ -64,8 +64,8 @@ pub struct RawStream {
 #[serde(deny_unknown_fields)]
 pub struct RawStill {
     pub socket: Option<PathBuf>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
 }
 
 /// Which frame source to run.
@@ -360,7 +360,7 @@ fn key_at(text: &str, offset: usize) -> Option<&str> {
 /// does not; rewritten to what to write. Only a message's ending is rewritten, where serde
 /// puts what it expected.
 pub fn plain_types(message: &str) -> String {
-    const PLAIN: [(&str, &str); 7] = [
+    const PLAIN: [(&str, &str); 8] = [
         ("expected u8", "expected a whole number from 0 to 255"),
         ("expected u16", "expected a whole number from 0 to 65535"),
         (
@@ -368,10 +368,15 @@ pub fn plain_types(message: &str) -> String {
             "expected a whole number from 0 to 4294967295",
         ),
         ("expected u64", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
         ("expected usize", "expected a whole number, 0 or more"),
         ("expected f32", "expected a number"),
         ("expected f64", "expected a number"),
     ];
+    // A whole number beyond any integer type ("integer `1e20` as i128"): Rust's word for it
+    // adds nothing.
+    let message = message.replacen("` as i128,", "`,", 1);
+    let message = message.as_str();
     for (rust, plain) in PLAIN {
         if let Some(head) = message.strip_suffix(rust) {
             return format!("{head}{plain}");
@@ -404,11 +409,13 @@ const MAX_SIDE: u32 = 8192;
 impl RawConfig {
     pub fn validate(self, path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
-        let mut check_size = |key: &str, value: u32| {
-            if value == 0 || value > MAX_SIDE || value % 2 != 0 {
+        let mut sizes_ok = true;
+        let mut check_size = |key: &str, value: i64| {
+            if value <= 0 || value > i64::from(MAX_SIDE) || value % 2 != 0 {
                 errors.push(format!(
                     "{key} = {value}: must be an even number of pixels from 2 to {MAX_SIDE}"
                 ));
+                sizes_ok = false;
             }
         };
         let stream_width = self.stream.width.unwrap_or(512);
@@ -520,7 +527,9 @@ impl RawConfig {
         // Only a value the file gave: the derived one (at least 1) exceeds max-clients only
         // when that is 0, which is reported above, not as a second error about a key the
         // user never wrote.
-        if self.stream.max_clients_per_address.is_some() && max_clients_per_address > max_clients {
+        if self.stream.max_clients_per_address.is_some()
+            && !(0..=max_clients).contains(&max_clients_per_address)
+        {
             errors.push(format!(
                 "stream.max-clients-per-address = {max_clients_per_address}: must be from 0 \
                  (no cap) to stream.max-clients ({max_clients})"
@@ -544,7 +553,8 @@ impl RawConfig {
         });
         // The Pi ISP produces the second output by downscaling the first, so the video
         // stream may not be larger than the still stream.
-        if stream_width > still_width || stream_height > still_height {
+        // Only sizes that are themselves right: a wrong one is reported above, once.
+        if sizes_ok && (stream_width > still_width || stream_height > still_height) {
             errors.push(format!(
                 "stream size {stream_width}x{stream_height} is larger than still size \
                  {still_width}x{still_height}: the video stream may not be larger than the still stream"
@@ -557,6 +567,8 @@ impl RawConfig {
                  which no viewer could find)"
                     .to_string(),
             );
+        } else if !(1..=65535).contains(&port) {
+            errors.push(format!("stream.port = {port}: must be from 1 to 65535"));
         }
         let socket = self
             .still
@@ -568,6 +580,11 @@ impl RawConfig {
         let id = self.camera.id.filter(|s| !s.is_empty());
         let model = self.camera.model.filter(|s| !s.is_empty());
         let index = self.camera.index;
+        if let Some(i) = index.filter(|i| !(0..=255).contains(i)) {
+            errors.push(format!(
+                "camera.index = {i}: must be from 0 (the first camera) to 255"
+            ));
+        }
         let chosen_by = [
             id.as_ref().map(|_| "camera.id"),
             model.as_ref().map(|_| "camera.model"),
@@ -602,38 +619,50 @@ impl RawConfig {
                 source,
                 id,
                 model,
-                index,
-                framerate,
+                index: index.map(narrow),
+                framerate: narrow(framerate),
                 crop,
                 buffers,
                 sensor_mode,
-                rotation,
+                rotation: narrow(rotation),
                 hflip: self.camera.hflip.unwrap_or(false),
                 vflip: self.camera.vflip.unwrap_or(false),
             },
             stream: StreamConfig {
                 enabled: self.stream.enabled.unwrap_or(true),
                 bind,
-                port,
-                width: stream_width,
-                height: stream_height,
-                quality,
-                max_clients,
-                max_clients_per_address,
-                client_timeout: std::time::Duration::from_secs(client_timeout),
+                port: narrow(port),
+                width: narrow(stream_width),
+                height: narrow(stream_height),
+                quality: narrow(quality),
+                max_clients: narrow(max_clients),
+                max_clients_per_address: narrow(max_clients_per_address),
+                client_timeout: std::time::Duration::from_secs(narrow(client_timeout)),
                 allow_origin,
                 auth_users,
                 auth_exempt,
             },
             still: StillConfig {
                 socket,
-                width: still_width,
-                height: still_height,
+                width: narrow(still_width),
+                height: narrow(still_height),
             },
             controls: self.controls,
         })
     }
 }
+
+/// A whole number from the file, checked above to be in its key's range, as the type the
+/// service keeps it in. The file's numbers are read as `i64` so that one out of that type's
+/// range gets its key's own range in the error (`stream.port = 70000: must be from 1 to
+/// 65535`), not serde's for the type (which would say 0 to 65535); the fallback is never
+/// reached with a value the checks let through.
+fn narrow<T: TryFrom<i64> + Default>(v: i64) -> T {
+    T::try_from(v).unwrap_or_default()
+}
+
+/// Directories the packaged units give picker a private copy of (`PrivateTmp=yes`).
+const PRIVATE_TMP: [&str; 2] = ["/tmp", "/var/tmp"];
 
 /// File systems where a socket file cannot or must not be made.
 const NO_SOCKET_UNDER: [&str; 3] = ["/proc", "/sys", "/dev"];
@@ -732,6 +761,21 @@ impl Config {
                     self.origin()
                 ));
             }
+        }
+        // The packaged units run picker with PrivateTmp=yes: a socket under /tmp is made in
+        // the service's own /tmp, where no other program looks. Fine by hand, so a warning.
+        if let Some(tmp) = PRIVATE_TMP
+            .iter()
+            .find(|t| self.still.socket.starts_with(t))
+        {
+            warnings.push(format!(
+                "{}: still.socket = {:?} lies under {tmp}, which the packaged service sees \
+                 privately (PrivateTmp=yes in picker.service): other programs will not find \
+                 the socket there; use a path under /run/picker (the default is \
+                 /run/picker/still.sock)",
+                self.origin(),
+                self.still.socket
+            ));
         }
         warnings
     }
@@ -1146,6 +1190,25 @@ mod tests {
         assert_eq!(parse(&libcamera).unwrap().warnings().len(), 1);
         let pattern = format!("[camera]\nsource = \"test-pattern\"\n{text}");
         assert_eq!(parse(&pattern).unwrap().warnings(), Vec::<String>::new());
+        // A still socket under /tmp, which the packaged service's PrivateTmp hides.
+        let tmp = "[camera]\nsource = \"test-pattern\"\n[still]\nsocket = \"/tmp/p/still.sock\"\n";
+        let w = parse(tmp).unwrap().warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("still.socket = \"/tmp/p/still.sock\" lies under /tmp"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("PrivateTmp=yes"), "{w:?}");
+        let var_tmp = tmp.replace("/tmp/p", "/var/tmp/p");
+        assert_eq!(parse(&var_tmp).unwrap().warnings().len(), 1);
+        for elsewhere in ["/run/picker/s.sock", "/tmpx/s.sock", "/home/pi/tmp/s.sock"] {
+            let text = tmp.replace("/tmp/p/still.sock", elsewhere);
+            assert_eq!(
+                parse(&text).unwrap().warnings(),
+                Vec::<String>::new(),
+                "{elsewhere}"
+            );
+        }
         // The same shape at another size is no mismatch.
         let same = "[still]\nwidth = 1024\nheight = 1024\n";
         assert_eq!(parse(same).unwrap().warnings(), Vec::<String>::new());
@@ -1157,23 +1220,15 @@ mod tests {
         let cases = [
             (
                 "[stream]\nport = \"8000\"\n",
-                "2:8: stream.port: invalid type: string \"8000\", expected a whole number from 0 to 65535",
-            ),
-            (
-                "[stream]\nport = 70000\n",
-                "2:8: stream.port: invalid value: integer `70000`, expected a whole number from 0 to 65535",
+                "2:8: stream.port: invalid type: string \"8000\", expected a whole number",
             ),
             (
                 "[stream]\nquality = 2.5\n",
-                "stream.quality: invalid type: floating point `2.5`, expected a whole number from 0 to 255",
+                "stream.quality: invalid type: floating point `2.5`, expected a whole number",
             ),
             (
                 "[camera]\nframerate = 30.5\n",
-                "camera.framerate: invalid type: floating point `30.5`, expected a whole number from 0 to 4294967295",
-            ),
-            (
-                "[stream]\nmax-clients = -1\n",
-                "stream.max-clients: invalid value: integer `-1`, expected a whole number, 0 or more",
+                "camera.framerate: invalid type: floating point `30.5`, expected a whole number",
             ),
             (
                 "[controls]\nev = \"x\"\n",
@@ -1187,6 +1242,82 @@ mod tests {
         for (text, want) in cases {
             let msg = parse(text).unwrap_err().to_string();
             assert!(msg.ends_with(want), "{text:?}: {msg}");
+        }
+        // A whole number out of its type's range gets its key's own range, the one the
+        // service checks, not the type's (serde said "from 0 to 65535" for a port, of which
+        // 0 is refused, and "0 to 255" for a quality of 1 to 100).
+        let ranges = [
+            (
+                "[stream]\nport = 70000\n",
+                "stream.port = 70000: must be from 1 to 65535",
+            ),
+            (
+                "[stream]\nport = -1\n",
+                "stream.port = -1: must be from 1 to 65535",
+            ),
+            (
+                "[stream]\nquality = 500\n",
+                "stream.quality = 500: must be from 1 to 100",
+            ),
+            (
+                "[stream]\nmax-clients = -1\n",
+                "stream.max-clients = -1: must be from 1 to 10000",
+            ),
+            (
+                "[stream]\nmax-clients-per-address = -1\n",
+                "stream.max-clients-per-address = -1: must be from 0 (no cap)",
+            ),
+            (
+                "[stream]\nclient-timeout = 99999999999\n",
+                "stream.client-timeout = 99999999999: must be from 1 to 3600 seconds",
+            ),
+            (
+                "[camera]\nframerate = 4294967296\n",
+                "camera.framerate = 4294967296: must be from 1 to 120",
+            ),
+            (
+                "[camera]\nrotation = -180\n",
+                "camera.rotation = -180: must be 0 or 180",
+            ),
+            (
+                "[camera]\nindex = -1\n",
+                "camera.index = -1: must be from 0 (the first camera) to 255",
+            ),
+            (
+                "[camera]\nindex = 256\n",
+                "camera.index = 256: must be from 0 (the first camera) to 255",
+            ),
+            (
+                "[stream]\nwidth = -512\n",
+                "stream.width = -512: must be an even number of pixels from 2 to 8192",
+            ),
+            (
+                "[still]\nwidth = -4\n",
+                "still.width = -4: must be an even number of pixels from 2 to 8192",
+            ),
+            (
+                "[still]\nheight = 4294967298\n",
+                "still.height = 4294967298: must be an even number of pixels from 2 to 8192",
+            ),
+        ];
+        for (text, want) in ranges {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains(want), "{text:?}: {msg}");
+            // One error: a wrong size is not also compared with the other stream's.
+            assert!(!msg.contains("larger than still size"), "{text:?}: {msg}");
+        }
+        // Beyond any integer: TOML's reader refuses it, in words without Rust's type.
+        let msg = parse("[stream]\nport = 99999999999999999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.ends_with(
+                "stream.port: invalid type: integer `99999999999999999999`, expected a whole number"
+            ),
+            "{msg}"
+        );
+        for ok in ["[camera]\nindex = 255\n", "[camera]\nindex = 0\n"] {
+            assert!(parse(ok).is_ok(), "{ok}");
         }
     }
 

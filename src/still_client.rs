@@ -10,6 +10,21 @@ use hyper_util::rt::TokioIo;
 use crate::cli::StillArgs;
 
 pub async fn fetch(socket: &Path, args: &StillArgs) -> anyhow::Result<()> {
+    // The whole exchange, so that a picker that is stopped (SIGSTOP) or stuck does not hang
+    // the script that runs this. `--timeout` is range-checked by the parser.
+    let limit = std::time::Duration::from_secs_f64(args.timeout);
+    match tokio::time::timeout(limit, exchange(socket, args)).await {
+        Ok(r) => r,
+        Err(_) => bail!(
+            "no answer from picker at {} within {} s (is it stopped or stuck? see \
+             `systemctl status picker`; --timeout gives it longer)",
+            socket.display(),
+            args.timeout
+        ),
+    }
+}
+
+async fn exchange(socket: &Path, args: &StillArgs) -> anyhow::Result<()> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .with_context(|| {

@@ -390,10 +390,28 @@ fn check_config_prints_ok_or_the_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:2:", bad.display())), "{err}");
-    // The key, and what to write instead of serde's Rust type ("expected u32").
+    // The key and its own range (serde's for a u32 had said "from 0 to 4294967295"), once:
+    // no second error comparing the wrong size with the stream's.
     assert!(
-        err.contains("still.width: invalid value: integer `-3`, expected a whole number from 0"),
+        err.contains(&format!(
+            "{}: still.width = -3: must be an even number of pixels from 2 to 8192",
+            bad.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("larger than still size"), "{err}");
+    std::fs::write(&bad, "[still]\nwidth = \"wide\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The line, the key, and what to write instead of serde's Rust type ("expected i64").
+    assert!(err.contains(&format!("{}:2:", bad.display())), "{err}");
+    assert!(
+        err.contains("still.width: invalid type: string \"wide\", expected a whole number"),
         "{err}"
     );
 
@@ -413,9 +431,12 @@ fn check_config_prints_ok_or_the_errors() {
 #[test]
 fn check_config_warns_of_shapes_a_pi_camera_refuses() {
     let dir = temp_dir();
+    // Not under /tmp, which has a warning of its own (below).
+    let socket = "still.socket = \"/run/picker-lifecycle-test/still.sock\"";
     let check = |name: &str, extra: &[&str]| {
         let path = dir.path().join(name);
-        std::fs::write(&path, config_text(dir.path(), extra)).unwrap();
+        let extra = [&[socket], extra].concat();
+        std::fs::write(&path, config_text(dir.path(), &extra)).unwrap();
         let out = Command::new(BIN)
             .args(["check-config", "--config"])
             .arg(&path)
@@ -442,6 +463,24 @@ fn check_config_warns_of_shapes_a_pi_camera_refuses() {
     assert_eq!(err, "");
     let (_, err) = check("square.toml", &["camera.source = \"libcamera\""]);
     assert_eq!(err, "");
+    // A socket under /tmp: the packaged unit's PrivateTmp would hide it from the robot.
+    let (path, err) = check(
+        "tmp.toml",
+        &["still.socket = \"/tmp/picker-lifecycle-test/still.sock\""],
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one warning, naming the file and the key: {err}"
+    );
+    assert!(
+        err.starts_with(&format!(
+            "picker: warning: {}: still.socket = \"/tmp/picker-lifecycle-test/still.sock\" lies under /tmp",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("PrivateTmp=yes"), "{err}");
 }
 
 #[test]

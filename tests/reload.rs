@@ -301,3 +301,192 @@ fn a_listener_that_cannot_move_stays_and_the_log_says_why() {
     let (status, _) = p.terminate();
     assert!(status.success(), "{status}");
 }
+
+/// The config of `p` with `extra` and the stream on 127.0.0.1:`port`.
+fn moved_to(p: &Picker, extra: &[&str], port: u16) -> String {
+    let port = format!("stream.port = {port}");
+    let mut lines = extra.to_vec();
+    lines.push(&port);
+    config_text(p.dir.path(), &lines)
+}
+
+/// What became of a request sent to a full server.
+#[derive(Debug, Default, PartialEq)]
+struct Outcomes {
+    /// Accepted: an HTTP response began.
+    answered: usize,
+    /// Closed (or reset) without a byte: refused at the connection cap.
+    closed: usize,
+    /// Neither by the deadline: never accepted (the listen backlog).
+    unanswered: usize,
+}
+
+/// Sends `request` on each of `conns`, then sorts them by what came back within one shared
+/// deadline (a bound for the old bug, where nothing comes: not a measured time).
+fn outcomes(conns: &mut [TcpStream], request: &[u8]) -> Outcomes {
+    use std::io::{Read, Write};
+    for s in conns.iter_mut() {
+        let _ = s.write_all(request);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut o = Outcomes::default();
+    for s in conns.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 && buf[..n].starts_with(b"HTTP/1.1 ") => o.answered += 1,
+            Ok(_) => o.closed += 1,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                o.unanswered += 1
+            }
+            Err(_) => o.closed += 1,
+        }
+    }
+    o
+}
+
+/// The security review's reproduction, smaller: connections left open on the old listener
+/// (streams stay by design) still count against the one connection cap after a port move, so
+/// a flood of the new port cannot take the descriptors the still socket needs. Each listener
+/// used to get a cap of its own: 200 + 208 connections under a limit of 400 descriptors,
+/// and the still socket stopped answering.
+#[test]
+fn connections_left_on_the_old_port_still_count_against_the_one_cap_after_a_move() {
+    // 400 descriptors: 128 reserved, 64 for the still socket, 208 TCP connections in all.
+    let extra = [
+        "stream.max-clients = 250",
+        // Streams that never read are kept however long the test takes.
+        "stream.client-timeout = 3600",
+    ];
+    let dir = temp_dir();
+    let text = config_text(dir.path(), &extra);
+    let mut p = Picker::start_limited(dir, &text, &[], Some(400));
+    p.wait_log("up to 208 TCP connections", Duration::from_secs(10));
+    let old: Vec<Mjpeg> = (0..200).map(|_| p.mjpeg("?fps=0.1")).collect();
+
+    let port = free_port();
+    let text = moved_to(&p, &extra, port);
+    let line = reload(&mut p, &text);
+    assert!(
+        line.contains(&format!("applied stream.port = {port}")),
+        "{line}"
+    );
+    let new = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut conns: Vec<TcpStream> = (0..208).map(|_| TcpStream::connect(new).unwrap()).collect();
+    let o = outcomes(
+        &mut conns,
+        b"GET /stream.mjpg?fps=0.1 HTTP/1.1\r\nHost: picker\r\n\r\n",
+    );
+    // What the cap leaves beside the 200 streams on the old port, no more; the rest refused
+    // at once.
+    assert_eq!(
+        o,
+        Outcomes {
+            answered: 8,
+            closed: 200,
+            unanswered: 0
+        }
+    );
+
+    // The still socket answers, flood or not.
+    let still = UnixStream::connect(&p.socket).unwrap();
+    still
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let r = http_get(still, "/still.ppm");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        p.find_log("Too many open files").is_none(),
+        "{}",
+        p.log_text()
+    );
+
+    // Counted as refused at the cap, once some room is made for the question.
+    drop(conns);
+    drop(old);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(new).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = Vec::new();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let _ = s.read_to_end(&mut buf);
+        // Nothing: refused at the cap still (the dropped streams not yet noticed).
+        if !buf.is_empty() {
+            break Metrics::of(parse_response(&buf).text()).get("picker_connections_refused_total");
+        }
+        assert!(Instant::now() < deadline, "no room made for /metrics");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused >= 200.0, "{refused}");
+    let (status, _) = p.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// One login throttle and one table of remembered logins for the stream port, whichever
+/// listener a client reaches: a port move used to start a fresh `Auth`, which gave an
+/// attacker a whole new allowance and forgot every viewer's login.
+#[test]
+fn a_port_move_keeps_the_login_throttle_and_the_remembered_logins() {
+    use base64::Engine as _;
+    let basic = |c: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(c)
+        )
+    };
+    let (right, wrong) = (basic("robot:right horse"), basic("robot:wrong"));
+    let users = format!(
+        "stream.auth-users = {{ robot = {:?} }}",
+        hash_password("right horse")
+    );
+    let extra = [users.as_str(), "stream.auth-exempt = [\"/metrics\"]"];
+    let dir = temp_dir();
+    let text = config_text(dir.path(), &extra);
+    let mut p = Picker::start_config(dir, &text, &[]);
+    let get = |to: SocketAddr, authorization: &str| {
+        raw_request(
+            TcpStream::connect(to).unwrap(),
+            format!(
+                "GET /state HTTP/1.1\r\nHost: picker\r\nAuthorization: {authorization}\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .status
+    };
+    // A viewer logs in; then wrong passwords from its address use the allowance (5).
+    assert_eq!(get(p.addr(), &right), 200);
+    for _ in 0..5 {
+        assert_eq!(get(p.addr(), &wrong), 401);
+    }
+    assert_eq!(get(p.addr(), &wrong), 429);
+
+    let port = free_port();
+    let text = moved_to(&p, &extra, port);
+    let line = reload(&mut p, &text);
+    assert!(
+        line.contains(&format!("applied stream.port = {port}")),
+        "{line}"
+    );
+    let new = SocketAddr::from(([127, 0, 0, 1], port));
+    // Still throttled on the new port; the viewer still let in, without a check (its
+    // address has no attempt left for one).
+    assert_eq!(get(new, &wrong), 429);
+    assert_eq!(get(new, &right), 200);
+    let m = Metrics::of(http_get(TcpStream::connect(new).unwrap(), "/metrics").text());
+    assert_eq!(m.get("picker_auth_passed_total"), 1.0);
+    assert_eq!(m.get("picker_auth_failed_total"), 5.0);
+    assert_eq!(m.get("picker_auth_throttled_total"), 2.0);
+    let (status, _) = p.terminate();
+    assert!(status.success(), "{status}");
+}

@@ -212,6 +212,56 @@ fn picker_still_names_the_socket_when_nothing_listens() {
     assert!(err.contains(&missing.display().to_string()), "{err}");
 }
 
+/// A socket that takes the connection and never answers (a picker stopped with SIGSTOP, or
+/// stuck): `picker still` gives up after `--timeout`, naming the socket, instead of hanging
+/// the robot's script for ever (it had no limit).
+#[test]
+fn picker_still_gives_up_on_a_socket_that_never_answers() {
+    let dir = temp_dir();
+    let path = dir.path().join("mute.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let held = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(conn);
+    });
+    let mut child = Command::new(BIN)
+        .args(["still", "--timeout", "0.5", "--socket"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: far beyond the half second asked; the old client never ended.
+    let status = (0..300).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        child.try_wait().unwrap()
+    });
+    let Some(status) = status else {
+        child.kill().unwrap();
+        panic!("picker still was still waiting after 30 s");
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("no answer from picker at"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    drop(held);
+    // Numbers that cannot be a wait are refused by name, before any connection.
+    for bad in ["-1", "nan", "1e30", "0", "x"] {
+        let out = Command::new(BIN)
+            .args(["still", &format!("--timeout={bad}"), "--socket"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("expected seconds from 0.1 to 3600"),
+            "{bad}: {err}"
+        );
+    }
+}
+
 #[test]
 fn unknown_still_paths_404_and_garbage_400() {
     let p = Picker::start(&[]);
@@ -280,4 +330,75 @@ fn head_answers_with_the_get_head_and_other_methods_405_with_allow() {
     }
     // Unknown paths stay 404 whatever the method.
     assert_eq!(request("POST", "/nothing").status, 404);
+}
+
+/// A Raspberry Pi camera delivers the still as B,G,R (libcamera's `RGB888`): `/still.bgr` is
+/// then the frame's own bytes, with no encode (the pool's count stays), and `/still.rgb` the
+/// converted picture; on the pattern's RGB still it is the other way round. (Only RGB stills
+/// had been served as they are, so on a Pi both went through the encode pool.)
+#[test]
+fn the_cameras_own_byte_order_is_served_as_is_and_the_other_converted() {
+    let encodes = |p: &Picker| metric(p, "picker_still_encodes_total");
+    // The colour bars of row 400 (below the label) from the left, in RGB: the pattern's
+    // order (white, yellow, cyan, green, magenta, red, blue, black) turned by its scroll.
+    let bars = |body: &[u8], bgr: bool| {
+        let mut seen: Vec<[u8; 3]> = Vec::new();
+        for p in body[400 * 512 * 3..401 * 512 * 3].chunks(3) {
+            let c = if bgr {
+                [p[2], p[1], p[0]]
+            } else {
+                [p[0], p[1], p[2]]
+            };
+            if seen.last() != Some(&c) {
+                seen.push(c);
+            }
+        }
+        if seen.len() > 1 && seen.first() == seen.last() {
+            seen.pop(); // one bar cut by the wrap
+        }
+        let white = seen.iter().position(|c| *c == [191, 191, 191]).unwrap();
+        seen.rotate_left(white);
+        seen
+    };
+    let smpte: Vec<[u8; 3]> = vec![
+        [191, 191, 191],
+        [191, 191, 0],
+        [0, 191, 191],
+        [0, 191, 0],
+        [191, 0, 191],
+        [191, 0, 0],
+        [0, 0, 191],
+        [0, 0, 0],
+    ];
+    for (env, native, converted) in [
+        (
+            &[("PICKER_TEST_STILL_FORMAT", "bgr24")][..],
+            "/still.bgr",
+            "/still.rgb",
+        ),
+        (&[][..], "/still.rgb", "/still.bgr"),
+    ] {
+        let p = Picker::start_with_env(&[], env);
+        let before = encodes(&p);
+        for _ in 0..3 {
+            let r = p.unix_get(&format!("{native}?fresh=1"));
+            assert_eq!(r.status, 200, "{env:?} {native}");
+            assert_eq!(r.body.len(), 512 * 512 * 3);
+        }
+        assert_eq!(
+            encodes(&p),
+            before,
+            "{env:?}: {native} is the frame's own bytes"
+        );
+        let rgb = p.unix_get("/still.rgb?fresh=1");
+        let bgr = p.unix_get("/still.bgr?fresh=1");
+        assert_eq!(
+            encodes(&p),
+            before + 1.0,
+            "{env:?}: {converted} encoded once"
+        );
+        // Each in its own order: the same picture.
+        assert_eq!(bars(&rgb.body, false), smpte, "{env:?} rgb");
+        assert_eq!(bars(&bgr.body, true), smpte, "{env:?} bgr");
+    }
 }

@@ -24,7 +24,11 @@ says what to do.
 """
 
 from .camera import DEFAULT_SOCKET, Camera, Frame, boottime_ns
-from .errors import CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning
+from .errors import CameraOffline, NoFreshFrame, NoPermission, PickerError, ServiceNotRunning
+# The old name of NoPermission, for `picker_client.PermissionError`; not in __all__, where a star
+# import would replace the built-in PermissionError with it. `as` tells type checkers that it is
+# exported all the same.
+from .errors import PermissionError as PermissionError  # noqa: A004
 from .stream import Stream, StreamFrame
 
 __all__ = [
@@ -33,7 +37,7 @@ __all__ = [
     "CameraOffline",
     "Frame",
     "NoFreshFrame",
-    "PermissionError",
+    "NoPermission",
     "PickerError",
     "ServiceNotRunning",
     "Stream",

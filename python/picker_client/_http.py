@@ -188,7 +188,8 @@ def reader(sock: socket.socket) -> io.BufferedReader:
 
 class Connection:
     """One keep-alive connection, opened by ``connect`` when first needed and again whenever the
-    server has closed it (picker closes a still-socket connection left idle for 10 s).
+    server has closed it (picker closes a still-socket connection left idle for 3 s, its
+    request-head deadline, and sooner when all its still-socket slots are taken).
 
     Not thread-safe by itself: callers serialise requests (``Camera`` holds a lock).
     """

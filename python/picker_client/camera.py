@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import getpass
 import json
+import math
+import numbers
 import os
 import socket as _socket
 import threading
@@ -13,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from . import _http
-from .errors import CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning
+from .errors import CameraOffline, NoFreshFrame, NoPermission, PickerError, ServiceNotRunning
 
 if TYPE_CHECKING:
     import numpy.typing
@@ -58,6 +59,46 @@ def _numpy() -> Any:
 def _controls_key(name: str) -> str:
     """``lens_position`` (a Python keyword) is picker's ``lens-position``."""
     return name.replace("_", "-")
+
+
+#: The controls picker takes in whole numbers only (``exposure-time``, microseconds, a u32 in
+#: picker's ``ControlsConfig``; every other number is a float there).
+_WHOLE_NUMBER_CONTROLS = frozenset({"exposure-time"})
+
+
+def _control_value(key: str, value: Any, said: str) -> Any:
+    """``value`` as the JSON picker takes for control ``key``: numpy scalars and arrays become
+    Python numbers and lists (duck-typed by ``tolist()``/``item()``: no numpy needed), other
+    real numbers (``fractions.Fraction``) floats, and an integral float an int for a
+    whole-number control (``exposure_time=8000.0``). NaN, infinities and anything JSON cannot
+    carry raise :class:`PickerError` with ``said``, the argument as the caller wrote it."""
+
+    def convert(v: Any, unwrapped: bool) -> Any:
+        if v is None or isinstance(v, (str, bool, int)):
+            return v
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise PickerError(
+                    f"set_controls({said}): {v!r} is no control value: give a finite number, "
+                    f'"auto" for the camera\'s own, or None for the config\'s'
+                )
+            return int(v) if key in _WHOLE_NUMBER_CONTROLS and v.is_integer() else v
+        if isinstance(v, (list, tuple)):
+            return [convert(x, unwrapped) for x in v]
+        if not unwrapped and callable(getattr(v, "tolist", None)):  # numpy array or scalar
+            return convert(v.tolist(), True)
+        if not unwrapped and callable(getattr(v, "item", None)):
+            return convert(v.item(), True)
+        if isinstance(v, numbers.Integral):
+            return int(v)
+        if isinstance(v, numbers.Real):
+            return convert(float(v), True)
+        raise PickerError(
+            f"set_controls({said}): picker takes no {type(v).__name__}: give a number, a "
+            f"list of two numbers (colour_gains), a name such as \"auto\", or None"
+        )
+
+    return convert(value, False)
 
 
 class Camera(_http.Closing):
@@ -176,10 +217,23 @@ class Camera(_http.Closing):
         picker's own keys works too). ``"auto"`` makes a control automatic again, ``None``
         returns it to the config's value.
 
-        Waits until the camera has taken the change and returns what is in force then, per key
-        (``{"lens-position": {"status": "applied", "value": 4.0, ...}}``). A key or value picker
-        refuses raises :class:`PickerError` naming it; nothing changes then."""
-        patch = {_controls_key(k): v for k, v in dict(values or {}, **kwargs).items()}
+        Waits until the change is in the next request picker queues to the camera and returns
+        what is in force then, per key (``{"lens-position": {"status": "applied", "value": 4.0,
+        ...}}``). Frames already queued come first, and on a Raspberry Pi the sensor and lens
+        take a few more frames: let about half a second pass before a pick that needs the new
+        values. A key or value picker refuses raises :class:`PickerError` naming it; nothing
+        changes then.
+
+        numpy numbers and arrays work as values (``np.float32(4.0)``, an array of two gains
+        for ``colour_gains``); a whole-number control takes an integral float
+        (``exposure_time=8000.0``); NaN and infinities raise :class:`PickerError` here."""
+        patch: Dict[str, Any] = {}
+        for key, value in (values or {}).items():
+            patch[_controls_key(key)] = _control_value(
+                _controls_key(key), value, f"{{{key!r}: {value!r}}}")
+        for key, value in kwargs.items():
+            patch[_controls_key(key)] = _control_value(
+                _controls_key(key), value, f"{key}={value!r}")
         self._json("PUT", "/controls", patch)
         return self._in_force()
 
@@ -269,9 +323,9 @@ class Camera(_http.Closing):
                 f"picker@NAME`) and `journalctl -u picker`; the path is still.socket in "
                 f"/etc/picker/picker.toml"
             ) from e
-        except builtins.PermissionError as e:
+        except PermissionError as e:
             s.close()
-            raise PermissionError(
+            raise NoPermission(
                 e.errno, f"{self.socket}: permission denied: only root and members of group "
                 f"picker may take stills. Add this user with `sudo usermod -a -G picker "
                 f"{_user()}`, then log in again (or start a shell with `newgrp picker`)",
@@ -313,7 +367,8 @@ class Camera(_http.Closing):
         if resp.status == 503 and why.startswith("busy"):
             raise PickerError(
                 f"picker is busy: {why}. Too many encodes at once; try again in a second "
-                f"(.rgb and .bgr stills need no encoding)"
+                f"(the camera's own byte order needs no encoding: order=\"bgr\" on a "
+                f"Raspberry Pi)"
             )
         if resp.status == 503:
             raise CameraOffline(

@@ -1,7 +1,7 @@
 """The exceptions of picker_client: each says what happened and what to do about it.
 
 Every one is a :class:`PickerError`, so ``except PickerError`` catches them all. Where Python has
-a matching built-in exception, ours is that too: :class:`PermissionError` is a built-in
+a matching built-in exception, ours is that too: :class:`NoPermission` is a built-in
 ``PermissionError``, :class:`ServiceNotRunning` a ``ConnectionError`` and :class:`NoFreshFrame`
 a ``TimeoutError``, so code written against the standard library's exceptions keeps working.
 """
@@ -34,5 +34,12 @@ class ServiceNotRunning(PickerError, builtins.ConnectionError):
     """Nothing answers at the socket or URL: picker is not running there (or not yet)."""
 
 
-class PermissionError(PickerError, builtins.PermissionError):  # noqa: A001 (the issue's name)
-    """This user may not use picker's still socket: only root and group ``picker`` may."""
+class NoPermission(PickerError, builtins.PermissionError):
+    """This user may not use picker's still socket: only root and group ``picker`` may.
+
+    A built-in ``PermissionError`` too, so ``except PermissionError`` catches it."""
+
+
+#: The old name of :class:`NoPermission`, kept so that ``picker_client.PermissionError`` still
+#: works. Not in ``__all__``: ``from picker_client import *`` would replace the built-in.
+PermissionError = NoPermission  # noqa: A001

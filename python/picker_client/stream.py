@@ -15,6 +15,8 @@ import socket
 import threading
 import time
 import urllib.parse
+import warnings
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
 
 from . import _http
@@ -86,7 +88,7 @@ def _decode_with_opencv(jpeg: bytes, order: str, np: Any) -> "numpy.typing.NDArr
 
 class Stream(_http.Closing):
     """picker's MJPEG stream at ``url`` (``http://HOST:8000/stream.mjpg``; ``http://HOST:8000``
-    will do), always the newest frame.
+    will do; an IPv6 address in brackets, ``http://[::1]:8000``), always the newest frame.
 
     ``user``/``password`` for picker's Basic auth (or ``http://user:password@HOST:8000``).
     ``fps`` asks picker to send at most that many frames per second (``?fps=``, 0.1 to 1000):
@@ -96,6 +98,9 @@ class Stream(_http.Closing):
     while the camera is away).
 
     Use as a context manager or call :meth:`close`; one thread should consume :meth:`frames`.
+    A Stream dropped without ``close()`` is closed when Python collects it, with a
+    ``ResourceWarning``, as Python's own sockets and files are: until then its connection
+    holds one of the few stream slots picker gives an address (``max-clients-per-address``).
     """
 
     def __init__(self, url: str = "http://127.0.0.1:8000/stream.mjpg",
@@ -114,30 +119,35 @@ class Stream(_http.Closing):
         if fps is not None:
             query.append(f"fps={fps:g}")
         self.path = path + ("?" + "&".join(query) if query else "")
-        self.url = f"http://{self.host}:{self.port}{self.path}"
+        # An IPv6 address keeps its brackets in the URL and the Host header (RFC 3986 3.2.2).
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{host}:{self.port}{self.path}"
         user = user if user is not None else _unquote(parts.username)
         password = password if password is not None else _unquote(parts.password)
-        self._user = user
-        self._auth = None
+        auth = None
         if user is not None:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-            self._auth = f"Basic {token}"
+            auth = f"Basic {token}"
         self.timeout = timeout
         # A paced stream sends a frame every 1/fps seconds: wait that long on top.
         self._wait = timeout + (1.0 / fps if fps else 0.0)
-        self._cond = threading.Condition()
-        self._latest: Optional[StreamFrame] = None
+        self._target = _Target(
+            host=self.host, port=self.port, path=self.path, url=self.url,
+            authority=host if self.port == 80 else f"{host}:{self.port}", auth=auth, user=user,
+            timeout=timeout, wait=self._wait,
+        )
+        self._box = _Box()
         self._taken: Optional[StreamFrame] = None
-        self._error: Optional[BaseException] = None
-        self._reader: Optional[_Reader] = None
-        self._closed = False
+        # The reader thread holds the box and the target, never this Stream, so that a Stream
+        # dropped unclosed is collected; this then stops its thread and closes the connection.
+        # Not at exit: the process's end closes the connection anyway.
+        self._finalizer = weakref.finalize(self, _abandoned, self._box, self.url)
+        self._finalizer.atexit = False
 
     def close(self) -> None:
         """Stops the reader thread and closes the connection."""
-        with self._cond:
-            self._closed = True
-            reader, self._reader = self._reader, None
-            self._cond.notify_all()
+        self._finalizer.detach()
+        reader = self._box.shut()
         if reader is not None:
             reader.stop()
 
@@ -146,30 +156,33 @@ class Stream(_http.Closing):
         loop was busy are skipped). Raises :class:`CameraOffline` while picker sends its
         "camera offline" picture, :class:`ServiceNotRunning` when nothing listens at the URL,
         :class:`PickerError` for the rest; calling ``frames()`` again reconnects if needed."""
+        box = self._box
         while True:
-            with self._cond:
-                if self._closed:
+            with box.cond:
+                if box.closed:
                     return
-                self._ensure_reader()
+                if box.reader is None:
+                    box.latest = None
+                    box.reader = _Reader(self._target, box)
                 deadline = time.monotonic() + self._wait
-                while (self._latest is None or self._latest is self._taken) and \
-                        self._error is None and not self._closed:
+                while (box.latest is None or box.latest is self._taken) and \
+                        box.error is None and not box.closed:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        self._drop_reader()
+                        box.drop_reader()
                         raise PickerError(
                             f"{self.url}: no frame in {self._wait:g} s (picker sends one at "
                             f"least every second, or every 1/fps): network trouble, or picker "
                             f"hangs?"
                         )
-                    self._cond.wait(left)
-                if self._closed:
+                    box.cond.wait(left)
+                if box.closed:
                     return
-                if self._error is not None:
-                    error, self._error = self._error, None
-                    self._drop_reader()
+                if box.error is not None:
+                    error, box.error = box.error, None
+                    box.drop_reader()
                     raise error
-                frame = self._latest
+                frame = box.latest
                 assert frame is not None
                 self._taken = frame
             if frame.offline:
@@ -180,35 +193,47 @@ class Stream(_http.Closing):
                 )
             yield frame
 
-    def _ensure_reader(self) -> None:
-        if self._reader is None:
-            self._latest = None
-            self._reader = _Reader(self)
 
-    def _drop_reader(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.stop(wait=False)
+def _unquote(s: Optional[str]) -> Optional[str]:
+    return urllib.parse.unquote(s) if s is not None else None
 
-    # Called by the reader thread.
-    def _publish(self, reader: "_Reader", frame: StreamFrame) -> None:
-        with self._cond:
-            if reader is self._reader:
-                self._latest = frame
-                self._cond.notify_all()
 
-    def _fail(self, reader: "_Reader", error: BaseException) -> None:
-        with self._cond:
-            if reader is self._reader and not self._closed:
-                self._error = error
-                self._cond.notify_all()
+def _abandoned(box: "_Box", url: str) -> None:
+    """The finalizer of a Stream collected without ``close()``: stops its reader without waiting
+    for it (this runs wherever the collector ran, in any thread, the reader's own too)."""
+    reader = box.shut()
+    if reader is not None:
+        # Stopped first: with warnings made errors (`-W error`, pytest's filterwarnings) the
+        # warning raises, and nothing else would stop this reader.
+        reader.stop(wait=False)
+        warnings.warn(
+            f"unclosed picker_client.Stream {url}: its connection stayed open until the Stream "
+            f"was collected; call close() or use `with Stream(...) as stream:`",
+            ResourceWarning,
+        )
 
-    def _connect(self) -> socket.socket:
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """Where a reader connects and what it asks for: all it needs of its Stream."""
+
+    host: str
+    port: int
+    path: str
+    url: str
+    authority: str  # the Host header: host[:port], an IPv6 address in brackets
+    auth: Optional[str]  # the Authorization header
+    user: Optional[str]
+    timeout: float
+    wait: float
+
+    def connect(self) -> socket.socket:
+        authority = self.authority if self.port != 80 else f"{self.authority}:80"
         try:
             s = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except ConnectionRefusedError as e:
             raise ServiceNotRunning(
-                f"picker is not running at {self.host}:{self.port}: connection refused. See "
+                f"picker is not running at {authority}: connection refused. See "
                 f"`systemctl status picker` on that machine; the port is stream.port in "
                 f"/etc/picker/picker.toml"
             ) from e
@@ -221,34 +246,74 @@ class Stream(_http.Closing):
             ) from None
         except OSError as e:
             raise PickerError(f"{self.url}: cannot connect: {e}") from e
-        s.settimeout(self._wait)
+        s.settimeout(self.wait)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
 
-    def _refused(self, status: int, why: str) -> PickerError:
+    def refused(self, status: int, why: str) -> PickerError:
         if status == 401:
-            if self._auth is None:
+            if self.auth is None:
                 return PickerError(f"{self.url}: picker wants a user and password "
                                    f"(stream.auth-users): pass user= and password=")
-            return PickerError(f"{self.url}: picker refused user {self._user!r}: wrong user or "
+            return PickerError(f"{self.url}: picker refused user {self.user!r}: wrong user or "
                                f"password (see stream.auth-users on that machine)")
         if status == 404:
             return PickerError(f"{self.url}: no stream there: use http://HOST:PORT/stream.mjpg")
         return PickerError(f"{self.url}: HTTP {status}: {why}")
 
 
-def _unquote(s: Optional[str]) -> Optional[str]:
-    return urllib.parse.unquote(s) if s is not None else None
+class _Box:
+    """What a Stream and its reader thread share: the newest frame, or the error that ended the
+    connection, under one condition. The thread holds this, not the Stream (see ``_abandoned``).
+    A reader publishes only while it is the box's reader: one dropped for a new connection
+    (``frames()`` again after an error) may still be finishing."""
+
+    def __init__(self) -> None:
+        # Reentrant (Condition's default), as is the reader's lock: the collector may run a
+        # Stream's finalizer, which takes both, in a thread that holds them.
+        self.cond = threading.Condition(threading.RLock())
+        self.reader: Optional[_Reader] = None
+        self.latest: Optional[StreamFrame] = None
+        self.error: Optional[BaseException] = None
+        self.closed = False
+
+    def shut(self) -> "Optional[_Reader]":
+        """Closed for good: wakes the consumer and returns the reader, for the caller to stop."""
+        with self.cond:
+            self.closed = True
+            reader, self.reader = self.reader, None
+            self.cond.notify_all()
+        return reader
+
+    def drop_reader(self) -> None:
+        """Lets the reader go (its connection failed or went silent); the caller holds cond."""
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.stop(wait=False)
+
+    # Called by the reader thread.
+    def publish(self, reader: "_Reader", frame: StreamFrame) -> None:
+        with self.cond:
+            if reader is self.reader:
+                self.latest = frame
+                self.cond.notify_all()
+
+    def fail(self, reader: "_Reader", error: BaseException) -> None:
+        with self.cond:
+            if reader is self.reader and not self.closed:
+                self.error = error
+                self.cond.notify_all()
 
 
 class _Reader:
-    """The thread that reads one connection's parts and publishes each to its Stream."""
+    """The thread that reads one connection's parts and publishes each to its box."""
 
-    def __init__(self, stream: Stream):
-        self._stream = stream
+    def __init__(self, target: _Target, box: _Box):
+        self._target = target
+        self._box = box
         self._sock: Optional[socket.socket] = None
         self._stopping = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: see _Box.cond
         self._thread = threading.Thread(target=self._run, name="picker-stream", daemon=True)
         self._thread.start()
 
@@ -265,9 +330,9 @@ class _Reader:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        s = self._stream
+        t = self._target
         try:
-            sock = s._connect()
+            sock = t.connect()
             with self._lock:
                 self._sock = sock
                 if self._stopping:
@@ -275,30 +340,30 @@ class _Reader:
                     return
             with sock, _http.reader(sock) as f:
                 headers = {"Accept": "multipart/x-mixed-replace"}
-                if s._auth is not None:
-                    headers["Authorization"] = s._auth
-                sock.sendall(_http.request_bytes("GET", s.path, s.host, headers))
+                if t.auth is not None:
+                    headers["Authorization"] = t.auth
+                sock.sendall(_http.request_bytes("GET", t.path, t.authority, headers))
                 status, head, _ = _http.read_head(f)
                 if status != 200:
                     # At most _MAX_REFUSAL of it, whatever its Content-Length (or none) says.
                     why = _body_reader(f, head)(_MAX_REFUSAL).decode("utf-8", "replace")
                     # Its first line, and not more of it than fits a log line.
-                    raise s._refused(status, why.strip().partition("\n")[0][:200])
+                    raise t.refused(status, why.strip().partition("\n")[0][:200])
                 boundary = _boundary(head.get("content-type", ""))
                 if boundary is None:
-                    raise PickerError(f"{s.url}: not an MJPEG stream "
+                    raise PickerError(f"{t.url}: not an MJPEG stream "
                                       f"(Content-Type {head.get('content-type')!r})")
                 read = _body_reader(f, head)
                 for part in _parts(read, boundary):
-                    s._publish(self, part)
-                raise PickerError(f"{s.url}: picker ended the stream (it is shutting down or "
+                    self._box.publish(self, part)
+                raise PickerError(f"{t.url}: picker ended the stream (it is shutting down or "
                                   f"restarting); call frames() again to reconnect")
         except BaseException as e:  # noqa: BLE001 (handed to the consumer thread)
             if not self._stopping:
                 if isinstance(e, (OSError, EOFError, _http.ProtocolError)) and \
                         not isinstance(e, PickerError):
-                    e = PickerError(f"{s.url}: connection lost: {e}")
-                s._fail(self, e)
+                    e = PickerError(f"{t.url}: connection lost: {e}")
+                self._box.fail(self, e)
 
 
 def _boundary(content_type: str) -> Optional[bytes]:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import REPO
 from picker_client import (
-    Camera, CameraOffline, NoFreshFrame, PermissionError, PickerError, ServiceNotRunning,
+    Camera, CameraOffline, NoFreshFrame, PickerError, ServiceNotRunning,
     boottime_ns,
 )
 
@@ -190,7 +190,7 @@ def test_a_user_outside_group_picker_gets_a_permission_error_naming_group_and_so
         "import sys, picker_client as pc\n"
         "try:\n"
         "    pc.Camera(sys.argv[1]).still()\n"
-        "except pc.PermissionError as e:\n"
+        "except pc.NoPermission as e:\n"
         "    assert isinstance(e, PermissionError) and isinstance(e, pc.PickerError)\n"
         "    print(e)\n"
         "    sys.exit(3)\n"
@@ -268,3 +268,43 @@ def test_the_connection_is_reused_on_a_descriptor_above_1023(picker):
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_controls_take_numpy_scalars_and_arrays(start_picker):
+    cam = Camera(start_picker(env={"PICKER_TEST_CONTROLS": "imx708"}).socket)
+    # What a vision pipeline computes: numpy scalars and arrays.
+    in_force = cam.set_controls(lens_position=np.float32(4.0), exposure_time=np.int64(8000),
+                                analogue_gain=np.float64(2.5),
+                                colour_gains=np.array([1.5, 1.75], dtype=np.float32))
+    assert in_force["lens-position"]["value"] == 4.0
+    assert in_force["exposure-time"]["value"] == 8000
+    assert in_force["analogue-gain"]["value"] == 2.5
+    assert in_force["colour-gains"]["value"] == [1.5, 1.75]
+    assert cam.controls()["runtime"] == {"lens-position": 4.0, "exposure-time": 8000,
+                                         "analogue-gain": 2.5, "colour-gains": [1.5, 1.75]}
+
+
+def test_a_whole_number_control_takes_an_integral_float(start_picker):
+    cam = Camera(start_picker(env={"PICKER_TEST_CONTROLS": "imx708"}).socket)
+    assert cam.set_controls(exposure_time=8000.0)["exposure-time"]["value"] == 8000
+    assert cam.set_controls({"exposure-time": np.float64(10000.0)})["exposure-time"]["value"] \
+        == 10000
+    assert cam.controls()["runtime"] == {"exposure-time": 10000}
+    # A fraction of a microsecond is still picker's to refuse, naming the key.
+    with pytest.raises(PickerError, match="exposure-time = 8000.5"):
+        cam.set_controls(exposure_time=8000.5)
+
+
+def test_nan_infinity_and_other_non_values_are_refused_naming_the_argument(start_picker):
+    cam = Camera(start_picker(env={"PICKER_TEST_CONTROLS": "imx708"}).socket)
+    cam.set_controls(ev=0.5)
+    # Refused here, naming the argument; nothing sent, nothing changed.
+    with pytest.raises(PickerError, match=r"set_controls\(lens_position=nan\): .*finite number"):
+        cam.set_controls(lens_position=float("nan"), ev=1)
+    with pytest.raises(PickerError, match=r"set_controls\(\{'analogue-gain': inf\}\)"):
+        cam.set_controls({"analogue-gain": float("inf")})
+    with pytest.raises(PickerError, match=r"set_controls\(colour_gains=\[nan, 1.5\]\): .*finite"):
+        cam.set_controls(colour_gains=[float("nan"), 1.5])
+    with pytest.raises(PickerError, match=r"set_controls\(ev=.*\): picker takes no object"):
+        cam.set_controls(ev=object())
+    assert cam.controls()["runtime"] == {"ev": 0.5}

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import json
+import socket
 import statistics
 import subprocess
+import threading
 import time
+import warnings
 from typing import Iterator, List
 
 import numpy as np
@@ -183,3 +188,105 @@ def test_a_refusal_with_an_endless_body_is_read_only_in_part():
         assert str(err.value).endswith("HTTP 503: camera busy"), err.value
     finally:
         peer.close()
+
+
+def test_a_stream_dropped_unclosed_closes_its_connection_and_thread(picker):
+    """A robot's helper that makes a Stream, takes one frame and forgets the Stream: more times
+    than picker gives one address stream slots (max-clients-per-address, 16 by default). Each
+    Stream closes its connection once collected, warning as an unclosed file would."""
+    url = picker.url + "/stream.mjpg"
+
+    def grab() -> StreamFrame:
+        s = Stream(url)
+        for f in s.frames():
+            return f
+        raise AssertionError("frames() ended")
+
+    def grab_and_break() -> StreamFrame:
+        for f in Stream(url).frames():
+            break
+        return f
+
+    before = set(threading.enumerate())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for i in range(20):
+            # picker may take a moment to see the last ones go; never 20 s with nothing freed.
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    frame = (grab if i % 2 else grab_and_break)()
+                    break
+                except PickerError as e:
+                    assert "503" in str(e) and time.monotonic() < deadline, e
+                    time.sleep(0.1)
+            assert frame.jpeg[:2] == b"\xff\xd8"
+        gc.collect()
+    unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)
+                and "unclosed picker_client.Stream" in str(w.message)]
+    assert len(unclosed) == 20 and url in str(unclosed[0].message), [str(w) for w in caught]
+
+    deadline = time.monotonic() + 20
+    while True:
+        clients = json.loads(picker.get("/state"))["clients"]
+        readers = [t for t in threading.enumerate()
+                   if t.name == "picker-stream" and t not in before]
+        if clients == 0 and not readers:
+            break
+        assert time.monotonic() < deadline, f"{clients} clients and {readers} still there"
+        time.sleep(0.05)
+
+
+def test_an_unclosed_stream_is_closed_even_when_its_warning_is_an_error(picker):
+    """With warnings made errors (``python -W error``, pytest's ``filterwarnings = error``) the
+    finalizer's ResourceWarning raises: the connection must be closed all the same (it had
+    been warned about first, and the raise left the reader running for good)."""
+
+    def grab() -> StreamFrame:
+        s = Stream(picker.url + "/stream.mjpg")
+        for f in s.frames():
+            return f
+        raise AssertionError("frames() ended")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        assert grab().jpeg[:2] == b"\xff\xd8"
+        gc.collect()
+    deadline = time.monotonic() + 20
+    while json.loads(picker.get("/state"))["clients"] != 0:
+        assert time.monotonic() < deadline, "the abandoned stream's connection is still open"
+        time.sleep(0.05)
+
+
+def test_an_ipv6_address_keeps_its_brackets_in_url_and_host_header():
+    stream = Stream("http://[::1]:8123/stream.mjpg", fps=2)
+    assert (stream.host, stream.port) == ("::1", 8123)
+    assert stream.url == "http://[::1]:8123/stream.mjpg?fps=2"
+    assert Stream("http://[::1]/").url == "http://[::1]:80/stream.mjpg"
+    stream.close()
+
+
+def test_the_request_to_an_ipv6_address_names_it_in_brackets():
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    port = listener.getsockname()[1]
+    heads: List[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            heads.append(conn.recv(4096))
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        with Stream(f"http://[::1]:{port}/stream.mjpg") as stream:
+            with pytest.raises(PickerError, match=r"http://\[::1\]:\d+/stream.mjpg: no stream"):
+                next(stream.frames())
+        server.join(timeout=10)
+    finally:
+        listener.close()
+    assert f"\r\nHost: [::1]:{port}\r\n".encode() in heads[0], heads

@@ -18,6 +18,8 @@ jpeg: bytes = camera.jpeg()
 for f in Stream("http://pi:8000/stream.mjpg", fps=2).frames():
     g: StreamFrame = f
 wrong: str = camera.still()
+import picker_client
+old_name: "type[picker_client.NoPermission]" = picker_client.PermissionError
 '''
 
 

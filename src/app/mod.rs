@@ -524,6 +524,11 @@ pub enum Swap {
 /// Serves the stream port; when a reload binds a new port, serves that one and closes the
 /// old listener (connections already open on it, streams included, keep running). `serving`
 /// always holds the address of the listener served (the stream URLs follow it).
+///
+/// Every listener it serves shares one connection cap and one set of routes, and with them
+/// one [`http::auth::Auth`]: connections left on an old listener still count against the
+/// cap (a move must not add a cap's worth of descriptors), and a move keeps the login
+/// throttle, the remembered logins and the one `auth` thread.
 async fn tcp_front(
     first: TcpListener,
     shared: Arc<Shared>,
@@ -532,6 +537,8 @@ async fn tcp_front(
     mut swap: tokio::sync::mpsc::Receiver<Swap>,
     serving: watch::Sender<SocketAddr>,
 ) {
+    let connections = Arc::new(Semaphore::new(limits.connections));
+    let routes = http::stream::routes(shared.clone());
     let mut next = Some(first);
     loop {
         let Some(listener) = next.take() else {
@@ -556,8 +563,9 @@ async fn tcp_front(
                 listener,
                 shared.client_timeout_secs.clone(),
                 shared.connections_per_address.clone(),
+                connections.clone(),
             ),
-            http::stream::routes(shared.clone()),
+            routes.clone(),
             this_rx,
             limits,
             shared.events.clone(),

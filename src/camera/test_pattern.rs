@@ -55,6 +55,9 @@ pub struct TestPattern {
     stall: Option<Stall>,
     controls: Arc<ControlsHandle>,
     facts: ControlFacts,
+    /// The still's byte order: RGB, or a Raspberry Pi camera's B,G,R (libcamera's `RGB888`)
+    /// when a test asks (`PICKER_TEST_STILL_FORMAT=bgr24`).
+    still_format: PixelFormat,
 }
 
 /// Fault injection for tests of stall handling: after `after` frames, deliver nothing for
@@ -109,6 +112,25 @@ impl TestPattern {
             stall: Stall::from_env(),
             controls: Arc::new(ControlsHandle::new(&config.controls)),
             facts: facts_from_env(config.camera.framerate),
+            still_format: still_format_from_env(),
+        }
+    }
+}
+
+/// `PICKER_TEST_STILL_FORMAT=bgr24` (tests only): the still in the byte order a Raspberry Pi
+/// camera delivers it, so that the paths a Pi takes for it run without one.
+fn still_format_from_env() -> PixelFormat {
+    match std::env::var("PICKER_TEST_STILL_FORMAT").as_deref() {
+        Err(_) => PixelFormat::Rgb24,
+        Ok("bgr24") => {
+            tracing::warn!(
+                "PICKER_TEST_STILL_FORMAT: the test pattern's still is B,G,R, as a Pi camera's"
+            );
+            PixelFormat::Bgr24
+        }
+        Ok(other) => {
+            tracing::warn!("PICKER_TEST_STILL_FORMAT={other:?} ignored: expected \"bgr24\"");
+            PixelFormat::Rgb24
         }
     }
 }
@@ -146,7 +168,7 @@ impl Camera for TestPattern {
             still: StreamInfo {
                 width: self.still.0,
                 height: self.still.1,
-                format: PixelFormat::Rgb24,
+                format: self.still_format,
             },
             adjustments: Vec::new(),
         }
@@ -157,8 +179,9 @@ impl Camera for TestPattern {
     }
 
     fn run(&mut self, sink: &FrameSink, stop: &StopFlag) -> Result<(), CameraError> {
-        let still_rows = BarRows::new(self.still.0 as usize);
-        let video_rows = BarRows::new(self.video.0 as usize);
+        let bgr = self.still_format == PixelFormat::Bgr24;
+        let still_rows = BarRows::new(self.still.0 as usize, bgr);
+        let video_rows = BarRows::new(self.video.0 as usize, false);
         let period = Duration::from_secs(1) / self.framerate;
         let mut next = Instant::now();
         let mut sequence = 0u64;
@@ -174,7 +197,7 @@ impl Camera for TestPattern {
             frame.unix_us = unix;
             frame
                 .still
-                .reshape(self.still.0, self.still.1, PixelFormat::Rgb24);
+                .reshape(self.still.0, self.still.1, self.still_format);
             frame
                 .video
                 .reshape(self.video.0, self.video.1, PixelFormat::I420);
@@ -215,9 +238,13 @@ struct BarRows {
 }
 
 impl BarRows {
-    fn new(width: usize) -> Self {
+    /// Rows `width` wide; the packed ones in B,G,R order when `bgr`.
+    fn new(width: usize, bgr: bool) -> Self {
         let colour = |x: usize| BARS[(x % width) * BARS.len() / width];
-        let rgb: Vec<u8> = (0..2 * width).flat_map(colour).collect();
+        let rgb: Vec<u8> = (0..2 * width)
+            .map(colour)
+            .flat_map(|[r, g, b]| if bgr { [b, g, r] } else { [r, g, b] })
+            .collect();
         let yuv: Vec<[u8; 3]> = (0..2 * width)
             .map(|x| crate::convert::rgb_to_yuv(colour(x)))
             .collect();

@@ -14,9 +14,10 @@
 //!   holds memory, and a queued job whose client has gone is skipped. The queue is short;
 //!   requests beyond it wait for a place in arrival order (a bounded number of them, for a
 //!   bounded time), beyond that an attempt is shed (503).
-//! - A credential that passed is remembered for [`REMEMBER_FOR`], under a keyed hash of the
-//!   header (the key is random per process; the password itself is never kept), so a viewer
-//!   that already logged in never queues behind an attacker.
+//! - A credential that passed is remembered until it has gone unused for [`REMEMBER_FOR`],
+//!   under a keyed hash of the header (the key is random per process; the password itself is
+//!   never kept), so a viewer that already logged in never queues behind an attacker, nor
+//!   needs its address's allowance again while it keeps coming.
 //! - Each client address (see [`crate::peers`]) has a small allowance of attempts, refilled
 //!   slowly, in a bounded table (oldest evicted): one address cannot fill the queue, so a
 //!   few attacking hosts cannot lock out first-time logins from others (429 beyond it).
@@ -66,7 +67,7 @@ pub const MAX_COST: Cost = Cost {
     p: 4,
 };
 
-/// How long a credential that passed is remembered.
+/// How long a credential that passed is remembered after its last use.
 pub const REMEMBER_FOR: Duration = Duration::from_secs(10 * 60);
 /// Credentials remembered at most (oldest forgotten first).
 const REMEMBERED: usize = 64;
@@ -264,15 +265,26 @@ struct Job {
     _place: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Credentials that passed, by keyed hash, each until it expires.
-#[derive(Debug, Default)]
+/// Credentials that passed, by keyed hash, each until it expires: [`REMEMBER_FOR`] after it
+/// was last used, not after its check (a dashboard polling with the right password must not
+/// need a fresh check every [`REMEMBER_FOR`], which an attacker sharing its address, as
+/// every client behind a reverse proxy does, could keep refusing with 429).
+#[derive(Clone, Debug, Default)]
 struct Remembered {
     entries: HashMap<[u8; 32], Instant>,
 }
 
 impl Remembered {
-    fn knows(&self, id: &[u8; 32], now: Instant) -> bool {
-        self.entries.get(id).is_some_and(|until| now < *until)
+    /// Whether `id` is remembered at `now`; if so, it is remembered [`REMEMBER_FOR`] from
+    /// `now` (its entry only moves later, so the table's bound holds as it is).
+    fn knows(&mut self, id: &[u8; 32], now: Instant) -> bool {
+        match self.entries.get_mut(id) {
+            Some(until) if now < *until => {
+                *until = now + REMEMBER_FOR;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn remember(&mut self, id: [u8; 32], now: Instant) {
@@ -965,13 +977,54 @@ mod tests {
         r.remember([7; 32], t0);
         let table = [(0, true), (599, true), (600, false), (601, false)];
         for (secs, known) in table {
+            // Each asked of the table as the check left it (asking is a use, which refreshes).
             assert_eq!(
-                r.knows(&[7; 32], t0 + Duration::from_secs(secs)),
+                r.clone().knows(&[7; 32], t0 + Duration::from_secs(secs)),
                 known,
                 "{secs} s"
             );
         }
         assert!(!r.knows(&[8; 32], t0), "never remembered");
+    }
+
+    #[test]
+    fn a_credential_used_every_nine_minutes_stays_remembered_and_one_unused_for_ten_is_forgotten() {
+        let t0 = Instant::now();
+        let minutes = |m: u64| t0 + Duration::from_secs(60 * m);
+        let (used, unused) = ([1; 32], [2; 32]);
+        let mut r = Remembered::default();
+        r.remember(used, t0);
+        r.remember(unused, t0);
+        // A dashboard polling every 9 minutes, for an hour and more.
+        for m in (9..=72).step_by(9) {
+            assert!(r.knows(&used, minutes(m)), "used at {m} min");
+        }
+        assert!(!r.knows(&unused, minutes(10)), "unused for 10 min");
+        // Ten minutes after its last use (at 72), to the second, it is forgotten too.
+        let last = minutes(72);
+        assert!(
+            r.clone()
+                .knows(&used, last + REMEMBER_FOR - Duration::from_secs(1))
+        );
+        assert!(!r.knows(&used, last + REMEMBER_FOR));
+        // Once expired, asking again does not bring it back.
+        assert!(!r.knows(&used, last + REMEMBER_FOR + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_credential_used_longest_ago_not_the_one_checked_first() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = Remembered::default();
+        for i in 0..REMEMBERED as u8 {
+            r.remember([i; 32], at(u64::from(i)));
+        }
+        // The first one checked is still in use: the second is now the least recent.
+        assert!(r.knows(&[0; 32], at(100)));
+        r.remember([200; 32], at(101));
+        assert_eq!(r.entries.len(), REMEMBERED);
+        assert!(r.entries.contains_key(&[0; 32]));
+        assert!(!r.entries.contains_key(&[1; 32]));
     }
 
     #[test]

@@ -14,11 +14,13 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 /// A socket whose writes must make progress within `timeout`.
@@ -30,7 +32,63 @@ pub struct Progress<S> {
     sleep: Pin<Box<Sleep>>,
     armed: bool,
     /// Counts the flushes that found hyper's write buffer empty, when someone asked.
-    flushes: Option<watch::Sender<u64>>,
+    flushes: Option<Arc<FlushCount>>,
+}
+
+/// A connection's flush count and the one task that may wait on it (its stream body).
+///
+/// Not a `tokio::sync::watch`: hyper flushes on every poll of the connection, and a watch
+/// sender takes eight locks per send to wake its waiters (~6% of the fan-out's CPU at 200
+/// clients), where this is one atomic add and, with nobody waiting, one atomic swap.
+#[derive(Default)]
+struct FlushCount {
+    count: AtomicU64,
+    closed: AtomicBool,
+    waiter: AtomicWaker,
+}
+
+/// The reading end of [`Progress::count_flushes`].
+#[derive(Clone)]
+pub struct Flushed(Arc<FlushCount>);
+
+impl Flushed {
+    /// Flushes counted so far.
+    pub fn get(&self) -> u64 {
+        self.0.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until more than `n` flushes have been counted: `false` if the connection went
+    /// first. One waiter at a time (a connection has one response body at a time).
+    pub async fn beyond(&self, n: u64) -> bool {
+        std::future::poll_fn(|cx| {
+            let done = |c: &FlushCount| {
+                if c.count.load(Ordering::Acquire) > n {
+                    Some(true)
+                } else if c.closed.load(Ordering::Acquire) {
+                    Some(false)
+                } else {
+                    None
+                }
+            };
+            if let Some(r) = done(&self.0) {
+                return Poll::Ready(r);
+            }
+            self.0.waiter.register(cx.waker());
+            // Again after registering: a flush between the first look and the registration
+            // would otherwise wake nobody.
+            done(&self.0).map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+}
+
+impl<S> Drop for Progress<S> {
+    fn drop(&mut self) {
+        if let Some(f) = &self.flushes {
+            f.closed.store(true, Ordering::Release);
+            f.waiter.wake();
+        }
+    }
 }
 
 impl<S> Progress<S> {
@@ -50,10 +108,8 @@ impl<S> Progress<S> {
     /// connection only once its write buffer is empty, so a flush counted after a body
     /// handed hyper a chunk means that chunk has left user space (the stream body waits on
     /// this, see `stream::Flushes`).
-    pub fn count_flushes(&mut self) -> watch::Receiver<u64> {
-        self.flushes
-            .get_or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+    pub fn count_flushes(&mut self) -> Flushed {
+        Flushed(self.flushes.get_or_insert_with(Arc::default).clone())
     }
 
     /// The wrapped socket.
@@ -151,8 +207,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Progress<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_flush(cx);
-        if let (Poll::Ready(Ok(())), Some(count)) = (&r, &this.flushes) {
-            count.send_modify(|n| *n += 1);
+        if let (Poll::Ready(Ok(())), Some(f)) = (&r, &this.flushes) {
+            f.count.fetch_add(1, Ordering::Release);
+            f.waiter.wake();
         }
         this.progressed(r, cx)
     }
@@ -236,10 +293,34 @@ mod tests {
         let mut w = Progress::new(a, Duration::from_secs(5), None);
         w.flush().await.unwrap();
         let count = w.count_flushes();
-        assert_eq!(*count.borrow(), 0);
+        assert_eq!(count.get(), 0);
         w.write_all(b"part").await.unwrap();
         w.flush().await.unwrap();
         w.flush().await.unwrap();
-        assert_eq!(*count.borrow(), 2);
+        assert_eq!(count.get(), 2);
+        assert!(count.beyond(1).await);
+    }
+
+    #[tokio::test]
+    async fn a_flush_wakes_its_waiter_and_a_closed_connection_ends_the_wait() {
+        let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+        let mut w = Progress::new(a, Duration::from_secs(5), None);
+        let count = w.count_flushes();
+        let waiting = tokio::spawn({
+            let count = count.clone();
+            async move { count.beyond(0).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        w.flush().await.unwrap();
+        assert!(waiting.await.unwrap(), "woken by the flush");
+        let gone = tokio::spawn({
+            let count = count.clone();
+            async move { count.beyond(5).await }
+        });
+        tokio::task::yield_now().await;
+        drop(w);
+        assert!(!gone.await.unwrap(), "the connection went first");
+        assert_eq!(count.get(), 1);
     }
 }

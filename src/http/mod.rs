@@ -56,12 +56,16 @@ pub const STILL_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Either kind of listener.
 pub enum Listener {
     /// The stream port, how long a client may accept no bytes (`stream.client-timeout`, in
-    /// seconds; a reload changes it for the connections accepted after), and the open
-    /// connections per client address (see [`crate::peers::connections_per_address`]).
+    /// seconds; a reload changes it for the connections accepted after), the open
+    /// connections per client address (see [`crate::peers::connections_per_address`]), and
+    /// the connection cap (`Limits::connections` permits). The last two are shared by every
+    /// listener a port change opens: connections on the old one stay open, and must go on
+    /// counting, or each move would add a whole cap of descriptors (see [`crate::budget`]).
     Tcp(
         TcpListener,
         Arc<std::sync::atomic::AtomicU64>,
         Arc<crate::peers::PerAddress>,
+        Arc<Semaphore>,
     ),
     Unix(UnixListener),
 }
@@ -69,7 +73,8 @@ pub enum Listener {
 /// What one listener may hold.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Connections served at once (from [`crate::budget`]).
+    /// Connections served at once (from [`crate::budget`]); on the stream port, the size of
+    /// the cap its [`Listener::Tcp`] shares with the listeners before and after it.
     pub connections: usize,
     /// Cut off a client that accepts no bytes of a response for this long.
     pub write_progress: Option<Duration>,
@@ -109,8 +114,11 @@ pub async fn serve<F>(
         + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.connections));
-    let door = matches!(listener, Listener::Unix(_)).then(|| door::Door::new(limits.connections));
+    // The stream port's cap comes with its listener; the still socket's is its door's.
+    let (slots, door) = match &listener {
+        Listener::Tcp(.., slots) => (Some(slots.clone()), None),
+        Listener::Unix(_) => (None, Some(door::Door::new(limits.connections))),
+    };
     let mut backoff = Duration::from_millis(5);
     loop {
         // The still socket accepts only when a slot is free or can be made free.
@@ -157,9 +165,9 @@ pub async fn serve<F>(
                 };
                 (None, Some(Arc::new(ticket)))
             }
-            None => match slots.clone().try_acquire_owned() {
-                Ok(p) => (Some(p), None),
-                Err(_) => {
+            None => match slots.clone().map(Semaphore::try_acquire_owned) {
+                Some(Ok(p)) => (Some(p), None),
+                _ => {
                     events.refused(limits.connections);
                     continue;
                 }
@@ -293,7 +301,7 @@ enum Io {
 /// setsockopt calls): only that connection is dropped, nobody else waits for it.
 async fn accept(listener: &Listener) -> std::io::Result<Option<Io>> {
     match listener {
-        Listener::Tcp(l, timeout, per_address) => {
+        Listener::Tcp(l, timeout, per_address, _) => {
             let (s, peer) = l.accept().await?;
             // Before anything is spent on it.
             let held = match per_address.cap() {

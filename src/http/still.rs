@@ -128,7 +128,7 @@ async fn still_get(
         Err(e) => return super::still_error(&e),
     };
     let quality = shared.quality();
-    let body = if matches!(format, StillFormat::Rgb) && is_tight_rgb(&frame) {
+    let body = if is_native(&frame, format) {
         // Zero copy: the response owns a reference to the frame.
         Bytes::from_owner(StillBytes(frame.clone()))
     } else {
@@ -158,9 +158,16 @@ async fn still_get(
     resp
 }
 
-fn is_tight_rgb(frame: &Frame) -> bool {
+/// Whether the still's own bytes are the answer: `/still.rgb` of an RGB still, `/still.bgr`
+/// of a B,G,R one (what a Raspberry Pi camera delivers: libcamera's `RGB888`), rows packed.
+fn is_native(frame: &Frame, format: StillFormat) -> bool {
     let s = &frame.still;
-    s.format == PixelFormat::Rgb24 && s.strides[0] == s.width as usize * 3 && s.offsets[0] == 0
+    let order = match format {
+        StillFormat::Rgb => PixelFormat::Rgb24,
+        StillFormat::Bgr => PixelFormat::Bgr24,
+        _ => return false,
+    };
+    s.format == order && s.strides[0] == s.width as usize * 3 && s.offsets[0] == 0
 }
 
 /// The still image's bytes, kept alive by the frame they belong to.

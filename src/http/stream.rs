@@ -189,7 +189,10 @@ struct Client {
 
 /// Whether a client may be handed the next part.
 enum Ready {
-    Yes,
+    /// At once: the frame that woke it goes.
+    Now,
+    /// After a wait (for hyper's flush, or for the network or the reader).
+    AfterWait,
     /// The connection is gone.
     Gone,
     /// It read nothing for `client-timeout`: cut it off.
@@ -197,30 +200,44 @@ enum Ready {
 }
 
 impl Client {
-    /// Waits until the part handed over last has left user space (see [`Flushes`]), then
-    /// until [`Drain`] says the next one can reach the viewer fresh.
+    /// Asked once a new frame is there: waits until the part handed over last has left user
+    /// space (see [`Flushes`]), then until [`Drain`] says the next one can reach the viewer
+    /// fresh.
+    ///
+    /// Asked after the frame wait, not before it: hyper asks the body for its next part
+    /// before it flushes the last one, so a look taken then would always wait for that flush
+    /// and wake the connection's task a second time per part (a third of the fan-out's cost
+    /// at 200 clients). A frame period later, a client that keeps up has long flushed.
     async fn ready(&mut self) -> Ready {
         let Some((flushes, handed)) = &mut self.flushes else {
-            return Ready::Yes;
+            return Ready::Now;
         };
         let handed = *handed;
-        if flushes.count.wait_for(|n| *n > handed).await.is_err() {
-            return Ready::Gone;
+        let mut waited = false;
+        if flushes.count.get() <= handed {
+            waited = true;
+            if !flushes.count.beyond(handed).await {
+                return Ready::Gone;
+            }
         }
+        let go = |waited| if waited { Ready::AfterWait } else { Ready::Now };
         // hyper's buffer is empty; now the kernel's, the network's and the reader's turn.
         // Polled on a short timer: the kernel signals none of these. A client that reads
         // nothing is cut off here, and one whose writes stall by the connection's deadline.
         loop {
             let Ok(sample) = tcp_sample(flushes.fd, self.arrived.elapsed()) else {
-                return Ready::Yes;
+                return go(waited);
             };
             let decision = self.drain.decide(sample);
             // The reading and the decision only, not the decision's memory (48 history
             // points): at trace level this is one line per look, up to 200 a second per client.
             tracing::trace!(?sample, ?decision, "drain");
             match decision {
-                Decision::Send => return Ready::Yes,
-                Decision::Wait(d) => tokio::time::sleep(d).await,
+                Decision::Send => return go(waited),
+                Decision::Wait(d) => {
+                    waited = true;
+                    tokio::time::sleep(d).await;
+                }
                 Decision::Drop => return Ready::Stalled,
             }
         }
@@ -229,7 +246,7 @@ impl Client {
     /// Notes that a part of `len` bytes is being handed over now.
     fn handing_over(&mut self, len: usize) {
         if let Some((flushes, handed)) = &mut self.flushes {
-            *handed = *flushes.count.borrow();
+            *handed = flushes.count.get();
         }
         self.drain.sent(len);
     }
@@ -315,22 +332,41 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                 Step::Closed => return None,
                 Step::Frames => {}
             }
-            match client.ready().await {
-                Ready::Yes => {}
-                Ready::Gone => return None,
-                // An error ends the connection at once: a closing chunk would only wait in
-                // the full buffers of a client that reads nothing.
-                Ready::Stalled => {
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        super::deadline::stall_message(timeout, Some("stream.client-timeout")),
-                    );
-                    return Some((Err(e), (client, rx, Step::Closed, pacing)));
+            let mut frame = next_frame(&mut rx, &mut pacing).await;
+            if frame.is_some() {
+                let ready = client.ready().await;
+                let newer = matches!(rx.has_changed(), Ok(true));
+                match ready {
+                    // Without a newer frame, the frame that woke it goes (after a wait, a
+                    // few milliseconds old at most: an acknowledgement came late).
+                    Ready::Now | Ready::AfterWait if !newer => {}
+                    // Polled late (a busy machine): the newest frame.
+                    Ready::Now => frame = rx.borrow_and_update().clone().or(frame),
+                    // Frames came while it waited, so it is a frame or more behind: as if
+                    // it had been asked as soon as its last part left, the next frame
+                    // published goes, the freshest it can get (`?fps` had its pause).
+                    Ready::AfterWait => {
+                        frame = next_frame(&mut rx, &mut None).await;
+                    }
+                    Ready::Gone => return None,
+                    // An error ends the connection at once: a closing chunk would only wait
+                    // in the full buffers of a client that reads nothing.
+                    Ready::Stalled => {
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            super::deadline::stall_message(timeout, Some("stream.client-timeout")),
+                        );
+                        return Some((Err(e), (client, rx, Step::Closed, pacing)));
+                    }
                 }
             }
-            let frame = next_frame(&mut rx, &mut pacing).await;
             match frame {
                 Some(frame) => {
+                    // When it goes, not when it came: the readiness wait between the two
+                    // would otherwise shorten the next `?fps` pause.
+                    if let Some(p) = &mut pacing {
+                        p.last = Some(tokio::time::Instant::now());
+                    }
                     client.handing_over(frame.part.len());
                     Some((Ok(frame.part.clone()), (client, rx, Step::Frames, pacing)))
                 }
@@ -377,9 +413,6 @@ async fn next_frame(
             break f;
         }
     };
-    if let Some(p) = pacing {
-        p.last = Some(tokio::time::Instant::now());
-    }
     Some(frame)
 }
 
@@ -595,7 +628,7 @@ pub fn tune_socket(s: &tokio::net::TcpStream) -> std::io::Result<()> {
 /// while the last is still buffered and a slow reader is always a frame or two behind.
 #[derive(Clone)]
 pub struct Flushes {
-    count: tokio::sync::watch::Receiver<u64>,
+    count: super::deadline::Flushed,
     /// The connection's socket, to ask how much the kernel still holds unsent. A stream body
     /// lives inside its connection, so the descriptor is open while the body is polled.
     fd: std::os::fd::RawFd,

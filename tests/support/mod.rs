@@ -719,6 +719,11 @@ impl Metrics {
         Metrics(http_get(s, "/metrics").text())
     }
 
+    /// The `/metrics` text `text`, read some other way (another port, a raw request).
+    pub fn of(text: String) -> Metrics {
+        Metrics(text)
+    }
+
     pub fn get(&self, name: &str) -> f64 {
         self.0
             .lines()

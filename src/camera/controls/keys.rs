@@ -133,7 +133,7 @@ pub struct ControlsConfig {
     pub lens_position: Option<f32>,
     /// Microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exposure_time: Option<OrAuto<u32>>,
+    pub exposure_time: Option<OrAuto<i64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analogue_gain: Option<OrAuto<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,8 +179,9 @@ pub const KEYS: [&str; 15] = [
     "denoise",
 ];
 
-/// Longest exposure libcamera's `ExposureTime` (int32 microseconds) can carry.
-const MAX_EXPOSURE_US: u32 = i32::MAX as u32;
+/// Longest exposure libcamera's `ExposureTime` (int32 microseconds) can carry. The key is
+/// read as an `i64` so that any whole number gets this range in its error, not a Rust type's.
+const MAX_EXPOSURE_US: i64 = i32::MAX as i64;
 
 impl ControlsConfig {
     /// Range and consistency checks that need no camera; `table` prefixes the key in messages
@@ -228,7 +229,7 @@ impl ControlsConfig {
             );
         }
         if let Some(OrAuto::Fixed(t)) = self.exposure_time {
-            if t == 0 || t > MAX_EXPOSURE_US {
+            if !(1..=MAX_EXPOSURE_US).contains(&t) {
                 errors.push(format!(
                     "{table}exposure-time = {t}: must be from 1 to {MAX_EXPOSURE_US} microseconds, or \"auto\""
                 ));
@@ -544,6 +545,8 @@ mod tests {
             ("exposure-time = 2147483647", ""),
             ("exposure-time = 0", "exposure-time"),
             ("exposure-time = 2147483648", "exposure-time"),
+            ("exposure-time = -5", "exposure-time"),
+            ("exposure-time = 4294967296", "exposure-time"),
             ("exposure-time = \"auto\"", ""),
             ("colour-gains = [0.001, 1000]", ""),
             ("colour-gains = [1000, 0.001]", ""),
@@ -579,6 +582,25 @@ mod tests {
                     assert!(errors[0].starts_with(&named), "{text}: {errors:?}");
                 }
             }
+        }
+    }
+
+    /// Any whole number gets exposure-time's own range, from TOML and from `PUT /controls`:
+    /// read as a u32, -5 and 2^32 had got "from 0 to 4294967295", a range it does not have.
+    #[test]
+    fn exposure_time_out_of_range_names_its_real_range() {
+        let range = "must be from 1 to 2147483647 microseconds";
+        for text in ["exposure-time = -5", "exposure-time = 4294967296"] {
+            let c: ControlsConfig = toml::from_str(text).unwrap();
+            let errors = c.check("controls.");
+            assert!(errors[0].contains(range), "{text}: {errors:?}");
+        }
+        let base = ControlsConfig::default();
+        for v in [-5_i64, 4_294_967_296] {
+            let errors = base
+                .patched(&serde_json::json!({ "exposure-time": v }))
+                .unwrap_err();
+            assert!(errors[0].contains(range), "{v}: {errors:?}");
         }
     }
 

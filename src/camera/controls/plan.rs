@@ -130,7 +130,11 @@ const STEPS: [(&str, Step); 15] = [
     ("lens-position", lens_position),
     // Exposure.
     ("exposure-time", |p, f, key, c| {
-        let asked = widened(c.exposure_time);
+        // Checked to be 1 to i32::MAX microseconds (`ControlsConfig::check`): exact in an f64.
+        let asked = c.exposure_time.map(|e| match e {
+            OrAuto::Auto => OrAuto::Auto,
+            OrAuto::Fixed(t) => OrAuto::Fixed(t as f64),
+        });
         auto_or_fixed(p, f, key, asked, Id::ExposureTime, Id::ExposureTimeMode)
     }),
     ("analogue-gain", |p, f, key, c| {
