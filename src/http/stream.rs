@@ -206,8 +206,9 @@ impl Client {
     ///
     /// Asked after the frame wait, not before it: hyper asks the body for its next part
     /// before it flushes the last one, so a look taken then would always wait for that flush
-    /// and wake the connection's task a second time per part (a third of the fan-out's cost
-    /// at 200 clients). A frame period later, a client that keeps up has long flushed.
+    /// and wake the connection's task a second time per part (with the flush count's old
+    /// locks, about 12% of the fan-out's CPU at 200 clients: BENCHMARKS.md). A frame period
+    /// later, a client that keeps up has long flushed.
     async fn ready(&mut self) -> Ready {
         let Some((flushes, handed)) = &mut self.flushes else {
             return Ready::Now;

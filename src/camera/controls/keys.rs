@@ -72,6 +72,16 @@ pub enum OrAuto<T> {
     Fixed(T),
 }
 
+impl<T> OrAuto<T> {
+    /// The same choice, a fixed value converted by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> OrAuto<U> {
+        match self {
+            OrAuto::Auto => OrAuto::Auto,
+            OrAuto::Fixed(v) => OrAuto::Fixed(f(v)),
+        }
+    }
+}
+
 impl<T: Serialize> Serialize for OrAuto<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {

@@ -78,10 +78,7 @@ pub(super) fn float_key(
 
 /// A number or "auto" as [`auto_or_fixed`] takes it (every u32 and f32 is exact as an f64).
 pub(super) fn widened<T: Into<f64>>(asked: Option<OrAuto<T>>) -> Option<OrAuto<f64>> {
-    asked.map(|e| match e {
-        OrAuto::Auto => OrAuto::Auto,
-        OrAuto::Fixed(x) => OrAuto::Fixed(x.into()),
-    })
+    asked.map(|e| e.map(Into::into))
 }
 
 /// Exposure time and analogue gain: a fixed value switches the camera's automatic

@@ -131,10 +131,7 @@ const STEPS: [(&str, Step); 15] = [
     // Exposure.
     ("exposure-time", |p, f, key, c| {
         // Checked to be 1 to i32::MAX microseconds (`ControlsConfig::check`): exact in an f64.
-        let asked = c.exposure_time.map(|e| match e {
-            OrAuto::Auto => OrAuto::Auto,
-            OrAuto::Fixed(t) => OrAuto::Fixed(t as f64),
-        });
+        let asked = c.exposure_time.map(|e| e.map(|t| t as f64));
         auto_or_fixed(p, f, key, asked, Id::ExposureTime, Id::ExposureTimeMode)
     }),
     ("analogue-gain", |p, f, key, c| {
