@@ -587,3 +587,38 @@ fn probe_without_a_camera_says_so_and_fails() {
         assert!(err.contains("no camera"), "{args:?}: {err}");
     }
 }
+
+/// On a Pi every frame's metadata says what it was taken with (the AGC's exposure moves
+/// frame by frame). The fake reports a Pi's values, with an exposure that grows by one per
+/// camera frame and a gain of 8 on startup frames: each still carries its own frame's.
+#[test]
+fn each_still_carries_the_settings_its_own_frame_was_taken_with() {
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_PIPELINE", "startup")]);
+    let mut last: Option<(u64, u64)> = None;
+    for _ in 0..5 {
+        let r = p.unix_get("/still.rgb?fresh=1");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let h = |name: &str| {
+            r.header(name)
+                .unwrap_or_else(|| panic!("no {name} header"))
+                .to_string()
+        };
+        // Never a startup frame's (8), and the lens where a Camera Module 3 starts.
+        assert_eq!(h("x-analogue-gain"), "2");
+        assert_eq!(h("x-digital-gain"), "1");
+        assert_eq!(h("x-lens-position"), "1");
+        assert_eq!(h("x-colour-gains"), "1.75,1.5");
+        assert_eq!(h("x-colour-temperature"), "4800");
+        let sequence: u64 = h("x-sequence").parse().unwrap();
+        let exposure: u64 = h("x-exposure-time").parse().unwrap();
+        if let Some((s0, e0)) = last {
+            assert!(sequence > s0, "fresh stills of new frames");
+            // A later frame, a later exposure: not the settings of another frame.
+            assert!(
+                exposure >= e0 + (sequence - s0),
+                "frame {s0}: {e0} us, frame {sequence}: {exposure} us"
+            );
+        }
+        last = Some((sequence, exposure));
+    }
+}

@@ -308,3 +308,29 @@ def test_nan_infinity_and_other_non_values_are_refused_naming_the_argument(start
     with pytest.raises(PickerError, match=r"set_controls\(ev=.*\): picker takes no object"):
         cam.set_controls(ev=object())
     assert cam.controls()["runtime"] == {"ev": 0.5}
+
+
+def test_a_frame_says_which_fixed_settings_it_was_taken_with(start_picker):
+    # The test pattern reports the manual values in force, from the frame after the change
+    # (a Raspberry Pi reports every frame's own values, automatic ones too).
+    p = start_picker(extra="[controls]\nexposure-time = 20000\n",
+                     env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Camera(p.socket)
+    f = cam.capture(fresh=True)
+    assert (f.exposure_time, f.analogue_gain, f.lens_position, f.colour_gains) \
+        == (20000, None, None, None)
+    cam.set_controls(exposure_time=8000, lens_position=4.5, analogue_gain=2.5,
+                     colour_gains=(1.5, 2.25))
+    f = cam.capture(fresh=True, order="bgr")
+    assert isinstance(f.exposure_time, int) and f.exposure_time == 8000
+    assert (f.analogue_gain, f.lens_position, f.colour_gains) == (2.5, 4.5, (1.5, 2.25))
+    assert (f.digital_gain, f.colour_temperature) == (None, None)
+    cam.reset_controls()
+    f = cam.capture(fresh=True)
+    assert (f.exposure_time, f.lens_position) == (20000, None)
+
+
+def test_a_frame_from_a_camera_that_reports_nothing_has_no_settings(picker):
+    f = Camera(picker.socket).capture()
+    assert (f.exposure_time, f.analogue_gain, f.digital_gain, f.lens_position,
+            f.colour_gains, f.colour_temperature) == (None,) * 6
