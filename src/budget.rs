@@ -236,24 +236,22 @@ pub fn memory_cgroup(proc_self_cgroup: &str) -> Option<Cgroup> {
 
 impl Cgroup {
     /// The files holding the memory limits that bind the process: its cgroup's and every
-    /// ancestor's (a slice's `MemoryMax=` binds the services in it), its own first. The v2
-    /// root has no `memory.max`; the v1 root has a `memory.limit_in_bytes` (unlimited).
+    /// ancestor's up to the mount's root (a slice's `MemoryMax=` binds the services in it),
+    /// its own first. The root counts too: in a container with its own cgroup namespace the
+    /// path is `/` and the mount's root is the container's cgroup, whose limit it is (the
+    /// host's v2 root has no `memory.max`; the v1 root's is unlimited).
     pub fn limit_files(&self) -> Vec<PathBuf> {
-        let (root, file, path, with_root) = match self {
-            Cgroup::V1(p) => ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", p, true),
-            Cgroup::V2(p) => ("/sys/fs/cgroup", "memory.max", p, false),
+        let (root, file, path) = match self {
+            Cgroup::V1(p) => ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", p),
+            Cgroup::V2(p) => ("/sys/fs/cgroup", "memory.max", p),
         };
-        let mut dir = Path::new(root).join(path.trim_start_matches('/'));
-        let mut files = Vec::new();
-        loop {
-            let at_root = dir == Path::new(root);
-            if !at_root || with_root {
-                files.push(dir.join(file));
-            }
-            if at_root || !dir.pop() {
-                return files;
-            }
+        let root = Path::new(root);
+        let mut dir = root.join(path.trim_start_matches('/'));
+        let mut files = vec![dir.join(file)];
+        while dir != root && dir.pop() {
+            files.push(dir.join(file));
         }
+        files
     }
 }
 
@@ -342,8 +340,9 @@ pub fn read_memory() -> Memory {
         for file in cgroup.limit_files() {
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
-                // A cgroup without the memory controller (v2: not enabled for it) limits
-                // nothing itself.
+                // A cgroup without the memory controller (v2: not enabled for it, or the
+                // host's root) limits nothing itself; so does a path this mount does not
+                // show (a container without its own cgroup namespace: its root is read).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
             };
@@ -548,10 +547,14 @@ mod tests {
             [
                 "/sys/fs/cgroup/system.slice/picker.service/memory.max",
                 "/sys/fs/cgroup/system.slice/memory.max",
+                "/sys/fs/cgroup/memory.max",
             ]
             .map(PathBuf::from)
         );
-        assert!(Cgroup::V2("/".into()).limit_files().is_empty());
+        assert_eq!(
+            Cgroup::V2("/".into()).limit_files(),
+            [PathBuf::from("/sys/fs/cgroup/memory.max")]
+        );
         let v1 = Cgroup::V1("/process_api/9a1c".into()).limit_files();
         assert_eq!(
             v1,
