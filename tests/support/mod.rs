@@ -144,8 +144,8 @@ impl Picker {
 
     /// Starts picker inside the cgroup whose `cgroup.procs` file is `procs` (v1 or v2): the
     /// child moves itself there before exec, so picker reads that cgroup's limits from its
-    /// first instruction on.
-    /// Its open-file limit is `nofile`, as [`Picker::start_limited`] sets it.
+    /// first instruction on (a failed move fails the start). Its open-file limit is
+    /// `nofile`, as [`Picker::start_limited`] sets it.
     pub fn start_in_cgroup(procs: &Path, extra: &[&str], nofile: u64) -> Picker {
         let dir = temp_dir();
         let text = config_text(dir.path(), extra);
