@@ -36,6 +36,7 @@ pub const TCP_CEILING: usize = 4096;
 /// Fewest TCP connections we run with; below this the limit is too low to be useful and we
 /// say so.
 pub const TCP_FLOOR: usize = 16;
+const TCP_FLOOR_U64: u64 = TCP_FLOOR as u64;
 /// The memory TCP connections may take at most, as a divisor of the memory picker may count
 /// on: an eighth. A judgment, not a measurement: on a Pi Zero 2 W (~430 MB) a flood's worst
 /// is then ~54 MB, about three times picker's own 16-21 MB, and the rest stays with the
@@ -162,9 +163,8 @@ impl Budget {
                 self.nofile, self.reserve
             ));
         }
-        if let (Some(bytes), Some(n)) = (self.memory, self.tcp_by_memory)
-            && n < TCP_FLOOR as u64
-        {
+        // Not a let chain: the MSRV (Debian trixie's rustc 1.85) has none.
+        if let (Some(bytes), Some(n @ 0..TCP_FLOOR_U64)) = (self.memory, self.tcp_by_memory) {
             out.push(format!(
                 "{} of memory holds only {n} TCP connections at 1/{MEMORY_SHARE} of it: the \
                  {TCP_FLOOR} picker keeps may take more than that share",
