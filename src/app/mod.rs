@@ -32,7 +32,7 @@ use crate::throttle::Events;
 use reload::reload_config;
 pub use signal::{hangups, signals};
 pub use sockets::{Listeners, bind};
-use sockets::{SocketGuard, descriptor_budget};
+use sockets::{SocketGuard, connection_budget};
 
 /// Failures that stop the service.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,7 @@ pub async fn run(
     for line in &info.adjustments {
         tracing::warn!("camera adjusted the configuration: {line}");
     }
-    let budget = descriptor_budget();
+    let budget = connection_budget();
     let (stop_tx, stop_rx) = watch::channel(false);
     let feeds = start_publisher(&stop_rx);
     let shared = share(config, camera.as_ref(), info, feeds.encoded, &stop_rx)?;
