@@ -473,7 +473,7 @@ async fn until_shutdown(
     }
 }
 
-/// Stops in order: clients and servers (half a second to finish), the socket file, then the
+/// Stops in order: clients and servers ([`http::SHUTDOWN_GRACE`] to finish), the socket file, then the
 /// camera and encoder threads (3 s at most).
 async fn drain(
     stop_tx: watch::Sender<bool>,
@@ -485,7 +485,8 @@ async fn drain(
     notify::stopping();
     let _ = stop_tx.send(true);
     camera.stop.stop();
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+    // The servers' own grace, and time to close what is left after it.
+    let _ = tokio::time::timeout(http::SHUTDOWN_GRACE + Duration::from_millis(500), async {
         while servers.tasks.join_next().await.is_some() {}
     })
     .await;

@@ -197,6 +197,10 @@ enum Ready {
     Gone,
     /// It read nothing for `client-timeout`: cut it off.
     Stalled,
+    /// Shutdown came while it waited: the stream's ending goes now, not after the wait (the
+    /// server gives connections a short grace to finish, and a reader paced by the drain
+    /// would otherwise be cut off mid-part: "Invalid data found" in ffmpeg and mpv).
+    Ending,
 }
 
 impl Client {
@@ -215,10 +219,21 @@ impl Client {
         };
         let handed = *handed;
         let mut waited = false;
+        // Only a client that waits looks at shutdown: one more waiter per client and frame
+        // on the hot path costs the fan-out (see `next_frame`).
+        let shutdown = || {
+            let mut rx = self.shared.shutdown.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
         if flushes.count.get() <= handed {
             waited = true;
-            if !flushes.count.beyond(handed).await {
-                return Ready::Gone;
+            tokio::select! {
+                flushed = flushes.count.beyond(handed) => if !flushed {
+                    return Ready::Gone;
+                },
+                () = shutdown() => return Ready::Ending,
             }
         }
         let go = |waited| if waited { Ready::AfterWait } else { Ready::Now };
@@ -237,7 +252,10 @@ impl Client {
                 Decision::Send => return go(waited),
                 Decision::Wait(d) => {
                     waited = true;
-                    tokio::time::sleep(d).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(d) => {}
+                        () = shutdown() => return Ready::Ending,
+                    }
                 }
                 Decision::Drop => return Ready::Stalled,
             }
@@ -350,6 +368,10 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                         frame = next_frame(&mut rx, &mut None).await;
                     }
                     Ready::Gone => return None,
+                    Ready::Ending => {
+                        let end = crate::encoder::closing(rx.borrow().as_deref());
+                        return Some((Ok(end), (client, rx, Step::Closed, pacing)));
+                    }
                     // An error ends the connection at once: a closing chunk would only wait
                     // in the full buffers of a client that reads nothing.
                     Ready::Stalled => {
