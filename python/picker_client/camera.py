@@ -40,10 +40,12 @@ class Frame:
     What the frame was taken with, as the camera reports it (``None`` where it reports
     nothing): ``exposure_time`` (microseconds), ``analogue_gain``, ``digital_gain``,
     ``lens_position`` (dioptres), ``colour_gains`` (red, blue) and ``colour_temperature``
-    (kelvin). A Raspberry Pi camera reports the values its sensor and lens used for this very
+    (kelvin). A Raspberry Pi camera reports the exposure and gains its sensor used for this very
     frame, automatic or not; they can differ a little from a value asked with
     :meth:`Camera.set_controls` (the sensor counts exposure in lines), so compare with a
-    tolerance.
+    tolerance. ``lens_position`` is reported only by a camera with autofocus (Camera Module 3),
+    and is where the Pi told the lens to go when it processed the frame: the lens moves after
+    that, so a pick that needs it takes a frame two later (the README's "A robot loop").
     """
 
     array: "numpy.typing.NDArray[numpy.uint8]" = dataclasses.field(repr=False)
