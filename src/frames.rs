@@ -272,8 +272,8 @@ impl Image {
 
 /// What a frame was taken with, as the camera reports it in the request's metadata (on a
 /// Raspberry Pi, the IPA's values for that very frame: the exposure and gains the sensor used,
-/// where it told the lens to go), so that a robot that changed the controls can tell when its stills
-/// show the change. `None` for what the camera does not report. Served on stills as
+/// where it told the lens to go), so that a robot that changed the controls can tell when its
+/// stills show the change. `None` for what the camera does not report. Served on stills as
 /// `X-Exposure-Time` and the headers named in [`Settings::headers`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Settings {
