@@ -272,8 +272,8 @@ impl Image {
 
 /// What a frame was taken with, as the camera reports it in the request's metadata (on a
 /// Raspberry Pi, the IPA's values for that very frame: the exposure and gains the sensor used,
-/// where the lens was), so that a robot that changed the controls can tell when its stills
-/// show the change. `None` for what the camera does not report. Served on stills as
+/// where it told the lens to go), so that a robot that changed the controls can tell when its
+/// stills show the change. `None` for what the camera does not report. Served on stills as
 /// `X-Exposure-Time` and the headers named in [`Settings::headers`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Settings {
@@ -283,7 +283,10 @@ pub struct Settings {
     pub analogue_gain: Option<f32>,
     /// libcamera `DigitalGain`.
     pub digital_gain: Option<f32>,
-    /// Dioptres (libcamera `LensPosition`): reported by a camera with a focus lens.
+    /// Dioptres (libcamera `LensPosition`): reported by a camera with a focus lens. A Pi's
+    /// IPA reports the position it commanded when it processed this frame (its `Af`'s
+    /// `fsmooth_`), which the lens moves to only afterwards: not where it was during the
+    /// exposure.
     pub lens_position: Option<f32>,
     /// Red and blue gains (libcamera `ColourGains`).
     pub colour_gains: Option<[f32; 2]>,

@@ -40,10 +40,12 @@ class Frame:
     What the frame was taken with, as the camera reports it (``None`` where it reports
     nothing): ``exposure_time`` (microseconds), ``analogue_gain``, ``digital_gain``,
     ``lens_position`` (dioptres), ``colour_gains`` (red, blue) and ``colour_temperature``
-    (kelvin). A Raspberry Pi camera reports the values its sensor and lens used for this very
+    (kelvin). A Raspberry Pi camera reports the exposure and gains its sensor used for this very
     frame, automatic or not; they can differ a little from a value asked with
     :meth:`Camera.set_controls` (the sensor counts exposure in lines), so compare with a
-    tolerance.
+    tolerance. ``lens_position`` is reported only by a camera with autofocus (Camera Module 3),
+    and is where the Pi told the lens to go when it processed the frame: the lens moves after
+    that, so a pick that needs it takes a frame two later (the README's "A robot loop").
     """
 
     array: "numpy.typing.NDArray[numpy.uint8]" = dataclasses.field(repr=False)
@@ -267,9 +269,12 @@ class Camera(_http.Closing):
         what is in force then, per key (``{"lens-position": {"status": "applied", "value": 4.0,
         ...}}``). Frames already queued come first, and on a Raspberry Pi the sensor and lens
         take a few more frames: before a pick that needs the new values, take
-        ``capture(fresh=True)`` until the frame says it was taken with them
-        (``frame.exposure_time``, ``frame.lens_position``: see :class:`Frame`). A key or value picker refuses raises :class:`PickerError` naming it; nothing
-        changes then.
+        ``capture(fresh=True)`` until the frame says it was taken with the values in force
+        returned here (``frame.exposure_time``, ``frame.lens_position``: see :class:`Frame`;
+        a Pi's lens reaches its position only after the first frame that says so; the README's
+        "A robot loop" has the loop). A key or value picker refuses raises :class:`PickerError`
+        naming it; nothing changes then (``unsupported`` is no refusal: that key's value is not
+        in the answer).
 
         numpy numbers and arrays work as values (``np.float32(4.0)``, an array of two gains
         for ``colour_gains``); a whole-number control takes an integral float

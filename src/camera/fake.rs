@@ -393,7 +393,6 @@ impl Pipeline for FakePipeline {
     }
 }
 
-/// Stamps a frame with its capture time (the fake's clock: now).
 /// What a Pi's metadata says of a frame (see `reportMetadata` in Raspberry Pi's IPA): every
 /// frame its own exposure (here one microsecond more per camera frame, as an AGC that is
 /// still moving), a Camera Module 3's lens where it starts (1 dioptre: manual at 1 m), and
@@ -413,6 +412,7 @@ fn settings(frame: FrameStatus, sequence: u64) -> Settings {
     }
 }
 
+/// Stamps a frame with its capture time (the fake's clock: now).
 fn stamp(f: &mut Frame, req: &FakeRequest) {
     let (mono, unix) = now_timestamps();
     f.timestamp_ns = req.completion.timestamp_ns.unwrap_or(mono);
