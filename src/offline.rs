@@ -75,7 +75,9 @@ pub fn render(width: u32, height: u32) -> Image {
 }
 
 /// Publishes the offline frame into `out` once a second while the camera is offline
-/// (no frame for `stall_limit`) and somebody watches; stops at shutdown.
+/// (no frame for `stall_limit`) and somebody watches, and at once when somebody comes while
+/// nobody watched (a client joining a watched outage is sent the latest one at once by the
+/// stream route); stops at shutdown.
 pub async fn run(
     sink: Arc<FrameSink>,
     stall_limit: Duration,
@@ -86,13 +88,19 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watched = false;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let arrival = tokio::select! {
+            _ = tick.tick() => false,
+            Ok(()) = demand.changed() => true,
             _ = shutdown.wait_for(|s| *s) => return,
-        }
-        let offline = sink.since_last_frame().is_none_or(|age| age >= stall_limit);
-        if !offline || *demand.borrow_and_update() == 0 {
+        };
+        let was_watched = std::mem::replace(&mut watched, *demand.borrow_and_update() > 0);
+        // Off the tick, only for the first client after nobody watched: it has no picture
+        // yet. A publish goes to every watcher, so later arrivals (which the stream route
+        // serves the latest picture) must not each cause one.
+        let due = watched && (!arrival || !was_watched);
+        if !due || sink.online(stall_limit) {
             continue;
         }
         let (timestamp_ns, unix_us) = crate::frames::now_timestamps();

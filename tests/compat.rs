@@ -673,6 +673,70 @@ fn a_stalled_camera_sends_the_offline_picture_then_live_frames_on_the_same_conne
     assert_eq!(p.tcp_get("/snapshot.jpg").status, 200);
 }
 
+/// A client that connects while the camera is away is first sent the offline picture, never
+/// the last live frame (seconds or hours old, without `X-Camera: offline`): a one-frame grab
+/// (`ffmpeg -frames:v 1`, Home Assistant's mjpeg camera without a `still_image_url`, go2rtc's
+/// `frame.jpeg`) would keep a stale picture as the current one while `/snapshot.jpg` said 503.
+/// The first client after nobody watched, and one that joins a watched outage.
+#[test]
+fn a_client_arriving_while_the_camera_is_offline_gets_the_offline_picture_first() {
+    assert!(have("ffmpeg"), "ffmpeg is needed: tests/run.sh installs it");
+    // Frames stop after frame 30 (1 s), for longer than the test.
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_STALL", "30:600000")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.tcp_get("/snapshot.jpg").status != 503 {
+        assert!(Instant::now() < deadline, "the camera never went offline");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nobody has watched since the camera went away: the first client's first part.
+    let mut first = p.mjpeg("");
+    first.read_opening();
+    let part = first.next_part();
+    assert_eq!(
+        part.header("x-camera"),
+        Some("offline"),
+        "{:?}",
+        part.headers
+    );
+    assert!(is_grey(&part.jpeg));
+    // A second client while the first watches, and ffmpeg grabbing one frame as a still.
+    let mut second = p.mjpeg("?action=stream");
+    second.read_opening();
+    let part = second.next_part();
+    assert_eq!(
+        part.header("x-camera"),
+        Some("offline"),
+        "{:?}",
+        part.headers
+    );
+    // Nor does a viewer coming send the watchers the stale frame.
+    let part = first.next_part();
+    assert_eq!(
+        part.header("x-camera"),
+        Some("offline"),
+        "{:?}",
+        part.headers
+    );
+    drop((first, second));
+    let file = p.dir.path().join("grab.jpg");
+    let out = Command::new("timeout")
+        .args(["30", "ffmpeg", "-nostdin", "-v", "error", "-i"])
+        .arg(p.url("/stream.mjpg"))
+        .args(["-frames:v", "1", "-c:v", "copy", "-y"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        is_grey(&std::fs::read(&file).unwrap()),
+        "ffmpeg grabbed a live-looking frame"
+    );
+}
+
 #[test]
 fn an_address_that_appears_later_is_logged_with_its_stream_url() {
     let p = Picker::start(&["stream.bind = \"0.0.0.0\""]);
