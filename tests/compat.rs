@@ -515,7 +515,7 @@ fn cross_origin_page(
 }
 
 /// What a page on another origin can get from picker: `/state` and stream frames, read with
-/// `fetch` as Fluidd's MJPEG worker does.
+/// `fetch(..., {mode: 'cors'})` as Fluidd's MJPEG worker and Mainsail's "MJPEG-Streamer" mode do.
 fn cross_origin_results(p: &Picker) -> std::collections::HashMap<String, String> {
     let base = format!("http://{}", p.addr());
     let page = format!(
