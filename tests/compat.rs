@@ -820,6 +820,50 @@ fn basic_auth_with_curl_and_ffmpeg_and_an_exempt_metrics() {
     assert_eq!(p.unix_get("/still.png").status, 200);
 }
 
+/// Home Assistant's mjpeg setup tries Basic, then Digest after a 401 (python `requests`, as
+/// its config flow): Basic passes. A client set to Digest gets no challenge it can answer,
+/// so the 401 says which scheme picker takes; it sent no password, so nothing is counted
+/// against its address.
+#[test]
+fn a_digest_client_is_told_picker_takes_basic() {
+    const CLIENT: &str = r#"
+import sys, requests
+from requests.auth import HTTPBasicAuth, HTTPDigestAuth
+url = sys.argv[1]
+for auth in (HTTPBasicAuth("robot", "s3cret"), HTTPDigestAuth("robot", "s3cret")):
+    r = requests.get(url, auth=auth, timeout=20)
+    body = r.headers["Content-Type"] if r.ok else repr(r.text)
+    print(type(auth).__name__, r.status_code, r.headers.get("WWW-Authenticate"), body)
+"#;
+    let hash = hash_password("s3cret");
+    let p = Picker::start(&[
+        &format!("stream.auth-users = {{ robot = {hash:?} }}"),
+        "stream.auth-exempt = [\"/metrics\"]",
+    ]);
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", CLIENT])
+        .arg(p.url("/?action=snapshot"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "HTTPBasicAuth 200 None image/jpeg", "{text}");
+    assert!(
+        lines[1].starts_with("HTTPDigestAuth 401 Basic realm=\"picker\""),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("HTTP Basic") && lines[1].contains("no Digest"),
+        "the 401 names the scheme: {text}"
+    );
+    assert_eq!(metric(&p, "picker_auth_failed_total"), 0.0);
+}
+
 #[test]
 fn auth_config_errors_name_the_key() {
     for (line, key) in [

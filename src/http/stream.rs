@@ -117,7 +117,13 @@ async fn respond(
                     return r;
                 }
                 Verdict::Denied => {
-                    let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+                    // The scheme named for people too: a client set to Digest (Home Assistant
+                    // offers it) gets no challenge it can answer and sends nothing.
+                    let mut r = text(
+                        StatusCode::UNAUTHORIZED,
+                        "authentication required: HTTP Basic (user and password); \
+                         picker offers no Digest\n",
+                    );
                     r.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
                         HeaderValue::from_static(super::auth::CHALLENGE),
