@@ -74,6 +74,14 @@ pub fn render(width: u32, height: u32) -> Image {
     image
 }
 
+/// Whether the offline picture is due now (the camera being offline): on the tick while
+/// somebody watches; off the tick (`arrival`: the demand changed) only for the first viewer
+/// after nobody watched, who has no picture yet. A publish goes to every watcher, so later
+/// arrivals (the stream route sends them the latest picture) must not each cause one.
+fn due(arrival: bool, was_watched: bool, watched: bool) -> bool {
+    watched && (!arrival || !was_watched)
+}
+
 /// Publishes the offline frame into `out` once a second while the camera is offline
 /// (no frame for `stall_limit`) and somebody watches, and at once when somebody comes while
 /// nobody watched (a client joining a watched outage is sent the latest one at once by the
@@ -96,11 +104,7 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let was_watched = std::mem::replace(&mut watched, *demand.borrow_and_update() > 0);
-        // Off the tick, only for the first client after nobody watched: it has no picture
-        // yet. A publish goes to every watcher, so later arrivals (which the stream route
-        // serves the latest picture) must not each cause one.
-        let due = watched && (!arrival || !was_watched);
-        if !due || sink.online(stall_limit) {
+        if !due(arrival, was_watched, watched) || sink.online(stall_limit) {
             continue;
         }
         let (timestamp_ns, unix_us) = crate::frames::now_timestamps();
@@ -140,6 +144,24 @@ mod tests {
                 assert_eq!(luma[0], 40);
                 assert_eq!(luma[luma.len() - 1], 40);
             }
+        }
+    }
+
+    #[test]
+    fn due_on_the_tick_while_watched_and_off_it_for_the_first_viewer_only() {
+        // (arrival, was watched, watched, due)
+        let table = [
+            (false, true, true, true),
+            (false, false, true, true),
+            (false, true, false, false),
+            (false, false, false, false),
+            (true, false, true, true),
+            (true, true, true, false),
+            (true, true, false, false),
+            (true, false, false, false),
+        ];
+        for (arrival, was, now, want) in table {
+            assert_eq!(due(arrival, was, now), want, "{arrival} {was} {now}");
         }
     }
 
