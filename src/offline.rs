@@ -76,16 +76,19 @@ pub fn render(width: u32, height: u32) -> Image {
 
 /// Whether the offline picture is due now (the camera being offline): on the tick while
 /// somebody watches; off the tick (`arrival`: the demand changed) only for the first viewer
-/// after nobody watched, who has no picture yet. A publish goes to every watcher, so later
-/// arrivals (the stream route sends them the latest picture) must not each cause one.
-fn due(arrival: bool, was_watched: bool, watched: bool) -> bool {
-    watched && (!arrival || !was_watched)
+/// after nobody watched, who has no picture yet, and only once the camera has delivered a
+/// frame (`started`): at start the first frame is usually under a second away, and a viewer
+/// connecting then (a player reconnecting to a restarted picker) should not be shown an
+/// outage. A publish goes to every watcher, so later arrivals (the stream route sends them
+/// the latest picture) must not each cause one.
+fn due(arrival: bool, was_watched: bool, watched: bool, started: bool) -> bool {
+    watched && (!arrival || (!was_watched && started))
 }
 
 /// Publishes the offline frame into `out` once a second while the camera is offline
 /// (no frame for `stall_limit`) and somebody watches, and at once when somebody comes while
-/// nobody watched (a client joining a watched outage is sent the latest one at once by the
-/// stream route); stops at shutdown.
+/// nobody watched (see [`due`]; a client joining a watched outage is sent the latest one at
+/// once by the stream route); stops at shutdown.
 pub async fn run(
     sink: Arc<FrameSink>,
     stall_limit: Duration,
@@ -104,7 +107,8 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let was_watched = std::mem::replace(&mut watched, *demand.borrow_and_update() > 0);
-        if !due(arrival, was_watched, watched) || sink.online(stall_limit) {
+        let started = sink.since_last_frame().is_some();
+        if !due(arrival, was_watched, watched, started) || sink.online(stall_limit) {
             continue;
         }
         let (timestamp_ns, unix_us) = crate::frames::now_timestamps();
@@ -149,19 +153,26 @@ mod tests {
 
     #[test]
     fn due_on_the_tick_while_watched_and_off_it_for_the_first_viewer_only() {
-        // (arrival, was watched, watched, due)
+        // (arrival, was watched, watched, started, due)
         let table = [
-            (false, true, true, true),
-            (false, false, true, true),
-            (false, true, false, false),
-            (false, false, false, false),
-            (true, false, true, true),
-            (true, true, true, false),
-            (true, true, false, false),
-            (true, false, false, false),
+            (false, true, true, true, true),
+            (false, false, true, true, true),
+            (false, true, false, true, false),
+            (false, false, false, true, false),
+            (true, false, true, true, true),
+            (true, true, true, true, false),
+            (true, true, false, true, false),
+            (true, false, false, true, false),
+            // Before the first frame: on the tick only.
+            (false, true, true, false, true),
+            (true, false, true, false, false),
         ];
-        for (arrival, was, now, want) in table {
-            assert_eq!(due(arrival, was, now), want, "{arrival} {was} {now}");
+        for (arrival, was, now, started, want) in table {
+            assert_eq!(
+                due(arrival, was, now, started),
+                want,
+                "{arrival} {was} {now} {started}"
+            );
         }
     }
 
