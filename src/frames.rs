@@ -658,6 +658,11 @@ impl FrameSink {
         (at != 0).then(|| std::time::Duration::from_nanos(now_timestamps().0.saturating_sub(at)))
     }
 
+    /// Whether the camera counts as online: a frame published within `stall_limit`.
+    pub fn online(&self, stall_limit: std::time::Duration) -> bool {
+        self.since_last_frame().is_some_and(|age| age < stall_limit)
+    }
+
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }

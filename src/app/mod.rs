@@ -293,16 +293,24 @@ fn start_encoder(
     stop_rx: &watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<()>, AppError> {
     let runtime = tokio::runtime::Handle::current();
-    let (frames, demand, stats) = (
-        shared.sink.subscribe(),
+    let (sink, stall_limit, demand) = (
+        shared.sink.clone(),
+        shared.stall_limit(),
         shared.demand.subscribe(),
-        shared.stats.clone(),
     );
     let (quality, stop_rx) = (shared.quality.clone(), stop_rx.clone());
     std::thread::Builder::new()
         .name("encoder".into())
         .spawn(move || {
-            crate::encoder::run(runtime, frames, demand, parts_tx, quality, stats, stop_rx)
+            crate::encoder::run(
+                runtime,
+                sink,
+                stall_limit,
+                demand,
+                parts_tx,
+                quality,
+                stop_rx,
+            )
         })
         .map_err(|e| AppError::CameraThread(e.to_string()))
 }
