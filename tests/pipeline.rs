@@ -509,7 +509,7 @@ fn at_1_fps_a_camera_back_on_the_last_attempt_is_recovered_with_the_watchdog_fed
             .position(|l| l.starts_with("STATUS=streaming"))
             .unwrap();
     // Every failed attempt fed the watchdog while the camera gave nothing: each lasts its
-    // whole restart wait (5 s at 1 fps), two feeding periods (a quarter of WatchdogSec). The
+    // whole restart wait (8 s at 1 fps), three feeding periods (a quarter of WatchdogSec). The
     // last one, which brings the camera back after about a second, may fall between two
     // feeds (on a busy machine it did): frames feed the watchdog again after it.
     for w in [attempts[0], attempts[1], attempts[2]].windows(2) {
@@ -520,7 +520,7 @@ fn at_1_fps_a_camera_back_on_the_last_attempt_is_recovered_with_the_watchdog_fed
             lines[w[1]]
         );
     }
-    while !lines[attempts[2]..].iter().any(|l| l == "WATCHDOG=1") {
+    while !lines[back..].iter().any(|l| l == "WATCHDOG=1") {
         let n = notify
             .recv(&mut buf)
             .unwrap_or_else(|e| panic!("no WATCHDOG=1 after the camera came back: {e}: {lines:?}"));
