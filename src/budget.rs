@@ -327,18 +327,21 @@ impl Memory {
 
 /// Reads `/proc/meminfo` and the process's cgroup memory limits.
 pub fn read_memory() -> Memory {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    };
-    let total = read(Path::new("/proc/meminfo"))
+    memory_from(|path| std::fs::read_to_string(path))
+}
+
+/// [`read_memory`] over `read`, which reads a file (a recorded machine in the tests).
+fn memory_from(read: impl Fn(&Path) -> std::io::Result<String>) -> Memory {
+    let text = |path: &str| read(Path::new(path)).map_err(|e| format!("cannot read {path}: {e}"));
+    let total = text("/proc/meminfo")
         .and_then(|t| mem_total(&t).map_err(|e| format!("/proc/meminfo: {e}")));
-    let cgroup = read(Path::new("/proc/self/cgroup")).and_then(|t| {
+    let cgroup = text("/proc/self/cgroup").and_then(|t| {
         let Some(cgroup) = memory_cgroup(&t) else {
             return Ok(None);
         };
         let mut tightest: Option<u64> = None;
         for file in cgroup.limit_files() {
-            let text = match std::fs::read_to_string(&file) {
+            let text = match read(&file) {
                 Ok(text) => text,
                 // A cgroup without the memory controller (v2: not enabled for it, or the
                 // host's root) limits nothing itself; so does a path this mount does not
@@ -534,6 +537,9 @@ mod tests {
             "4:memory\n",
             "4:memoryless:/a\n",
             "0::relative\n",
+            // Only hierarchy 0 with no controllers is v2's.
+            "5::/odd\n",
+            "0:cpu:/odd\n",
         ] {
             assert_eq!(memory_cgroup(text), None, "{text:?}");
         }
@@ -611,6 +617,13 @@ mod tests {
             (
                 m(Ok(256 * MIB), Ok(Some(PI_ZERO_2_W))),
                 Some(256 * MIB),
+                false,
+                0,
+            ),
+            // As large as MemTotal: MemTotal is named.
+            (
+                m(Ok(PI_ZERO_2_W), Ok(Some(PI_ZERO_2_W))),
+                Some(PI_ZERO_2_W),
                 false,
                 0,
             ),
@@ -731,6 +744,78 @@ mod tests {
 
     /// The effect on this machine: `MemTotal` is read, and whatever the cgroup says, nothing
     /// fails (the tests run in an unlimited cgroup; `tests/memory.rs` sets one).
+    /// A machine whose files are `files` (path, text; `Err`: the error reading it gives).
+    fn machine(
+        files: &[(&str, Result<&str, std::io::ErrorKind>)],
+    ) -> impl Fn(&Path) -> std::io::Result<String> {
+        let files: Vec<(PathBuf, Result<String, std::io::ErrorKind>)> = files
+            .iter()
+            .map(|(p, t)| (PathBuf::from(p), t.map(String::from)))
+            .collect();
+        move |path| match files.iter().find(|(p, _)| p == path) {
+            Some((_, Ok(t))) => Ok(t.clone()),
+            Some((_, Err(kind))) => Err((*kind).into()),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    #[test]
+    fn the_tightest_limit_of_the_cgroup_and_its_ancestors_counts_and_a_missing_one_none() {
+        use std::io::ErrorKind::PermissionDenied;
+        let meminfo = "MemTotal:         440320 kB\nMemFree: 1 kB\n";
+        let v2 = "0::/system.slice/picker.service\n";
+        let svc = "/sys/fs/cgroup/system.slice/picker.service/memory.max";
+        let slice = "/sys/fs/cgroup/system.slice/memory.max";
+        // The service has no memory.max (not enabled for it), its slice 256 MiB: the slice's.
+        let m = memory_from(machine(&[
+            ("/proc/meminfo", Ok(meminfo)),
+            ("/proc/self/cgroup", Ok(v2)),
+            (slice, Ok("268435456\n")),
+        ]));
+        assert_eq!(m.total, Ok(440320 * 1024));
+        assert_eq!(m.cgroup, Ok(Some(256 * MIB)));
+        // Both limited: the smaller, wherever it is; "max" limits nothing.
+        for (own, parent, want) in [
+            ("134217728", "268435456", Some(128 * MIB)),
+            ("268435456", "134217728", Some(128 * MIB)),
+            ("max", "max", None),
+        ] {
+            let m = memory_from(machine(&[
+                ("/proc/meminfo", Ok(meminfo)),
+                ("/proc/self/cgroup", Ok(v2)),
+                (svc, Ok(own)),
+                (slice, Ok(parent)),
+            ]));
+            assert_eq!(m.cgroup, Ok(want), "{own} {parent}");
+        }
+        // A file that is there but cannot be read, or says nonsense, is said, naming it.
+        let m = memory_from(machine(&[
+            ("/proc/meminfo", Ok(meminfo)),
+            ("/proc/self/cgroup", Ok(v2)),
+            (svc, Err(PermissionDenied)),
+        ]));
+        let e = m.cgroup.unwrap_err();
+        assert!(e.starts_with(&format!("cannot read {svc}: ")), "{e}");
+        let m = memory_from(machine(&[
+            ("/proc/meminfo", Ok(meminfo)),
+            ("/proc/self/cgroup", Ok(v2)),
+            (slice, Ok("lots")),
+        ]));
+        assert!(m.cgroup.unwrap_err().starts_with(slice));
+        // No cgroup file, no meminfo: both said, naming the file.
+        let m = memory_from(machine(&[]));
+        assert!(
+            m.total
+                .unwrap_err()
+                .starts_with("cannot read /proc/meminfo: ")
+        );
+        assert!(
+            m.cgroup
+                .unwrap_err()
+                .starts_with("cannot read /proc/self/cgroup: ")
+        );
+    }
+
     #[test]
     fn read_memory_reads_this_machine() {
         let m = read_memory();
