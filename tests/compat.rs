@@ -691,32 +691,24 @@ fn a_client_arriving_while_the_camera_is_offline_gets_the_offline_picture_first(
     // Nobody has watched since the camera went away: the first client's first part.
     let mut first = p.mjpeg("");
     first.read_opening();
-    let part = first.next_part();
-    assert_eq!(
-        part.header("x-camera"),
-        Some("offline"),
-        "{:?}",
-        part.headers
-    );
-    assert!(is_grey(&part.jpeg));
+    // The offline picture: said in its part's headers.
+    let offline = |m: &mut Mjpeg| {
+        let part = m.next_part();
+        assert_eq!(
+            part.header("x-camera"),
+            Some("offline"),
+            "{:?}",
+            part.headers
+        );
+        part
+    };
+    assert!(is_grey(&offline(&mut first).jpeg));
     // A second client while the first watches, and ffmpeg grabbing one frame as a still.
     let mut second = p.mjpeg("?action=stream");
     second.read_opening();
-    let part = second.next_part();
-    assert_eq!(
-        part.header("x-camera"),
-        Some("offline"),
-        "{:?}",
-        part.headers
-    );
+    offline(&mut second);
     // Nor does a viewer coming send the watchers the stale frame.
-    let part = first.next_part();
-    assert_eq!(
-        part.header("x-camera"),
-        Some("offline"),
-        "{:?}",
-        part.headers
-    );
+    offline(&mut first);
     drop((first, second));
     let file = p.dir.path().join("grab.jpg");
     let out = Command::new("timeout")
