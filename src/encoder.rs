@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::watch;
 
-use crate::frames::{Frame, Stats};
+use crate::frames::{Frame, FrameSink};
 use crate::jpeg::Compressor;
 
 /// The multipart boundary of `/stream.mjpg`.
@@ -21,6 +21,7 @@ pub const BOUNDARY: &str = "picker-frame";
 /// One encoded video frame.
 #[derive(Debug)]
 pub struct EncodedFrame {
+    /// The camera frame's sequence; 0 for the "camera offline" picture (see `offline::run`).
     pub sequence: u64,
     /// A complete multipart part: headers, the JPEG, and the boundary that closes it.
     /// The boundary comes right after the JPEG so browsers show a frame as soon as it
@@ -28,6 +29,13 @@ pub struct EncodedFrame {
     pub part: Bytes,
     /// The JPEG alone (a slice of `part`).
     pub jpeg: Bytes,
+}
+
+impl EncodedFrame {
+    /// The "camera offline" picture rather than a camera frame.
+    pub fn is_offline_picture(&self) -> bool {
+        self.sequence == 0
+    }
 }
 
 /// Counts who needs JPEGs; the encoder sleeps while this is zero.
@@ -177,18 +185,21 @@ pub async fn publish(
     }
 }
 
-/// Runs the encoder until `frames` closes (the camera side is gone) or `shutdown` fires.
+/// Runs the encoder on `sink`'s frames until the camera side is gone or `shutdown` fires.
+/// `stall_limit`: how old the newest frame may be for the camera to count as online.
 /// Blocking: call on a dedicated thread.
 pub fn run(
     runtime: tokio::runtime::Handle,
-    mut frames: watch::Receiver<Option<Arc<Frame>>>,
+    sink: Arc<FrameSink>,
+    stall_limit: std::time::Duration,
     mut demand: watch::Receiver<usize>,
     out: watch::Sender<Option<Arc<EncodedFrame>>>,
     // Read per frame: a config reload (SIGHUP) changes it while we run.
     quality: Arc<std::sync::atomic::AtomicU8>,
-    stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut frames = sink.subscribe();
+    let stats = sink.stats().clone();
     let mut compressor = match Compressor::new() {
         Ok(c) => c,
         Err(e) => {
@@ -207,12 +218,23 @@ pub fn run(
                     r = demand.wait_for(|n| *n > 0) => r.ok()?,
                     _ = shutdown.wait_for(|s| *s) => return None,
                 };
-                // Start from the newest frame at once instead of waiting for the next.
-                frames.mark_changed();
+                // Start from the newest frame at once instead of waiting for the next, unless
+                // the camera is offline: that frame is then seconds or hours old, and a client
+                // taking one frame (a grab, a dashboard's still) would keep it as the current
+                // picture. Such clients get the offline picture (`offline::run`); this waits
+                // for a frame captured from now on.
+                if sink.online(stall_limit) {
+                    frames.mark_changed();
+                } else {
+                    frames.mark_unchanged();
+                }
             }
             tokio::select! {
                 r = frames.changed() => { r.ok()?; }
-                _ = demand.changed() => {}
+                // Back to the top (to sleep, if nobody watches any more), without a frame: a
+                // viewer coming or going is no new frame, and while the camera is offline the
+                // newest one is stale (encoded here, it went to every watcher as a jump back).
+                _ = demand.changed() => return Some(None),
                 _ = shutdown.wait_for(|s| *s) => return None,
             }
             Some(Frame::consume(&frames.borrow_and_update()))

@@ -270,6 +270,61 @@ impl Image {
     }
 }
 
+/// What a frame was taken with, as the camera reports it in the request's metadata (on a
+/// Raspberry Pi, the IPA's values for that very frame: the exposure and gains the sensor used,
+/// where it told the lens to go), so that a robot that changed the controls can tell when its
+/// stills show the change. `None` for what the camera does not report. Served on stills as
+/// `X-Exposure-Time` and the headers named in [`Settings::headers`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Settings {
+    /// Microseconds (libcamera `ExposureTime`).
+    pub exposure_time: Option<u32>,
+    /// libcamera `AnalogueGain`.
+    pub analogue_gain: Option<f32>,
+    /// libcamera `DigitalGain`.
+    pub digital_gain: Option<f32>,
+    /// Dioptres (libcamera `LensPosition`): reported by a camera with a focus lens. A Pi's
+    /// IPA reports the position it commanded when it processed this frame (its `Af`'s
+    /// `fsmooth_`), which the lens moves to only afterwards: not where it was during the
+    /// exposure.
+    pub lens_position: Option<f32>,
+    /// Red and blue gains (libcamera `ColourGains`).
+    pub colour_gains: Option<[f32; 2]>,
+    /// Kelvin (libcamera `ColourTemperature`).
+    pub colour_temperature: Option<u32>,
+}
+
+impl Settings {
+    /// The response headers that state these settings, named after picker's `[controls]`
+    /// keys (`X-Colour-Gains: 1.5,2.25`). A value that is not a finite number, or is out of
+    /// the range a camera could report, is left out rather than served as nonsense.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let finite = |v: f32| (v.is_finite() && v >= 0.0).then_some(v);
+        let mut out = Vec::new();
+        if let Some(v) = self.exposure_time {
+            out.push(("x-exposure-time", v.to_string()));
+        }
+        if let Some(v) = self.analogue_gain.and_then(finite) {
+            out.push(("x-analogue-gain", v.to_string()));
+        }
+        if let Some(v) = self.digital_gain.and_then(finite) {
+            out.push(("x-digital-gain", v.to_string()));
+        }
+        if let Some(v) = self.lens_position.and_then(finite) {
+            out.push(("x-lens-position", v.to_string()));
+        }
+        if let Some([r, b]) = self.colour_gains {
+            if let (Some(r), Some(b)) = (finite(r), finite(b)) {
+                out.push(("x-colour-gains", format!("{r},{b}")));
+            }
+        }
+        if let Some(v) = self.colour_temperature {
+            out.push(("x-colour-temperature", v.to_string()));
+        }
+        out
+    }
+}
+
 /// One capture: the video image (to be JPEG-encoded for the stream) and the still image,
 /// taken at the same instant.
 #[derive(Debug)]
@@ -281,6 +336,8 @@ pub struct Frame {
     pub timestamp_ns: u64,
     /// Capture time as Unix microseconds, for the `X-Timestamp` header.
     pub unix_us: u64,
+    /// What the camera says this frame was taken with (none from a camera that says nothing).
+    pub settings: Settings,
     pub video: Image,
     pub still: Image,
     /// Set by the first reader (the encoder, a still): a frame replaced before anybody read
@@ -295,6 +352,7 @@ impl Frame {
             sequence: 0,
             timestamp_ns: 0,
             unix_us: 0,
+            settings: Settings::default(),
             video: Image::new(0, 0, PixelFormat::I420),
             still: Image::new(0, 0, PixelFormat::Rgb24),
             consumed: AtomicBool::new(false),
@@ -328,6 +386,7 @@ impl Frame {
                 sequence: self.sequence,
                 timestamp_ns: self.timestamp_ns,
                 unix_us: self.unix_us,
+                settings: self.settings,
                 video: Image::new(0, 0, PixelFormat::I420),
                 still,
                 consumed: AtomicBool::new(true),
@@ -599,6 +658,11 @@ impl FrameSink {
         (at != 0).then(|| std::time::Duration::from_nanos(now_timestamps().0.saturating_sub(at)))
     }
 
+    /// Whether the camera counts as online: a frame published within `stall_limit`.
+    pub fn online(&self, stall_limit: std::time::Duration) -> bool {
+        self.since_last_frame().is_some_and(|age| age < stall_limit)
+    }
+
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
@@ -634,4 +698,49 @@ pub fn unix_us_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    #[test]
+    fn settings_are_served_as_headers_named_after_the_controls_keys() {
+        assert_eq!(Settings::default().headers(), vec![]);
+        let s = Settings {
+            exposure_time: Some(8000),
+            analogue_gain: Some(2.5),
+            digital_gain: Some(1.0),
+            lens_position: Some(0.0),
+            colour_gains: Some([1.5, 2.25]),
+            colour_temperature: Some(4500),
+        };
+        assert_eq!(
+            s.headers(),
+            vec![
+                ("x-exposure-time", "8000".to_string()),
+                ("x-analogue-gain", "2.5".to_string()),
+                ("x-digital-gain", "1".to_string()),
+                ("x-lens-position", "0".to_string()),
+                ("x-colour-gains", "1.5,2.25".to_string()),
+                ("x-colour-temperature", "4500".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_no_camera_could_report_is_left_out() {
+        for bad in [f32::NAN, f32::INFINITY, -1.0] {
+            for gains in [[1.0, bad], [bad, 1.0]] {
+                let s = Settings {
+                    analogue_gain: Some(bad),
+                    digital_gain: Some(bad),
+                    lens_position: Some(bad),
+                    colour_gains: Some(gains),
+                    ..Settings::default()
+                };
+                assert_eq!(s.headers(), vec![], "{bad} {gains:?}");
+            }
+        }
+    }
 }

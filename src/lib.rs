@@ -22,7 +22,8 @@
 //!   handed its next part.
 //! - [`state`]: what every handler shares ([`state::Shared`]), below both `app` and the
 //!   handlers so that imports only run downward.
-//! - [`budget`]: the file-descriptor budget (connection caps from `RLIMIT_NOFILE`).
+//! - [`budget`]: the connection budget (connection caps from `RLIMIT_NOFILE` and, for TCP,
+//!   from the memory: `MemTotal` or the cgroup's limit).
 //! - [`peers`]: what one client is (its address, an IPv6 /64) for the per-client limits:
 //!   stream slots, open TCP connections and login attempts per address.
 //! - [`throttle`]: counted, rate-limited warnings for events a client can repeat at will
@@ -30,7 +31,7 @@
 //! - [`offline`]: the "camera offline" frame stream clients get while the camera is away.
 //! - [`notify`]: sd-notify readiness, status and the frame-fed watchdog.
 //! - [`app`]: wires it all together and decides shutdown; [`app::sockets`] binds the stream
-//!   port and the still socket and shares out the descriptor budget, [`app::reload`] applies
+//!   port and the still socket and shares out the connection budget, [`app::reload`] applies
 //!   a SIGHUP's config, [`app::signal`] installs the signal handlers.
 //! - [`cli`], [`still_client`], [`logging`], [`net`]: the binary's edges.
 

@@ -74,8 +74,21 @@ pub fn render(width: u32, height: u32) -> Image {
     image
 }
 
+/// Whether the offline picture is due now (the camera being offline): on the tick while
+/// somebody watches; off the tick (`arrival`: the demand changed) only for the first viewer
+/// after nobody watched, who has no picture yet, and only once the camera has delivered a
+/// frame (`started`): at start the first frame is usually under a second away, and a viewer
+/// connecting then (a player reconnecting to a restarted picker) should not be shown an
+/// outage. A publish goes to every watcher, so later arrivals (the stream route sends them
+/// the latest picture) must not each cause one.
+fn due(arrival: bool, was_watched: bool, watched: bool, started: bool) -> bool {
+    watched && (!arrival || (!was_watched && started))
+}
+
 /// Publishes the offline frame into `out` once a second while the camera is offline
-/// (no frame for `stall_limit`) and somebody watches; stops at shutdown.
+/// (no frame for `stall_limit`) and somebody watches, and at once when somebody comes while
+/// nobody watched (see [`due`]; a client joining a watched outage is sent the latest one at
+/// once by the stream route); stops at shutdown.
 pub async fn run(
     sink: Arc<FrameSink>,
     stall_limit: Duration,
@@ -86,13 +99,16 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watched = false;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let arrival = tokio::select! {
+            _ = tick.tick() => false,
+            Ok(()) = demand.changed() => true,
             _ = shutdown.wait_for(|s| *s) => return,
-        }
-        let offline = sink.since_last_frame().is_none_or(|age| age >= stall_limit);
-        if !offline || *demand.borrow_and_update() == 0 {
+        };
+        let was_watched = std::mem::replace(&mut watched, *demand.borrow_and_update() > 0);
+        let started = sink.since_last_frame().is_some();
+        if !due(arrival, was_watched, watched, started) || sink.online(stall_limit) {
             continue;
         }
         let (timestamp_ns, unix_us) = crate::frames::now_timestamps();
@@ -132,6 +148,31 @@ mod tests {
                 assert_eq!(luma[0], 40);
                 assert_eq!(luma[luma.len() - 1], 40);
             }
+        }
+    }
+
+    #[test]
+    fn due_on_the_tick_while_watched_and_off_it_for_the_first_viewer_only() {
+        // (arrival, was watched, watched, started, due)
+        let table = [
+            (false, true, true, true, true),
+            (false, false, true, true, true),
+            (false, true, false, true, false),
+            (false, false, false, true, false),
+            (true, false, true, true, true),
+            (true, true, true, true, false),
+            (true, true, false, true, false),
+            (true, false, false, true, false),
+            // Before the first frame: on the tick only.
+            (false, true, true, false, true),
+            (true, false, true, false, false),
+        ];
+        for (arrival, was, now, started, want) in table {
+            assert_eq!(
+                due(arrival, was, now, started),
+                want,
+                "{arrival} {was} {now} {started}"
+            );
         }
     }
 

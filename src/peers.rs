@@ -45,8 +45,8 @@ fn local_v6(v6: &Ipv6Addr) -> bool {
 /// NAT each keep up to six connections to a host (the preview page, snapshots, keep-alive),
 /// and a dashboard polls besides. 32 idle connections cost well under 1 MB on a Pi Zero 2 W
 /// (a task, hyper's 8 KB read buffer, the socket), so an address at its cap holds about 1/100
-/// of its RAM, and it takes dozens of addresses, not one, to fill the 4096 TCP connections
-/// of the descriptor budget.
+/// of its RAM, and it takes dozens of addresses, not one, to fill the TCP connections of the
+/// connection budget (~1700 there, 4096 at most).
 pub const CONNECTIONS_BEYOND_STREAMS: usize = 32;
 
 /// The open TCP connections one address may hold on the stream port, for a given

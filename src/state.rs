@@ -147,9 +147,7 @@ impl Shared {
     }
 
     pub fn online(&self) -> bool {
-        self.sink
-            .since_last_frame()
-            .is_some_and(|age| age < self.stall_limit())
+        self.sink.online(self.stall_limit())
     }
 
     /// Why [`Shared::online`] is false: no frame yet, or none for longer than the stall limit.

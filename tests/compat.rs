@@ -515,7 +515,7 @@ fn cross_origin_page(
 }
 
 /// What a page on another origin can get from picker: `/state` and stream frames, read with
-/// `fetch` as Fluidd's MJPEG worker does.
+/// `fetch(..., {mode: 'cors'})` as Fluidd's MJPEG worker and Mainsail's "MJPEG-Streamer" mode do.
 fn cross_origin_results(p: &Picker) -> std::collections::HashMap<String, String> {
     let base = format!("http://{}", p.addr());
     let page = format!(
@@ -673,6 +673,62 @@ fn a_stalled_camera_sends_the_offline_picture_then_live_frames_on_the_same_conne
     assert_eq!(p.tcp_get("/snapshot.jpg").status, 200);
 }
 
+/// A client that connects while the camera is away is first sent the offline picture, never
+/// the last live frame (seconds or hours old, without `X-Camera: offline`): a one-frame grab
+/// (`ffmpeg -frames:v 1`, Home Assistant's mjpeg camera without a `still_image_url`, go2rtc's
+/// `frame.jpeg`) would keep a stale picture as the current one while `/snapshot.jpg` said 503.
+/// The first client after nobody watched, and one that joins a watched outage.
+#[test]
+fn a_client_arriving_while_the_camera_is_offline_gets_the_offline_picture_first() {
+    assert!(have("ffmpeg"), "ffmpeg is needed: tests/run.sh installs it");
+    // Frames stop after frame 30 (1 s), for longer than the test.
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_STALL", "30:600000")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.tcp_get("/snapshot.jpg").status != 503 {
+        assert!(Instant::now() < deadline, "the camera never went offline");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nobody has watched since the camera went away: the first client's first part.
+    let mut first = p.mjpeg("");
+    first.read_opening();
+    // The offline picture: said in its part's headers.
+    let offline = |m: &mut Mjpeg| {
+        let part = m.next_part();
+        assert_eq!(
+            part.header("x-camera"),
+            Some("offline"),
+            "{:?}",
+            part.headers
+        );
+        part
+    };
+    assert!(is_grey(&offline(&mut first).jpeg));
+    // A second client while the first watches, and ffmpeg grabbing one frame as a still.
+    let mut second = p.mjpeg("?action=stream");
+    second.read_opening();
+    offline(&mut second);
+    // Nor does a viewer coming send the watchers the stale frame.
+    offline(&mut first);
+    drop((first, second));
+    let file = p.dir.path().join("grab.jpg");
+    let out = Command::new("timeout")
+        .args(["30", "ffmpeg", "-nostdin", "-v", "error", "-i"])
+        .arg(p.url("/stream.mjpg"))
+        .args(["-frames:v", "1", "-c:v", "copy", "-y"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        is_grey(&std::fs::read(&file).unwrap()),
+        "ffmpeg grabbed a live-looking frame"
+    );
+}
+
 #[test]
 fn an_address_that_appears_later_is_logged_with_its_stream_url() {
     let p = Picker::start(&["stream.bind = \"0.0.0.0\""]);
@@ -754,6 +810,50 @@ fn basic_auth_with_curl_and_ffmpeg_and_an_exempt_metrics() {
     assert_eq!(gray.len(), 3 * 512 * 512, "{err}");
     // The still socket keeps its file-permission model: no password.
     assert_eq!(p.unix_get("/still.png").status, 200);
+}
+
+/// Home Assistant's mjpeg setup tries Basic, then Digest after a 401 (python `requests`, as
+/// its config flow): Basic passes. A client set to Digest gets no challenge it can answer,
+/// so the 401 says which scheme picker takes; it sent no password, so nothing is counted
+/// against its address.
+#[test]
+fn a_digest_client_is_told_picker_takes_basic() {
+    const CLIENT: &str = r#"
+import sys, requests
+from requests.auth import HTTPBasicAuth, HTTPDigestAuth
+url = sys.argv[1]
+for auth in (HTTPBasicAuth("robot", "s3cret"), HTTPDigestAuth("robot", "s3cret")):
+    r = requests.get(url, auth=auth, timeout=20)
+    body = r.headers["Content-Type"] if r.ok else repr(r.text)
+    print(type(auth).__name__, r.status_code, r.headers.get("WWW-Authenticate"), body)
+"#;
+    let hash = hash_password("s3cret");
+    let p = Picker::start(&[
+        &format!("stream.auth-users = {{ robot = {hash:?} }}"),
+        "stream.auth-exempt = [\"/metrics\"]",
+    ]);
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", CLIENT])
+        .arg(p.url("/?action=snapshot"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "HTTPBasicAuth 200 None image/jpeg", "{text}");
+    assert!(
+        lines[1].starts_with("HTTPDigestAuth 401 Basic realm=\"picker\""),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("HTTP Basic") && lines[1].contains("no Digest"),
+        "the 401 names the scheme: {text}"
+    );
+    assert_eq!(metric(&p, "picker_auth_failed_total"), 0.0);
 }
 
 #[test]

@@ -377,3 +377,86 @@ fn a_put_whose_body_never_comes_is_answered_408_not_held_for_ever() {
     let head = String::from_utf8_lossy(&got);
     assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
 }
+
+/// The settings headers of a still, in the order [`SETTINGS`] names them (absent: `None`).
+fn settings_of(p: &Picker, path: &str) -> Vec<Option<String>> {
+    let r = p.unix_get(path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    SETTINGS
+        .iter()
+        .map(|h| r.header(h).map(str::to_string))
+        .collect()
+}
+
+const SETTINGS: [&str; 6] = [
+    "x-exposure-time",
+    "x-analogue-gain",
+    "x-digital-gain",
+    "x-lens-position",
+    "x-colour-gains",
+    "x-colour-temperature",
+];
+
+/// A robot fixes focus and exposure for its picks, then needs to know which stills show
+/// them: each still says what it was taken with. The test pattern reports the manual values
+/// in force from the frame after the camera thread took the change (a Pi's IPA reports every
+/// frame's own, a few frames later: see `controls::Echo`), and nothing automatic.
+#[test]
+fn stills_say_which_fixed_settings_they_were_taken_with() {
+    let some = |v: &[&str]| -> Vec<Option<String>> {
+        v.iter()
+            .map(|s| (!s.is_empty()).then(|| s.to_string()))
+            .collect()
+    };
+    let p = start("exposure-time = 20000", Some("imx708"));
+    // Exposure fixed by the file; gain, focus and white balance automatic.
+    assert_eq!(
+        settings_of(&p, "/still.rgb?fresh=1"),
+        some(&["20000", "", "", "", "", ""])
+    );
+    json_of(
+        &p,
+        "PUT",
+        "/controls",
+        Some(
+            r#"{"lens-position": 5, "exposure-time": 8000, "analogue-gain": 2.5,
+                "colour-gains": [1.5, 2.25]}"#,
+        ),
+    );
+    wait_changes(&p, 1);
+    // The first frame captured after the change was taken shows it, in every format.
+    for path in ["/still.rgb?fresh=1", "/still.png?fresh=1", "/still.jpg"] {
+        assert_eq!(
+            settings_of(&p, path),
+            some(&["8000", "2.5", "", "5", "1.5,2.25", ""]),
+            "{path}"
+        );
+    }
+    // HEAD says the same without the pixels.
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "10", "-I", "--unix-socket"])
+        .arg(&p.socket)
+        .arg("http://picker/still.bgr")
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(head.contains("x-exposure-time: 8000\r\n"), "{head}");
+    assert!(head.contains("x-colour-gains: 1.5,2.25\r\n"), "{head}");
+
+    // Back to the file: automatic gain, focus and white balance say nothing again.
+    json_of(&p, "DELETE", "/controls", None);
+    wait_changes(&p, 2);
+    assert_eq!(
+        settings_of(&p, "/still.rgb?fresh=1"),
+        some(&["20000", "", "", "", "", ""])
+    );
+    drop(p);
+
+    // A camera that reports nothing (the test pattern without controls): no headers at all,
+    // whatever the file asks.
+    let p = start("exposure-time = 20000\nlens-position = 2", None);
+    assert_eq!(
+        settings_of(&p, "/still.rgb?fresh=1"),
+        some(&["", "", "", "", "", ""])
+    );
+}

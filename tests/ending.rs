@@ -159,3 +159,38 @@ fn gstreamer_reaches_end_of_stream_at_sigterm() {
     assert!(text.contains("Got EOS from element"), "no EOS:\n{text}");
     assert!(!text.contains("ERROR"), "{text}");
 }
+
+/// Reads the stream with `requests` the way robot code does, a chunk then a pause (about one
+/// part a second), so that picker paces it (`http/drain.rs`); prints the part count and the
+/// body's last bytes once it has ended. A body cut off mid-part raises instead.
+const SLOW_READER: &str = r#"
+import sys, time, requests
+r = requests.get(sys.argv[1], stream=True, timeout=30)
+tail = b""
+for chunk in r.iter_content(12 * 1024):
+    tail = (tail + chunk)[-200:]
+    time.sleep(1)
+print("tail", repr(tail))
+"#;
+
+/// A reader that picker holds back (it reads a part a second) still gets the stream's whole
+/// ending at SIGTERM: picker's wait for it to catch up ends at shutdown, and the ending goes
+/// at once.
+#[test]
+fn a_slow_reader_gets_the_whole_ending_at_sigterm() {
+    let (out, text) = end_at_sigterm(
+        "/usr/bin/python3",
+        &["/usr/bin/python3", "-c", SLOW_READER, "{url}"],
+    );
+    assert!(out.status.success(), "requests: {}\n{text}", out.status);
+    let tail = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tail "))
+        .unwrap_or_else(|| panic!("no tail:\n{text}"));
+    // The closing boundary, then the epilogue libavformat wants (`encoder::closing`).
+    assert!(
+        tail.contains(r"\r\n--picker-frame--\r\nContent-Type: image/jpeg\r\n\r\n"),
+        "{tail}"
+    );
+    assert!(complaints(&text).is_empty(), "{text}");
+}

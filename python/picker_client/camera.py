@@ -36,6 +36,16 @@ class Frame:
 
     ``timestamp_ns`` is the capture time on CLOCK_BOOTTIME (compare with :func:`boottime_ns`);
     ``sequence`` is picker's frame counter, which grows by one per camera frame.
+
+    What the frame was taken with, as the camera reports it (``None`` where it reports
+    nothing): ``exposure_time`` (microseconds), ``analogue_gain``, ``digital_gain``,
+    ``lens_position`` (dioptres), ``colour_gains`` (red, blue) and ``colour_temperature``
+    (kelvin). A Raspberry Pi camera reports the exposure and gains its sensor used for this very
+    frame, automatic or not; they can differ a little from a value asked with
+    :meth:`Camera.set_controls` (the sensor counts exposure in lines), so compare with a
+    tolerance. ``lens_position`` is reported only by a camera with autofocus (Camera Module 3),
+    and is where the Pi told the lens to go when it processed the frame: the lens moves after
+    that, so a pick that needs it takes a frame two later (the README's "A robot loop").
     """
 
     array: "numpy.typing.NDArray[numpy.uint8]" = dataclasses.field(repr=False)
@@ -43,6 +53,23 @@ class Frame:
     timestamp_ns: int
     width: int
     height: int
+    exposure_time: Optional[int] = None
+    analogue_gain: Optional[float] = None
+    digital_gain: Optional[float] = None
+    lens_position: Optional[float] = None
+    colour_gains: Optional[Tuple[float, float]] = None
+    colour_temperature: Optional[int] = None
+
+
+# Frame field, picker's header, type: what a still says it was taken with.
+_SETTINGS: Tuple[Tuple[str, str, Any], ...] = (
+    ("exposure_time", "x-exposure-time", int),
+    ("analogue_gain", "x-analogue-gain", float),
+    ("digital_gain", "x-digital-gain", float),
+    ("lens_position", "x-lens-position", float),
+    ("colour_gains", "x-colour-gains", tuple),
+    ("colour_temperature", "x-colour-temperature", int),
+)
 
 
 def _numpy() -> Any:
@@ -156,7 +183,8 @@ class Camera(_http.Closing):
                 f"{self.socket}: /still.{order} gave {len(resp.body)} bytes for "
                 f"{width}x{height}x3: is this picker?"
             )
-        return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width, height)
+        return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width, height,
+                     **self._settings(resp))
 
     def jpeg(self, fresh: bool = False) -> bytes:
         """The newest frame as JPEG (picker's `stream.quality`), encoded once per frame for every
@@ -186,6 +214,26 @@ class Camera(_http.Closing):
             raise PickerError(
                 f"{self.socket}: a still without a valid {e} header: is this picker?"
             ) from None
+
+    def _settings(self, resp: _http.Response) -> Dict[str, Any]:
+        """The :class:`Frame` fields the settings headers fill (absent headers: ``None``)."""
+        out: Dict[str, Any] = {}
+        for field, header, kind in _SETTINGS:
+            text = resp.headers.get(header)
+            if text is None:
+                continue
+            try:
+                if kind is tuple:
+                    red, blue = text.split(",")
+                    out[field] = (float(red), float(blue))
+                else:
+                    out[field] = kind(text)
+            except ValueError:
+                raise PickerError(
+                    f"{self.socket}: a still with an invalid {header} header ({text!r}): "
+                    f"is this picker?"
+                ) from None
+        return out
 
     def _check_age(self, resp: _http.Response) -> None:
         if self.offline_after is None:
@@ -220,9 +268,13 @@ class Camera(_http.Closing):
         Waits until the change is in the next request picker queues to the camera and returns
         what is in force then, per key (``{"lens-position": {"status": "applied", "value": 4.0,
         ...}}``). Frames already queued come first, and on a Raspberry Pi the sensor and lens
-        take a few more frames: let about half a second pass before a pick that needs the new
-        values. A key or value picker refuses raises :class:`PickerError` naming it; nothing
-        changes then.
+        take a few more frames: before a pick that needs the new values, take
+        ``capture(fresh=True)`` until the frame says it was taken with the values in force
+        returned here (``frame.exposure_time``, ``frame.lens_position``: see :class:`Frame`;
+        a Pi's lens reaches its position only after the first frame that says so; the README's
+        "A robot loop" has the loop). A key or value picker refuses raises :class:`PickerError`
+        naming it; nothing changes then (``unsupported`` is no refusal: that key's value is not
+        in the answer).
 
         numpy numbers and arrays work as values (``np.float32(4.0)``, an array of two gains
         for ``colour_gains``); a whole-number control takes an integral float

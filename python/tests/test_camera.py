@@ -308,3 +308,84 @@ def test_nan_infinity_and_other_non_values_are_refused_naming_the_argument(start
     with pytest.raises(PickerError, match=r"set_controls\(ev=.*\): picker takes no object"):
         cam.set_controls(ev=object())
     assert cam.controls()["runtime"] == {"ev": 0.5}
+
+
+def test_a_frame_says_which_fixed_settings_it_was_taken_with(start_picker):
+    # The test pattern reports the manual values in force, from the frame after the change
+    # (a Raspberry Pi reports every frame's own values, automatic ones too).
+    p = start_picker(extra="[controls]\nexposure-time = 20000\n",
+                     env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Camera(p.socket)
+    f = cam.capture(fresh=True)
+    assert (f.exposure_time, f.analogue_gain, f.lens_position, f.colour_gains) \
+        == (20000, None, None, None)
+    cam.set_controls(exposure_time=8000, lens_position=4.5, analogue_gain=2.5,
+                     colour_gains=(1.5, 2.25))
+    f = cam.capture(fresh=True, order="bgr")
+    assert isinstance(f.exposure_time, int) and f.exposure_time == 8000
+    assert (f.analogue_gain, f.lens_position, f.colour_gains) == (2.5, 4.5, (1.5, 2.25))
+    assert (f.digital_gain, f.colour_temperature) == (None, None)
+    cam.reset_controls()
+    f = cam.capture(fresh=True)
+    assert (f.exposure_time, f.lens_position) == (20000, None)
+
+
+def test_a_frame_from_a_camera_that_reports_nothing_has_no_settings(picker):
+    f = Camera(picker.socket).capture()
+    assert (f.exposure_time, f.analogue_gain, f.digital_gain, f.lens_position,
+            f.colour_gains, f.colour_temperature) == (None,) * 6
+
+
+def readme_wait_loop() -> str:
+    """The README's loop that waits for frames taken with new controls (the block that
+    follows "take frames until they show them")."""
+    text = (REPO / "README.md").read_text()
+    after = text[text.index("take frames until they show"):]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start:after.index("```", start)]
+
+
+class Counting:
+    """A Camera whose captures are counted and kept; ``replace`` changes what each frame says
+    (a camera that does not report a value)."""
+
+    def __init__(self, camera: Camera, **replace: object) -> None:
+        self.camera, self.replace, self.frames = camera, replace, []  # type: ignore[var-annotated]
+
+    def set_controls(self, **values: object) -> object:
+        return self.camera.set_controls(**values)
+
+    def capture(self, fresh: bool = False) -> object:
+        import dataclasses
+        frame = dataclasses.replace(self.camera.capture(fresh=fresh), **self.replace)
+        self.frames.append(frame)
+        return frame
+
+
+def test_the_readmes_wait_loop_waits_for_what_the_camera_has_and_no_longer(start_picker):
+    # A camera without a lens (Camera Module 2, HQ): lens-position is unsupported, and its
+    # frames never report a lens; the loop waits for the exposure only, not 60 frames.
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx219"})
+    cam = Counting(Camera(p.socket))
+    scope: Dict[str, object] = {"camera": cam}
+    exec(readme_wait_loop(), scope)
+    frame = scope["frame"]
+    assert frame.exposure_time == 8000 and frame.lens_position is None  # type: ignore[attr-defined]
+    assert len(cam.frames) <= 10, f"{len(cam.frames)} frames for a camera without a lens"
+
+    # A Camera Module 3: a Pi reports where it told the lens to go, which it reaches only
+    # after that frame: the pick is two frames after the first one that says so.
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Counting(Camera(p.socket))
+    scope = {"camera": cam}
+    exec(readme_wait_loop(), scope)
+    frame = scope["frame"]
+    first = next(f for f in cam.frames if f.lens_position == 4.0)  # type: ignore[attr-defined]
+    assert (frame.exposure_time, frame.lens_position) == (8000, 4.0)  # type: ignore[attr-defined]
+    assert frame.sequence >= first.sequence + 2, [f.sequence for f in cam.frames]  # type: ignore
+
+    # Frames that never show the values: the loop gives up loudly, not with a wrong frame.
+    cam = Counting(Camera(p.socket), exposure_time=None)
+    with pytest.raises(RuntimeError, match="no frame taken with"):
+        exec(readme_wait_loop(), {"camera": cam})
+    assert len(cam.frames) == 60

@@ -32,7 +32,7 @@ use crate::throttle::Events;
 use reload::reload_config;
 pub use signal::{hangups, signals};
 pub use sockets::{Listeners, bind};
-use sockets::{SocketGuard, descriptor_budget};
+use sockets::{SocketGuard, connection_budget};
 
 /// Failures that stop the service.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,7 @@ pub async fn run(
     for line in &info.adjustments {
         tracing::warn!("camera adjusted the configuration: {line}");
     }
-    let budget = descriptor_budget();
+    let budget = connection_budget();
     let (stop_tx, stop_rx) = watch::channel(false);
     let feeds = start_publisher(&stop_rx);
     let shared = share(config, camera.as_ref(), info, feeds.encoded, &stop_rx)?;
@@ -293,16 +293,24 @@ fn start_encoder(
     stop_rx: &watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<()>, AppError> {
     let runtime = tokio::runtime::Handle::current();
-    let (frames, demand, stats) = (
-        shared.sink.subscribe(),
+    let (sink, stall_limit, demand) = (
+        shared.sink.clone(),
+        shared.stall_limit(),
         shared.demand.subscribe(),
-        shared.stats.clone(),
     );
     let (quality, stop_rx) = (shared.quality.clone(), stop_rx.clone());
     std::thread::Builder::new()
         .name("encoder".into())
         .spawn(move || {
-            crate::encoder::run(runtime, frames, demand, parts_tx, quality, stats, stop_rx)
+            crate::encoder::run(
+                runtime,
+                sink,
+                stall_limit,
+                demand,
+                parts_tx,
+                quality,
+                stop_rx,
+            )
         })
         .map_err(|e| AppError::CameraThread(e.to_string()))
 }
@@ -473,7 +481,7 @@ async fn until_shutdown(
     }
 }
 
-/// Stops in order: clients and servers (half a second to finish), the socket file, then the
+/// Stops in order: clients and servers ([`http::SHUTDOWN_GRACE`] to finish), the socket file, then the
 /// camera and encoder threads (3 s at most).
 async fn drain(
     stop_tx: watch::Sender<bool>,
@@ -485,7 +493,8 @@ async fn drain(
     notify::stopping();
     let _ = stop_tx.send(true);
     camera.stop.stop();
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+    // The servers' own grace, and time to close what is left after it.
+    let _ = tokio::time::timeout(http::SHUTDOWN_GRACE + Duration::from_millis(500), async {
         while servers.tasks.join_next().await.is_some() {}
     })
     .await;

@@ -1,7 +1,8 @@
 //! Binding happens before [`run`](super::run) so that a failure names the config key at
 //! fault (a port in use, a still socket another picker answers on) and tests can bind their
-//! own; the guard removes the socket file only while it is still ours, and the descriptor
-//! budget is shared out here because the connection caps of both listeners come from it.
+//! own; the guard removes the socket file only while it is still ours, and the connection
+//! budget (descriptors and memory) is shared out here because the connection caps of both
+//! listeners come from it.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -108,29 +109,22 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), (String, bool)>
     ))
 }
 
-/// Raises the descriptor limit to its hard maximum, shares it out (see [`crate::budget`]),
-/// and says the figures once.
-pub(super) fn descriptor_budget() -> crate::budget::Budget {
+/// Raises the descriptor limit to its hard maximum, reads the memory picker may count on,
+/// shares both out (see [`crate::budget`]), and says the figures once: which limit set the
+/// TCP cap, so that `journalctl -u picker` explains it.
+pub(super) fn connection_budget() -> crate::budget::Budget {
     let (nofile, err) = crate::budget::raise_nofile();
     if let Some(e) = err {
         tracing::warn!("cannot raise the open-file limit (RLIMIT_NOFILE {nofile}): {e}");
     }
-    let b = crate::budget::plan(nofile);
-    tracing::info!(
-        "descriptors: limit {}, up to {} TCP connections, {} on the still socket, {} reserved \
-         for the camera, journal and sd-notify",
-        b.nofile,
-        b.tcp,
-        b.still,
-        b.reserve
-    );
-    if b.starved {
-        tracing::warn!(
-            "the open-file limit {} is too low for {} reserved descriptors and both connection \
-             caps: raise LimitNOFILE",
-            b.nofile,
-            b.reserve
-        );
+    let memory = crate::budget::read_memory();
+    if let Some(w) = memory.warning() {
+        tracing::warn!("{w}");
+    }
+    let b = crate::budget::plan(nofile, memory.usable());
+    tracing::info!("{}", b.summary(memory.cgroup_binds()));
+    for w in b.warnings() {
+        tracing::warn!("{w}");
     }
     b
 }

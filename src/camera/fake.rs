@@ -23,7 +23,7 @@
 //!   renders one per request whatever rate is asked.
 //!
 //! Frames are uniform grey: 180 for a good frame, 60 startup, 0 error, so a published frame
-//! that was not a good one would show. Like a real camera's, the fake's buffers are lent to
+//! that was not a good one would show. Their metadata is a Pi's (see `settings`). Like a real camera's, the fake's buffers are lent to
 //! readers (see `Pipeline::lend`) and come back when the last reader drops them.
 
 use std::collections::VecDeque;
@@ -37,7 +37,7 @@ use super::{
     SourceKind, StreamInfo,
 };
 use crate::config::{Buffers, Config, Crop};
-use crate::frames::{Frame, Image, Pixels, now_timestamps, unix_us_now};
+use crate::frames::{Frame, Image, Pixels, Settings, now_timestamps, unix_us_now};
 
 /// The environment variable that selects the fake pipeline.
 pub const ENV: &str = "PICKER_TEST_PIPELINE";
@@ -207,6 +207,7 @@ impl Pipeline for FakePipeline {
                         crop: None,
                         timestamp_ns: None,
                         frame_duration_us: None,
+                        settings: Settings::default(),
                     },
                     slot,
                 });
@@ -289,6 +290,7 @@ impl Pipeline for FakePipeline {
                 crop: Some(crop),
                 timestamp_ns: Some(timestamp_ns),
                 frame_duration_us,
+                settings: settings(frame, sequence),
             },
             slot,
         })
@@ -388,6 +390,25 @@ impl Pipeline for FakePipeline {
         }
         self.next_at = Instant::now() + self.period;
         Ok(())
+    }
+}
+
+/// What a Pi's metadata says of a frame (see `reportMetadata` in Raspberry Pi's IPA): every
+/// frame its own exposure (here one microsecond more per camera frame, as an AGC that is
+/// still moving), a Camera Module 3's lens where it starts (1 dioptre: manual at 1 m), and
+/// startup frames a gain of their own, so that settings carried to the wrong frame show.
+fn settings(frame: FrameStatus, sequence: u64) -> Settings {
+    Settings {
+        exposure_time: Some(10_000 + u32::try_from(sequence % 10_000).unwrap_or(0)),
+        analogue_gain: Some(if frame == FrameStatus::Success {
+            2.0
+        } else {
+            8.0
+        }),
+        digital_gain: Some(1.0),
+        lens_position: Some(1.0),
+        colour_gains: Some([1.75, 1.5]),
+        colour_temperature: Some(4800),
     }
 }
 

@@ -101,7 +101,7 @@ pub enum FrameStatus {
 }
 
 /// What the owner needs to know about one completed request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Completion {
     /// The request itself was cancelled (stop, or a pipeline in error).
     pub cancelled: bool,
@@ -116,6 +116,9 @@ pub struct Completion {
     /// when reported: with `timestamp_ns` it gives the frames the sensor dropped (see
     /// [`dropped_between`]).
     pub frame_duration_us: Option<u64>,
+    /// What the frame was taken with, from the request's metadata: goes with the frame to
+    /// its stills.
+    pub settings: crate::frames::Settings,
 }
 
 /// A result of waiting for the next completed request.
@@ -564,6 +567,7 @@ impl Owner {
                         let mut publish =
                             |mut frame: FrameMut, sequence: u64, copied: Option<u64>| {
                                 frame.sequence = sequence;
+                                frame.settings = c.settings;
                                 let crop = crop.filter(|c| last_crop != Some(*c));
                                 if crop.is_some() {
                                     last_crop = crop;

@@ -6,12 +6,13 @@
 //! `PICKER_TEST_CONTROLS` names a recorded Pi camera ([`super::controls::fixtures`], e.g.
 //! `imx708`): it then plans, reports and takes runtime changes exactly as a real camera's
 //! owner thread does, so `/controls` and `/state` are tested through the binary. The pixels do
-//! not change with the controls.
+//! not change with the controls; the frames' settings (the stills' `X-Exposure-Time` and
+//! kin) show the manual values in force, as a camera's metadata would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::controls::{ControlFacts, ControlsHandle, fixtures};
+use super::controls::{ControlFacts, ControlsHandle, Echo, fixtures};
 use super::{
     Camera, CameraError, CameraInfo, FrameSink, PixelFormat, SourceKind, StopFlag, StreamInfo,
 };
@@ -186,11 +187,17 @@ impl Camera for TestPattern {
         let mut next = Instant::now();
         let mut sequence = 0u64;
         // As a camera's owner thread does: the start values once, then changes per frame.
-        self.controls.start(&self.facts);
+        // What its frames say they were taken with: the manual values in force (see
+        // `controls::Echo`), from the frame after the change, as a camera reports them.
+        let mut echo = Echo::default();
+        echo.apply(&self.controls.start(&self.facts).values);
         while !stop.is_stopped() {
-            let _ = self.controls.take_change();
+            if let Some(change) = self.controls.take_change() {
+                echo.apply(&change.values);
+            }
             sequence += 1;
             let mut frame = sink.acquire();
+            frame.settings = echo.settings();
             let (mono, unix) = now_timestamps();
             frame.sequence = sequence;
             frame.timestamp_ns = mono;

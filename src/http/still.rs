@@ -155,6 +155,12 @@ async fn still_get(
     h.insert("x-height", frame.still.height.into());
     h.insert("x-sequence", frame.sequence.into());
     h.insert("x-timestamp-ns", frame.timestamp_ns.into());
+    for (name, value) in frame.settings.headers() {
+        // Digits, '.', ',' and '-' only: always a valid header value.
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
     resp
 }
 

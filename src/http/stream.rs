@@ -117,7 +117,13 @@ async fn respond(
                     return r;
                 }
                 Verdict::Denied => {
-                    let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
+                    // The scheme named for people too: a client set to Digest (Home Assistant
+                    // offers it) gets no challenge it can answer and sends nothing.
+                    let mut r = text(
+                        StatusCode::UNAUTHORIZED,
+                        "authentication required: HTTP Basic (user and password); \
+                         picker offers no Digest\n",
+                    );
                     r.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
                         HeaderValue::from_static(super::auth::CHALLENGE),
@@ -197,6 +203,10 @@ enum Ready {
     Gone,
     /// It read nothing for `client-timeout`: cut it off.
     Stalled,
+    /// Shutdown came while it waited: the stream's ending goes now, not after the wait (the
+    /// server gives connections a short grace to finish, and a reader paced by the drain
+    /// would otherwise be cut off mid-part: "Invalid data found" in ffmpeg and mpv).
+    Ending,
 }
 
 impl Client {
@@ -215,10 +225,21 @@ impl Client {
         };
         let handed = *handed;
         let mut waited = false;
+        // Only a client that waits looks at shutdown: one more waiter per client and frame
+        // on the hot path costs the fan-out (see `next_frame`).
+        let shutdown = || {
+            let mut rx = self.shared.shutdown.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
         if flushes.count.get() <= handed {
             waited = true;
-            if !flushes.count.beyond(handed).await {
-                return Ready::Gone;
+            tokio::select! {
+                flushed = flushes.count.beyond(handed) => if !flushed {
+                    return Ready::Gone;
+                },
+                () = shutdown() => return Ready::Ending,
             }
         }
         let go = |waited| if waited { Ready::AfterWait } else { Ready::Now };
@@ -237,7 +258,10 @@ impl Client {
                 Decision::Send => return go(waited),
                 Decision::Wait(d) => {
                     waited = true;
-                    tokio::time::sleep(d).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(d) => {}
+                        () = shutdown() => return Ready::Ending,
+                    }
                 }
                 Decision::Drop => return Ready::Stalled,
             }
@@ -311,29 +335,39 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
         arrived: tokio::time::Instant::now(),
     };
     let mut rx = shared.encoded.clone();
-    // Only frames encoded after this client arrived (a stale one would show a jump back).
-    rx.mark_unchanged();
+    // Only frames encoded after this client arrived (a stale one would show a jump back),
+    // but the offline picture while the camera is away at once: it is never stale, and a
+    // client taking one frame must not wait for the next second's, nor take a live-looking
+    // frame instead (see `encoder::run`). Read and marked seen in one step, so a picture
+    // published just after is not missed.
+    let first = rx
+        .borrow_and_update()
+        .clone()
+        .filter(|f| f.is_offline_picture() && !shared.online());
     let pacing = min_interval.map(|min| Pacing {
         min,
         last: None,
         shutdown: shared.shutdown.clone(),
     });
-    let state = (client, rx, Step::Opening, pacing);
+    let state = (client, rx, Step::Opening(first), pacing);
     let body = futures_util::stream::unfold(
         state,
         move |(mut client, mut rx, step, mut pacing)| async move {
-            match step {
-                Step::Opening => {
+            let first = match step {
+                Step::Opening(first) => {
                     let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
                     return Some((
                         Ok::<_, std::io::Error>(opening),
-                        (client, rx, Step::Frames, pacing),
+                        (client, rx, Step::Frames(first), pacing),
                     ));
                 }
                 Step::Closed => return None,
-                Step::Frames => {}
-            }
-            let mut frame = next_frame(&mut rx, &mut pacing).await;
+                Step::Frames(first) => first,
+            };
+            let mut frame = match first {
+                Some(f) => Some(f),
+                None => next_frame(&mut rx, &mut pacing).await,
+            };
             if frame.is_some() {
                 let ready = client.ready().await;
                 let newer = matches!(rx.has_changed(), Ok(true));
@@ -350,6 +384,10 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                         frame = next_frame(&mut rx, &mut None).await;
                     }
                     Ready::Gone => return None,
+                    Ready::Ending => {
+                        let end = crate::encoder::closing(rx.borrow().as_deref());
+                        return Some((Ok(end), (client, rx, Step::Closed, pacing)));
+                    }
                     // An error ends the connection at once: a closing chunk would only wait
                     // in the full buffers of a client that reads nothing.
                     Ready::Stalled => {
@@ -369,7 +407,10 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                         p.last = Some(tokio::time::Instant::now());
                     }
                     client.handing_over(frame.part.len());
-                    Some((Ok(frame.part.clone()), (client, rx, Step::Frames, pacing)))
+                    Some((
+                        Ok(frame.part.clone()),
+                        (client, rx, Step::Frames(None), pacing),
+                    ))
                 }
                 // Shutdown: see `encoder::closing` for why it repeats the latest part.
                 None => {
@@ -384,8 +425,9 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
 
 /// Where a stream body is.
 enum Step {
-    Opening,
-    Frames,
+    /// With the part to send first, if any, instead of waiting for the next.
+    Opening(Option<Arc<EncodedFrame>>),
+    Frames(Option<Arc<EncodedFrame>>),
     Closed,
 }
 

@@ -16,6 +16,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_picker");
 thread_local! {
     /// The network namespace the next picker starts in ([`Picker::start_in_netns`]).
     static NETNS: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The `cgroup.procs` file of the cgroup the next picker starts in
+    /// ([`Picker::start_in_cgroup`]).
+    static CGROUP: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
 }
 
 pub struct Picker {
@@ -139,6 +142,19 @@ impl Picker {
         p
     }
 
+    /// Starts picker inside the cgroup whose `cgroup.procs` file is `procs` (v1 or v2): the
+    /// child moves itself there before exec, so picker reads that cgroup's limits from its
+    /// first instruction on (a failed move fails the start). Its open-file limit is
+    /// `nofile`, as [`Picker::start_limited`] sets it.
+    pub fn start_in_cgroup(procs: &Path, extra: &[&str], nofile: u64) -> Picker {
+        let dir = temp_dir();
+        let text = config_text(dir.path(), extra);
+        CGROUP.with(|c| *c.borrow_mut() = Some(procs.to_path_buf()));
+        let p = Self::start_limited(dir, &text, &[], Some(nofile));
+        CGROUP.with(|c| *c.borrow_mut() = None);
+        p
+    }
+
     /// Starts picker with its open-file limit (soft and hard) set to `nofile`, if given.
     pub fn start_limited(
         dir: tempfile::TempDir,
@@ -217,6 +233,25 @@ impl Picker {
                     } else {
                         Err(std::io::Error::last_os_error())
                     }
+                });
+            }
+        }
+        if let Some(procs) = CGROUP.with(|c| c.borrow().clone()) {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::process::CommandExt;
+            let path = std::ffi::CString::new(procs.as_os_str().as_bytes()).unwrap();
+            // SAFETY: open, write and close are async-signal-safe; the path was made before
+            // the fork. Writing "0" to cgroup.procs moves the writer (v1 and v2 alike).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                    let err = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    if ok { Ok(()) } else { Err(err) }
                 });
             }
         }

@@ -25,6 +25,8 @@
 //! - `plan`: the pure decisions, a table with one row per key, and runtime changes;
 //!   `kinds`: how each kind of control (enumerated, float, number or "auto") is planned.
 //! - `handle`: the state the camera thread and the HTTP handlers share, and its log lines.
+//! - `echo`: the settings a camera that takes values literally would report (the test
+//!   pattern's stand-in for a Pi's per-frame metadata).
 //! - [`fixtures`]: the recorded Pi cameras the tests and the test pattern plan against.
 //!
 //! A new key: its field in `ControlsConfig`, `KEYS`, `merged`, `clear` and, with a range,
@@ -33,6 +35,7 @@
 //! kind (`libcamera_controls`); its limits on the recorded cameras (`fixtures`); an example
 //! line in `config/picker.toml` (a test checks it).
 
+mod echo;
 mod facts;
 pub mod fixtures;
 mod handle;
@@ -40,6 +43,7 @@ mod keys;
 mod kinds;
 mod plan;
 
+pub use echo::Echo;
 pub use facts::{ControlFacts, Id, Limits, Value};
 pub use handle::{ControlsHandle, ControlsState};
 pub use keys::{

@@ -28,7 +28,7 @@ use crate::camera::controls::{ControlFacts, ControlsHandle, Id, Value};
 use crate::camera::owner::{self, Completion, FrameStatus, Next, Pipeline};
 use crate::camera::{BufferSource, FrameMut, libcamera_controls};
 use crate::dmabuf::Mapping;
-use crate::frames::{Frame, Lease, now_timestamps, unix_us_now};
+use crate::frames::{Frame, Lease, Settings, now_timestamps, unix_us_now};
 
 /// What reaches the owner thread: completed requests (libcamera's thread) and lent requests
 /// whose last reader is done (any thread), through one channel so neither waits.
@@ -178,6 +178,7 @@ impl Pipeline for LcPipeline<'_> {
                 .ok()
                 .and_then(|d| u64::try_from(d.0).ok())
                 .filter(|d| *d > 0),
+            settings: settings(req),
         }
     }
 
@@ -367,6 +368,26 @@ pub(super) fn with_values(base: &ControlList, values: &[(Id, Value)]) -> UniqueP
     list.merge(base, MergePolicy::OverwriteExisting);
     libcamera_controls::add(&mut list, values);
     list
+}
+
+/// What the request's metadata says the frame was taken with (a Pi's IPA reports each of
+/// these for every frame; libcamera's virtual camera none).
+fn settings(req: &Request) -> Settings {
+    let m = req.metadata();
+    Settings {
+        exposure_time: m
+            .get::<controls::ExposureTime>()
+            .ok()
+            .and_then(|v| u32::try_from(v.0).ok()),
+        analogue_gain: m.get::<controls::AnalogueGain>().ok().map(|v| v.0),
+        digital_gain: m.get::<controls::DigitalGain>().ok().map(|v| v.0),
+        lens_position: m.get::<controls::LensPosition>().ok().map(|v| v.0),
+        colour_gains: m.get::<controls::ColourGains>().ok().map(|v| v.0),
+        colour_temperature: m
+            .get::<controls::ColourTemperature>()
+            .ok()
+            .and_then(|v| u32::try_from(v.0).ok()),
+    }
 }
 
 /// The capture time libcamera reports (CLOCK_BOOTTIME ns), if any.
