@@ -299,7 +299,8 @@ impl Settings {
     /// keys (`X-Colour-Gains: 1.5,2.25`). A value that is not a finite number, or is out of
     /// the range a camera could report, is left out rather than served as nonsense.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let finite = |v: f32| (v.is_finite() && v >= 0.0).then_some(v);
+        // Not `v >= 0.0`: -0.0 passes that and prints as "-0".
+        let finite = |v: f32| (v.is_finite() && v.is_sign_positive()).then_some(v);
         let mut out = Vec::new();
         if let Some(v) = self.exposure_time {
             out.push(("x-exposure-time", v.to_string()));
@@ -730,7 +731,7 @@ mod tests {
 
     #[test]
     fn a_value_no_camera_could_report_is_left_out() {
-        for bad in [f32::NAN, f32::INFINITY, -1.0] {
+        for bad in [f32::NAN, f32::INFINITY, -1.0, -0.0] {
             for gains in [[1.0, bad], [bad, 1.0]] {
                 let s = Settings {
                     analogue_gain: Some(bad),
