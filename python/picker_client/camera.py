@@ -11,7 +11,7 @@ import os
 import socket as _socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from . import _http
 from .errors import CameraOffline, NoFreshFrame, NoPermission, PickerError, ServiceNotRunning
@@ -61,13 +61,19 @@ class Frame:
     colour_temperature: Optional[int] = None
 
 
-# Frame field, picker's header, type: what a still says it was taken with.
-_SETTINGS: Tuple[Tuple[str, str, Any], ...] = (
+def _gains(text: str) -> Tuple[float, float]:
+    """``X-Colour-Gains: 1.5,2.25`` (red, blue); ValueError for anything else."""
+    red, blue = text.split(",")
+    return float(red), float(blue)
+
+
+# Frame field, picker's header, its parser: what a still says it was taken with.
+_SETTINGS: Tuple[Tuple[str, str, Callable[[str], Any]], ...] = (
     ("exposure_time", "x-exposure-time", int),
     ("analogue_gain", "x-analogue-gain", float),
     ("digital_gain", "x-digital-gain", float),
     ("lens_position", "x-lens-position", float),
-    ("colour_gains", "x-colour-gains", tuple),
+    ("colour_gains", "x-colour-gains", _gains),
     ("colour_temperature", "x-colour-temperature", int),
 )
 
@@ -218,16 +224,12 @@ class Camera(_http.Closing):
     def _settings(self, resp: _http.Response) -> Dict[str, Any]:
         """The :class:`Frame` fields the settings headers fill (absent headers: ``None``)."""
         out: Dict[str, Any] = {}
-        for field, header, kind in _SETTINGS:
+        for field, header, parse in _SETTINGS:
             text = resp.headers.get(header)
             if text is None:
                 continue
             try:
-                if kind is tuple:
-                    red, blue = text.split(",")
-                    out[field] = (float(red), float(blue))
-                else:
-                    out[field] = kind(text)
+                out[field] = parse(text)
             except ValueError:
                 raise PickerError(
                     f"{self.socket}: a still with an invalid {header} header ({text!r}): "

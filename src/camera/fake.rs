@@ -23,8 +23,9 @@
 //!   renders one per request whatever rate is asked.
 //!
 //! Frames are uniform grey: 180 for a good frame, 60 startup, 0 error, so a published frame
-//! that was not a good one would show. Their metadata is a Pi's (see `settings`). Like a real camera's, the fake's buffers are lent to
-//! readers (see `Pipeline::lend`) and come back when the last reader drops them.
+//! that was not a good one would show. Their metadata is a Pi's (see `settings`). Like a real
+//! camera's, the fake's buffers are lent to readers (see `Pipeline::lend`) and come back when
+//! the last reader drops them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

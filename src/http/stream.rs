@@ -384,10 +384,8 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
                         frame = next_frame(&mut rx, &mut None).await;
                     }
                     Ready::Gone => return None,
-                    Ready::Ending => {
-                        let end = crate::encoder::closing(rx.borrow().as_deref());
-                        return Some((Ok(end), (client, rx, Step::Closed, pacing)));
-                    }
+                    // The ending now, as when the frame channel closes (below).
+                    Ready::Ending => frame = None,
                     // An error ends the connection at once: a closing chunk would only wait
                     // in the full buffers of a client that reads nothing.
                     Ready::Stalled => {
