@@ -478,10 +478,18 @@ async fn snapshot(shared: Arc<Shared>) -> warp::reply::Response {
         return retry_later("camera offline: no frame for a while; try again later\n");
     }
     match shared.latest_jpeg().await {
-        Ok((jpeg, _)) => {
+        Ok((jpeg, frame)) => {
             let mut r = warp::reply::Response::new(jpeg.into());
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+            // What a stream part of the same frame says (mjpg-streamer's and ustreamer's
+            // snapshots carry `X-Timestamp` too).
+            let stamp = crate::encoder::PartStamp::of(&frame);
+            if let Ok(v) = HeaderValue::from_str(&stamp.unix_time()) {
+                h.insert("x-timestamp", v);
+            }
+            h.insert("x-timestamp-ns", stamp.timestamp_ns.into());
+            h.insert("x-sequence", stamp.sequence.into());
             no_store(r)
         }
         Err(e) => super::still_error(&e),
