@@ -83,6 +83,9 @@ const POLL_MAX: Duration = Duration::from_millis(50);
 /// The longest a part is held back for a reader that holds unread bytes: then a part is sent
 /// anyway, and its acknowledgement brings the reader's true window (the lazy update above).
 const PREDICT_MAX: Duration = Duration::from_secs(2);
+/// How long the acknowledgement of a part sent to a peer that showed no reading for the
+/// timeout may take (see [`Drain::stalled`]): a part's time on a slow link and a round trip.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// The least pace after a part that came early.
 const PACE_MIN: Duration = Duration::from_millis(10);
 /// Reading rates are measured over this span of the past.
@@ -95,12 +98,16 @@ const HISTORY_STEP: Duration = Duration::from_millis(100);
 /// History points kept (RATE_SPAN / HISTORY_STEP, and some).
 const HISTORY: usize = 48;
 
+/// Looks are skipped only while more than this many stream clients are connected: with few,
+/// a look per part costs nothing that matters, and a reader that pauses (a robot at work) is
+/// best looked at every part (see [`SKIP`]).
+const CROWD: usize = 16;
 /// Parts in a row a reader must have been sent at its first look (all read, nothing waiting
 /// in the network) before looks are skipped ...
 const STEADY: u32 = 8;
 /// ... and how many parts in a row may then go without a look. A reader that stops then
 /// holds at most this many parts more than it would have before the next look sees it: 100
-/// ms of video at 30 fps, a reader of the camera's pace.
+/// ms of video at 30 fps, a reader of the camera's pace, shown stale when it reads again.
 const SKIP: u32 = 3;
 
 /// The decision's memory for one client.
@@ -131,6 +138,9 @@ pub struct Drain {
     skipped: u32,
     /// No look has been taken since the part handed over last.
     unlooked: bool,
+    /// A part sent to a peer that showed no reading for the timeout, to learn its true window:
+    /// when, and what had been acknowledged then. Cleared by progress.
+    probe: Option<(Duration, u64)>,
 }
 
 impl Drain {
@@ -150,16 +160,18 @@ impl Drain {
             steady: 0,
             skipped: 0,
             unlooked: false,
+            probe: None,
         }
     }
 
-    /// Asked when a new part could go, before the first look at the connection for it:
-    /// whether it may go without one. Yes for a reader that has been caught up at the first
-    /// look for each of its last [`STEADY`] parts, for up to [`SKIP`] parts in a row; the
-    /// next look ([`Drain::decide`]) starts the count again, and any look that does not find
-    /// it caught up ends the run.
-    pub fn skip_look(&mut self) -> bool {
-        let skip = self.steady >= STEADY && self.skipped < SKIP;
+    /// Asked when a new part could go, before the first look at the connection for it, with
+    /// the number of stream clients: whether it may go without one. Yes, while there are more
+    /// than [`CROWD`] clients, for a reader that has been caught up at the first look for
+    /// each of its last [`STEADY`] parts, for up to [`SKIP`] parts in a row; the next look
+    /// ([`Drain::decide`]) starts the count again, and any look that does not find it caught
+    /// up ends the run.
+    pub fn skip_look(&mut self, clients: usize) -> bool {
+        let skip = clients > CROWD && self.steady >= STEADY && self.skipped < SKIP;
         if skip {
             self.skipped += 1;
         }
@@ -221,7 +233,7 @@ impl Drain {
         if (backlog > ok || in_flight > IN_FLIGHT.max(s.bdp))
             && s.at.saturating_sub(since) >= self.timeout
         {
-            return (Decision::Drop, false);
+            return (self.stalled(s, in_flight, window, ok), false);
         }
         if in_flight > IN_FLIGHT.max(s.bdp) {
             return (Decision::Wait(self.poll), false);
@@ -248,6 +260,26 @@ impl Drain {
         (decision, false)
     }
 
+    /// What to do with a peer that has shown no reading for the timeout. With nothing in
+    /// flight and its window open, it may have read everything while parts were held back
+    /// for it without saying so (a receiver announces a reopened window only once it would
+    /// double): one more part goes, whose acknowledgement brings its true window, and it is
+    /// cut off only if that shows no reading either (or if none comes within [`PROBE_WAIT`]).
+    /// A peer with bytes stuck in the network, or a closed window (whose reopening it would
+    /// announce), is cut off at once.
+    fn stalled(&mut self, s: Sample, in_flight: u32, window: u32, ok: u32) -> Decision {
+        match self.probe {
+            None if in_flight <= IN_FLIGHT.max(s.bdp) && window > ok => {
+                self.probe = Some((s.at, s.acked));
+                Decision::Send
+            }
+            Some((at, acked)) if s.acked <= acked && s.at.saturating_sub(at) < PROBE_WAIT => {
+                Decision::Wait(POLL)
+            }
+            _ => Decision::Drop,
+        }
+    }
+
     /// Adjusts the pace once the part sent last has arrived: `early` when the reader still
     /// held the part before it. The rate it has been reading at bounds the pace from below
     /// when the part came early, and to half of it when not, so that a reader that could
@@ -271,7 +303,10 @@ impl Drain {
     fn note(&mut self, at: Duration, read: i64, step: i64) {
         match (self.progress, self.last_read) {
             (Some(_), Some(last)) if read < last + step => {}
-            _ => self.progress = Some((at, read)),
+            _ => {
+                self.progress = Some((at, read));
+                self.probe = None;
+            }
         }
         self.last_read = Some(read);
         if self.history.back().is_some_and(|(t, _)| at < *t) {
@@ -413,7 +448,7 @@ mod tests {
             if pending_ack.is_none() && ack_at == t && acked > 0 {
                 window = MAX.saturating_sub(queue.len() as u64 * PART);
             }
-            if !ready && t >= look_at && std::mem::take(&mut first_look) && d.skip_look() {
+            if !ready && t >= look_at && std::mem::take(&mut first_look) && d.skip_look(CROWD + 1) {
                 ready = true;
             }
             if !ready && t >= look_at {
@@ -481,10 +516,20 @@ mod tests {
     /// at part `i` finds it `caught_up(i)` (else a part unread), on a kernel that says the
     /// window or (`window: false`) one that does not (then the part is still in flight).
     fn looked(parts: u64, window: bool, caught_up: impl Fn(u64) -> bool) -> Vec<u64> {
+        looked_among(CROWD + 1, parts, window, caught_up)
+    }
+
+    /// [`looked`] with `clients` stream clients.
+    fn looked_among(
+        clients: usize,
+        parts: u64,
+        window: bool,
+        caught_up: impl Fn(u64) -> bool,
+    ) -> Vec<u64> {
         let mut d = Drain::new(Duration::from_secs(10));
         let mut looked = Vec::new();
         for i in 0..parts {
-            if !d.skip_look() {
+            if !d.skip_look(clients) {
                 looked.push(i);
                 let (unacked, unread) = if caught_up(i) {
                     (0, 0)
@@ -517,6 +562,14 @@ mod tests {
     }
 
     #[test]
+    fn with_few_clients_every_part_is_looked_at() {
+        let all: Vec<u64> = (0..40).collect();
+        assert_eq!(looked_among(CROWD, 40, true, |_| true), all);
+        assert_eq!(looked_among(1, 40, true, |_| true), all);
+        assert_ne!(looked_among(CROWD + 1, 40, true, |_| true), all);
+    }
+
+    #[test]
     fn a_reader_that_stops_is_looked_at_again_within_four_parts_and_then_at_every_part() {
         // It stops reading after part 17: parts 17-19 went without a look; from the look at
         // 20, which finds it behind, every part has one.
@@ -534,7 +587,7 @@ mod tests {
         // finds it gone: that reader never has a look skipped.
         let mut d = Drain::new(Duration::from_secs(10));
         for i in 0..40u64 {
-            assert!(!d.skip_look(), "part {i}");
+            assert!(!d.skip_look(CROWD + 1), "part {i}");
             let t = i * 33;
             d.decide(sample(t, 0, 10_000, i * 10_000, 64_000, 0));
             assert_eq!(
@@ -563,8 +616,9 @@ mod tests {
 
     /// A client that never reads, recorded at the server (`ss -ti`: ms, bytes acked, window)
     /// with 10 KB parts: its window shrinks by each part, though the right edge still creeps
-    /// by several hundred bytes a part. Looked at every 50 ms in between, it is cut off
-    /// `client-timeout` after the last byte it read.
+    /// by several hundred bytes a part. Looked at every 50 ms in between, it is sent one more
+    /// part `client-timeout` after the last byte it read, acknowledged 1 ms later with the
+    /// window shrunk by it, and cut off at the look after that.
     #[test]
     fn a_client_that_reads_nothing_is_dropped_after_the_timeout() {
         const RECORDED: [(u64, u64, u32); 6] = [
@@ -577,15 +631,62 @@ mod tests {
         ];
         let mut d = Drain::new(Duration::from_secs(3));
         d.sent(10_000);
-        let mut drop_at = None;
+        let (mut drop_at, mut probe_ack, mut probes) = (None, None, vec![]);
         for t in (100..10_000u64).step_by(50) {
-            let &(ack_at, acked, window) = RECORDED.iter().rev().find(|r| r.0 <= t).unwrap();
-            if d.decide(sample(t, 0, 0, acked, window, t - ack_at)) == Decision::Drop {
-                drop_at = Some(t);
-                break;
+            let recorded = *RECORDED.iter().rev().find(|r| r.0 <= t).unwrap();
+            let (ack_at, acked, window) = probe_ack.unwrap_or(recorded);
+            match d.decide(sample(t, 0, 0, acked, window, t - ack_at)) {
+                Decision::Drop => {
+                    drop_at = Some(t);
+                    break;
+                }
+                // The recording has the acknowledgements of the parts its server sent; the
+                // part sent to learn the true window is modelled.
+                Decision::Send if d.probe.is_some() => {
+                    probes.push(t);
+                    probe_ack = Some((t + 1, acked + 10_000, window - 10_000));
+                }
+                Decision::Send | Decision::Wait(_) => {}
             }
         }
-        assert_eq!(drop_at, Some(3_100));
+        assert_eq!(probes, [3_100]);
+        assert_eq!(drop_at, Some(3_150));
+    }
+
+    /// A reader that held parts, then read them all while parts were held back for it,
+    /// without its window saying so: at the timeout it is sent one part, whose acknowledgement
+    /// shows the window it had reopened, and it is kept. Had it read nothing, or had the part
+    /// not been acknowledged within PROBE_WAIT, it would have been cut off.
+    #[test]
+    fn a_reader_whose_reading_went_unsaid_is_sent_a_part_before_it_is_dropped() {
+        // (window the part's acknowledgement shows, or none within PROBE_WAIT; decision after)
+        for (after, want) in [
+            (Some(64_000), Decision::Send),
+            (Some(14_000), Decision::Drop),
+            (None, Decision::Drop),
+        ] {
+            let mut d = Drain::new(Duration::from_secs(3));
+            assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
+            d.sent(10_000);
+            // 30 KB held unread at 100 ms; at 1.5 s a part held too (the window shrunk by
+            // it); then silence, the reader's reading unsaid.
+            let held = sample(100, 0, 0, 40_000, 34_000, 0);
+            assert!(matches!(d.decide(held), Decision::Wait(_)));
+            d.sent(10_000);
+            let silent = |t| sample(t, 0, 0, 50_000, 24_000, t - 1_500);
+            assert!(matches!(d.decide(silent(1_500)), Decision::Wait(_)));
+            // The timeout after the last reading: one part, not a drop.
+            assert!(matches!(d.decide(silent(3_050)), Decision::Wait(_)));
+            assert_eq!(d.decide(silent(3_100)), Decision::Send);
+            // Until it is acknowledged, a wait.
+            assert_eq!(d.decide(silent(3_150)), Decision::Wait(POLL));
+            d.sent(10_000);
+            let s = match after {
+                Some(window) => sample(3_200, 0, 0, 60_000, window, 0),
+                None => silent(4_100),
+            };
+            assert_eq!(d.decide(s), want, "{after:?}");
+        }
     }
 
     #[test]
@@ -717,11 +818,12 @@ mod tests {
     #[test]
     fn dropped_only_when_behind_by_more_than_caught_up_allows() {
         // A reader that has read nothing for the timeout, exactly `ok` behind (4 KiB with
-        // 10 KB parts): caught up, kept; a byte more: dropped.
-        // So is one with exactly IN_FLIGHT bytes in flight.
+        // 10 KB parts): caught up, kept; a byte more: sent the one part that asks its true
+        // window (see the test above). One with exactly IN_FLIGHT bytes in flight is kept; a
+        // byte more: dropped.
         for (backlog, unacked, want) in [
             (4_096, 0, Decision::Send),
-            (4_097, 0, Decision::Drop),
+            (4_097, 0, Decision::Send),
             (0, 4_096, Decision::Send),
             (0, 4_097, Decision::Drop),
         ] {
@@ -741,6 +843,12 @@ mod tests {
                 want,
                 "{backlog} B behind, {unacked} B in flight"
             );
+            if backlog == 4_097 {
+                // That part acknowledged and the window shrunk by it: no reading, dropped.
+                d.sent(10_000);
+                let s = sample(1_100, 0, 0, 14_097, 54_000 - backlog, 0);
+                assert_eq!(d.decide(s), Decision::Drop);
+            }
         }
     }
 
