@@ -690,6 +690,25 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_reader_with_its_window_closed_or_bytes_in_flight_is_cut_off_at_once() {
+        // (window, bytes in flight, decision) at the timeout, 10 KB parts: a window of at most
+        // half a part and 4 KiB is closed (its reopening would be announced), and bytes in
+        // flight bring an acknowledgement of their own; otherwise a part goes first.
+        for (window, unacked, want) in [
+            (4_096, 0, Decision::Drop),
+            (4_097, 0, Decision::Send),
+            (30_000, 4_097, Decision::Drop),
+            (30_000, 4_096, Decision::Send),
+        ] {
+            let mut d = Drain::new(Duration::from_secs(3));
+            assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
+            d.sent(10_000);
+            let s = sample(3_000, 0, unacked, 0, window, 0);
+            assert_eq!(d.decide(s), want, "window {window}, {unacked} B in flight");
+        }
+    }
+
+    #[test]
     fn a_client_stuck_on_the_network_is_dropped_too() {
         let mut d = Drain::new(Duration::from_secs(2));
         d.sent(10_000);
@@ -843,6 +862,8 @@ mod tests {
                 want,
                 "{backlog} B behind, {unacked} B in flight"
             );
+            // Only the reader behind is sent its part as a question.
+            assert_eq!(d.probe.is_some(), backlog == 4_097, "{backlog} B behind");
             if backlog == 4_097 {
                 // That part acknowledged and the window shrunk by it: no reading, dropped.
                 d.sent(10_000);
