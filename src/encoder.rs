@@ -89,6 +89,15 @@ pub struct PartStamp {
 }
 
 impl PartStamp {
+    /// `X-Timestamp`'s value: Unix seconds, a dot, six digits of microseconds.
+    pub fn unix_time(&self) -> String {
+        format!(
+            "{}.{:06}",
+            self.unix_us / 1_000_000,
+            self.unix_us % 1_000_000
+        )
+    }
+
     pub fn of(frame: &Frame) -> Self {
         PartStamp {
             sequence: frame.sequence,
@@ -103,11 +112,10 @@ impl PartStamp {
 pub fn part(jpeg: &[u8], stamp: PartStamp) -> (Bytes, Bytes) {
     let mut buf = BytesMut::with_capacity(jpeg.len() + 200);
     let head = format!(
-        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\
          X-Timestamp-Ns: {}\r\nX-Sequence: {}\r\n{}\r\n",
         jpeg.len(),
-        stamp.unix_us / 1_000_000,
-        stamp.unix_us % 1_000_000,
+        stamp.unix_time(),
         stamp.timestamp_ns,
         stamp.sequence,
         if stamp.offline {

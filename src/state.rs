@@ -264,21 +264,21 @@ impl Shared {
     }
 
     /// The newest video frame as JPEG: the stream's if it is current, else encoded now.
-    pub async fn latest_jpeg(&self) -> Result<(Bytes, u64), StillError> {
+    pub async fn latest_jpeg(&self) -> Result<(Bytes, Arc<Frame>), StillError> {
         let frame = self.take_latest().ok_or(StillError::NoFrame)?;
         if let Some(e) = self.encoded.borrow().as_ref() {
             if e.sequence == frame.sequence {
-                return Ok((e.jpeg.clone(), e.sequence));
+                return Ok((e.jpeg.clone(), frame));
             }
         }
         let quality = self.quality();
-        let sequence = frame.sequence;
+        let job = frame.clone();
         let jpeg = self
             .encode_pool
-            .encode(Kind::Snapshot, sequence, move || {
-                crate::encode_pool::jpeg(&frame.video, quality)
+            .encode(Kind::Snapshot, frame.sequence, move || {
+                crate::encode_pool::jpeg(&job.video, quality)
             })
             .await?;
-        Ok((jpeg, sequence))
+        Ok((jpeg, frame))
     }
 }

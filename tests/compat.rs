@@ -203,6 +203,61 @@ fn a_stalled_first_line_is_still_cut_off() {
     }
 }
 
+/// mjpg-streamer's and ustreamer's snapshots say when their frame was taken; a dashboard
+/// comparing a snapshot with the stream needs the same words for the same frame.
+#[test]
+fn a_snapshot_says_which_frame_it_is_as_the_stream_parts_do() {
+    let p = Picker::start(&[]);
+    let mut m = p.mjpeg("");
+    m.read_opening();
+    let mut parts = std::collections::HashMap::new();
+    let stamps = |h: &dyn Fn(&str) -> Option<String>| {
+        ["x-timestamp", "x-timestamp-ns"].map(|name| h(name).unwrap_or_else(|| panic!("no {name}")))
+    };
+    for attempt in 0..20 {
+        let snap = p.tcp_get("/snapshot.jpg");
+        assert_eq!(snap.status, 200);
+        let sequence: u64 = snap
+            .header("x-sequence")
+            .expect("X-Sequence")
+            .parse()
+            .unwrap();
+        let snap_stamps = stamps(&|n| snap.header(n).map(str::to_string));
+        // The stream's parts up to that frame (a part may be skipped for a reader behind).
+        loop {
+            let part = m.next_part();
+            let seq: u64 = part.header("x-sequence").unwrap().parse().unwrap();
+            parts.insert(seq, stamps(&|n| part.header(n).map(str::to_string)));
+            if seq >= sequence {
+                break;
+            }
+        }
+        if let Some(part_stamps) = parts.get(&sequence) {
+            assert_eq!(
+                &snap_stamps, part_stamps,
+                "frame {sequence}, attempt {attempt}"
+            );
+            // Unix seconds and six digits of microseconds, within a minute of now.
+            let (secs, micros) = snap_stamps[0].split_once('.').unwrap();
+            assert_eq!(micros.len(), 6, "{}", snap_stamps[0]);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(
+                secs.parse::<u64>().unwrap().abs_diff(now) < 60,
+                "{}",
+                snap_stamps[0]
+            );
+            return;
+        }
+    }
+    panic!(
+        "no snapshot's frame was among the stream's parts: {:?}",
+        parts.keys()
+    );
+}
+
 #[test]
 fn head_answers_every_route_and_other_methods_get_405_with_allow() {
     let p = Picker::start(&[]);

@@ -170,6 +170,28 @@ fn a_client_that_never_reads_into_a_4_mib_buffer_is_gone_within_the_timeout() {
     never_reading_client_is_gone(Some(4 << 20));
 }
 
+/// A robot that reads as fast as frames come, then works for most of `client-timeout` without
+/// reading, then reads on. Linux's receiver does not say that it has read what it held (it
+/// advertises a reopened window only once the window would double), so picker must not take
+/// the silence for a stall: it sends a part first, whose acknowledgement carries the truth.
+#[test]
+fn a_reader_that_pauses_for_less_than_the_timeout_is_kept() {
+    let p = Picker::start(&["stream.client-timeout = 3"]);
+    let mut m = p.mjpeg("");
+    m.read_opening();
+    for pause in 0..4 {
+        for _ in 0..30 {
+            m.next_part();
+        }
+        std::thread::sleep(Duration::from_millis(2_600));
+        // The connection must still be there, its parts coming.
+        let part = m.next_part();
+        assert!(part.header("x-sequence").is_some(), "after pause {pause}");
+        assert_eq!(clients(&p), 1, "after pause {pause}");
+    }
+    assert_eq!(metric(&p, "picker_stream_clients"), 1.0);
+}
+
 /// Two network namespaces joined by a veth pair, the server's side shaped by `tc tbf`;
 /// removed on drop.
 struct Link {

@@ -17,7 +17,9 @@
 //! and bounded by the rate at which it has been reading (the right edge of its window, net of
 //! the window's growth). A peer that reads nothing for `client-timeout` while it holds unread
 //! bytes or has bytes in flight is dropped, whatever the size of its buffers. One whose
-//! window stays closed, its readings the same, is looked at less and less often.
+//! window stays closed, its readings the same, is looked at less and less often. One that
+//! has taken every part at once for a while is looked at only every few parts: a look is a
+//! system call per client and part, a tenth of the fan-out's CPU with 200 such readers.
 //!
 //! The effects (reading `TCP_INFO`, sleeping) are in `stream.rs`. The tests replay a
 //! never-reading client recorded at the server, and drive the decision against simulated
@@ -81,6 +83,9 @@ const POLL_MAX: Duration = Duration::from_millis(50);
 /// The longest a part is held back for a reader that holds unread bytes: then a part is sent
 /// anyway, and its acknowledgement brings the reader's true window (the lazy update above).
 const PREDICT_MAX: Duration = Duration::from_secs(2);
+/// How long the acknowledgement of a part sent to a peer that showed no reading for the
+/// timeout may take (see [`Drain::stalled`]): a part's time on a slow link and a round trip.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// The least pace after a part that came early.
 const PACE_MIN: Duration = Duration::from_millis(10);
 /// Reading rates are measured over this span of the past.
@@ -92,6 +97,18 @@ const RATE_MIN_SPAN: Duration = Duration::from_secs(1);
 const HISTORY_STEP: Duration = Duration::from_millis(100);
 /// History points kept (RATE_SPAN / HISTORY_STEP, and some).
 const HISTORY: usize = 48;
+
+/// Looks are skipped only while more than this many stream clients are connected: with few,
+/// a look per part costs nothing that matters, and a reader that pauses (a robot at work) is
+/// best looked at every part (see [`SKIP`]).
+const CROWD: usize = 16;
+/// Parts in a row a reader must have been sent at its first look (all read, nothing waiting
+/// in the network) before looks are skipped ...
+const STEADY: u32 = 8;
+/// ... and how many parts in a row may then go without a look. A reader that stops then
+/// holds at most this many parts more than it would have before the next look sees it: 100
+/// ms of video at 30 fps, a reader of the camera's pace, shown stale when it reads again.
+const SKIP: u32 = 3;
 
 /// The decision's memory for one client.
 #[derive(Debug)]
@@ -115,6 +132,15 @@ pub struct Drain {
     /// after it.
     reading: Option<(u32, u32, u64, Option<u32>)>,
     poll: Duration,
+    /// Parts in a row sent at their first look, caught up.
+    steady: u32,
+    /// Parts sent without a look since the last one.
+    skipped: u32,
+    /// No look has been taken since the part handed over last.
+    unlooked: bool,
+    /// A part sent to a peer that showed no reading for the timeout, to learn its true window:
+    /// when, and what had been acknowledged then. Cleared by progress.
+    probe: Option<(Duration, u64)>,
 }
 
 impl Drain {
@@ -131,17 +157,50 @@ impl Drain {
             judge: false,
             reading: None,
             poll: POLL,
+            steady: 0,
+            skipped: 0,
+            unlooked: false,
+            probe: None,
         }
+    }
+
+    /// Asked when a new part could go, before the first look at the connection for it, with
+    /// the number of stream clients: whether it may go without one. Yes, while there are more
+    /// than [`CROWD`] clients, for a reader that has been caught up at the first look for
+    /// each of its last [`STEADY`] parts, for up to [`SKIP`] parts in a row; the next look
+    /// ([`Drain::decide`]) starts the count again, and any look that does not find it caught
+    /// up ends the run.
+    pub fn skip_look(&mut self, clients: usize) -> bool {
+        let skip = clients > CROWD && self.steady >= STEADY && self.skipped < SKIP;
+        if skip {
+            self.skipped += 1;
+        }
+        skip
     }
 
     /// Notes that a part of `len` bytes is being handed over.
     pub fn sent(&mut self, len: usize) {
         self.last_part = u32::try_from(len).unwrap_or(u32::MAX);
         self.judge = true;
+        self.unlooked = true;
     }
 
     /// What to do with the client, given a fresh reading of its connection.
     pub fn decide(&mut self, s: Sample) -> Decision {
+        let first = std::mem::take(&mut self.unlooked);
+        let (decision, caught_up) = self.judge_and_decide(s);
+        self.skipped = 0;
+        self.steady = if first && caught_up {
+            self.steady.saturating_add(1)
+        } else {
+            0
+        };
+        decision
+    }
+
+    /// [`Drain::decide`], and whether the peer was found caught up: all read, the previous
+    /// part out of the network.
+    fn judge_and_decide(&mut self, s: Sample) -> (Decision, bool) {
         let in_flight = s.unsent.saturating_add(s.unacked);
         let reading = (s.unsent, s.unacked, s.acked, s.window);
         let unchanged = self.reading.replace(reading) == Some(reading);
@@ -153,9 +212,9 @@ impl Drain {
         let Some(window) = s.window else {
             // No window said, so none closed: never a backoff here.
             return if in_flight <= IN_FLIGHT.max(s.bdp) {
-                Decision::Send
+                (Decision::Send, true)
             } else {
-                Decision::Wait(POLL)
+                (Decision::Wait(POLL), false)
             };
         };
         self.max_window = self.max_window.max(window);
@@ -174,10 +233,10 @@ impl Drain {
         if (backlog > ok || in_flight > IN_FLIGHT.max(s.bdp))
             && s.at.saturating_sub(since) >= self.timeout
         {
-            return Decision::Drop;
+            return (self.stalled(s, in_flight, window, ok), false);
         }
         if in_flight > IN_FLIGHT.max(s.bdp) {
-            return Decision::Wait(self.poll);
+            return (Decision::Wait(self.poll), false);
         }
         let part = self.last_part.max(1);
         if self.judge {
@@ -185,7 +244,7 @@ impl Drain {
             self.judge_pace(backlog > part.saturating_add(ok));
         }
         if backlog <= ok {
-            return Decision::Send;
+            return (Decision::Send, true);
         }
         // Behind: send once it will have read what it holds, at its pace.
         let wait = self
@@ -193,10 +252,31 @@ impl Drain {
             .mul_f64(f64::from(backlog) / f64::from(part))
             .min(PREDICT_MAX);
         let due = seen + wait;
-        if s.at >= due {
+        let decision = if s.at >= due {
             Decision::Send
         } else {
             Decision::Wait((due - s.at).min(POLL_MAX))
+        };
+        (decision, false)
+    }
+
+    /// What to do with a peer that has shown no reading for the timeout. With nothing in
+    /// flight and its window open, it may have read everything while parts were held back
+    /// for it without saying so (a receiver announces a reopened window only once it would
+    /// double): one more part goes, whose acknowledgement brings its true window, and it is
+    /// cut off only if that shows no reading either (or if none comes within [`PROBE_WAIT`]).
+    /// A peer with bytes stuck in the network, or a closed window (whose reopening it would
+    /// announce), is cut off at once.
+    fn stalled(&mut self, s: Sample, in_flight: u32, window: u32, ok: u32) -> Decision {
+        match self.probe {
+            None if in_flight <= IN_FLIGHT.max(s.bdp) && window > ok => {
+                self.probe = Some((s.at, s.acked));
+                Decision::Send
+            }
+            Some((at, acked)) if s.acked <= acked && s.at.saturating_sub(at) < PROBE_WAIT => {
+                Decision::Wait(POLL)
+            }
+            _ => Decision::Drop,
         }
     }
 
@@ -223,7 +303,10 @@ impl Drain {
     fn note(&mut self, at: Duration, read: i64, step: i64) {
         match (self.progress, self.last_read) {
             (Some(_), Some(last)) if read < last + step => {}
-            _ => self.progress = Some((at, read)),
+            _ => {
+                self.progress = Some((at, read));
+                self.probe = None;
+            }
         }
         self.last_read = Some(read);
         if self.history.back().is_some_and(|(t, _)| at < *t) {
@@ -333,8 +416,10 @@ mod tests {
     /// every `period_ms` (blocking when none is there), with a 30 fps camera and 10 KB parts.
     /// The peer's window is reported as Linux does: as of the acknowledgement of our last
     /// part (1 ms after it is sent), never reopened by a read. Returns the ages (ms) of the
-    /// parts the application took after the first 5 s, and how many it took in all.
-    fn simulate(period_ms: u64, seconds: u64) -> (Vec<u64>, usize) {
+    /// parts the application took after the first 5 s, how many it took in all, and how
+    /// many looks at the connection were taken. The first look after a part is skipped
+    /// when [`Drain::skip_look`] says so, as the stream does.
+    fn simulate(period_ms: u64, seconds: u64) -> (Vec<u64>, usize, usize) {
         const PART: u64 = 10_000;
         const MAX: u64 = 64_000;
         let mut d = Drain::new(Duration::from_secs(10));
@@ -343,6 +428,7 @@ mod tests {
         let mut pending_ack: Option<u64> = None;
         let (mut look_at, mut ready, mut last_frame) = (0u64, false, None);
         let mut next_read = 0u64;
+        let (mut first_look, mut looks) = (false, 0);
         for t in 0..seconds * 1000 {
             if pending_ack == Some(t) {
                 pending_ack = None;
@@ -362,7 +448,11 @@ mod tests {
             if pending_ack.is_none() && ack_at == t && acked > 0 {
                 window = MAX.saturating_sub(queue.len() as u64 * PART);
             }
+            if !ready && t >= look_at && std::mem::take(&mut first_look) && d.skip_look(CROWD + 1) {
+                ready = true;
+            }
             if !ready && t >= look_at {
+                looks += 1;
                 let s = Sample {
                     at: ms(t),
                     unsent: 0,
@@ -391,10 +481,11 @@ mod tests {
                 d.sent(PART as usize);
                 queue.push_back(frame * 1000 / 30);
                 pending_ack = Some(t + 1);
+                first_look = true;
             }
         }
         ages.sort_unstable();
-        (ages, taken)
+        (ages, taken, looks)
     }
 
     #[test]
@@ -402,13 +493,108 @@ mod tests {
         // (period ms, least parts a second it must get): the targets, p50 at most
         // two frame periods plus its own period, the worst at most twice that.
         for (period, least) in [(1000, 0.8), (333, 2.4), (100, 8.0), (0, 29.0)] {
-            let (ages, taken) = simulate(period, 30);
+            let (ages, taken, looks) = simulate(period, 30);
             let target = 67 + period;
             let (p50, max) = (ages[ages.len() / 2], ages[ages.len() - 1]);
             assert!(p50 <= target, "{period} ms reader: p50 {p50} ms");
             assert!(max <= 2 * target, "{period} ms reader: max {max} ms");
             let rate = taken as f64 / 30.0;
             assert!(rate >= least, "{period} ms reader: {rate:.1} parts/s");
+            // Only the reader of the camera's pace is looked at less than once a part.
+            if period == 0 {
+                assert!(looks * 3 < taken, "{looks} looks for {taken} parts");
+            } else {
+                assert!(
+                    looks >= taken,
+                    "{period} ms reader: {looks} looks, {taken} parts"
+                );
+            }
+        }
+    }
+
+    /// Which of `parts` parts (one a frame period) had a look first, for a reader whose look
+    /// at part `i` finds it `caught_up(i)` (else a part unread), on a kernel that says the
+    /// window or (`window: false`) one that does not (then the part is still in flight).
+    fn looked(parts: u64, window: bool, caught_up: impl Fn(u64) -> bool) -> Vec<u64> {
+        looked_among(CROWD + 1, parts, window, caught_up)
+    }
+
+    /// [`looked`] with `clients` stream clients.
+    fn looked_among(
+        clients: usize,
+        parts: u64,
+        window: bool,
+        caught_up: impl Fn(u64) -> bool,
+    ) -> Vec<u64> {
+        let mut d = Drain::new(Duration::from_secs(10));
+        let mut looked = Vec::new();
+        for i in 0..parts {
+            if !d.skip_look(clients) {
+                looked.push(i);
+                let (unacked, unread) = if caught_up(i) {
+                    (0, 0)
+                } else {
+                    (10_000, 10_000)
+                };
+                let s = sample(i * 33, 0, 0, i * 10_000, 64_000 - unread, 0);
+                d.decide(if window {
+                    s
+                } else {
+                    Sample {
+                        window: None,
+                        unacked,
+                        ..s
+                    }
+                });
+            }
+            d.sent(10_000);
+        }
+        looked
+    }
+
+    #[test]
+    fn a_reader_caught_up_at_every_look_is_looked_at_every_fourth_part() {
+        // The first part has nothing before it to judge; then STEADY parts caught up at their
+        // first look; then SKIP parts go without one, and every look starts that again.
+        let want: Vec<u64> = (0..=8).chain((12..40).step_by(4)).collect();
+        assert_eq!(looked(40, true, |_| true), want);
+        assert_eq!(looked(40, false, |_| true), want);
+    }
+
+    #[test]
+    fn with_few_clients_every_part_is_looked_at() {
+        let all: Vec<u64> = (0..40).collect();
+        assert_eq!(looked_among(CROWD, 40, true, |_| true), all);
+        assert_eq!(looked_among(1, 40, true, |_| true), all);
+        assert_ne!(looked_among(CROWD + 1, 40, true, |_| true), all);
+    }
+
+    #[test]
+    fn a_reader_that_stops_is_looked_at_again_within_four_parts_and_then_at_every_part() {
+        // It stops reading after part 17: parts 17-19 went without a look; from the look at
+        // 20, which finds it behind, every part has one.
+        let want: Vec<u64> = (0..=8).chain([12, 16]).chain(20..40).collect();
+        assert_eq!(looked(40, true, |i| i < 18), want);
+        assert_eq!(looked(40, false, |i| i < 18), want);
+        // Behind once: the count starts again.
+        let want: Vec<u64> = (0..=8).chain(12..=20).chain([24, 28]).collect();
+        assert_eq!(looked(30, true, |i| i != 12), want);
+    }
+
+    #[test]
+    fn only_the_first_look_after_a_part_counts_for_skipping() {
+        // Each part's first look finds the one before still in flight, the second look
+        // finds it gone: that reader never has a look skipped.
+        let mut d = Drain::new(Duration::from_secs(10));
+        for i in 0..40u64 {
+            assert!(!d.skip_look(CROWD + 1), "part {i}");
+            let t = i * 33;
+            d.decide(sample(t, 0, 10_000, i * 10_000, 64_000, 0));
+            assert_eq!(
+                d.decide(sample(t + 5, 0, 0, (i + 1) * 10_000, 64_000, 0)),
+                Decision::Send
+            );
+            d.sent(10_000);
         }
     }
 
@@ -430,8 +616,9 @@ mod tests {
 
     /// A client that never reads, recorded at the server (`ss -ti`: ms, bytes acked, window)
     /// with 10 KB parts: its window shrinks by each part, though the right edge still creeps
-    /// by several hundred bytes a part. Looked at every 50 ms in between, it is cut off
-    /// `client-timeout` after the last byte it read.
+    /// by several hundred bytes a part. Looked at every 50 ms in between, it is sent one more
+    /// part `client-timeout` after the last byte it read, acknowledged 1 ms later with the
+    /// window shrunk by it, and cut off at the look after that.
     #[test]
     fn a_client_that_reads_nothing_is_dropped_after_the_timeout() {
         const RECORDED: [(u64, u64, u32); 6] = [
@@ -444,15 +631,81 @@ mod tests {
         ];
         let mut d = Drain::new(Duration::from_secs(3));
         d.sent(10_000);
-        let mut drop_at = None;
+        let (mut drop_at, mut probe_ack, mut probes) = (None, None, vec![]);
         for t in (100..10_000u64).step_by(50) {
-            let &(ack_at, acked, window) = RECORDED.iter().rev().find(|r| r.0 <= t).unwrap();
-            if d.decide(sample(t, 0, 0, acked, window, t - ack_at)) == Decision::Drop {
-                drop_at = Some(t);
-                break;
+            let recorded = *RECORDED.iter().rev().find(|r| r.0 <= t).unwrap();
+            let (ack_at, acked, window) = probe_ack.unwrap_or(recorded);
+            match d.decide(sample(t, 0, 0, acked, window, t - ack_at)) {
+                Decision::Drop => {
+                    drop_at = Some(t);
+                    break;
+                }
+                // The recording has the acknowledgements of the parts its server sent; the
+                // part sent to learn the true window is modelled.
+                Decision::Send if d.probe.is_some() => {
+                    probes.push(t);
+                    probe_ack = Some((t + 1, acked + 10_000, window - 10_000));
+                }
+                Decision::Send | Decision::Wait(_) => {}
             }
         }
-        assert_eq!(drop_at, Some(3_100));
+        assert_eq!(probes, [3_100]);
+        assert_eq!(drop_at, Some(3_150));
+    }
+
+    /// A reader that held parts, then read them all while parts were held back for it,
+    /// without its window saying so: at the timeout it is sent one part, whose acknowledgement
+    /// shows the window it had reopened, and it is kept. Had it read nothing, or had the part
+    /// not been acknowledged within PROBE_WAIT, it would have been cut off.
+    #[test]
+    fn a_reader_whose_reading_went_unsaid_is_sent_a_part_before_it_is_dropped() {
+        // (window the part's acknowledgement shows, or none within PROBE_WAIT; decision after)
+        for (after, want) in [
+            (Some(64_000), Decision::Send),
+            (Some(14_000), Decision::Drop),
+            (None, Decision::Drop),
+        ] {
+            let mut d = Drain::new(Duration::from_secs(3));
+            assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
+            d.sent(10_000);
+            // 30 KB held unread at 100 ms; at 1.5 s a part held too (the window shrunk by
+            // it); then silence, the reader's reading unsaid.
+            let held = sample(100, 0, 0, 40_000, 34_000, 0);
+            assert!(matches!(d.decide(held), Decision::Wait(_)));
+            d.sent(10_000);
+            let silent = |t| sample(t, 0, 0, 50_000, 24_000, t - 1_500);
+            assert!(matches!(d.decide(silent(1_500)), Decision::Wait(_)));
+            // The timeout after the last reading: one part, not a drop.
+            assert!(matches!(d.decide(silent(3_050)), Decision::Wait(_)));
+            assert_eq!(d.decide(silent(3_100)), Decision::Send);
+            // Until it is acknowledged, a wait.
+            assert_eq!(d.decide(silent(3_150)), Decision::Wait(POLL));
+            d.sent(10_000);
+            let s = match after {
+                Some(window) => sample(3_200, 0, 0, 60_000, window, 0),
+                None => silent(4_100),
+            };
+            assert_eq!(d.decide(s), want, "{after:?}");
+        }
+    }
+
+    #[test]
+    fn a_silent_reader_with_its_window_closed_or_bytes_in_flight_is_cut_off_at_once() {
+        // (window, bytes in flight, decision) at the timeout, 10 KB parts: a window of at most
+        // half a part and 4 KiB is closed (its reopening would be announced), and bytes in
+        // flight bring an acknowledgement of their own; otherwise a part goes first.
+        for (window, unacked, want) in [
+            (4_096, 0, Decision::Drop),
+            (4_097, 0, Decision::Send),
+            (30_000, 4_097, Decision::Drop),
+            (30_000, 4_096, Decision::Send),
+        ] {
+            let mut d = Drain::new(Duration::from_secs(3));
+            assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
+            d.sent(10_000);
+            let s = sample(3_000, 0, unacked, 0, window, 0);
+            assert_eq!(d.decide(s), want, "window {window}, {unacked} B in flight");
+        }
     }
 
     #[test]
@@ -584,11 +837,12 @@ mod tests {
     #[test]
     fn dropped_only_when_behind_by_more_than_caught_up_allows() {
         // A reader that has read nothing for the timeout, exactly `ok` behind (4 KiB with
-        // 10 KB parts): caught up, kept; a byte more: dropped.
-        // So is one with exactly IN_FLIGHT bytes in flight.
+        // 10 KB parts): caught up, kept; a byte more: sent the one part that asks its true
+        // window (see the test above). One with exactly IN_FLIGHT bytes in flight is kept; a
+        // byte more: dropped.
         for (backlog, unacked, want) in [
             (4_096, 0, Decision::Send),
-            (4_097, 0, Decision::Drop),
+            (4_097, 0, Decision::Send),
             (0, 4_096, Decision::Send),
             (0, 4_097, Decision::Drop),
         ] {
@@ -608,6 +862,14 @@ mod tests {
                 want,
                 "{backlog} B behind, {unacked} B in flight"
             );
+            // Only the reader behind is sent its part as a question.
+            assert_eq!(d.probe.is_some(), backlog == 4_097, "{backlog} B behind");
+            if backlog == 4_097 {
+                // That part acknowledged and the window shrunk by it: no reading, dropped.
+                d.sent(10_000);
+                let s = sample(1_100, 0, 0, 14_097, 54_000 - backlog, 0);
+                assert_eq!(d.decide(s), Decision::Drop);
+            }
         }
     }
 
