@@ -58,6 +58,11 @@ impl Demand {
     pub fn subscribe(&self) -> watch::Receiver<usize> {
         self.0.subscribe()
     }
+
+    /// How many hold it now.
+    pub fn count(&self) -> usize {
+        *self.0.borrow()
+    }
 }
 
 impl Default for Demand {

@@ -126,6 +126,11 @@ pub async fn run(
             part,
             jpeg,
         })));
+        if arrival {
+            // The next one a period after this one, not at the old tick, which may be a few
+            // milliseconds away: the first viewer would be sent the picture twice at once.
+            tick.reset();
+        }
     }
 }
 

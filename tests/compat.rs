@@ -784,6 +784,47 @@ fn a_client_arriving_while_the_camera_is_offline_gets_the_offline_picture_first(
     );
 }
 
+/// The offline picture comes once a second, from a first viewer's arrival on: the next one a
+/// second after the one sent at once, not at a tick that was due anyway (which sent the first
+/// viewer the picture twice, from a few milliseconds to a second apart). Judged by the parts'
+/// own capture stamps (when picker made them), over three arrivals.
+#[test]
+fn a_first_viewer_during_an_outage_gets_the_offline_picture_a_second_apart() {
+    let p = Picker::start_with_env(&[], &[("PICKER_TEST_STALL", "30:600000")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.tcp_get("/snapshot.jpg").status != 503 {
+        assert!(Instant::now() < deadline, "the camera never went offline");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stamp = |part: &Part| -> u64 {
+        assert_eq!(
+            part.header("x-camera"),
+            Some("offline"),
+            "{:?}",
+            part.headers
+        );
+        part.header("x-timestamp-ns").unwrap().parse().unwrap()
+    };
+    for arrival in 0..3 {
+        let mut m = p.mjpeg("");
+        m.read_opening();
+        let first = stamp(&m.next_part());
+        let second = stamp(&m.next_part());
+        let gap = Duration::from_nanos(second - first);
+        assert!(
+            gap >= Duration::from_millis(990),
+            "arrival {arrival}: the second picture {gap:?} after the first"
+        );
+        drop(m);
+        // Nobody watches again before the next arrival (seen at the next picture's write).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric(&p, "picker_stream_clients") > 0.0 {
+            assert!(Instant::now() < deadline, "the viewer never left");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 #[test]
 fn an_address_that_appears_later_is_logged_with_its_stream_url() {
     let p = Picker::start(&["stream.bind = \"0.0.0.0\""]);

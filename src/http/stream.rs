@@ -348,10 +348,14 @@ fn stream(shared: Arc<Shared>, fps: Option<Fps>, head_only: bool) -> warp::reply
     // client taking one frame must not wait for the next second's, nor take a live-looking
     // frame instead (see `encoder::run`). Read and marked seen in one step, so a picture
     // published just after is not missed.
+    // A first viewer (nobody else watching) is not sent the latest picture, made when the
+    // last viewer watched, perhaps hours ago: the offline task makes it a new one at once
+    // (`offline::run`), and the old one would come a moment before it.
+    let watched_by_others = shared.demand.count() > 1;
     let first = rx
         .borrow_and_update()
         .clone()
-        .filter(|f| f.is_offline_picture() && !shared.online());
+        .filter(|f| f.is_offline_picture() && !shared.online() && watched_by_others);
     let pacing = min_interval.map(|min| Pacing {
         min,
         last: None,
