@@ -750,7 +750,11 @@ mod tests {
     async fn a_voided_eviction_keeps_the_newcomer_out_and_its_wake_up_closes_nothing() {
         let bound = Duration::from_secs(5);
         let door = Door::new(1);
-        let old = door.admit(false).await;
+        // Every wait bounded: a mutant of `Admission` that never frees a slot fails the test
+        // instead of hanging it.
+        let old = tokio::time::timeout(bound, door.admit(false))
+            .await
+            .expect("a free slot");
         tokio::time::sleep(SILENT_GRACE).await;
         let newcomer = tokio::spawn({
             let door = door.clone();
