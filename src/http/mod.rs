@@ -252,7 +252,10 @@ pub async fn serve<F>(
                             let connection =
                                 watcher.watch(builder.serve_connection(TokioIo::new(s), service));
                             // Closed to make room for a new client: dropping the connection
-                            // closes it.
+                            // closes it. `evicted` resolves only while no request is complete
+                            // (one voids the eviction, see `door`), and requests are taken and
+                            // answered in this task, so no answer can begin between its look
+                            // and the drop.
                             tokio::select! {
                                 r = connection => r,
                                 () = t.evicted() => Ok(()),
