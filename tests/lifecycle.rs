@@ -211,6 +211,67 @@ fn socket_is_0660_parent_is_created_and_stale_files_are_replaced() {
     assert_eq!(p2.unix_get("/still.rgb").status, 200);
 }
 
+/// Under the unit's `UMask=0077`, the directories picker makes for its socket are 0750, so a
+/// member of the socket's group reaches it (`picker still` as an unprivileged user in that
+/// group) and nobody else does; a directory that was there already keeps its mode. They were
+/// 0700 (`mkdir` under the umask), and only root could take a still.
+#[test]
+fn directories_made_for_the_socket_let_its_group_through_under_umask_0077() {
+    let dir = temp_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set(dir.path(), 0o755);
+    // An existing directory with a mode of its owner's choosing, which picker must not touch.
+    let kept = dir.path().join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    set(&kept, 0o711);
+    let socket = kept.join("made/robot/still.sock");
+    let binary = dir.path().join("picker");
+    std::fs::copy(BIN, &binary).unwrap();
+    let text = config_text(
+        dir.path(),
+        &[&format!("still.socket = \"{}\"", socket.display())],
+    );
+    let p = Picker::start_with_umask(dir, &text, 0o077);
+    assert_eq!(mode(&kept.join("made")), 0o750);
+    assert_eq!(mode(&kept.join("made/robot")), 0o750);
+    assert_eq!(mode(&kept), 0o711);
+    assert_eq!(mode(&p.socket), 0o660);
+    // The socket's group is picker's (here root's, 0): a member of it takes a still, a user
+    // outside it is refused.
+    let gid = nix::unistd::getegid().as_raw().to_string();
+    let still = |groups: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups, "--inh-caps=-all"])
+            .arg(&binary)
+            .args([
+                "still",
+                "--timeout",
+                "10",
+                "--format",
+                "jpg",
+                "-o",
+                "-",
+                "--socket",
+            ])
+            .arg(&p.socket)
+            .output()
+            .unwrap()
+    };
+    let out = still(&format!("--groups={gid}"));
+    assert!(
+        out.status.success() && out.stdout.starts_with(&[0xff, 0xd8]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = still("--clear-groups");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ermission denied"), "{err}");
+}
+
 #[test]
 fn a_second_instance_on_the_same_socket_is_refused() {
     let p = Picker::start(&[]);
