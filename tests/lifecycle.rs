@@ -352,6 +352,53 @@ fn port_in_use_names_the_port_and_the_key() {
     );
 }
 
+/// `stream.bind` set to an address the machine does not have yet (a Pi whose Wi-Fi or DHCP
+/// comes up after picker, which does not wait for the network): `check-config` passes it, and
+/// the service exits with status 1, which systemd restarts (`Restart=on-failure`), not 78,
+/// which it never restarts (`RestartPreventExitStatus=78`); the error names the key, the
+/// address and the port. Once the address is there, the next start serves on it.
+#[test]
+fn an_address_the_machine_does_not_have_yet_is_retried_not_a_config_error() {
+    let dir = temp_dir();
+    let ip = "192.0.2.85";
+    let text = config_text(dir.path(), &[&format!("stream.bind = \"{ip}\"")]);
+    let path = dir.path().join("picker.toml");
+    std::fs::write(&path, &text).unwrap();
+    let run = |command: &[&str]| {
+        Command::new("timeout")
+            .arg("10")
+            .arg(BIN)
+            .args(command)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check-config"]);
+    assert!(check.status.success(), "{check:?}");
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let path = path.display();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("port = "))
+        .unwrap();
+    assert!(
+        err.contains(&format!(
+            "cannot listen on {ip}:{port}: stream.bind = {ip} in {path} is not an address of \
+             this machine (not yet, perhaps"
+        )) && err.contains("systemd starts picker again until the address is there"),
+        "{err}"
+    );
+    // Wi-Fi is up: systemd's next start serves on the address.
+    let _address = TestAddress::add(ip);
+    let p = Picker::start_config(dir, &text, &[]);
+    assert_eq!(p.addr().ip().to_string(), ip);
+    assert_eq!(p.tcp_get("/state").status, 200);
+}
+
 /// The test harness's own guard: a port taken between finding and binding it ("Address
 /// already in use") is tried again on another port, never taken for readiness. CI once
 /// failed on exactly this: "already" holds "ready", and a test went on without a port.

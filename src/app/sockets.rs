@@ -47,14 +47,22 @@ pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
 /// Binds the stream port of `config`.
 pub async fn bind_tcp(config: &Config) -> Result<TcpListener, AppError> {
     let addr = SocketAddr::new(config.stream.bind, config.stream.port);
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::BindTcp {
-            addr,
-            port: config.stream.port,
-            origin: config.origin(),
-            source,
-        })
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrNotAvailable {
+            AppError::AddressAbsent {
+                addr,
+                origin: config.origin(),
+                source,
+            }
+        } else {
+            AppError::BindTcp {
+                addr,
+                port: config.stream.port,
+                origin: config.origin(),
+                source,
+            }
+        }
+    })
 }
 
 /// Removes the still socket file on drop, if it is still ours.
