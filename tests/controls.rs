@@ -329,7 +329,10 @@ fn bad_controls_in_the_config_exit_78_naming_file_and_key() {
     let dir = temp_dir();
     for (controls, want) in [
         ("lens-position = -2", "controls.lens-position = -2"),
-        ("awb-mode = \"sunny\"", ":10:12: unknown variant `sunny`"),
+        (
+            "awb-mode = \"sunny\"",
+            ":10:12: controls.awb-mode: unknown variant `sunny`",
+        ),
         ("exposure = 100", "unknown key `controls.exposure`"),
         (
             "af-mode = \"continuous\"\nlens-position = 3",

@@ -336,6 +336,61 @@ fn bad_values_exit_78_naming_each_key() {
     );
 }
 
+/// The parser's errors that named no key (a key or a table written twice, a wrong name or
+/// type for a control, a value for a whole table) name it, with file, line and column, from
+/// `check-config` and the service alike, exit 78.
+#[test]
+fn errors_of_the_parser_name_the_key_or_table() {
+    let still = "[still]\nsocket = \"/run/picker/still.sock\"\n";
+    let table = [
+        (
+            "[stream]\nquality = 80\nquality = 90\n".to_string(),
+            ":3:1: duplicate key `stream.quality`",
+        ),
+        (
+            format!("[stream]\nport = 8000\n{still}[stream]\nquality = 50\n"),
+            ":5:2: duplicate table `[stream]`",
+        ),
+        (
+            "[controls]\naf-mode = \"bogus\"\n".to_string(),
+            ":2:11: controls.af-mode: unknown variant `bogus`, expected one of `manual`, \
+             `auto`, `continuous`",
+        ),
+        (
+            "[controls]\naf-mode = 1\n".to_string(),
+            ":2:11: controls.af-mode: invalid type: integer `1`, expected one of `manual`, \
+             `auto`, `continuous`",
+        ),
+        (
+            "camera = 5\n".to_string(),
+            ":1:10: camera: invalid type: integer `5`, expected a table (`[camera]` on a line \
+             of its own, its keys below it)",
+        ),
+    ];
+    let dir = temp_dir();
+    let path = dir.path().join("picker.toml");
+    for (text, want) in table {
+        std::fs::write(&path, &text).unwrap();
+        for command in [&["check-config"][..], &[]] {
+            let out = Command::new("timeout")
+                .arg("10")
+                .arg(BIN)
+                .args(command)
+                .arg("--config")
+                .arg(&path)
+                .env_remove("JOURNAL_STREAM")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command:?} {text}: {err}");
+            assert!(
+                err.contains(&format!("{}{want}", path.display())),
+                "{command:?} {text}: {err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn port_in_use_names_the_port_and_the_key() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
