@@ -261,41 +261,13 @@ impl Config {
             });
         }
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let start = e.span().map(|s| s.start).unwrap_or(0);
-            let (line, column) = line_column(text, start);
-            let mut message = plain_types(e.message().trim());
-            // A wrong value's message names neither its key nor its table: name both, as
-            // a user writes them (the column alone points at the value).
-            if message.starts_with("invalid ") {
-                if let Some(key) = key_at(text, start) {
-                    message = match table_at(text, start) {
-                        Some(table) => format!("{table}.{key}: {message}"),
-                        None => format!("{key}: {message}"),
-                    };
-                }
-            }
-            // serde names the field alone; say which table it is in, as a user writes it.
-            if let Some(rest) = message.strip_prefix("unknown field `") {
-                message = match header_at(text, start) {
-                    // The unknown name is a table header itself (`[audio]`), not a key in
-                    // the table before it.
-                    Some(header) => format!(
-                        "unknown table `[{header}]`; expected {}",
-                        rest.split_once(", expected ")
-                            .map(|(_, e)| e)
-                            .unwrap_or("[camera], [stream] or [still]")
-                    ),
-                    None => match table_at(text, start) {
-                        Some(table) => format!("unknown key `{table}.{rest}"),
-                        None => format!("unknown key `{rest}"),
-                    },
-                };
-            }
+            let span = e.span().unwrap_or(0..0);
+            let (line, column) = line_column(text, span.start);
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
                 column,
-                message,
+                message: parse_message(text, span, e.message().trim()),
             }
         })?;
         raw.validate(Some(path))
@@ -316,6 +288,154 @@ impl Config {
     }
 }
 
+/// The message of a file that does not parse, as a user writing TOML reads it: the key and
+/// its table named where the parser or serde did not (found from the span: the key, or the
+/// value, at fault), and serde's words for Rust types and shapes replaced by TOML's.
+fn parse_message(text: &str, span: std::ops::Range<usize>, message: &str) -> String {
+    let start = span.start;
+    if message == "duplicate key" {
+        return duplicate(text, span);
+    }
+    let mut message = plain_types(message);
+    // serde's derived enums read only strings from TOML, whose deserializer then says no more
+    // than this for a number or an array.
+    if message == "wanted string or table" {
+        let expected = key_at(text, start)
+            .and_then(|k| variants(table_at(text, start), k))
+            .unwrap_or_else(|| "a string".to_string());
+        message = format!(
+            "invalid type: {}, expected {expected}",
+            found(text, span.clone())
+        );
+    }
+    // A whole table given a value (`camera = 5`): serde names the Rust struct at the end.
+    let rust_struct = message
+        .rsplit_once("expected struct ")
+        .filter(|(_, name)| name.chars().all(|c| c.is_ascii_alphanumeric()));
+    if let Some((head, _)) = rust_struct {
+        message = match key_at(text, start) {
+            Some(key) => {
+                format!(
+                    "{head}expected a table (`[{key}]` on a line of its own, its keys below it)"
+                )
+            }
+            None => format!("{head}expected a table"),
+        };
+    }
+    for (serde, toml) in [
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a table"),
+        (
+            "expected path string",
+            "expected a string (an absolute path)",
+        ),
+    ] {
+        if let Some(head) = message.strip_suffix(serde) {
+            message = format!("{head}{toml}");
+        }
+    }
+    // A wrong value's message names neither its key nor its table: name both, as a user
+    // writes them (the column alone points at the value).
+    if message.starts_with("invalid ") || message.starts_with("unknown variant ") {
+        if let Some(key) = key_at(text, start) {
+            message = match table_at(text, start) {
+                Some(table) => format!("{table}.{key}: {message}"),
+                None => format!("{key}: {message}"),
+            };
+        }
+    }
+    // serde names the field alone; say which table it is in, as a user writes it.
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        message = match header_at(text, start) {
+            // The unknown name is a table header itself (`[audio]`), not a key in the table
+            // before it.
+            Some(header) => format!(
+                "unknown table `[{header}]`; expected {}",
+                rest.split_once(", expected ")
+                    .map(|(_, e)| e)
+                    .unwrap_or("[camera], [stream] or [still]")
+            ),
+            None => match table_at(text, start) {
+                Some(table) => format!("unknown key `{table}.{rest}"),
+                None => format!("unknown key `{rest}"),
+            },
+        };
+    }
+    message
+}
+
+/// TOML's "duplicate key", whose span is the second key (or table header): which key, and in
+/// which table.
+fn duplicate(text: &str, span: std::ops::Range<usize>) -> String {
+    if let Some(header) = header_at(text, span.start) {
+        return format!(
+            "duplicate table `[{header}]`: it is defined above already; each table appears \
+             once, so put these keys under the first `[{header}]`"
+        );
+    }
+    let Some(name) = text.get(span.clone()).map(unquoted) else {
+        return "duplicate key".to_string();
+    };
+    // What its line holds before the key.
+    let before = text
+        .get(..span.start)
+        .and_then(|t| t.rsplit('\n').next())
+        .unwrap_or("");
+    // The key starts its line, perhaps after the bare dotted keys it lies below (`a.b = 1`:
+    // nothing else but dots can stand between bare keys and the key).
+    let dotted: String = before.split_whitespace().collect();
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    if dotted.chars().all(bare) {
+        let key = format!("{dotted}{name}");
+        let key = match table_at(text, span.start) {
+            Some(table) => format!("{table}.{key}"),
+            None => key,
+        };
+        return format!("duplicate key `{key}`: each key may be set only once");
+    }
+    // Inside an inline table: the key of the line holds it.
+    match (key_at(text, span.start), table_at(text, span.start)) {
+        (Some(key), Some(table)) => format!("{table}.{key}: duplicate key `{name}`"),
+        (Some(key), None) => format!("{key}: duplicate key `{name}`"),
+        _ => format!("duplicate key `{name}`"),
+    }
+}
+
+/// A key as written, without the quotes of a quoted one.
+fn unquoted(key: &str) -> &str {
+    let key = key.trim();
+    ['"', '\'']
+        .iter()
+        .find_map(|q| key.strip_prefix(*q).and_then(|k| k.strip_suffix(*q)))
+        .unwrap_or(key)
+}
+
+/// What a value is, in serde's words for a wrong type: "integer `1`", "array".
+fn found(text: &str, span: std::ops::Range<usize>) -> String {
+    let Some(value) = text.get(span) else {
+        return "a value".to_string();
+    };
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"));
+    match parsed.ok().as_ref().and_then(|t| t.get("v")) {
+        Some(v @ (toml::Value::Array(_) | toml::Value::Table(_))) => v.type_str().to_string(),
+        Some(v) => format!("{} `{value}`", v.type_str()),
+        None => format!("`{value}`"),
+    }
+}
+
+/// The names an enum key takes ("one of `manual`, `auto`, `continuous`"): what the loader
+/// says of an empty name for `key` in `table`.
+fn variants(table: Option<&str>, key: &str) -> Option<String> {
+    let probe = match table {
+        Some(table) => format!("[{table}]\n{key} = \"\"\n"),
+        None => format!("{key} = \"\"\n"),
+    };
+    let e = toml::from_str::<RawConfig>(&probe).err()?;
+    e.message()
+        .strip_prefix("unknown variant ``, expected ")
+        .map(str::to_string)
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -334,8 +454,9 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn header_at(text: &str, offset: usize) -> Option<&str> {
     let offset = offset.min(text.len());
     // From the newline before the line (or the start): `trim` below drops that newline.
-    let start = text[..offset].rfind('\n').unwrap_or(0);
-    let end = text[offset..]
+    let start = text.get(..offset)?.rfind('\n').unwrap_or(0);
+    let end = text
+        .get(offset..)?
         .find('\n')
         .map(|i| offset + i)
         .unwrap_or(text.len());
@@ -349,7 +470,7 @@ fn header_at(text: &str, offset: usize) -> Option<&str> {
 fn key_at(text: &str, offset: usize) -> Option<&str> {
     let offset = offset.min(text.len());
     // From the newline before the line (or the start): `trim` below drops that newline.
-    let start = text[..offset].rfind('\n').unwrap_or(0);
+    let start = text.get(..offset)?.rfind('\n').unwrap_or(0);
     let (key, _) = text.get(start..offset)?.split_once('=')?;
     let key = key.trim();
     let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
@@ -397,10 +518,13 @@ fn array_table(text: &str) -> Option<(usize, &str)> {
 
 /// The `[table]` header in force at a byte offset.
 fn table_at(text: &str, offset: usize) -> Option<&str> {
-    text[..offset.min(text.len())].lines().rev().find_map(|l| {
-        let l = l.trim();
-        l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
-    })
+    text.get(..offset.min(text.len()))?
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+        })
 }
 
 /// Largest frame side we accept: bigger than any Pi sensor mode we would stream.
@@ -1321,6 +1445,169 @@ mod tests {
         }
     }
 
+    /// The parser's and serde's messages that named no key (or named a Rust type) name the
+    /// key and its table, and say what to write; line and column stay those of the fault.
+    #[test]
+    fn messages_without_a_key_get_one_from_the_span() {
+        let af = "expected one of `manual`, `auto`, `continuous`";
+        // (TOML, line and column, message)
+        let table: [(&str, (usize, usize), String); 17] = [
+            (
+                "[stream]\nquality = 80\nquality = 90\n",
+                (3, 1),
+                "duplicate key `stream.quality`: each key may be set only once".into(),
+            ),
+            (
+                "[stream]\nquality = 80\n\"quality\" = 90\n",
+                (3, 1),
+                "duplicate key `stream.quality`: each key may be set only once".into(),
+            ),
+            (
+                "[stream]\nport = 8000\n[still]\nwidth = 512\n[stream] # again\nquality = 50\n",
+                (5, 2),
+                "duplicate table `[stream]`: it is defined above already; each table appears \
+                 once, so put these keys under the first `[stream]`"
+                    .into(),
+            ),
+            (
+                "[stream]\nauth-users = { a = \"x\", a = \"y\" }\n",
+                (2, 25),
+                "stream.auth-users: duplicate key `a`".into(),
+            ),
+            (
+                "[controls]\naf-mode = \"bogus\"\n",
+                (2, 11),
+                format!("controls.af-mode: unknown variant `bogus`, {af}"),
+            ),
+            (
+                "[controls]\naf-mode = 1\n",
+                (2, 11),
+                format!("controls.af-mode: invalid type: integer `1`, {af}"),
+            ),
+            (
+                "[controls]\naf-mode = [1, 2]\n",
+                (2, 11),
+                format!("controls.af-mode: invalid type: array, {af}"),
+            ),
+            (
+                "[controls]\ndenoise = true\n",
+                (2, 11),
+                "controls.denoise: invalid type: boolean `true`, expected one of `off`, `fast`, \
+                 `high-quality`"
+                    .into(),
+            ),
+            (
+                "[controls]\nmetering = 1.5\n",
+                (2, 12),
+                "controls.metering: invalid type: float `1.5`, expected one of `centre`, \
+                 `spot`, `matrix`"
+                    .into(),
+            ),
+            (
+                "[controls]\nawb-mode = 1979-05-27\n",
+                (2, 12),
+                "controls.awb-mode: invalid type: datetime `1979-05-27`, expected one of \
+                 `auto`, `incandescent`, `tungsten`, `fluorescent`, `indoor`, `daylight`, \
+                 `cloudy`"
+                    .into(),
+            ),
+            (
+                "camera = 5\n",
+                (1, 10),
+                "camera: invalid type: integer `5`, expected a table (`[camera]` on a line of \
+                 its own, its keys below it)"
+                    .into(),
+            ),
+            (
+                "controls = \"x\"\n",
+                (1, 12),
+                "controls: invalid type: string \"x\", expected a table (`[controls]` on a line \
+                 of its own, its keys below it)"
+                    .into(),
+            ),
+            (
+                "[stream]\nauth-exempt = 5\n",
+                (2, 15),
+                "stream.auth-exempt: invalid type: integer `5`, expected an array".into(),
+            ),
+            (
+                "[stream]\nauth-users = 5\n",
+                (2, 14),
+                "stream.auth-users: invalid type: integer `5`, expected a table".into(),
+            ),
+            (
+                "[still]\nsocket = 5\n",
+                (2, 10),
+                "still.socket: invalid type: integer `5`, expected a string (an absolute path)"
+                    .into(),
+            ),
+            // Unchanged: these named their key already.
+            (
+                "[stream]\nbind = 5\n",
+                (2, 8),
+                "stream.bind: invalid type: integer `5`, expected a string".into(),
+            ),
+            (
+                "[controls]\ncolour-gains = [1]\n",
+                (2, 16),
+                "controls.colour-gains: invalid length 1, expected an array of length 2".into(),
+            ),
+        ];
+        for (text, want_at, want) in table {
+            match parse(text).unwrap_err() {
+                ConfigError::Parse {
+                    line,
+                    column,
+                    message,
+                    ..
+                } => {
+                    assert_eq!(message, want, "{text:?}");
+                    assert_eq!((line, column), want_at, "{text:?}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
+        }
+    }
+
+    /// What is said of a duplicate key, wherever on its line it stands.
+    #[test]
+    fn a_duplicate_key_is_named_with_its_table_and_dotted_keys() {
+        let dup = |text: &str, key: &str| {
+            let at = text.rfind(key).unwrap();
+            duplicate(text, at..at + key.len())
+        };
+        assert_eq!(
+            dup("a.b = 1\na. b = 2\n", "b"),
+            "duplicate key `a.b`: each key may be set only once"
+        );
+        assert_eq!(
+            dup("[t]\nx = { k = 1, k = 2 }\n", "k"),
+            "t.x: duplicate key `k`"
+        );
+        assert_eq!(
+            dup("[t]\nm-n.o_p.k = 1\nm-n.o_p . k = 2\n", "k"),
+            "duplicate key `t.m-n.o_p.k`: each key may be set only once"
+        );
+        assert_eq!(dup("x = { k = 1, k = 2 }", "k"), "x: duplicate key `k`");
+        assert_eq!(dup("{ k = 1, k = 2 }", "k"), "duplicate key `k`");
+        // Below a quoted dotted key: the key alone, not a wrong path.
+        assert_eq!(
+            dup("[t]\n\"a b\".k = 1\n\"a b\".k = 2\n", "k"),
+            "duplicate key `k`"
+        );
+        assert_eq!(
+            dup("'q' = 1\n'q' = 2", "'q'"),
+            "duplicate key `q`: each key may be set only once"
+        );
+        // A span outside the text, or off a character's boundary, is no panic.
+        assert_eq!(duplicate("k = 1", 9..12), "duplicate key");
+        assert_eq!(duplicate("\u{e9} = 1", 1..2), "duplicate key");
+        assert_eq!(unquoted("\""), "\"");
+        assert_eq!(found("v = 1", 9..12), "a value");
+        assert_eq!(found("v = [1", 4..6), "`[1`");
+        assert_eq!(variants(Some("stream"), "port"), None);
+    }
+
     #[test]
     fn plain_types_rewrites_only_a_rust_type_at_the_end() {
         assert_eq!(
@@ -1484,6 +1771,7 @@ mod tests {
                 "[audio]",
                 "[[stream]]",
                 "[stream.x]",
+                "[controls]",
                 "[",
             ]);
             let key = prop::sample::select(vec![
@@ -1502,6 +1790,10 @@ mod tests {
                 "socket",
                 "x",
                 "\"q\"",
+                "af-mode",
+                "colour-gains",
+                "camera",
+                "a.b",
             ]);
             let value = prop_oneof![
                 any::<i64>().prop_map(|v| v.to_string()),
@@ -1512,6 +1804,9 @@ mod tests {
                 Just("true".to_string()),
                 Just("[1, 2]".to_string()),
                 Just("{ a = 1 }".to_string()),
+                Just("{ a = 1, a = 2 }".to_string()),
+                Just("[1.0, 2.0, \"x\"]".to_string()),
+                Just("1979-05-27".to_string()),
                 any::<String>().prop_map(|s| format!("{s:?}")),
                 "[a-z0-9./\\\\u0000]{0,120}".prop_map(|s| format!("\"{s}\"")),
             ];

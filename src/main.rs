@@ -150,12 +150,18 @@ fn main() -> ExitCode {
             match picker::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    let app = e.downcast_ref::<picker::app::AppError>();
                     // The log goes to stderr or the journal: either way the user sees it.
-                    tracing::error!("{e:#}");
+                    if matches!(app, Some(picker::app::AppError::AddressAbsent { .. })) {
+                        tracing::error!(
+                            "{e:#}; exiting with status 1, not 78 (a config error), so that \
+                             systemd starts picker again until the address is there"
+                        );
+                    } else {
+                        tracing::error!("{e:#}");
+                    }
                     // A failure the config caused will not go away by restarting.
-                    let config_caused = e
-                        .downcast_ref::<picker::app::AppError>()
-                        .is_some_and(picker::app::AppError::is_config);
+                    let config_caused = app.is_some_and(picker::app::AppError::is_config);
                     if config_caused {
                         ExitCode::from(EX_CONFIG)
                     } else {

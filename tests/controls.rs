@@ -263,6 +263,11 @@ fn bad_requests_are_refused_naming_the_key_and_change_nothing() {
             "needs af-mode",
         ),
         (r#"{"af-mode": "sideways"}"#, 400, "af-mode = \"sideways\""),
+        (
+            r#"{"colour-gains": [1, 2, 3]}"#,
+            400,
+            "colour-gains = [1,2,3]: invalid length 3, expected an array of length 2",
+        ),
         ("lens-position=3", 400, "not JSON"),
         ("[1]", 400, "JSON object"),
     ] {
@@ -324,28 +329,45 @@ fn bad_controls_in_the_config_exit_78_naming_file_and_key() {
     let dir = temp_dir();
     for (controls, want) in [
         ("lens-position = -2", "controls.lens-position = -2"),
-        ("awb-mode = \"sunny\"", ":10:12: unknown variant `sunny`"),
+        (
+            "awb-mode = \"sunny\"",
+            ":10:12: controls.awb-mode: unknown variant `sunny`",
+        ),
         ("exposure = 100", "unknown key `controls.exposure`"),
         (
             "af-mode = \"continuous\"\nlens-position = 3",
             "needs af-mode = \"manual\"",
         ),
+        // Elements past the two gains were once dropped without a word (the log showed
+        // [1.0,2.0]), whatever they were.
+        (
+            "colour-gains = [1.0, 2.0, 3.0]",
+            ":10:16: controls.colour-gains: invalid length 3, expected an array of length 2",
+        ),
+        (
+            "colour-gains = [1.0, 2.0, \"x\", {a=1}]",
+            ":10:16: controls.colour-gains: invalid length 4, expected an array of length 2",
+        ),
     ] {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, config(dir.path(), controls)).unwrap();
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(78), "{controls}: {err}");
-        assert!(err.contains(want), "{controls}: {err}");
-        assert!(
-            err.contains(&path.display().to_string()),
-            "{controls}: {err}"
-        );
+        // `check-config` (ExecStartPre, `systemctl reload`) and the service itself.
+        for command in [&["check-config"][..], &[]] {
+            let out = Command::new(BIN)
+                .args(command)
+                .arg("--config")
+                .arg(&path)
+                .env("RUST_LOG", "info")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command:?} {controls}: {err}");
+            assert!(err.contains(want), "{command:?} {controls}: {err}");
+            assert!(
+                err.contains(&path.display().to_string()),
+                "{command:?} {controls}: {err}"
+            );
+        }
     }
 }
 

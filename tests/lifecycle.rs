@@ -211,6 +211,67 @@ fn socket_is_0660_parent_is_created_and_stale_files_are_replaced() {
     assert_eq!(p2.unix_get("/still.rgb").status, 200);
 }
 
+/// Under the unit's `UMask=0077`, the directories picker makes for its socket are 0750, so a
+/// member of the socket's group reaches it (`picker still` as an unprivileged user in that
+/// group) and nobody else does; a directory that was there already keeps its mode. They were
+/// 0700 (`mkdir` under the umask), and only root could take a still.
+#[test]
+fn directories_made_for_the_socket_let_its_group_through_under_umask_0077() {
+    let dir = temp_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set(dir.path(), 0o755);
+    // An existing directory with a mode of its owner's choosing, which picker must not touch.
+    let kept = dir.path().join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    set(&kept, 0o711);
+    let socket = kept.join("made/robot/still.sock");
+    let binary = dir.path().join("picker");
+    std::fs::copy(BIN, &binary).unwrap();
+    let text = config_text(
+        dir.path(),
+        &[&format!("still.socket = \"{}\"", socket.display())],
+    );
+    let p = Picker::start_with_umask(dir, &text, 0o077);
+    assert_eq!(mode(&kept.join("made")), 0o750);
+    assert_eq!(mode(&kept.join("made/robot")), 0o750);
+    assert_eq!(mode(&kept), 0o711);
+    assert_eq!(mode(&p.socket), 0o660);
+    // The socket's group is picker's (here root's, 0): a member of it takes a still, a user
+    // outside it is refused.
+    let gid = nix::unistd::getegid().as_raw().to_string();
+    let still = |groups: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups, "--inh-caps=-all"])
+            .arg(&binary)
+            .args([
+                "still",
+                "--timeout",
+                "10",
+                "--format",
+                "jpg",
+                "-o",
+                "-",
+                "--socket",
+            ])
+            .arg(&p.socket)
+            .output()
+            .unwrap()
+    };
+    let out = still(&format!("--groups={gid}"));
+    assert!(
+        out.status.success() && out.stdout.starts_with(&[0xff, 0xd8]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = still("--clear-groups");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ermission denied"), "{err}");
+}
+
 #[test]
 fn a_second_instance_on_the_same_socket_is_refused() {
     let p = Picker::start(&[]);
@@ -275,6 +336,61 @@ fn bad_values_exit_78_naming_each_key() {
     );
 }
 
+/// The parser's errors that named no key (a key or a table written twice, a wrong name or
+/// type for a control, a value for a whole table) name it, with file, line and column, from
+/// `check-config` and the service alike, exit 78.
+#[test]
+fn errors_of_the_parser_name_the_key_or_table() {
+    let still = "[still]\nsocket = \"/run/picker/still.sock\"\n";
+    let table = [
+        (
+            "[stream]\nquality = 80\nquality = 90\n".to_string(),
+            ":3:1: duplicate key `stream.quality`",
+        ),
+        (
+            format!("[stream]\nport = 8000\n{still}[stream]\nquality = 50\n"),
+            ":5:2: duplicate table `[stream]`",
+        ),
+        (
+            "[controls]\naf-mode = \"bogus\"\n".to_string(),
+            ":2:11: controls.af-mode: unknown variant `bogus`, expected one of `manual`, \
+             `auto`, `continuous`",
+        ),
+        (
+            "[controls]\naf-mode = 1\n".to_string(),
+            ":2:11: controls.af-mode: invalid type: integer `1`, expected one of `manual`, \
+             `auto`, `continuous`",
+        ),
+        (
+            "camera = 5\n".to_string(),
+            ":1:10: camera: invalid type: integer `5`, expected a table (`[camera]` on a line \
+             of its own, its keys below it)",
+        ),
+    ];
+    let dir = temp_dir();
+    let path = dir.path().join("picker.toml");
+    for (text, want) in table {
+        std::fs::write(&path, &text).unwrap();
+        for command in [&["check-config"][..], &[]] {
+            let out = Command::new("timeout")
+                .arg("10")
+                .arg(BIN)
+                .args(command)
+                .arg("--config")
+                .arg(&path)
+                .env_remove("JOURNAL_STREAM")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command:?} {text}: {err}");
+            assert!(
+                err.contains(&format!("{}{want}", path.display())),
+                "{command:?} {text}: {err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn port_in_use_names_the_port_and_the_key() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -289,6 +405,53 @@ fn port_in_use_names_the_port_and_the_key() {
         err.contains(&format!("127.0.0.1:{port}")) && err.contains("stream.port"),
         "{err}"
     );
+}
+
+/// `stream.bind` set to an address the machine does not have yet (a Pi whose Wi-Fi or DHCP
+/// comes up after picker, which does not wait for the network): `check-config` passes it, and
+/// the service exits with status 1, which systemd restarts (`Restart=on-failure`), not 78,
+/// which it never restarts (`RestartPreventExitStatus=78`); the error names the key, the
+/// address and the port. Once the address is there, the next start serves on it.
+#[test]
+fn an_address_the_machine_does_not_have_yet_is_retried_not_a_config_error() {
+    let dir = temp_dir();
+    let ip = "192.0.2.85";
+    let text = config_text(dir.path(), &[&format!("stream.bind = \"{ip}\"")]);
+    let path = dir.path().join("picker.toml");
+    std::fs::write(&path, &text).unwrap();
+    let run = |command: &[&str]| {
+        Command::new("timeout")
+            .arg("10")
+            .arg(BIN)
+            .args(command)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check-config"]);
+    assert!(check.status.success(), "{check:?}");
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let path = path.display();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("port = "))
+        .unwrap();
+    assert!(
+        err.contains(&format!(
+            "cannot listen on {ip}:{port}: stream.bind = {ip} in {path} is not an address of \
+             this machine (not yet, perhaps"
+        )) && err.contains("systemd starts picker again until the address is there"),
+        "{err}"
+    );
+    // Wi-Fi is up: systemd's next start serves on the address.
+    let _address = TestAddress::add(ip);
+    let p = Picker::start_config(dir, &text, &[]);
+    assert_eq!(p.addr().ip().to_string(), ip);
+    assert_eq!(p.tcp_get("/state").status, 200);
 }
 
 /// The test harness's own guard: a port taken between finding and binding it ("Address

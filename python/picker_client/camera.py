@@ -144,7 +144,8 @@ class Camera(_http.Closing):
     parallel, give each thread its own Camera (picker serves 64 connections at once).
 
     ``timeout`` bounds each wait for picker in seconds (a ``fresh`` still waits for the next
-    frame; picker itself answers 504 after 10 frame periods, at least 2 s).
+    frame; picker itself answers 504 after 10 frame periods, at least 2 s); ``None`` waits
+    without a deadline, for stills and controls alike.
 
     ``offline_after``: a still whose frame is older than this many seconds raises
     :class:`CameraOffline` instead of handing a robot an old picture. picker serves the latest
@@ -152,7 +153,7 @@ class Camera(_http.Closing):
     calling its camera offline at 5 fps or more. ``None`` turns the check off.
     """
 
-    def __init__(self, socket: PathLike = DEFAULT_SOCKET, timeout: float = 15.0,
+    def __init__(self, socket: PathLike = DEFAULT_SOCKET, timeout: Optional[float] = 15.0,
                  offline_after: Optional[float] = 2.0):
         self.socket = os.fspath(socket)
         self.timeout = timeout
@@ -302,13 +303,14 @@ class Camera(_http.Closing):
 
     def _in_force(self) -> Dict[str, Any]:
         """``in_force`` once the camera thread has taken every pending change: it does so before
-        its next frame, so this takes a frame period or two."""
-        deadline = time.monotonic() + self.timeout
+        its next frame, so this takes a frame period or two; with ``timeout=None``, as long as
+        that takes (as a still waits)."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             state = self.controls()
             if not state.get("pending"):
                 return dict(state.get("in_force", {}))
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise PickerError(
                     f"{self.socket}: the camera took no control change within {self.timeout} s: "
                     f"is it stalled? See `journalctl -u picker`"

@@ -122,6 +122,21 @@ def test_controls_round_trip(start_picker):
     assert cam.controls()["runtime"] == {}
 
 
+def test_no_timeout_means_no_deadline_for_controls_as_for_stills(start_picker):
+    """``timeout=None`` waits as long as picker takes, for every call: ``set_controls`` raised
+    TypeError (a deadline of monotonic() + None) after its PUT had changed the controls."""
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Camera(p.socket, timeout=None)
+    assert cam.still().shape == (512, 512, 3)
+    assert cam.capture(fresh=True).sequence > 0
+    in_force = cam.set_controls(lens_position=5)
+    assert in_force["lens-position"]["value"] == 5.0
+    assert cam.controls()["runtime"] == {"lens-position": 5.0}
+    assert "lens-position" not in cam.reset_controls("lens_position")
+    assert cam.reset_controls()["af-mode"]["value"] == "continuous"
+    assert cam.state()["online"] is True
+
+
 def test_state_says_size_sequence_and_controls(start_picker):
     p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
     state = Camera(p.socket).state()

@@ -20,6 +20,7 @@ for f in Stream("http://pi:8000/stream.mjpg", fps=2).frames():
 wrong: str = camera.still()
 import picker_client
 old_name: "type[picker_client.NoPermission]" = picker_client.PermissionError
+patient = Camera(timeout=None)
 '''
 
 

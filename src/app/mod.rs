@@ -45,6 +45,20 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// `stream.bind` names an address the machine does not have: perhaps not yet (Wi-Fi or
+    /// DHCP that comes up after picker, which does not wait for the network), so no config
+    /// error: systemd starts picker again until the address is there.
+    #[error(
+        "cannot listen on {addr}: stream.bind = {ip} in {origin} is not an address of this \
+         machine (not yet, perhaps: Wi-Fi or DHCP may bring it after picker starts)",
+        ip = .addr.ip()
+    )]
+    AddressAbsent {
+        addr: SocketAddr,
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create still socket {path} (still.socket in {origin}): {what}")]
     BindUnix {
         path: PathBuf,
@@ -62,15 +76,15 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// Whether the config is at fault (exit 78: restarting will not help). A port in use or
-    /// a still socket another process answers on may free up; a port we may not use, an
-    /// address this machine does not have, or a socket path that cannot be made will not.
+    /// Whether the config is at fault (exit 78: restarting will not help). A port in use, a
+    /// still socket another process answers on, or an address this machine does not have yet
+    /// ([`AppError::AddressAbsent`]) may come right; a port we may not use or a socket path
+    /// that cannot be made will not.
     pub fn is_config(&self) -> bool {
         match self {
-            AppError::BindTcp { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::AddrNotAvailable
-            ),
+            AppError::BindTcp { source, .. } => {
+                source.kind() == std::io::ErrorKind::PermissionDenied
+            }
             AppError::BindUnix { busy, .. } => !busy,
             // What the config asks of this camera cannot be done.
             AppError::Camera(CameraError::Config { .. }) => true,
@@ -613,5 +627,64 @@ fn camera_result(
         Ok(Ok(())) => Err(AppError::CameraThread("camera stopped by itself".into())),
         Ok(Err(e)) => Err(AppError::Camera(e)),
         Err(_) => Err(AppError::CameraThread("camera thread panicked".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exit 78 (systemd never restarts it) only for what a restart cannot mend: an address the
+    /// machine does not have yet is not one (Wi-Fi or DHCP may bring it after picker).
+    #[test]
+    fn only_what_a_restart_cannot_mend_is_a_config_error() {
+        let addr: SocketAddr = "192.0.2.1:8000".parse().unwrap();
+        let tcp = |errno| AppError::BindTcp {
+            addr,
+            port: 8000,
+            origin: "/p.toml".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        let unix = |busy| AppError::BindUnix {
+            path: "/run/picker/still.sock".into(),
+            origin: "/p.toml".into(),
+            what: "x".into(),
+            busy,
+        };
+        let absent = AppError::AddressAbsent {
+            addr,
+            origin: "/p.toml".into(),
+            source: std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+        };
+        // (error, config error)
+        let table = [
+            (tcp(libc::EACCES), true),
+            (tcp(libc::EADDRINUSE), false),
+            (absent, false),
+            // What `bind_tcp` makes an AddressAbsent of, were it ever left a BindTcp.
+            (tcp(libc::EADDRNOTAVAIL), false),
+            (unix(false), true),
+            (unix(true), false),
+            (AppError::NoFirstFrame(FIRST_FRAME_TIMEOUT), false),
+        ];
+        for (error, want) in table {
+            assert_eq!(error.is_config(), want, "{error}");
+        }
+    }
+
+    #[test]
+    fn an_absent_address_names_the_key_the_address_and_the_port() {
+        let e = AppError::AddressAbsent {
+            addr: "192.168.77.50:8000".parse().unwrap(),
+            origin: "/etc/picker/picker.toml".into(),
+            source: std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+        };
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "cannot listen on 192.168.77.50:8000: stream.bind = 192.168.77.50 in \
+             /etc/picker/picker.toml is not an address of this machine (not yet, perhaps: \
+             Wi-Fi or DHCP may bring it after picker starts): Cannot assign requested address \
+             (os error 99)"
+        );
     }
 }

@@ -173,11 +173,20 @@ async fn move_listener(running: &Config, new: &Config, swap: &Sender<Swap>) -> b
         Err(e) => e,
     };
     let kind = match &e {
-        AppError::BindTcp { source, .. } => source.kind(),
+        AppError::BindTcp { source, .. } | AppError::AddressAbsent { source, .. } => source.kind(),
         _ => std::io::ErrorKind::Other,
     };
     if !close_first(kind, old, to) {
-        tracing::error!("reload: {}; still serving on http://{old}", reason(e));
+        // The running config keeps the old address, so the next reload tries the new one again.
+        let again = if kind == std::io::ErrorKind::AddrNotAvailable {
+            " (`systemctl reload picker` again once the address is there)"
+        } else {
+            ""
+        };
+        tracing::error!(
+            "reload: {}; still serving on http://{old}{again}",
+            reason(e)
+        );
         return false;
     }
     tracing::info!(

@@ -47,14 +47,22 @@ pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
 /// Binds the stream port of `config`.
 pub async fn bind_tcp(config: &Config) -> Result<TcpListener, AppError> {
     let addr = SocketAddr::new(config.stream.bind, config.stream.port);
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::BindTcp {
-            addr,
-            port: config.stream.port,
-            origin: config.origin(),
-            source,
-        })
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrNotAvailable {
+            AppError::AddressAbsent {
+                addr,
+                origin: config.origin(),
+                source,
+            }
+        } else {
+            AppError::BindTcp {
+                addr,
+                port: config.stream.port,
+                origin: config.origin(),
+                source,
+            }
+        }
+    })
 }
 
 /// Removes the still socket file on drop, if it is still ours.
@@ -76,8 +84,7 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), (String, bool)>
     let config = |what: String| (what, false);
     use std::os::unix::fs::MetadataExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| config(format!("cannot create directory {}: {e}", parent.display())))?;
+        create_dirs(parent).map_err(config)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
@@ -107,6 +114,33 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, SocketGuard), (String, bool)>
             inode,
         },
     ))
+}
+
+/// The mode of each directory picker makes on the way to its socket: group `picker` must pass
+/// through them to reach the socket (0660), and nobody else needs to.
+const DIR_MODE: u32 = 0o750;
+
+/// Creates `dir` and its missing ancestors, each [`DIR_MODE`]. Set after `mkdir`, which the
+/// umask masks: under the unit's `UMask=0077` they came out 0700, and group `picker` could not
+/// reach a socket such as `/run/picker/robot/still.sock`. Only what this call made is changed:
+/// a directory that was there already keeps its owner's choice.
+fn create_dirs(dir: &Path) -> Result<(), String> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(DIR_MODE))
+                .map_err(|e| format!("cannot set mode 0750 on directory {}: {e}", d.display()))?,
+            // Made meanwhile by somebody else: theirs, left as it is.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(format!("cannot create directory {}: {e}", d.display())),
+        }
+    }
+    Ok(())
 }
 
 /// Raises the descriptor limit to its hard maximum, reads the memory picker may count on,

@@ -19,6 +19,8 @@ thread_local! {
     /// The `cgroup.procs` file of the cgroup the next picker starts in
     /// ([`Picker::start_in_cgroup`]).
     static CGROUP: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+    /// The umask the next picker starts with ([`Picker::start_with_umask`]).
+    static UMASK: std::cell::Cell<Option<libc::mode_t>> = const { std::cell::Cell::new(None) };
 }
 
 pub struct Picker {
@@ -155,6 +157,15 @@ impl Picker {
         p
     }
 
+    /// Starts picker with the file-mode creation mask `umask` (the unit's is 0077), set in the
+    /// child before exec: the test process's own is shared by every test thread.
+    pub fn start_with_umask(dir: tempfile::TempDir, text: &str, umask: libc::mode_t) -> Picker {
+        UMASK.with(|u| u.set(Some(umask)));
+        let p = Self::start_config(dir, text, &[]);
+        UMASK.with(|u| u.set(None));
+        p
+    }
+
     /// Starts picker with its open-file limit (soft and hard) set to `nofile`, if given.
     pub fn start_limited(
         dir: tempfile::TempDir,
@@ -233,6 +244,17 @@ impl Picker {
                     } else {
                         Err(std::io::Error::last_os_error())
                     }
+                });
+            }
+        }
+        if let Some(mask) = UMASK.with(|u| u.get()) {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe and cannot fail; it runs in the child before
+            // exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
                 });
             }
         }
@@ -835,7 +857,7 @@ pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
 
 /// A TEST-NET-1 address (RFC 5737: never a real one) on lo for the length of a test, removed
 /// again whatever happens. Each test has its own: compat.rs 192.0.2.77, reload.rs
-/// 192.0.2.81-84. Adding one needs root, as CI has.
+/// 192.0.2.81-84, lifecycle.rs 192.0.2.85. Adding one needs root, as CI has.
 pub struct TestAddress(&'static str);
 
 impl TestAddress {

@@ -122,10 +122,44 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrAuto<T> {
                 self,
                 a: A,
             ) -> Result<Self::Value, A::Error> {
-                T::deserialize(value::SeqAccessDeserializer::new(a)).map(OrAuto::Fixed)
+                let mut seq = Counted { seq: a, taken: 0 };
+                let fixed = T::deserialize(value::SeqAccessDeserializer::new(&mut seq))?;
+                // A fixed-size `T` stops reading at its length and the TOML deserializer
+                // does not look at what is left (serde_json does): `[1.0, 2.0, 3.0]` was
+                // taken as `[1.0, 2.0]`. Whatever follows is an error of its own.
+                let mut extra = 0;
+                while seq.seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    extra += 1;
+                }
+                if extra > 0 {
+                    return Err(A::Error::invalid_length(
+                        seq.taken + extra,
+                        &format!("an array of length {}", seq.taken).as_str(),
+                    ));
+                }
+                Ok(OrAuto::Fixed(fixed))
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A sequence that counts the elements taken from it: how long the array [`OrAuto`] read was.
+struct Counted<A> {
+    seq: A,
+    taken: usize,
+}
+
+impl<'de, A: serde::de::SeqAccess<'de>> serde::de::SeqAccess<'de> for Counted<A> {
+    type Error = A::Error;
+
+    fn next_element_seed<S: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, A::Error> {
+        let element = self.seq.next_element_seed(seed)?;
+        self.taken += usize::from(element.is_some());
+        Ok(element)
     }
 }
 
@@ -657,6 +691,49 @@ mod tests {
         assert_eq!(name(&AfMode::Continuous), "continuous");
         assert_eq!(name(&Denoise::HighQuality), "high-quality");
         assert_eq!(name(&1.5f32), "1.5");
+    }
+
+    /// An array longer than the key's is refused, from TOML and from `PUT /controls` alike,
+    /// with the length found and the one wanted: TOML's deserializer does not look past the
+    /// elements a fixed-size array takes, and `[1.0, 2.0, 3.0]` was read as `[1.0, 2.0]`.
+    #[test]
+    fn or_auto_refuses_elements_past_a_fixed_length() {
+        // (TOML value, JSON value, message)
+        let table = [
+            (
+                "[1.0, 2.0, 3.0]",
+                serde_json::json!([1.0, 2.0, 3.0]),
+                "invalid length 3, expected an array of length 2",
+            ),
+            (
+                "[1.0, 2.0, \"x\", {a = 1}]",
+                serde_json::json!([1.0, 2.0, "x", {"a": 1}]),
+                "invalid length 4, expected an array of length 2",
+            ),
+            (
+                "[1.0]",
+                serde_json::json!([1.0]),
+                "invalid length 1, expected an array of length 2",
+            ),
+        ];
+        for (text, json, want) in table {
+            let err =
+                toml::from_str::<ControlsConfig>(&format!("colour-gains = {text}")).unwrap_err();
+            assert_eq!(err.message(), want, "{text}");
+            let err = serde_json::from_value::<ControlsConfig>(serde_json::json!({
+                "colour-gains": json
+            }))
+            .unwrap_err();
+            assert_eq!(err.to_string(), want, "{json}");
+        }
+        // Exactly two still pass, and a bad element within them is named as before.
+        let c: ControlsConfig = toml::from_str("colour-gains = [1.5, 2]").unwrap();
+        assert_eq!(c.colour_gains, Some(OrAuto::Fixed([1.5, 2.0])));
+        let err = toml::from_str::<ControlsConfig>("colour-gains = [1.5, \"x\", 3]").unwrap_err();
+        assert!(
+            err.message().starts_with("invalid type: string \"x\""),
+            "{err}"
+        );
     }
 
     /// `null` for a key removes it whatever the key; a layer with nothing left is empty.
