@@ -24,7 +24,14 @@ says what to do.
 """
 
 from .camera import DEFAULT_SOCKET, Camera, Frame, boottime_ns
-from .errors import CameraOffline, NoFreshFrame, NoPermission, PickerError, ServiceNotRunning
+from .errors import (
+    CameraOffline,
+    NoFreshFrame,
+    NoPermission,
+    PickerError,
+    PickerRestarted,
+    ServiceNotRunning,
+)
 # The old name of NoPermission, for `picker_client.PermissionError`; not in __all__, where a star
 # import would replace the built-in PermissionError with it. `as` tells type checkers that it is
 # exported all the same.
@@ -39,6 +46,7 @@ __all__ = [
     "NoFreshFrame",
     "NoPermission",
     "PickerError",
+    "PickerRestarted",
     "ServiceNotRunning",
     "Stream",
     "StreamFrame",

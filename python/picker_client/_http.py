@@ -38,6 +38,10 @@ class ProtocolError(Exception):
     """The peer's answer is not the HTTP we expected (the message says where it broke)."""
 
 
+class Closed(ProtocolError):
+    """The peer closed the connection inside its answer (it stopped, or cut the client off)."""
+
+
 class Response:
     """A complete response: status, headers with lower-case names, body."""
 
@@ -81,7 +85,7 @@ def read_head(f: io.BufferedReader) -> Tuple[int, Dict[str, str], bool]:
         line = f.readline(MAX_HEAD)
         size += len(line)
         if not line:
-            raise ProtocolError("connection closed inside the response head")
+            raise Closed("connection closed inside the response head")
         if size > MAX_HEAD:
             raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
         if line in (b"\r\n", b"\n"):
@@ -104,7 +108,7 @@ def read_into(f: io.BufferedReader, buf: Any, n: int) -> Any:
     while got < n:
         k = f.readinto(view[got:])
         if not k:
-            raise ProtocolError(f"connection closed after {got} of {n} body bytes")
+            raise Closed(f"connection closed after {got} of {n} body bytes")
         got += k
     return buf
 
@@ -124,7 +128,7 @@ class ChunkedReader:
         if self._left == 0:
             line = self._f.readline(1024)
             if not line:
-                raise ProtocolError("connection closed before a chunk")
+                raise Closed("connection closed before a chunk")
             try:
                 self._left = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
@@ -137,7 +141,7 @@ class ChunkedReader:
                 return b""
         data = self._f.read(min(n, self._left))
         if not data:
-            raise ProtocolError("connection closed inside a chunk")
+            raise Closed("connection closed inside a chunk")
         self._left -= len(data)
         if self._left == 0 and self._f.read(2) != b"\r\n":
             raise ProtocolError("chunk not followed by CRLF")
@@ -177,7 +181,7 @@ def read_body(
 def _read_bytes(f: io.BufferedReader, n: int) -> bytes:
     data = f.read(n)
     if len(data) != n:
-        raise ProtocolError(f"connection closed after {len(data)} of {n} body bytes")
+        raise Closed(f"connection closed after {len(data)} of {n} body bytes")
     return data
 
 

@@ -11,10 +11,17 @@ import os
 import socket as _socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Mapping, Optional, Tuple, Union
 
 from . import _http
-from .errors import CameraOffline, NoFreshFrame, NoPermission, PickerError, ServiceNotRunning
+from .errors import (
+    CameraOffline,
+    NoFreshFrame,
+    NoPermission,
+    PickerError,
+    PickerRestarted,
+    ServiceNotRunning,
+)
 
 if TYPE_CHECKING:
     import numpy.typing
@@ -160,6 +167,10 @@ class Camera(_http.Closing):
         self.offline_after = offline_after
         self._lock = threading.Lock()
         self._conn = _http.Connection(self._connect, "picker")
+        # The picker process that answered last (its `X-Picker-Instance`), and the controls
+        # this Camera set there, which a restart takes away (see PickerRestarted).
+        self._instance: Optional[str] = None
+        self._runtime: Dict[str, Any] = {}
 
     def close(self) -> None:
         """Closes the connection (the next request opens a new one)."""
@@ -289,16 +300,26 @@ class Camera(_http.Closing):
         for key, value in kwargs.items():
             patch[_controls_key(key)] = _control_value(
                 _controls_key(key), value, f"{key}={value!r}")
-        self._json("PUT", "/controls", patch)
+        self._json("PUT", "/controls", patch, sets=patch.keys())
+        with self._lock:
+            for key, value in patch.items():
+                if value is None:
+                    self._runtime.pop(key, None)
+                else:
+                    self._runtime[key] = value
         return self._in_force()
 
     def reset_controls(self, *keys: str) -> Dict[str, Any]:
         """Returns the named controls (all of them without names) to the config's values;
         returns what is in force then, as :meth:`set_controls` does."""
         if keys:
-            self._json("PUT", "/controls", {_controls_key(k): None for k in keys})
+            reset = {_controls_key(k): None for k in keys}
+            self._json("PUT", "/controls", reset, sets=reset.keys())
         else:
-            self._json("DELETE", "/controls")
+            self._json("DELETE", "/controls", sets=("*",))
+        with self._lock:
+            for key in [_controls_key(k) for k in keys] if keys else list(self._runtime):
+                self._runtime.pop(key, None)
         return self._in_force()
 
     def _in_force(self) -> Dict[str, Any]:
@@ -352,10 +373,11 @@ class Camera(_http.Closing):
 
     # --- transport ---------------------------------------------------------------------------
 
-    def _json(self, method: str, path: str, value: Any = None) -> Dict[str, Any]:
+    def _json(self, method: str, path: str, value: Any = None,
+              sets: Collection[str] = ()) -> Dict[str, Any]:
         body = None if value is None else json.dumps(value).encode()
         headers = {"Content-Type": "application/json"} if body is not None else None
-        resp = self._request(method, path, headers=headers, body=body)
+        resp = self._request(method, path, headers=headers, body=body, sets=sets)
         if resp.status != 200:
             self._raise_for(resp, path)
         try:
@@ -392,11 +414,13 @@ class Camera(_http.Closing):
         return s
 
     def _request(self, method: str, path: str, headers: Optional[Dict[str, str]] = None,
-                 body: Optional[bytes] = None,
-                 into: Optional[_http.Sink] = None) -> _http.Response:
+                 body: Optional[bytes] = None, into: Optional[_http.Sink] = None,
+                 sets: Collection[str] = ()) -> _http.Response:
+        """One request and its answer; ``sets``: the controls it sets or resets (``"*"``:
+        all), which a restart does not take from the caller (see :meth:`_note_instance`)."""
         with self._lock:
             try:
-                return self._conn.request(method, path, headers, body, into)
+                resp = self._conn.request(method, path, headers, body, into)
             except PickerError:
                 raise
             except TimeoutError:
@@ -410,8 +434,39 @@ class Camera(_http.Closing):
                     f"{self.socket}: picker did not answer {method} {path} within "
                     f"{self.timeout} s: is it overloaded or stopped? See `systemctl status picker`"
                 ) from None
-            except (OSError, EOFError, _http.ProtocolError) as e:
+            except (EOFError, ConnectionError, _http.Closed) as e:
+                # Closed before the whole answer came: picker stopped (a restart, a crash). A
+                # connection that was only stale is tried again by _http first.
+                raise ServiceNotRunning(
+                    f"{self.socket}: picker closed the connection during {method} {path} ({e}): "
+                    f"it stopped or restarted; try again in a second, and see `systemctl "
+                    f"status picker` if it lasts"
+                ) from e
+            except (OSError, _http.ProtocolError) as e:
                 raise PickerError(f"{self.socket}: {method} {path} failed: {e}") from e
+            self._note_instance(resp, sets)
+            return resp
+
+    def _note_instance(self, resp: _http.Response, sets: Collection[str]) -> None:
+        """Raises PickerRestarted once when a new picker process answered and this Camera had
+        set controls on the one before that this request does not set again."""
+        instance = resp.headers.get("x-picker-instance")
+        if instance is None:
+            return  # an answer hyper gave itself (a 408, a 503 at shutdown)
+        before, self._instance = self._instance, instance
+        if before is None or before == instance:
+            return
+        gone = sorted(k for k in self._runtime if k not in sets and "*" not in sets)
+        self._runtime.clear()
+        if not gone:
+            return
+        lost = ", ".join(gone)
+        raise PickerRestarted(
+            f"picker restarted: the controls this Camera set ({lost}) are gone, as every "
+            f"change over the socket is at a restart, and frames are taken without them now. "
+            f"Set them again (and wait for frames taken with them); values that must survive "
+            f"a restart belong in [controls] of /etc/picker/picker.toml"
+        )
 
     def _raise_for(self, resp: _http.Response, path: str) -> None:
         why = resp.text()

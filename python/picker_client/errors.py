@@ -23,6 +23,17 @@ class CameraOffline(PickerError):
     """
 
 
+class PickerRestarted(CameraOffline):
+    """picker restarted since this :class:`Camera` set controls with ``set_controls``: they are
+    gone (changes over the socket last until picker restarts), and the frames from now on are
+    taken without them. Raised once, by the first request that reaches the new picker.
+
+    A :class:`CameraOffline` too, so a loop that waits and retries on that catches it: set the
+    controls again there (and wait for frames taken with them). Values that must survive a
+    restart belong in ``[controls]`` of ``/etc/picker/picker.toml``.
+    """
+
+
 class NoFreshFrame(PickerError, builtins.TimeoutError):
     """``fresh=True`` was asked and no frame newer than the request came in time (504).
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import REPO
 from picker_client import (
-    Camera, CameraOffline, NoFreshFrame, PickerError, ServiceNotRunning,
+    Camera, CameraOffline, Frame, NoFreshFrame, PickerError, PickerRestarted, ServiceNotRunning,
     boottime_ns,
 )
 
@@ -404,3 +404,93 @@ def test_the_readmes_wait_loop_waits_for_what_the_camera_has_and_no_longer(start
     with pytest.raises(RuntimeError, match="no frame taken with"):
         exec(readme_wait_loop(), {"camera": cam})
     assert len(cam.frames) == 60
+
+
+def readme_robot_loop() -> str:
+    """The README's robot loop (the block under "### A robot loop")."""
+    text = (REPO / "README.md").read_text()
+    after = text[text.index("### A robot loop"):]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start:after.index("```", start)]
+
+
+class Done(Exception):
+    """Ends the README's endless loop from its `pick`."""
+
+
+def test_the_readmes_robot_loop_sets_its_controls_again_after_picker_restarts(start_picker):
+    # A restart between two captures that the loop never sees fail (as `systemctl restart`
+    # between two picks), then picker stopped for 2.5 s (systemd's RestartSec while it is
+    # down): the loop goes on, and its frames are taken with its controls again.
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    said, exposures = [], []  # type: ignore[var-annotated]
+
+    class Recording(Camera):
+        def capture(self, fresh: bool = False, order: str = "rgb") -> Frame:
+            frame = super().capture(fresh=fresh, order=order)
+            exposures.append(frame.exposure_time)
+            return frame
+
+    def away() -> None:
+        p.stop()
+        time.sleep(2.5)
+        p.restart()
+
+    def pick(array: object, age_ms: float) -> None:
+        n = len(exposures)
+        if n == 10:
+            p.restart()
+        elif n == 40:
+            threading.Thread(target=away).start()
+        elif n == 70:
+            raise Done
+
+    scope: Dict[str, object] = {"pick": pick, "print": said.append}
+    code = readme_robot_loop().replace("camera = Camera()", f"camera = Recording({p.socket!r})")
+    scope["Recording"] = Recording
+    with pytest.raises(Done):
+        exec(code, scope)
+    kinds = [type(e).__name__ for e in said]
+    assert "PickerRestarted" in kinds and "ServiceNotRunning" in kinds, kinds
+    # Each time, the controls again within a few frames (the fake camera applies them a frame
+    # or two after the request, as a Pi's sensor does), and kept.
+    for start, end in [(0, 10), (11, 40), (41, 70)]:
+        seen = exposures[start:end]
+        assert 8000 in seen[:5] and seen[-5:] == [8000] * 5, (start, seen)
+
+
+def test_picker_restarted_is_raised_once_only_for_a_camera_that_set_controls(start_picker):
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    plain, setter = Camera(p.socket), Camera(p.socket)
+    plain.still()
+    setter.set_controls(exposure_time=8000, analogue_gain=2.0)
+    setter.still()
+    p.restart()
+    plain.still()  # set nothing: nothing lost
+    with pytest.raises(PickerRestarted) as e:
+        setter.still()
+    assert "analogue-gain, exposure-time" in str(e.value) and isinstance(e.value, CameraOffline)
+    setter.still()  # once
+    # Controls set again reach the new picker; a reset of all of them loses nothing.
+    setter.set_controls(exposure_time=8000)
+    p.restart()
+    setter.reset_controls()
+    setter.still()
+    # Setting again what was lost is no loss either; what it does not set again is.
+    setter.set_controls(exposure_time=8000, analogue_gain=2.0)
+    p.restart()
+    with pytest.raises(PickerRestarted) as e:
+        setter.set_controls(exposure_time=9000)
+    assert "(analogue-gain)" in str(e.value), str(e.value)
+
+
+def test_picker_stopping_inside_an_answer_is_service_not_running(start_picker):
+    # SIGKILL while a fresh still is awaited (the watchdog's SIGABRT ends it as abruptly).
+    # On a new connection: a reused one closed before any answer is tried once more, and then
+    # nothing listens (ServiceNotRunning before too).
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"}, camera=["framerate = 1"])
+    cam = Camera(p.socket)
+    threading.Timer(0.3, p.proc.kill).start()
+    with pytest.raises(ServiceNotRunning) as e:
+        cam.still(fresh=True)
+    assert "closed the connection during GET /still.rgb?fresh=1" in str(e.value), str(e.value)

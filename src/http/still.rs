@@ -3,6 +3,11 @@
 //! first frame captured after the request arrived. Also `/controls` (see [`super::controls`]),
 //! which only this local socket serves.
 //!
+//! Every answer says which picker process gave it (`X-Picker-Instance`): controls set over the
+//! socket last until picker restarts, and a client that set some can tell that they are gone
+//! (the Python client raises `PickerRestarted`) even when the restart fell between two of its
+//! requests and it saw no error.
+//!
 //! While the camera is offline (no frame for [`Shared::stall_limit`], as for `/snapshot.jpg`)
 //! the latest frame is not news: a robot acting on it would act on the past, so a still is
 //! 503 with `Retry-After` (and `?fresh=1` times out with 504 as before).
@@ -71,6 +76,26 @@ pub fn routes(
         .unify()
         .recover(super::plain_rejection)
         .unify()
+        .map(|mut resp: warp::reply::Response| {
+            resp.headers_mut()
+                .insert("x-picker-instance", instance().clone());
+            resp
+        })
+}
+
+/// This process: its id and when it first answered (milliseconds since 1970), which a
+/// restarted picker cannot share even when it gets the same process id. The same for the
+/// life of the process (a reload builds no new one).
+fn instance() -> &'static HeaderValue {
+    static INSTANCE: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        // Digits and '-' only: always a valid header value.
+        HeaderValue::from_str(&format!("{}-{ms}", std::process::id()))
+            .unwrap_or(HeaderValue::from_static("0"))
+    })
 }
 
 /// The methods every still path answers.
