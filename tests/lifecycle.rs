@@ -290,6 +290,19 @@ fn a_second_instance_on_the_same_socket_is_refused() {
     assert_eq!(p.unix_get("/still.rgb").status, 200);
 }
 
+/// `picker COMMAND --config PATH`, bounded at 10 s, its log on stderr (not the journal).
+fn run_command(command: &[&str], path: &std::path::Path) -> std::process::Output {
+    Command::new("timeout")
+        .arg("10")
+        .arg(BIN)
+        .args(command)
+        .arg("--config")
+        .arg(path)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap()
+}
+
 fn run_with_config(text: &str) -> (std::process::Output, String) {
     let dir = temp_dir();
     let path = dir.path().join("picker.toml");
@@ -372,15 +385,7 @@ fn errors_of_the_parser_name_the_key_or_table() {
     for (text, want) in table {
         std::fs::write(&path, &text).unwrap();
         for command in [&["check-config"][..], &[]] {
-            let out = Command::new("timeout")
-                .arg("10")
-                .arg(BIN)
-                .args(command)
-                .arg("--config")
-                .arg(&path)
-                .env_remove("JOURNAL_STREAM")
-                .output()
-                .unwrap();
+            let out = run_command(command, &path);
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(78), "{command:?} {text}: {err}");
             assert!(
@@ -419,17 +424,7 @@ fn an_address_the_machine_does_not_have_yet_is_retried_not_a_config_error() {
     let text = config_text(dir.path(), &[&format!("stream.bind = \"{ip}\"")]);
     let path = dir.path().join("picker.toml");
     std::fs::write(&path, &text).unwrap();
-    let run = |command: &[&str]| {
-        Command::new("timeout")
-            .arg("10")
-            .arg(BIN)
-            .args(command)
-            .arg("--config")
-            .arg(&path)
-            .env_remove("JOURNAL_STREAM")
-            .output()
-            .unwrap()
-    };
+    let run = |command: &[&str]| run_command(command, &path);
     let check = run(&["check-config"]);
     assert!(check.status.success(), "{check:?}");
     let out = run(&[]);
