@@ -75,13 +75,28 @@ fn sighup_applies_the_controls_table_under_the_socket_s_changes() {
         "{}",
         p.log_text()
     );
+    // A file key the socket overrides by setting the key that excludes it: named too.
+    put_controls(&p, r#"{"awb-mode": "daylight"}"#);
+    wait_changes(&p, 3);
+    reload(
+        &mut p,
+        &format!(
+            "{base}[controls]\nexposure-time = 12000\nbrightness = 0.2\ncolour-gains = [2.0, 2.0]\n"
+        ),
+    );
+    p.wait_log(
+        "colour-gains changed in the file but set over the socket",
+        Duration::from_secs(10),
+    );
+    let c = wait_changes(&p, 4);
+    assert_eq!(c["in_force"]["awb-mode"]["value"], json!("daylight"), "{c}");
     // DELETE /controls: the reloaded file's values.
     let r = raw_request(
         UnixStream::connect(&p.socket).unwrap(),
         b"DELETE /controls HTTP/1.1\r\nHost: picker\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 200);
-    let c = wait_changes(&p, 3);
+    let c = wait_changes(&p, 5);
     assert_eq!(c["in_force"]["brightness"]["value"], json!(0.2), "{c}");
 }
 

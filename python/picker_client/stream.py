@@ -95,7 +95,8 @@ class Stream(_http.Closing):
     less network for a program that needs few; without it picker sends every frame and the
     reader thread drops those the program is too slow for. ``timeout`` in seconds bounds the
     wait for each frame (picker sends one at least every second, a grey "camera offline" one
-    while the camera is away).
+    while the camera is away) and for the connection; ``None`` waits without a deadline, as
+    :class:`Camera` does.
 
     Use as a context manager or call :meth:`close`; one thread should consume :meth:`frames`.
     A Stream dropped without ``close()`` is closed when Python collects it, with a
@@ -105,7 +106,7 @@ class Stream(_http.Closing):
 
     def __init__(self, url: str = "http://127.0.0.1:8000/stream.mjpg",
                  user: Optional[str] = None, password: Optional[str] = None,
-                 fps: Optional[float] = None, timeout: float = 10.0):
+                 fps: Optional[float] = None, timeout: Optional[float] = 10.0):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http":
             raise ValueError(f"{url}: picker's stream is plain http:// (behind a TLS proxy, "
@@ -130,7 +131,7 @@ class Stream(_http.Closing):
             auth = f"Basic {token}"
         self.timeout = timeout
         # A paced stream sends a frame every 1/fps seconds: wait that long on top.
-        self._wait = timeout + (1.0 / fps if fps else 0.0)
+        self._wait = None if timeout is None else timeout + (1.0 / fps if fps else 0.0)
         self._target = _Target(
             host=self.host, port=self.port, path=self.path, url=self.url,
             authority=host if self.port == 80 else f"{host}:{self.port}", auth=auth, user=user,
@@ -164,11 +165,11 @@ class Stream(_http.Closing):
                 if box.reader is None:
                     box.latest = None
                     box.reader = _Reader(self._target, box)
-                deadline = time.monotonic() + self._wait
+                deadline = None if self._wait is None else time.monotonic() + self._wait
                 while (box.latest is None or box.latest is self._taken) and \
                         box.error is None and not box.closed:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
                         box.drop_reader()
                         raise PickerError(
                             f"{self.url}: no frame in {self._wait:g} s (picker sends one at "
@@ -224,8 +225,8 @@ class _Target:
     authority: str  # the Host header: host[:port], an IPv6 address in brackets
     auth: Optional[str]  # the Authorization header
     user: Optional[str]
-    timeout: float
-    wait: float
+    timeout: Optional[float]
+    wait: Optional[float]
 
     def connect(self) -> socket.socket:
         authority = self.authority if self.port != 80 else f"{self.authority}:80"

@@ -40,6 +40,15 @@ def test_frames_are_jpegs_with_sequence_time_and_arrays(picker):
     assert np.array_equal(got[-1].array(order="bgr"), rgb[..., ::-1])
 
 
+def test_no_timeout_means_no_deadline_as_for_a_camera(picker):
+    # Stream(timeout=None) raised TypeError when made (None + 0.0), though Camera takes it.
+    with Stream(picker.url + "/stream.mjpg", timeout=None) as stream:
+        got = [f for _, f in zip(range(3), stream.frames())]
+    assert len(got) == 3 and all(f.jpeg[:2] == b"\xff\xd8" for f in got)
+    with Stream(picker.url + "/stream.mjpg", fps=2, timeout=None) as stream:
+        assert next(iter(stream.frames())).jpeg[:2] == b"\xff\xd8"
+
+
 def test_a_slow_reader_gets_the_newest_frames_not_a_backlog(picker):
     """A robot that needs half a second per frame, against a 30 fps camera: each frame it gets
     is the newest. The target (p50 within two frame periods plus one period of the reader's pace,

@@ -213,8 +213,10 @@ impl ControlsHandle {
     }
 }
 
-/// The `[controls]` keys that differ between `old` and `new` but that `runtime` sets, so the
-/// file's change does not show.
+/// The `[controls]` keys that differ between `old` and `new` but whose change does not show:
+/// `runtime` sets them, or sets the key that excludes them (an `af-mode` of "continuous" over
+/// the socket drops the file's `lens-position`, an `awb-mode` its `colour-gains`, and the
+/// other way round), so what is asked of the camera is not the file's new value.
 fn overridden_keys(
     new: &ControlsConfig,
     old: &ControlsConfig,
@@ -224,12 +226,13 @@ fn overridden_keys(
         Ok(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
     };
+    let asked = as_map(&new.merged(runtime));
     let (new, old, runtime) = (as_map(new), as_map(old), as_map(runtime));
     let mut keys: Vec<String> = new
         .keys()
         .chain(old.keys())
         .filter(|k| new.get(*k) != old.get(*k))
-        .filter(|k| runtime.get(*k).is_some_and(|v| !v.is_null()))
+        .filter(|k| runtime.get(*k).is_some_and(|v| !v.is_null()) || asked.get(*k) != new.get(*k))
         .cloned()
         .collect();
     keys.sort();
@@ -266,7 +269,7 @@ mod tests {
     #[test]
     fn a_reloaded_key_the_socket_overrides_is_named() {
         // (old file, new file, runtime, keys named)
-        let table: [(&str, &str, &str, &[&str]); 5] = [
+        let table: [(&str, &str, &str, &[&str]); 9] = [
             ("ev = 1", "ev = 2", "", &[]),
             ("ev = 1", "ev = 2", "ev = 0", &["ev"]),
             ("ev = 1", "", "ev = 0", &["ev"]),
@@ -277,6 +280,33 @@ mod tests {
                 &["brightness", "ev"],
             ),
             ("ev = 1", "ev = 1\ncontrast = 2", "ev = 0", &[]),
+            // The key that excludes it, set over the socket, overrides it too (a review:
+            // only "applied [controls]" was said).
+            (
+                "lens-position = 2",
+                "lens-position = 3",
+                "af-mode = \"continuous\"",
+                &["lens-position"],
+            ),
+            (
+                "colour-gains = [1.5, 1.5]",
+                "colour-gains = [2.0, 2.0]",
+                "awb-mode = \"daylight\"",
+                &["colour-gains"],
+            ),
+            (
+                "af-mode = \"auto\"",
+                "af-mode = \"continuous\"",
+                "lens-position = 5",
+                &["af-mode"],
+            ),
+            // A manual af-mode leaves the lens position: its change shows.
+            (
+                "lens-position = 2",
+                "lens-position = 3",
+                "af-mode = \"manual\"",
+                &[],
+            ),
         ];
         for (old, new, runtime, want) in table {
             let got = overridden_keys(&toml(new), &toml(old), &toml(runtime));
