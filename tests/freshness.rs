@@ -62,30 +62,18 @@ fn median_max(ages: &[f64]) -> (f64, f64) {
 #[test]
 fn a_requests_reader_at_one_part_a_second_gets_fresh_frames() {
     let p = Picker::start(&[]);
-    let ages = reader(None, &p.url("/stream.mjpg"), "requests", 1.0, 25);
+    let ages = reader(None, &p.url("/stream.mjpg"), "requests", 1.0, 15);
     let (p50, max) = median_max(&ages);
     eprintln!(
         "requests, 1 part/s: {} parts, p50 {p50:.0} ms, max {max:.0} ms",
         ages.len()
     );
-    assert!(ages.len() >= 18, "only {} parts in 25 s", ages.len());
+    assert!(ages.len() >= 10, "only {} parts in 15 s", ages.len());
     // Target: p50 <= 1067 ms (two frame periods + its own second), max twice that; the
     // benchmark measures it. Here a bound that holds on a saturated 2-core machine (p50 1.6 s
-    // seen with a QEMU VM beside the tests) yet fails the code before the drain by far (p50
-    // 5.8 s, max 10.6 s).
+    // seen with a QEMU VM beside the tests) yet fails the old code by far (p50 5.8 s, max 10.6 s).
     assert!(p50 <= 2_500.0, "median age {p50:.0} ms: {ages:?}");
     assert!(max <= 4_000.0, "worst age {max:.0} ms: {ages:?}");
-    // Past its first parts (sent before its window can say anything), it is not made to hold
-    // two parts: a part older than the target is the exception. The rule before, which sent
-    // whenever the window showed it caught up, left two parts to hold about half the time
-    // (16 of 32 parts past the target in 40 s; 2 and 5 of 30 now).
-    let steady = &ages[5..];
-    let stale = steady.iter().filter(|a| **a > 1_067.0).count();
-    assert!(
-        stale * 4 <= steady.len(),
-        "{stale} of {} parts older than 1067 ms: {ages:?}",
-        steady.len()
-    );
 }
 
 #[test]

@@ -11,19 +11,11 @@
 //!
 //! A receiver reopens its window lazily (Linux advertises a read only once the window would
 //! double), so a peer that has caught up may not say so; waiting for it to say so starves a
-//! slow reader. And the part sent last does not show at all: a Linux receiver advertises
-//! the smaller of its free space and a threshold that grows with use, and one part fits in
-//! the slack between the two (on loopback and over a 1500-byte link alike, measured: a
-//! `requests` reader's window at its largest while it held one part, short by a part while
-//! it held two). So the decision assumes the reader holds the part sent last until its pace
-//! says it has read it, and sends once it will have read that and what its window shows:
-//! the time per part its earlier parts showed, made longer when a part's acknowledgement
-//! shows the part before still unread (sent early), shorter when not, and bounded by the
-//! rate at which it has been reading (the right edge of its window, net of the window's
-//! growth). A reader that keeps up has a pace near zero and is sent every part; a reader
-//! of a part a second is sent a part about when it takes the one it holds, so the part it
-//! takes next is at most about one of its periods old. (Sending whenever the window showed
-//! it caught up, as before, left it two parts to hold: 1.2-1.6 s old at a part a second.) A peer that reads nothing for `client-timeout` while it holds unread
+//! slow reader. Instead, while the peer holds unread bytes, the decision sends once it will
+//! have read them at its pace: the time per part its earlier parts showed, made longer when a
+//! part's acknowledgement shows the part before still unread (sent early), shorter when not,
+//! and bounded by the rate at which it has been reading (the right edge of its window, net of
+//! the window's growth). A peer that reads nothing for `client-timeout` while it holds unread
 //! bytes or has bytes in flight is dropped, whatever the size of its buffers. One whose
 //! window stays closed, its readings the same, is looked at less and less often. One that
 //! has taken every part at once for a while is looked at only every few parts: a look is a
@@ -247,28 +239,25 @@ impl Drain {
             return (Decision::Wait(self.poll), false);
         }
         let part = self.last_part.max(1);
-        // The part sent last is unread when its acknowledgement comes, but a receiver's
-        // window does not show it: it fits in the slack between the buffer's free space and
-        // the largest window the receiver advertises. So a window short by most of a part
-        // means one more unread: the one before (`early`).
-        let early = backlog > (part / 4 * 3).max(ok);
         if self.judge {
             self.judge = false;
-            self.judge_pace(early);
+            self.judge_pace(backlog > part.saturating_add(ok));
         }
-        // Send once it will have read what it holds, at its pace: the part sent last (which
-        // its window does not show), and what its window does.
-        let behind = if backlog <= ok { 0 } else { backlog };
+        if backlog <= ok {
+            return (Decision::Send, true);
+        }
+        // Behind: send once it will have read what it holds, at its pace.
         let wait = self
             .pace
-            .mul_f64(1.0 + f64::from(behind) / f64::from(part))
+            .mul_f64(f64::from(backlog) / f64::from(part))
             .min(PREDICT_MAX);
         let due = seen + wait;
-        if s.at >= due {
-            (Decision::Send, behind == 0)
+        let decision = if s.at >= due {
+            Decision::Send
         } else {
-            (Decision::Wait((due - s.at).min(POLL_MAX)), false)
-        }
+            Decision::Wait((due - s.at).min(POLL_MAX))
+        };
+        (decision, false)
     }
 
     /// What to do with a peer that has shown no reading for the timeout. With nothing in
@@ -294,12 +283,7 @@ impl Drain {
     /// Adjusts the pace once the part sent last has arrived: `early` when the reader still
     /// held the part before it. The rate it has been reading at bounds the pace from below
     /// when the part came early, and to half of it when not, so that a reader that could
-    /// go faster is soon sent parts faster (it only reads what it is sent); a part on time
-    /// never lengthens it (a reader that keeps up stays at zero, sent every part). Early
-    /// lengthens it by a quarter, on time shortens it by an eighth: held there, about three
-    /// parts in eight come early (a quarter more than the eighth, in proportion), and the
-    /// others after the reader took the one before. (By a half, as before, a 10 parts/s
-    /// reader was sent 6.6 parts a second, by a quarter 8.6.)
+    /// go faster is soon sent parts faster (it only reads what it is sent).
     fn judge_pace(&mut self, early: bool) {
         let per_part = self
             .rate()
@@ -308,9 +292,9 @@ impl Drain {
                 Duration::from_secs_f64((f64::from(self.last_part) / r).min(60.0))
             });
         self.pace = if early {
-            (self.pace * 5 / 4).max(per_part).max(PACE_MIN)
+            (self.pace * 3 / 2).max(per_part).max(PACE_MIN)
         } else {
-            self.pace.min((self.pace * 7 / 8).max(per_part / 2))
+            (self.pace * 7 / 8).max(per_part / 2)
         }
         .min(PREDICT_MAX);
     }
@@ -431,10 +415,7 @@ mod tests {
     /// Drives [`Drain`] against a simulated loopback client whose application takes one part
     /// every `period_ms` (blocking when none is there), with a 30 fps camera and 10 KB parts.
     /// The peer's window is reported as Linux does: as of the acknowledgement of our last
-    /// part (1 ms after it is sent), never reopened by a read, and short only by the parts
-    /// unread before the newest (which fits in the slack: see the module doc). Under a
-    /// model without that slack, the old rule's 1 s reader met its target here; with it,
-    /// as on a real loopback, it got p50 1568 ms. Returns the ages (ms) of the
+    /// part (1 ms after it is sent), never reopened by a read. Returns the ages (ms) of the
     /// parts the application took after the first 5 s, how many it took in all, and how
     /// many looks at the connection were taken. The first look after a part is skipped
     /// when [`Drain::skip_look`] says so, as the stream does.
@@ -465,8 +446,7 @@ mod tests {
                 }
             }
             if pending_ack.is_none() && ack_at == t && acked > 0 {
-                // The newest part does not show: it fits in the slack (see the module doc).
-                window = MAX.saturating_sub(queue.len().saturating_sub(1) as u64 * PART);
+                window = MAX.saturating_sub(queue.len() as u64 * PART);
             }
             if !ready && t >= look_at && std::mem::take(&mut first_look) && d.skip_look(CROWD + 1) {
                 ready = true;
@@ -556,8 +536,7 @@ mod tests {
                 } else {
                     (10_000, 10_000)
                 };
-                // Acknowledged as the part went, a frame period before the look.
-                let s = sample(i * 33, 0, 0, i * 10_000, 64_000 - unread, 33);
+                let s = sample(i * 33, 0, 0, i * 10_000, 64_000 - unread, 0);
                 d.decide(if window {
                     s
                 } else {
@@ -597,13 +576,9 @@ mod tests {
         let want: Vec<u64> = (0..=8).chain([12, 16]).chain(20..40).collect();
         assert_eq!(looked(40, true, |i| i < 18), want);
         assert_eq!(looked(40, false, |i| i < 18), want);
-        // Behind once (a second and more in, its rate known): the count starts again.
-        let want: Vec<u64> = (0..=8)
-            .chain((12..=40).step_by(4))
-            .chain(41..=48)
-            .chain([52, 56])
-            .collect();
-        assert_eq!(looked(60, true, |i| i != 40), want);
+        // Behind once: the count starts again.
+        let want: Vec<u64> = (0..=8).chain(12..=20).chain([24, 28]).collect();
+        assert_eq!(looked(30, true, |i| i != 12), want);
     }
 
     #[test]
@@ -632,15 +607,9 @@ mod tests {
             d.decide(sample(100, 0, 0, 30_000, 34_000, 0)),
             Decision::Wait(_)
         ));
-        // The window reopened: it may still hold the part sent last, which no window shows,
-        // so that part's time at its pace (the least, nothing read before) and no more,
-        // whatever it held before.
+        // The window reopened: sent at once, whatever the rate.
         assert_eq!(
             d.decide(sample(150, 0, 0, 30_000, 63_000, 0)),
-            Decision::Wait(PACE_MIN)
-        );
-        assert_eq!(
-            d.decide(sample(160, 0, 0, 30_000, 63_000, 10)),
             Decision::Send
         );
     }
@@ -692,7 +661,7 @@ mod tests {
     fn a_reader_whose_reading_went_unsaid_is_sent_a_part_before_it_is_dropped() {
         // (window the part's acknowledgement shows, or none within PROBE_WAIT; decision after)
         for (after, want) in [
-            (Some(64_000), Decision::Wait(POLL)),
+            (Some(64_000), Decision::Send),
             (Some(14_000), Decision::Drop),
             (None, Decision::Drop),
         ] {
@@ -716,14 +685,7 @@ mod tests {
                 Some(window) => sample(3_200, 0, 0, 60_000, window, 0),
                 None => silent(4_100),
             };
-            let decision = d.decide(s);
-            if want == Decision::Drop {
-                assert_eq!(decision, want, "{after:?}");
-            } else {
-                // Kept: its next part at its pace, the question answered.
-                assert!(matches!(decision, Decision::Wait(_)), "{decision:?}");
-                assert_eq!(d.probe, None);
-            }
+            assert_eq!(d.decide(s), want, "{after:?}");
         }
     }
 
@@ -828,42 +790,30 @@ mod tests {
     }
 
     #[test]
-    fn a_part_came_early_when_its_window_is_short_by_most_of_a_part() {
-        // 10 KB parts: the reader has read ~43 KB a second, ~235 ms a part. Its window short
-        // by more than three quarters of a part, it still held the part before (the part
-        // itself does not show): the pace is the time per part. Not so: the pace stays (a
-        // part on time never lengthens it).
-        let (d, _) = behind_drain(10_000, 7_500);
-        assert_eq!(d.pace, Duration::ZERO, "on time");
-        let (d, _) = behind_drain(10_000, 7_501);
-        assert!(d.pace > ms(220) && d.pace < ms(250), "early: {:?}", d.pace);
-        // With small parts, early means more than `ok` short. The wait is for what it holds
-        // (the part and what shows) at that pace, the time left, not rounded up to the next
-        // look: 1 KB a ~20.4 ms (49 KB read a second), times 2.025, from the acknowledgement.
-        assert_eq!(behind_drain(1_000, 1_024).0.pace, Duration::ZERO);
+    fn a_part_came_early_only_when_more_than_a_part_and_ok_is_unread() {
+        // 10 KB parts, ok 4 KiB: the reader has read ~36 KB a second, ~280 ms a part. Still
+        // holding the part before (more than part + ok unread): the pace is the time per
+        // part; not: half of it.
+        let (d, _) = behind_drain(10_000, 14_096);
         assert!(
-            matches!(behind(1_000, 1_025), Decision::Wait(w) if w > ms(41) && w < ms(42)),
+            d.pace > ms(120) && d.pace < ms(160),
+            "on time: {:?}",
+            d.pace
+        );
+        let (d, _) = behind_drain(10_000, 14_097);
+        assert!(d.pace > ms(250) && d.pace < ms(300), "early: {:?}", d.pace);
+        // A short wait is the time left, not rounded up to the next look.
+        assert!(
+            matches!(behind(1_000, 1_025), Decision::Wait(w) if w < ms(20)),
             "{:?}",
             behind(1_000, 1_025)
         );
     }
 
-    /// What a reader with a pace of 20 ms says, behind by `backlog` bytes 100 ms after a
-    /// part of `part` bytes was sent, acknowledged at once (the pace kept, not judged).
-    fn with_pace(part: usize, backlog: u32) -> Decision {
-        let mut d = Drain::new(Duration::from_secs(10));
-        assert_eq!(d.decide(sample(0, 0, 0, 0, 64_000, 0)), Decision::Send);
-        d.sent(part);
-        d.pace = ms(20);
-        d.judge = false;
-        d.decide(sample(10, 0, 0, 0, 64_000 - backlog, 10))
-    }
-
     #[test]
     fn caught_up_means_within_half_a_part_between_1_and_4_kib() {
         // (part, the largest backlog still caught up): half the part, at least 1 KiB, at most
-        // 4 KiB. Caught up, it holds only the part sent last: one pace after that part's
-        // acknowledgement. One byte more counts too: a longer wait.
+        // 4 KiB. One byte more and the reader is behind: a wait for it to read.
         for (part, ok) in [
             (20_000, 4_096),
             (10_000, 4_096),
@@ -871,19 +821,17 @@ mod tests {
             (1_000, 1_024),
         ] {
             assert_eq!(
-                with_pace(part, ok),
-                Decision::Wait(ms(10)),
+                behind(part, ok),
+                Decision::Send,
                 "{part} B part, {ok} B behind"
             );
             assert!(
-                matches!(with_pace(part, ok + 1), Decision::Wait(w) if w > ms(10)),
+                matches!(behind(part, ok + 1), Decision::Wait(w) if w > Duration::ZERO),
                 "{part} B part, {} B behind: {:?}",
                 ok + 1,
-                with_pace(part, ok + 1)
+                behind(part, ok + 1)
             );
         }
-        // Without a pace, caught up is sent at once.
-        assert_eq!(behind(10_000, 4_096), Decision::Send);
     }
 
     #[test]
@@ -960,18 +908,16 @@ mod tests {
         let reading = &[(ms(0), 0), (s(1), 10_000)][..]; // one part a second
         let still = &[(ms(0), 0), (s(1), 0)][..]; // reading nothing
         let table = [
-            // No rate yet: early lengthens by a quarter (at least PACE_MIN); on time
-            // shortens by an eighth.
+            // No rate yet: early lengthens by half (at least PACE_MIN); on time shortens by
+            // an eighth.
             (none, Duration::ZERO, true, PACE_MIN),
             (none, Duration::ZERO, false, Duration::ZERO),
-            (none, ms(100), true, ms(125)),
+            (none, ms(100), true, ms(150)),
             (none, ms(100), false, ms(87) + Duration::from_micros(500)),
-            (none, ms(1_700), true, PREDICT_MAX),
-            // The rate bounds it from below: the time per part when early; half that when
-            // on time, which never lengthens it.
+            (none, ms(1_900), true, PREDICT_MAX),
+            // The rate bounds it from below: the time per part when early, half when not.
             (reading, Duration::ZERO, true, s(1)),
-            (reading, Duration::ZERO, false, Duration::ZERO),
-            (reading, ms(300), false, ms(300)),
+            (reading, Duration::ZERO, false, ms(500)),
             (reading, ms(800), false, ms(700)),
             // A rate of zero is no rate.
             (still, Duration::ZERO, true, PACE_MIN),
