@@ -460,7 +460,13 @@ fn header_at(text: &str, offset: usize) -> Option<&str> {
         .find('\n')
         .map(|i| offset + i)
         .unwrap_or(text.len());
-    let line = text.get(start..end)?.trim();
+    header(text.get(start..end)?)
+}
+
+/// The table name (without brackets) of a `[name]` header line, if the line is one: a
+/// comment after it allowed, as TOML allows it (`[stream]  # the MJPEG stream`).
+fn header(line: &str) -> Option<&str> {
+    let line = line.trim();
     let line = line.split_once('#').map(|(l, _)| l.trim()).unwrap_or(line);
     line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
 }
@@ -521,10 +527,7 @@ fn table_at(text: &str, offset: usize) -> Option<&str> {
     text.get(..offset.min(text.len()))?
         .lines()
         .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
-        })
+        .find_map(header)
 }
 
 /// Largest frame side we accept: bigger than any Pi sensor mode we would stream.
@@ -1451,7 +1454,7 @@ mod tests {
     fn messages_without_a_key_get_one_from_the_span() {
         let af = "expected one of `manual`, `auto`, `continuous`";
         // (TOML, line and column, message)
-        let table: [(&str, (usize, usize), String); 17] = [
+        let table: [(&str, (usize, usize), String); 18] = [
             (
                 "[stream]\nquality = 80\nquality = 90\n",
                 (3, 1),
@@ -1540,6 +1543,12 @@ mod tests {
                 (2, 10),
                 "still.socket: invalid type: integer `5`, expected a string (an absolute path)"
                     .into(),
+            ),
+            // A comment after the header: its own table, not the one before (a review).
+            (
+                "[camera]\nsource = \"test-pattern\"\n[stream]  # the MJPEG stream\nquality = \"high\"\n",
+                (4, 11),
+                "stream.quality: invalid type: string \"high\", expected a whole number".into(),
             ),
             // Unchanged: these named their key already.
             (
