@@ -338,10 +338,7 @@ fn parse_message(text: &str, span: std::ops::Range<usize>, message: &str) -> Str
     // writes them (the column alone points at the value).
     if message.starts_with("invalid ") || message.starts_with("unknown variant ") {
         if let Some(key) = key_at(text, start) {
-            message = match table_at(text, start) {
-                Some(table) => format!("{table}.{key}: {message}"),
-                None => format!("{key}: {message}"),
-            };
+            message = format!("{}: {message}", qualified(text, start, key));
         }
     }
     // serde names the field alone; say which table it is in, as a user writes it.
@@ -355,10 +352,7 @@ fn parse_message(text: &str, span: std::ops::Range<usize>, message: &str) -> Str
                     .map(|(_, e)| e)
                     .unwrap_or("[camera], [stream] or [still]")
             ),
-            None => match table_at(text, start) {
-                Some(table) => format!("unknown key `{table}.{rest}"),
-                None => format!("unknown key `{rest}"),
-            },
+            None => format!("unknown key `{}", qualified(text, start, rest)),
         };
     }
     message
@@ -386,18 +380,24 @@ fn duplicate(text: &str, span: std::ops::Range<usize>) -> String {
     let dotted: String = before.split_whitespace().collect();
     let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
     if dotted.chars().all(bare) {
-        let key = format!("{dotted}{name}");
-        let key = match table_at(text, span.start) {
-            Some(table) => format!("{table}.{key}"),
-            None => key,
-        };
+        let key = qualified(text, span.start, &format!("{dotted}{name}"));
         return format!("duplicate key `{key}`: each key may be set only once");
     }
     // Inside an inline table: the key of the line holds it.
-    match (key_at(text, span.start), table_at(text, span.start)) {
-        (Some(key), Some(table)) => format!("{table}.{key}: duplicate key `{name}`"),
-        (Some(key), None) => format!("{key}: duplicate key `{name}`"),
-        _ => format!("duplicate key `{name}`"),
+    match key_at(text, span.start) {
+        Some(key) => format!(
+            "{}: duplicate key `{name}`",
+            qualified(text, span.start, key)
+        ),
+        None => format!("duplicate key `{name}`"),
+    }
+}
+
+/// `key` with the table in force at `offset` before it (`stream.quality`), as a user writes it.
+fn qualified(text: &str, offset: usize, key: &str) -> String {
+    match table_at(text, offset) {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_string(),
     }
 }
 
