@@ -338,10 +338,7 @@ fn parse_message(text: &str, span: std::ops::Range<usize>, message: &str) -> Str
     // writes them (the column alone points at the value).
     if message.starts_with("invalid ") || message.starts_with("unknown variant ") {
         if let Some(key) = key_at(text, start) {
-            message = match table_at(text, start) {
-                Some(table) => format!("{table}.{key}: {message}"),
-                None => format!("{key}: {message}"),
-            };
+            message = format!("{}: {message}", qualified(text, start, key));
         }
     }
     // serde names the field alone; say which table it is in, as a user writes it.
@@ -355,10 +352,7 @@ fn parse_message(text: &str, span: std::ops::Range<usize>, message: &str) -> Str
                     .map(|(_, e)| e)
                     .unwrap_or("[camera], [stream] or [still]")
             ),
-            None => match table_at(text, start) {
-                Some(table) => format!("unknown key `{table}.{rest}"),
-                None => format!("unknown key `{rest}"),
-            },
+            None => format!("unknown key `{}", qualified(text, start, rest)),
         };
     }
     message
@@ -386,18 +380,24 @@ fn duplicate(text: &str, span: std::ops::Range<usize>) -> String {
     let dotted: String = before.split_whitespace().collect();
     let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
     if dotted.chars().all(bare) {
-        let key = format!("{dotted}{name}");
-        let key = match table_at(text, span.start) {
-            Some(table) => format!("{table}.{key}"),
-            None => key,
-        };
+        let key = qualified(text, span.start, &format!("{dotted}{name}"));
         return format!("duplicate key `{key}`: each key may be set only once");
     }
     // Inside an inline table: the key of the line holds it.
-    match (key_at(text, span.start), table_at(text, span.start)) {
-        (Some(key), Some(table)) => format!("{table}.{key}: duplicate key `{name}`"),
-        (Some(key), None) => format!("{key}: duplicate key `{name}`"),
-        _ => format!("duplicate key `{name}`"),
+    match key_at(text, span.start) {
+        Some(key) => format!(
+            "{}: duplicate key `{name}`",
+            qualified(text, span.start, key)
+        ),
+        None => format!("duplicate key `{name}`"),
+    }
+}
+
+/// `key` with the table in force at `offset` before it (`stream.quality`), as a user writes it.
+fn qualified(text: &str, offset: usize, key: &str) -> String {
+    match table_at(text, offset) {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_string(),
     }
 }
 
@@ -460,7 +460,13 @@ fn header_at(text: &str, offset: usize) -> Option<&str> {
         .find('\n')
         .map(|i| offset + i)
         .unwrap_or(text.len());
-    let line = text.get(start..end)?.trim();
+    header(text.get(start..end)?)
+}
+
+/// The table name (without brackets) of a `[name]` header line, if the line is one: a
+/// comment after it allowed, as TOML allows it (`[stream]  # the MJPEG stream`).
+fn header(line: &str) -> Option<&str> {
+    let line = line.trim();
     let line = line.split_once('#').map(|(l, _)| l.trim()).unwrap_or(line);
     line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
 }
@@ -521,10 +527,7 @@ fn table_at(text: &str, offset: usize) -> Option<&str> {
     text.get(..offset.min(text.len()))?
         .lines()
         .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
-        })
+        .find_map(header)
 }
 
 /// Largest frame side we accept: bigger than any Pi sensor mode we would stream.
@@ -1451,7 +1454,7 @@ mod tests {
     fn messages_without_a_key_get_one_from_the_span() {
         let af = "expected one of `manual`, `auto`, `continuous`";
         // (TOML, line and column, message)
-        let table: [(&str, (usize, usize), String); 17] = [
+        let table: [(&str, (usize, usize), String); 18] = [
             (
                 "[stream]\nquality = 80\nquality = 90\n",
                 (3, 1),
@@ -1540,6 +1543,12 @@ mod tests {
                 (2, 10),
                 "still.socket: invalid type: integer `5`, expected a string (an absolute path)"
                     .into(),
+            ),
+            // A comment after the header: its own table, not the one before (a review).
+            (
+                "[camera]\nsource = \"test-pattern\"\n[stream]  # the MJPEG stream\nquality = \"high\"\n",
+                (4, 11),
+                "stream.quality: invalid type: string \"high\", expected a whole number".into(),
             ),
             // Unchanged: these named their key already.
             (
