@@ -379,6 +379,25 @@ fn errors_of_the_parser_name_the_key_or_table() {
             ":1:10: camera: invalid type: integer `5`, expected a table (`[camera]` on a line \
              of its own, its keys below it)",
         ),
+        // A byte order mark (some Windows editors write one) before the first header.
+        (
+            "\u{feff}[stream]\nport = \"x\"\n".to_string(),
+            ":2:8: stream.port: invalid type: string \"x\", expected a whole number",
+        ),
+        // A table made by a dotted key, then given its header.
+        (
+            format!("stream.quality = 5\n{still}[stream]\nquality = 6\n"),
+            ":4:2: duplicate table `[stream]`: line 1 made it already, with the dotted key \
+             `stream.quality`, and a table made by dotted keys takes no `[stream]` header \
+             after; move that key under `[stream]` as `quality`",
+        ),
+        // A key's value, then a table of that name.
+        (
+            "[stream]\nquality = 5\n[stream.quality]\nx = 1\n".to_string(),
+            ":3:9: `[stream.quality]` cannot be a table: line 2 sets `stream.quality` to a \
+             value already, and a name is either a key with a value or a table; remove this \
+             header or that key",
+        ),
     ];
     let dir = temp_dir();
     let path = dir.path().join("picker.toml");
