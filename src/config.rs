@@ -995,6 +995,28 @@ impl Config {
         warnings
     }
 
+    /// `stream.bind` when it is not (yet) an address of this machine, for `check-config` to
+    /// warn of: at start picker then exits with status 1 ([`crate::app::AppError::AddressAbsent`]),
+    /// which systemd restarts, since the address may come later (Wi-Fi, DHCP): so a warning,
+    /// not an error. Found as the service meets it, by binding the address, on a port the
+    /// kernel picks (the stream port may be the running picker's own).
+    pub fn absent_bind_warning(&self) -> Option<String> {
+        if !self.stream.enabled {
+            return None;
+        }
+        let ip = self.stream.bind;
+        let absent = std::net::TcpListener::bind((ip, 0))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable);
+        absent.then(|| {
+            format!(
+                "{}: stream.bind = {ip} is not an address of this machine (not yet, perhaps: \
+                 Wi-Fi or DHCP may bring it after picker starts); until it is, picker exits \
+                 with status 1 at start, and systemd starts it again",
+                self.origin()
+            )
+        })
+    }
+
     /// The checks that look at the machine, for `check-config`, start-up and reload: the
     /// still socket path (see [`socket_path_on_disk`]) and whether this process may bind the
     /// stream port (see [`port_refusal`]): `systemctl reload` runs `check-config` as the
@@ -1388,6 +1410,32 @@ mod tests {
                 (got, _) => panic!("{text}: {got:?}"),
             }
         }
+    }
+
+    /// An address the machine does not have (TEST-NET-1's 192.0.2.86, which no test adds) is
+    /// warned of, naming the key, the address and the file; loopback, every address and a
+    /// disabled stream are not.
+    #[test]
+    fn an_absent_bind_address_is_warned_of() {
+        let at = |text: &str| {
+            Config::parse(text, Path::new("/etc/picker/picker.toml"))
+                .unwrap()
+                .absent_bind_warning()
+        };
+        assert_eq!(
+            at("[stream]\nbind = \"192.0.2.86\"\n").as_deref(),
+            Some(
+                "/etc/picker/picker.toml: stream.bind = 192.0.2.86 is not an address of this \
+                 machine (not yet, perhaps: Wi-Fi or DHCP may bring it after picker starts); \
+                 until it is, picker exits with status 1 at start, and systemd starts it again"
+            )
+        );
+        assert_eq!(at("[stream]\nbind = \"127.0.0.1\"\n"), None);
+        assert_eq!(at("[stream]\nbind = \"0.0.0.0\"\n"), None);
+        assert_eq!(
+            at("[stream]\nbind = \"192.0.2.86\"\nenabled = false\n"),
+            None
+        );
     }
 
     #[test]
