@@ -426,7 +426,8 @@ enum MadeBy {
 }
 
 /// The first line above the line of `offset` that defines `name` (a table name as written in
-/// its header); only bare keys, as picker's are.
+/// its header). The lines above parsed as TOML, so every one with a `=` is a key's, but for
+/// those inside a multi-line string or array.
 fn made_by(text: &str, offset: usize, name: &str) -> Option<MadeBy> {
     let name = spaced_dots(name);
     let prefix = format!("{name}.");
@@ -445,11 +446,9 @@ fn made_by(text: &str, offset: usize, name: &str) -> Option<MadeBy> {
         let Some((key, _)) = line.split_once('=') else {
             continue;
         };
+        // A key line, or a line of a multi-line array, whose text before `=` is no key this
+        // name can start with (`"a=b",`).
         let key = spaced_dots(key);
-        let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
-        if key.is_empty() || !key.chars().all(bare) {
-            continue;
-        }
         let key = match &table {
             Some(t) => format!("{t}.{key}"),
             None => key,
@@ -469,9 +468,11 @@ fn made_by(text: &str, offset: usize, name: &str) -> Option<MadeBy> {
     None
 }
 
-/// A dotted name without the spaces TOML allows around its dots (`[ stream . quality ]`).
+/// A dotted name as a user writes it bare: without the spaces TOML allows around its dots
+/// (`[ stream . quality ]`) and the quotes it allows around each part (`stream."quality"`);
+/// one quoted part holding a dot (`"stream.quality"`) keeps its quotes.
 fn spaced_dots(name: &str) -> String {
-    name.split('.').map(str::trim).collect::<Vec<_>>().join(".")
+    name.split('.').map(unquoted).collect::<Vec<_>>().join(".")
 }
 
 /// `key` with the table in force at `offset` before it (`stream.quality`), as a user writes it.
@@ -1801,7 +1802,14 @@ mod tests {
             ),
             None
         );
-        assert_eq!(at("streamx.a = 1\n = 2\n[stream]", "stream"), None);
+        assert_eq!(at("streamx.a = 1\n[stream]", "stream"), None);
+        // Quoted parts are the bare ones; one quoted key holding a dot is no dotted key.
+        assert_eq!(
+            at("stream.\"max-clients\" = 5\n[ 'stream' ]", "'stream'"),
+            dotted(1, "stream.max-clients", "max-clients")
+        );
+        assert_eq!(at("\"stream.quality\" = 5\n[stream]", "stream"), None);
+        assert_eq!(at("a = [\n  \"stream.x=1\",\n]\n[stream]", "stream"), None);
         // A header below a dotted key of the same table: the first one counts.
         assert_eq!(
             at("stream.a = 1\n[stream]\n[stream]", "stream"),
