@@ -362,10 +362,22 @@ fn parse_message(text: &str, span: std::ops::Range<usize>, message: &str) -> Str
 /// which table.
 fn duplicate(text: &str, span: std::ops::Range<usize>) -> String {
     if let Some(header) = header_at(text, span.start) {
-        return format!(
-            "duplicate table `[{header}]`: it is defined above already; each table appears \
-             once, so put these keys under the first `[{header}]`"
-        );
+        return match made_by(text, span.start, header) {
+            Some(MadeBy::Dotted { line, key, rest }) => format!(
+                "duplicate table `[{header}]`: line {line} made it already, with the dotted key \
+                 `{key}`, and a table made by dotted keys takes no `[{header}]` header after; \
+                 move that key under `[{header}]` as `{rest}`"
+            ),
+            Some(MadeBy::Value { line, key }) => format!(
+                "`[{header}]` cannot be a table: line {line} sets `{key}` to a value already, \
+                 and a name is either a key with a value or a table; remove this header or \
+                 that key"
+            ),
+            Some(MadeBy::Header) | None => format!(
+                "duplicate table `[{header}]`: it is defined above already; each table \
+                 appears once, so put these keys under the first `[{header}]`"
+            ),
+        };
     }
     let Some(name) = text.get(span.clone()).map(unquoted) else {
         return "duplicate key".to_string();
@@ -391,6 +403,76 @@ fn duplicate(text: &str, span: std::ops::Range<usize>) -> String {
         ),
         None => format!("duplicate key `{name}`"),
     }
+}
+
+/// What defined the name of a table header (`[name]`) above it, when TOML refuses the
+/// header as a duplicate: the same header, a dotted key under it (`stream.quality = 5` at the
+/// top makes `[stream]`), or a key of that very name, whose value is no table (`quality = 5`
+/// under `[stream]`, then `[stream.quality]`).
+#[derive(Debug, PartialEq)]
+enum MadeBy {
+    Header,
+    /// `key` as a user writes it from the top (`stream.quality`), `rest` as under the header
+    /// (`quality`); `line` 1-based.
+    Dotted {
+        line: usize,
+        key: String,
+        rest: String,
+    },
+    Value {
+        line: usize,
+        key: String,
+    },
+}
+
+/// The first line above the line of `offset` that defines `name` (a table name as written in
+/// its header). The lines above parsed as TOML, so every one with a `=` is a key's, but for
+/// those inside a multi-line string or array.
+fn made_by(text: &str, offset: usize, name: &str) -> Option<MadeBy> {
+    let name = spaced_dots(name);
+    let prefix = format!("{name}.");
+    // Up to the newline before the header's line: the lines above it, whole.
+    let above = text.get(..text.get(..offset)?.rfind('\n')?)?;
+    let mut table = None;
+    for (i, line) in above.lines().enumerate() {
+        if let Some(h) = header(line) {
+            let h = spaced_dots(h);
+            if h == name {
+                return Some(MadeBy::Header);
+            }
+            table = Some(h);
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        // A key line, or a line of a multi-line array, whose text before `=` is no key this
+        // name can start with (`"a=b",`).
+        let key = spaced_dots(key);
+        let key = match &table {
+            Some(t) => format!("{t}.{key}"),
+            None => key,
+        };
+        if key == name {
+            return Some(MadeBy::Value { line: i + 1, key });
+        }
+        if let Some(rest) = key.strip_prefix(&prefix) {
+            let rest = rest.to_string();
+            return Some(MadeBy::Dotted {
+                line: i + 1,
+                key,
+                rest,
+            });
+        }
+    }
+    None
+}
+
+/// A dotted name as a user writes it bare: without the spaces TOML allows around its dots
+/// (`[ stream . quality ]`) and the quotes it allows around each part (`stream."quality"`);
+/// one quoted part holding a dot (`"stream.quality"`) keeps its quotes.
+fn spaced_dots(name: &str) -> String {
+    name.split('.').map(unquoted).collect::<Vec<_>>().join(".")
 }
 
 /// `key` with the table in force at `offset` before it (`stream.quality`), as a user writes it.
@@ -436,9 +518,11 @@ fn variants(table: Option<&str>, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// 1-based line and column (in characters) of a byte offset.
+/// 1-based line and column (in characters) of a byte offset. A byte order mark before the
+/// first line is no character an editor shows, so not counted.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
+    let before = before.strip_prefix(BOM).unwrap_or(before);
     let line = before.matches('\n').count() + 1;
     let column = before
         .rsplit('\n')
@@ -463,10 +547,15 @@ fn header_at(text: &str, offset: usize) -> Option<&str> {
     header(text.get(start..end)?)
 }
 
+/// The byte order mark some Windows editors write before a file's first line; TOML allows
+/// it there, and `str::trim` keeps it (it is no white space).
+const BOM: char = '\u{feff}';
+
 /// The table name (without brackets) of a `[name]` header line, if the line is one: a
-/// comment after it allowed, as TOML allows it (`[stream]  # the MJPEG stream`).
+/// comment after it allowed, as TOML allows it (`[stream]  # the MJPEG stream`), and the
+/// first line's byte order mark.
 fn header(line: &str) -> Option<&str> {
-    let line = line.trim();
+    let line = line.trim_start_matches(BOM).trim();
     let line = line.split_once('#').map(|(l, _)| l.trim()).unwrap_or(line);
     line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
 }
@@ -516,7 +605,7 @@ pub fn plain_types(message: &str) -> String {
 /// own message for one ("invalid type: sequence") does not say what to write instead.
 fn array_table(text: &str) -> Option<(usize, &str)> {
     text.lines().enumerate().find_map(|(i, l)| {
-        let l = l.trim().strip_prefix("[[")?;
+        let l = l.trim_start_matches(BOM).trim().strip_prefix("[[")?;
         let end = l.find("]]")?;
         Some((i + 1, &l[..end]))
     })
@@ -905,6 +994,28 @@ impl Config {
             ));
         }
         warnings
+    }
+
+    /// `stream.bind` when it is not (yet) an address of this machine, for `check-config` to
+    /// warn of: at start picker then exits with status 1 ([`crate::app::AppError::AddressAbsent`]),
+    /// which systemd restarts, since the address may come later (Wi-Fi, DHCP): so a warning,
+    /// not an error. Found as the service meets it, by binding the address, on a port the
+    /// kernel picks (the stream port may be the running picker's own).
+    pub fn absent_bind_warning(&self) -> Option<String> {
+        if !self.stream.enabled {
+            return None;
+        }
+        let ip = self.stream.bind;
+        let absent = std::net::TcpListener::bind((ip, 0))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable);
+        absent.then(|| {
+            format!(
+                "{}: stream.bind = {ip} is not an address of this machine (not yet, perhaps: \
+                 Wi-Fi or DHCP may bring it after picker starts); until it is, picker exits \
+                 with status 1 at start, and systemd starts it again",
+                self.origin()
+            )
+        })
     }
 
     /// The checks that look at the machine, for `check-config`, start-up and reload: the
@@ -1302,6 +1413,32 @@ mod tests {
         }
     }
 
+    /// An address the machine does not have (TEST-NET-1's 192.0.2.86, which no test adds) is
+    /// warned of, naming the key, the address and the file; loopback, every address and a
+    /// disabled stream are not.
+    #[test]
+    fn an_absent_bind_address_is_warned_of() {
+        let at = |text: &str| {
+            Config::parse(text, Path::new("/etc/picker/picker.toml"))
+                .unwrap()
+                .absent_bind_warning()
+        };
+        assert_eq!(
+            at("[stream]\nbind = \"192.0.2.86\"\n").as_deref(),
+            Some(
+                "/etc/picker/picker.toml: stream.bind = 192.0.2.86 is not an address of this \
+                 machine (not yet, perhaps: Wi-Fi or DHCP may bring it after picker starts); \
+                 until it is, picker exits with status 1 at start, and systemd starts it again"
+            )
+        );
+        assert_eq!(at("[stream]\nbind = \"127.0.0.1\"\n"), None);
+        assert_eq!(at("[stream]\nbind = \"0.0.0.0\"\n"), None);
+        assert_eq!(
+            at("[stream]\nbind = \"192.0.2.86\"\nenabled = false\n"),
+            None
+        );
+    }
+
     #[test]
     fn a_still_and_a_stream_of_different_shapes_are_warned_of_unless_the_test_pattern() {
         let text = "[still]\nwidth = 1024\nheight = 768\n";
@@ -1454,7 +1591,7 @@ mod tests {
     fn messages_without_a_key_get_one_from_the_span() {
         let af = "expected one of `manual`, `auto`, `continuous`";
         // (TOML, line and column, message)
-        let table: [(&str, (usize, usize), String); 18] = [
+        let table: [(&str, (usize, usize), String); 23] = [
             (
                 "[stream]\nquality = 80\nquality = 90\n",
                 (3, 1),
@@ -1550,6 +1687,45 @@ mod tests {
                 (4, 11),
                 "stream.quality: invalid type: string \"high\", expected a whole number".into(),
             ),
+            // A byte order mark before the first header: still its table, and no column of
+            // its own (a review).
+            (
+                "\u{feff}[stream]\nport = \"x\"\n",
+                (2, 8),
+                "stream.port: invalid type: string \"x\", expected a whole number".into(),
+            ),
+            (
+                "\u{feff}[audio]\n",
+                (1, 2),
+                "unknown table `[audio]`; expected one of `camera`, `stream`, `still`, \
+                 `controls`"
+                    .into(),
+            ),
+            // A table made by a dotted key, then given its header: the key to move (a review).
+            (
+                "stream.quality = 5\n[camera]\nsource = \"test-pattern\"\n[stream]\nquality = 6\n",
+                (4, 2),
+                "duplicate table `[stream]`: line 1 made it already, with the dotted key \
+                 `stream.quality`, and a table made by dotted keys takes no `[stream]` header \
+                 after; move that key under `[stream]` as `quality`"
+                    .into(),
+            ),
+            // A key's value, then a table of that name (a review).
+            (
+                "[stream]\nquality = 5\n[stream.quality]\nx = 1\n",
+                (3, 9),
+                "`[stream.quality]` cannot be a table: line 2 sets `stream.quality` to a value \
+                 already, and a name is either a key with a value or a table; remove this \
+                 header or that key"
+                    .into(),
+            ),
+            (
+                "quality = 5\n[quality]\n",
+                (2, 2),
+                "`[quality]` cannot be a table: line 1 sets `quality` to a value already, and a \
+                 name is either a key with a value or a table; remove this header or that key"
+                    .into(),
+            ),
             // Unchanged: these named their key already.
             (
                 "[stream]\nbind = 5\n",
@@ -1576,6 +1752,79 @@ mod tests {
                 other => panic!("{text:?}: {other}"),
             }
         }
+    }
+
+    /// What made a table whose header TOML refuses as a duplicate: the first definition
+    /// above the header's line, with the spaces TOML allows around dots, under the table in
+    /// force, and nothing for a header on the first line.
+    #[test]
+    fn made_by_finds_the_first_definition_above_the_header() {
+        let at = |text: &str, name: &str| {
+            // Inside the last header, where TOML's span for a duplicate starts.
+            let offset = text.rfind('[').unwrap() + 1;
+            made_by(text, offset, name)
+        };
+        let dotted = |line, key: &str, rest: &str| {
+            Some(MadeBy::Dotted {
+                line,
+                key: key.into(),
+                rest: rest.into(),
+            })
+        };
+        let value = |line, key: &str| {
+            Some(MadeBy::Value {
+                line,
+                key: key.into(),
+            })
+        };
+        assert_eq!(at("[stream]", "stream"), None);
+        assert_eq!(
+            at("[a]\n[stream]\n[stream]", "stream"),
+            Some(MadeBy::Header)
+        );
+        assert_eq!(
+            at("# a = 1\n\nstream . quality = 5\nx\n[stream]", "stream"),
+            dotted(3, "stream.quality", "quality")
+        );
+        assert_eq!(
+            at("[camera]\nx.y = 1\n[ camera . x ]", "camera . x"),
+            dotted(2, "camera.x.y", "y")
+        );
+        assert_eq!(
+            at("[stream]\nquality = 5\n[stream.quality]", "stream.quality"),
+            value(2, "stream.quality")
+        );
+        // Keys of other tables, a value holding `=`, a quoted key: none of them.
+        assert_eq!(
+            at(
+                "[still]\nstream = 1\n\"stream\" = 2\ns = \"stream.a = 1\"\n[stream]",
+                "stream"
+            ),
+            None
+        );
+        assert_eq!(at("streamx.a = 1\n[stream]", "stream"), None);
+        // Quoted parts are the bare ones; one quoted key holding a dot is no dotted key.
+        assert_eq!(
+            at("stream.\"max-clients\" = 5\n[ 'stream' ]", "'stream'"),
+            dotted(1, "stream.max-clients", "max-clients")
+        );
+        assert_eq!(at("\"stream.quality\" = 5\n[stream]", "stream"), None);
+        assert_eq!(at("a = [\n  \"stream.x=1\",\n]\n[stream]", "stream"), None);
+        // A header below a dotted key of the same table: the first one counts.
+        assert_eq!(
+            at("stream.a = 1\n[stream]\n[stream]", "stream"),
+            dotted(1, "stream.a", "a")
+        );
+    }
+
+    /// A byte order mark is not counted as a column, nor read as part of a header.
+    #[test]
+    fn a_byte_order_mark_is_neither_a_column_nor_part_of_a_header() {
+        assert_eq!(line_column("\u{feff}ab", 4), (1, 2));
+        assert_eq!(line_column("\u{feff}a\nb", 5), (2, 1));
+        assert_eq!(header("\u{feff}[stream]"), Some("stream"));
+        assert_eq!(header("\u{feff} [stream] # x"), Some("stream"));
+        assert_eq!(array_table("\u{feff}[[stream]]\n"), Some((1, "stream")));
     }
 
     /// What is said of a duplicate key, wherever on its line it stands.

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
                 Ok(c) => {
                     // Warnings go to stderr, and the config is still ok (exit 0): only the
                     // camera can tell (`systemctl reload` shows them from its ExecReload).
-                    for w in c.warnings() {
+                    for w in c.warnings().into_iter().chain(c.absent_bind_warning()) {
                         eprintln!("picker: warning: {w}");
                     }
                     if c.path.is_none() {
@@ -152,13 +152,9 @@ fn main() -> ExitCode {
                 Err(e) => {
                     let app = e.downcast_ref::<picker::app::AppError>();
                     // The log goes to stderr or the journal: either way the user sees it.
-                    if matches!(app, Some(picker::app::AppError::AddressAbsent { .. })) {
-                        tracing::error!(
-                            "{e:#}; exiting with status 1, not 78 (a config error), so that \
-                             systemd starts picker again until the address is there"
-                        );
-                    } else {
-                        tracing::error!("{e:#}");
+                    match app.and_then(picker::app::AppError::exit_note) {
+                        Some(note) => tracing::error!("{e:#}; {note}"),
+                        None => tracing::error!("{e:#}"),
                     }
                     // A failure the config caused will not go away by restarting.
                     let config_caused = app.is_some_and(picker::app::AppError::is_config);

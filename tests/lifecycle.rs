@@ -379,6 +379,25 @@ fn errors_of_the_parser_name_the_key_or_table() {
             ":1:10: camera: invalid type: integer `5`, expected a table (`[camera]` on a line \
              of its own, its keys below it)",
         ),
+        // A byte order mark (some Windows editors write one) before the first header.
+        (
+            "\u{feff}[stream]\nport = \"x\"\n".to_string(),
+            ":2:8: stream.port: invalid type: string \"x\", expected a whole number",
+        ),
+        // A table made by a dotted key, then given its header.
+        (
+            format!("stream.quality = 5\n{still}[stream]\nquality = 6\n"),
+            ":4:2: duplicate table `[stream]`: line 1 made it already, with the dotted key \
+             `stream.quality`, and a table made by dotted keys takes no `[stream]` header \
+             after; move that key under `[stream]` as `quality`",
+        ),
+        // A key's value, then a table of that name.
+        (
+            "[stream]\nquality = 5\n[stream.quality]\nx = 1\n".to_string(),
+            ":3:9: `[stream.quality]` cannot be a table: line 2 sets `stream.quality` to a \
+             value already, and a name is either a key with a value or a table; remove this \
+             header or that key",
+        ),
     ];
     let dir = temp_dir();
     let path = dir.path().join("picker.toml");
@@ -427,6 +446,19 @@ fn an_address_the_machine_does_not_have_yet_is_retried_not_a_config_error() {
     let run = |command: &[&str]| run_command(command, &path);
     let check = run(&["check-config"]);
     assert!(check.status.success(), "{check:?}");
+    // ... with a warning naming the key, the address and the file (not an error: the address
+    // may come yet).
+    let warned = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(String::from_utf8_lossy(&check.stdout), "ok\n");
+    assert!(
+        warned.ends_with(&format!(
+            "picker: warning: {}: stream.bind = {ip} is not an address of this machine (not \
+             yet, perhaps: Wi-Fi or DHCP may bring it after picker starts); until it is, \
+             picker exits with status 1 at start, and systemd starts it again\n",
+            path.display()
+        )),
+        "{warned}"
+    );
     let out = run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -442,8 +474,14 @@ fn an_address_the_machine_does_not_have_yet_is_retried_not_a_config_error() {
         )) && err.contains("systemd starts picker again until the address is there"),
         "{err}"
     );
-    // Wi-Fi is up: systemd's next start serves on the address.
+    // Wi-Fi is up: nothing to warn of, and systemd's next start serves on the address.
     let _address = TestAddress::add(ip);
+    let check = run(&["check-config"]);
+    let warned = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        check.status.success() && !warned.contains("stream.bind"),
+        "{warned}"
+    );
     let p = Picker::start_config(dir, &text, &[]);
     assert_eq!(p.addr().ip().to_string(), ip);
     assert_eq!(p.tcp_get("/state").status, 200);

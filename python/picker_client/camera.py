@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -11,7 +12,10 @@ import os
 import socket as _socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Mapping, Optional, Tuple, Union
+import weakref
+from typing import (
+    TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union,
+)
 
 from . import _http
 from .errors import (
@@ -141,6 +145,16 @@ def _control_value(key: str, value: Any, said: str) -> Any:
     return convert(value, False)
 
 
+#: A change of every control back to the config's (``DELETE /controls``), for ``_request``.
+_EVERY: Mapping[str, Any] = {"*": None}
+
+
+class _Call:
+    """One public call of a :class:`Camera`: what it returns when it changed controls."""
+
+    in_force: Optional[Dict[str, Any]] = None
+
+
 class Camera(_http.Closing):
     """picker's stills and controls, for a program on the same machine.
 
@@ -148,7 +162,9 @@ class Camera(_http.Closing):
     socket, ``Camera("/run/picker-NAME/still.sock")``. One keep-alive connection is opened when
     first needed and reused (and reopened when picker closed it while idle). Several threads
     may share a Camera: their requests take turns on that connection. For stills taken in
-    parallel, give each thread its own Camera (picker serves 64 connections at once).
+    parallel, give each thread its own Camera (picker serves 64 connections at once). When
+    picker restarted and took the controls this Camera set, each thread that used it before
+    hears so once, from its next call (:class:`PickerRestarted`).
 
     ``timeout`` bounds each wait for picker in seconds (a ``fresh`` still waits for the next
     frame; picker itself answers 504 after 10 frame periods, at least 2 s); ``None`` waits
@@ -165,12 +181,19 @@ class Camera(_http.Closing):
         self.socket = os.fspath(socket)
         self.timeout = timeout
         self.offline_after = offline_after
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: one request at a time
         self._conn = _http.Connection(self._connect, "picker")
-        # The picker process that answered last (its `X-Picker-Instance`), and the controls
-        # this Camera set there, which a restart takes away (see PickerRestarted).
+        # What a restart takes, shared by every thread, under `_known` (taken while `_lock` is
+        # held, never the other way round, and never held over a request): the picker process
+        # that answered last (its `X-Picker-Instance`), the controls this Camera set there, and
+        # per thread that used this Camera the controls a restart took that it has not yet
+        # heard of (see PickerRestarted). An ended thread's entry goes with its Thread object.
+        self._known = threading.Lock()
         self._instance: Optional[str] = None
         self._runtime: Dict[str, Any] = {}
+        self._unheard: "weakref.WeakKeyDictionary[threading.Thread, Set[str]]" = (
+            weakref.WeakKeyDictionary())
+        self._depth = threading.local()  # this thread's public calls in progress
 
     def close(self) -> None:
         """Closes the connection (the next request opens a new one)."""
@@ -186,32 +209,36 @@ class Camera(_http.Closing):
 
         ``fresh=True`` waits for a frame captured after this call (:class:`NoFreshFrame` if none
         comes); by default the latest frame comes at once."""
-        return self.capture(fresh=fresh, order=order).array
+        with self._call():
+            return self.capture(fresh=fresh, order=order).array
 
     def capture(self, fresh: bool = False, order: str = "rgb") -> Frame:
         """Like :meth:`still`, with the frame's sequence number, timestamp and size."""
         if order not in ("rgb", "bgr"):
             raise ValueError(f"order={order!r}: use 'rgb' or 'bgr'")
         np = _numpy()
-        # The body goes straight into the array's memory: no copy, no zero-filling first.
-        resp = self._still(order, fresh, into=lambda n: np.empty(n, dtype=np.uint8))
-        width, height, sequence, timestamp = self._frame_headers(resp)
-        if len(resp.body) != width * height * 3:
-            raise PickerError(
-                f"{self.socket}: /still.{order} gave {len(resp.body)} bytes for "
-                f"{width}x{height}x3: is this picker?"
-            )
-        return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width, height,
-                     **self._settings(resp))
+        with self._call():
+            # The body goes straight into the array's memory: no copy, no zero-filling first.
+            resp = self._still(order, fresh, into=lambda n: np.empty(n, dtype=np.uint8))
+            width, height, sequence, timestamp = self._frame_headers(resp)
+            if len(resp.body) != width * height * 3:
+                raise PickerError(
+                    f"{self.socket}: /still.{order} gave {len(resp.body)} bytes for "
+                    f"{width}x{height}x3: is this picker?"
+                )
+            return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width,
+                         height, **self._settings(resp))
 
     def jpeg(self, fresh: bool = False) -> bytes:
         """The newest frame as JPEG (picker's `stream.quality`), encoded once per frame for every
         client that asks."""
-        return bytes(self._still("jpg", fresh).body)
+        with self._call():
+            return bytes(self._still("jpg", fresh).body)
 
     def png(self, fresh: bool = False) -> bytes:
         """The newest frame as PNG (lossless, fast compression)."""
-        return bytes(self._still("png", fresh).body)
+        with self._call():
+            return bytes(self._still("png", fresh).body)
 
     def _still(self, ext: str, fresh: bool,
                into: Optional[_http.Sink] = None) -> _http.Response:
@@ -270,7 +297,8 @@ class Camera(_http.Closing):
         """``GET /controls``: the config's values (``config``), the changes made over the socket
         (``runtime``), what is in force per key (``in_force``) and the camera's limits
         (``camera``)."""
-        return self._json("GET", "/controls")
+        with self._call():
+            return self._json("GET", "/controls")
 
     def set_controls(self, values: Optional[Mapping[str, Any]] = None, /,
                      **kwargs: Any) -> Dict[str, Any]:
@@ -292,7 +320,12 @@ class Camera(_http.Closing):
 
         numpy numbers and arrays work as values (``np.float32(4.0)``, an array of two gains
         for ``colour_gains``); a whole-number control takes an integral float
-        (``exposure_time=8000.0``); NaN and infinities raise :class:`PickerError` here."""
+        (``exposure_time=8000.0``); NaN and infinities raise :class:`PickerError` here.
+
+        If picker restarted since this thread's last call and took controls this Camera set,
+        the change is made on the new picker all the same and then :class:`PickerRestarted`
+        raised, naming the lost controls (``lost``) and holding what this call would have
+        returned (``in_force``)."""
         patch: Dict[str, Any] = {}
         for key, value in (values or {}).items():
             patch[_controls_key(key)] = _control_value(
@@ -300,27 +333,23 @@ class Camera(_http.Closing):
         for key, value in kwargs.items():
             patch[_controls_key(key)] = _control_value(
                 _controls_key(key), value, f"{key}={value!r}")
-        self._json("PUT", "/controls", patch, sets=patch.keys())
-        with self._lock:
-            for key, value in patch.items():
-                if value is None:
-                    self._runtime.pop(key, None)
-                else:
-                    self._runtime[key] = value
-        return self._in_force()
+        with self._call() as call:
+            self._json("PUT", "/controls", patch, changes=patch)
+            call.in_force = self._in_force()
+            return call.in_force
 
     def reset_controls(self, *keys: str) -> Dict[str, Any]:
         """Returns the named controls (all of them without names) to the config's values;
-        returns what is in force then, as :meth:`set_controls` does."""
-        if keys:
-            reset = {_controls_key(k): None for k in keys}
-            self._json("PUT", "/controls", reset, sets=reset.keys())
-        else:
-            self._json("DELETE", "/controls", sets=("*",))
-        with self._lock:
-            for key in [_controls_key(k) for k in keys] if keys else list(self._runtime):
-                self._runtime.pop(key, None)
-        return self._in_force()
+        returns what is in force then, as :meth:`set_controls` does (and raises
+        :class:`PickerRestarted` as it does)."""
+        with self._call() as call:
+            if keys:
+                reset = {_controls_key(k): None for k in keys}
+                self._json("PUT", "/controls", reset, changes=reset)
+            else:
+                self._json("DELETE", "/controls", changes=_EVERY)
+            call.in_force = self._in_force()
+            return call.in_force
 
     def _in_force(self) -> Dict[str, Any]:
         """``in_force`` once the camera thread has taken every pending change: it does so before
@@ -345,6 +374,10 @@ class Camera(_http.Closing):
         ``controls`` (per key, as in force), plus the newest frame's ``timestamp_ns`` and
         ``age_s`` (``None`` for each while picker says the camera is offline). The stream port's ``/state`` has more
         (fps, stream clients, crop)."""
+        with self._call():
+            return self._state()
+
+    def _state(self) -> Dict[str, Any]:
         resp = self._request("HEAD", "/still.rgb")
         if resp.status == 503:
             # picker refuses stills while the camera is offline (or before its first frame):
@@ -374,10 +407,10 @@ class Camera(_http.Closing):
     # --- transport ---------------------------------------------------------------------------
 
     def _json(self, method: str, path: str, value: Any = None,
-              sets: Collection[str] = ()) -> Dict[str, Any]:
+              changes: Mapping[str, Any] = {}) -> Dict[str, Any]:
         body = None if value is None else json.dumps(value).encode()
         headers = {"Content-Type": "application/json"} if body is not None else None
-        resp = self._request(method, path, headers=headers, body=body, sets=sets)
+        resp = self._request(method, path, headers=headers, body=body, changes=changes)
         if resp.status != 200:
             self._raise_for(resp, path)
         try:
@@ -415,9 +448,10 @@ class Camera(_http.Closing):
 
     def _request(self, method: str, path: str, headers: Optional[Dict[str, str]] = None,
                  body: Optional[bytes] = None, into: Optional[_http.Sink] = None,
-                 sets: Collection[str] = ()) -> _http.Response:
-        """One request and its answer; ``sets``: the controls it sets or resets (``"*"``:
-        all), which a restart does not take from the caller (see :meth:`_note_instance`)."""
+                 changes: Mapping[str, Any] = {}) -> _http.Response:
+        """One request and its answer; ``changes``: the controls it sets (``None``: back to the
+        config's; :data:`_EVERY`: all of them), recorded when picker takes them (see
+        :meth:`_note_answer`)."""
         with self._lock:
             try:
                 resp = self._conn.request(method, path, headers, body, into)
@@ -444,29 +478,78 @@ class Camera(_http.Closing):
                 ) from e
             except (OSError, _http.ProtocolError) as e:
                 raise PickerError(f"{self.socket}: {method} {path} failed: {e}") from e
-            self._note_instance(resp, sets)
+            self._note_answer(resp, changes)
             return resp
 
-    def _note_instance(self, resp: _http.Response, sets: Collection[str]) -> None:
-        """Raises PickerRestarted once when a new picker process answered and this Camera had
-        set controls on the one before that this request does not set again."""
+    def _note_answer(self, resp: _http.Response, changes: Mapping[str, Any]) -> None:
+        """Records the controls this answer says picker took, and a restart: when a new picker
+        process answered, the controls this Camera set on the one before, except those this
+        request sets again, are lost, and every thread that used this Camera is to hear so
+        (:meth:`_call`). Raises nothing itself: the caller's own errors come first."""
         instance = resp.headers.get("x-picker-instance")
         if instance is None:
             return  # an answer hyper gave itself (a 408, a 503 at shutdown)
-        before, self._instance = self._instance, instance
-        if before is None or before == instance:
-            return
-        gone = sorted(k for k in self._runtime if k not in sets and "*" not in sets)
-        self._runtime.clear()
-        if not gone:
-            return
-        lost = ", ".join(gone)
-        raise PickerRestarted(
-            f"picker restarted: the controls this Camera set ({lost}) are gone, as every "
-            f"change over the socket is at a restart, and frames are taken without them now. "
-            f"Set them again (and wait for frames taken with them); values that must survive "
-            f"a restart belong in [controls] of /etc/picker/picker.toml"
+        # A change picker refused was made nowhere: it neither sets a control nor spares one.
+        made = changes if resp.status == 200 else {}
+        with self._known:
+            self._unheard.setdefault(threading.current_thread(), set())
+            before, self._instance = self._instance, instance
+            if before is not None and before != instance:
+                lost = {k for k in self._runtime if k not in made and "*" not in made}
+                self._runtime.clear()
+                if lost:
+                    for thread in [t for t in self._unheard if not t.is_alive()]:
+                        del self._unheard[thread]
+                    for unheard in self._unheard.values():
+                        unheard |= lost
+            for key, value in made.items():
+                if key == "*":
+                    self._runtime.clear()
+                elif value is None:
+                    self._runtime.pop(key, None)
+                else:
+                    self._runtime[key] = value
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[_Call]:
+        """Around each public method: when it did its work, this thread hears of a restart it
+        has not heard of yet (:meth:`_tell_restart`). The calls inside one (``still``'s
+        ``capture``) leave that to the outermost; a call that raised leaves it to the next."""
+        depth: int = getattr(self._depth, "n", 0)
+        self._depth.n = depth + 1
+        call = _Call()
+        try:
+            yield call
+        finally:
+            self._depth.n = depth
+        if depth == 0:
+            self._tell_restart(call.in_force)
+
+    def _tell_restart(self, in_force: Optional[Dict[str, Any]]) -> None:
+        """Raises PickerRestarted if a restart took controls this thread has not heard of."""
+        with self._known:
+            unheard = self._unheard.get(threading.current_thread())
+            if not unheard:
+                return
+            lost = tuple(sorted(unheard))
+            unheard.clear()
+            missing: List[str] = [k for k in lost if k not in self._runtime]
+        them = "it" if len(missing) == 1 else "them"
+        text = (
+            f"picker restarted: the controls this Camera had set ({', '.join(lost)}) were "
+            f"lost with it, as every change over the socket is at a restart. "
         )
+        if missing:
+            text += (f"Frames are taken without {', '.join(missing)} now: set {them} again "
+                     f"(and wait for frames taken with {them})")
+        else:
+            text += "This Camera has set them again since (wait for frames taken with them)"
+        text += ("; values that must survive a restart belong in [controls] of "
+                 "/etc/picker/picker.toml")
+        if in_force is not None:
+            text += (". This call's own change was made on the new picker all the same: do "
+                     "not repeat it (in_force: what is in force now)")
+        raise PickerRestarted(text, lost, in_force)
 
     def _raise_for(self, resp: _http.Response, path: str) -> None:
         why = resp.text()

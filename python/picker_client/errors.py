@@ -9,6 +9,7 @@ a ``TimeoutError``, so code written against the standard library's exceptions ke
 from __future__ import annotations
 
 import builtins
+from typing import Any, Dict, Optional, Tuple
 
 
 class PickerError(Exception):
@@ -26,12 +27,25 @@ class CameraOffline(PickerError):
 class PickerRestarted(CameraOffline):
     """picker restarted since this :class:`Camera` set controls with ``set_controls``: they are
     gone (changes over the socket last until picker restarts), and the frames from now on are
-    taken without them. Raised once, by the first request that reaches the new picker.
+    taken without them until they are set again.
+
+    Each thread that used the Camera before the restart hears of it once: the first of its
+    calls that does its work after the restart raises this instead of returning (a still it
+    fetched is dropped: take another). ``lost`` names the controls the restart took (picker's
+    keys, sorted). A ``set_controls`` or ``reset_controls`` that raises it made its own change
+    on the new picker all the same, and is not to be repeated: ``in_force`` holds what it would
+    have returned (``None`` for every other call).
 
     A :class:`CameraOffline` too, so a loop that waits and retries on that catches it: set the
     controls again there (and wait for frames taken with them). Values that must survive a
     restart belong in ``[controls]`` of ``/etc/picker/picker.toml``.
     """
+
+    def __init__(self, message: str, lost: Tuple[str, ...] = (),
+                 in_force: Optional[Dict[str, Any]] = None):
+        super().__init__(message)
+        self.lost = lost
+        self.in_force = in_force
 
 
 class NoFreshFrame(PickerError, builtins.TimeoutError):

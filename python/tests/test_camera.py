@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -494,3 +494,90 @@ def test_picker_stopping_inside_an_answer_is_service_not_running(start_picker):
     with pytest.raises(ServiceNotRunning) as e:
         cam.still(fresh=True)
     assert "closed the connection during GET /still.rgb?fresh=1" in str(e.value), str(e.value)
+
+
+def test_a_set_controls_that_meets_a_restarted_picker_is_recorded_and_says_it_was_made(
+        start_picker):
+    # The first request to reach the new picker is a set_controls: it reports what the restart
+    # took, and its own keys, made on the new picker, are lost at the next restart in turn.
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Camera(p.socket)
+    cam.set_controls(exposure_time=8000, analogue_gain=2.0)
+    p.restart()
+    with pytest.raises(PickerRestarted) as first:
+        cam.set_controls(exposure_time=9000)
+    assert "(analogue-gain)" in str(first.value), str(first.value)
+    assert cam.controls()["runtime"] == {"exposure-time": 9000}
+    cam.still()  # heard once
+    p.restart()
+    with pytest.raises(PickerRestarted) as second:
+        cam.still()
+    # Each says what was lost, and only the one whose own change was made says so.
+    said = str(first.value)
+    assert "(analogue-gain) were lost" in said and "made on the new picker" in said, said
+    said = str(second.value)
+    assert "(exposure-time) were lost" in said and "made on the new picker" not in said, said
+    assert first.value.lost == ("analogue-gain",)
+    assert first.value.in_force["exposure-time"]["value"] == 9000, first.value.in_force
+    assert second.value.lost == ("exposure-time",) and second.value.in_force is None
+
+
+def test_a_refused_set_controls_at_a_restart_spares_nothing_and_the_next_call_hears_of_it(
+        start_picker):
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Camera(p.socket)
+    cam.set_controls(exposure_time=8000)
+    p.restart()
+    # picker refuses the whole change (a key it does not know): nothing of it was made.
+    with pytest.raises(PickerError) as refused:
+        cam.set_controls(exposure_time=8000, no_such_control=1)
+    assert not isinstance(refused.value, PickerRestarted), str(refused.value)
+    assert "no-such-control" in str(refused.value), str(refused.value)
+    with pytest.raises(PickerRestarted) as e:
+        cam.still()
+    assert "(exposure-time) were lost" in str(e.value), str(e.value)
+    assert cam.controls()["runtime"] == {}
+
+
+def test_every_thread_sharing_a_camera_hears_of_a_restart_once(start_picker):
+    p = start_picker(env={"PICKER_TEST_CONTROLS": "imx708"})
+    cam = Camera(p.socket)
+    cam.set_controls(exposure_time=8000)
+    workers = 4
+    used, restarted = threading.Barrier(workers + 1, timeout=60), threading.Barrier(
+        workers + 1, timeout=60)
+    heard: Dict[int, List[str]] = {}
+
+    def work(i: int) -> None:
+        cam.still()
+        used.wait()
+        restarted.wait()  # picker restarted meanwhile
+        said = []
+        for _ in range(3):
+            try:
+                cam.still()
+                said.append("frame")
+            except PickerRestarted as e:
+                said.append("restarted" if "(exposure-time)" in str(e) else str(e))
+            except Exception as e:  # noqa: BLE001 - recorded for the assertion
+                said.append(repr(e))
+        heard[i] = said
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    used.wait()
+    p.restart()
+    restarted.wait()
+    for t in threads:
+        t.join(timeout=60)
+    assert heard == {i: ["restarted", "frame", "frame"] for i in range(workers)}, heard
+    # The thread that set them hears too; one that first used the Camera after the restart,
+    # with the new picker only, has nothing to hear.
+    with pytest.raises(PickerRestarted):
+        cam.still()
+    late: List[str] = []
+    t = threading.Thread(target=lambda: late.append(cam.still().shape and "frame"))
+    t.start()
+    t.join(timeout=60)
+    assert late == ["frame"]

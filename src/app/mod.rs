@@ -91,6 +91,19 @@ impl AppError {
             _ => false,
         }
     }
+
+    /// What the service's exit says of this error beyond its text, where the exit status is
+    /// not the obvious one. Not in the error's text itself: a reload meets the same errors
+    /// and exits not at all.
+    pub fn exit_note(&self) -> Option<&'static str> {
+        match self {
+            AppError::AddressAbsent { .. } => Some(
+                "exiting with status 1, not 78 (a config error), so that systemd starts \
+                 picker again until the address is there",
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// Opens the camera the config asks for.
@@ -669,6 +682,12 @@ mod tests {
         ];
         for (error, want) in table {
             assert_eq!(error.is_config(), want, "{error}");
+            // Only the address that may come yet says why its exit is no config error.
+            assert_eq!(
+                error.exit_note().is_some(),
+                matches!(error, AppError::AddressAbsent { .. }),
+                "{error}"
+            );
         }
     }
 

@@ -857,7 +857,8 @@ pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
 
 /// A TEST-NET-1 address (RFC 5737: never a real one) on lo for the length of a test, removed
 /// again whatever happens. Each test has its own: compat.rs 192.0.2.77, reload.rs
-/// 192.0.2.81-84, lifecycle.rs 192.0.2.85. Adding one needs root, as CI has.
+/// 192.0.2.81-84, lifecycle.rs 192.0.2.85; config.rs's unit tests count on 192.0.2.86 being
+/// on no machine. Adding one needs root, as CI has.
 pub struct TestAddress(&'static str);
 
 impl TestAddress {
