@@ -30,7 +30,8 @@
 //! again. So a reader held back by its pace while its window shows it caught up is tried
 //! with two parts a frame apart: both found taken, its pace is at most the time between them
 //! (a reader of every frame is back at every frame at once); the second found unread (a slow
-//! reader), the pace stays, and the next trial waits 8 s (see [`Trial`]).
+//! reader), the pace stays, and the next trial waits 8 s, twice that after each further
+//! failure, up to 64 s (see [`Trial`]).
 //!
 //! A peer that reads nothing for `client-timeout` while it holds unread
 //! bytes or has bytes in flight is dropped, whatever the size of its buffers. One whose
@@ -127,9 +128,14 @@ const STEADY: u32 = 8;
 /// ms of video at 30 fps, a reader of the camera's pace, shown stale when it reads again.
 const SKIP: u32 = 3;
 /// After a trial that found the reader slower than its window looked (see [`Trial`]), the
-/// next waits this long: each failed trial costs a slow reader two parts read up to two of
-/// its periods late.
+/// next waits this long, twice as long after each further one that fails, up to
+/// [`TRIAL_MAX`]: each failed trial costs a slow reader two parts read up to two of its
+/// periods late (a trial every 8 s left a quarter of a 1 part/s reader's parts older than
+/// its target), and one that reads slowly for long is seldom asked. A trial that finds the
+/// reader fast starts it again at this.
 const TRIAL_EVERY: Duration = Duration::from_secs(8);
+/// The longest wait between two trials.
+const TRIAL_MAX: Duration = Duration::from_secs(64);
 /// No trial while the pace is this short or shorter: the part is due within a frame anyway.
 const TRIAL_PACE: Duration = Duration::from_millis(50);
 
@@ -140,7 +146,7 @@ const TRIAL_PACE: Duration = Duration::from_millis(50);
 /// holds it (the slack, above), so only two parts in a row, the second a frame after the
 /// first, both found taken when acknowledged, show a reader faster than its pace: its pace is
 /// then at most the time between them. A slow reader shows the second still unread, and only
-/// the next trial, [`TRIAL_EVERY`] later, asks again.
+/// the next trial, [`TRIAL_EVERY`] later or more, asks again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Trial {
     /// None under way.
@@ -189,6 +195,8 @@ pub struct Drain {
     trial: Trial,
     /// No trial before this.
     trial_after: Duration,
+    /// The wait after the next trial that fails.
+    trial_wait: Duration,
 }
 
 impl Drain {
@@ -211,6 +219,7 @@ impl Drain {
             probe: None,
             trial: Trial::Idle,
             trial_after: Duration::ZERO,
+            trial_wait: TRIAL_EVERY,
         }
     }
 
@@ -309,7 +318,7 @@ impl Drain {
         if s.at >= due {
             self.trial = Trial::Idle;
             (Decision::Send, behind == 0)
-        } else if let Some(trial) = self.next_trial(s.at, behind == 0) {
+        } else if let Some(trial) = self.next_trial(s.at, !early) {
             self.trial = trial;
             (Decision::Send, false)
         } else {
@@ -325,7 +334,8 @@ impl Drain {
             // comes early: no trial for a while.
             (Trial::First(_) | Trial::Second(_), true) => {
                 self.trial = Trial::Idle;
-                self.trial_after = now + TRIAL_EVERY;
+                self.trial_after = now + self.trial_wait;
+                self.trial_wait = (self.trial_wait * 2).min(TRIAL_MAX);
             }
             (Trial::First(at), false) => {
                 self.trial = Trial::FirstTaken(at);
@@ -333,6 +343,7 @@ impl Drain {
             }
             (Trial::Second(gap), false) => {
                 self.trial = Trial::Idle;
+                self.trial_wait = TRIAL_EVERY;
                 self.pace = self.pace.min(gap);
             }
             (Trial::Idle | Trial::FirstTaken(_), _) => {
@@ -343,7 +354,11 @@ impl Drain {
     }
 
     /// The trial part to send now, if one may go: the reader's window shows it `caught_up`
-    /// though its pace says a part is not due.
+    /// though its pace says a part is not due. Caught up here is the window short by less
+    /// than most of a part (not `early`), not within the few KB the sending rule asks: the
+    /// receiver's largest window moves by up to 8 KB from one acknowledgement to the next
+    /// (109568, 113664, 117760 bytes on loopback), and a reader back from a pause whose
+    /// window stayed 8 KB short of the largest was never tried.
     fn next_trial(&self, now: Duration, caught_up: bool) -> Option<Trial> {
         if !caught_up || self.pace <= TRIAL_PACE {
             return None;
@@ -1195,11 +1210,43 @@ mod tests {
     }
 
     #[test]
+    fn each_failed_trial_doubles_the_wait_for_the_next_up_to_64_s_and_a_fast_reader_resets_it() {
+        let mut d = Drain::new(Duration::from_secs(10));
+        let s = Duration::from_secs;
+        // (failure at, no trial before)
+        for (at, after) in [
+            (10, 18),
+            (20, 36),
+            (40, 72),
+            (80, 144),
+            (150, 214),
+            (300, 364),
+        ] {
+            d.trial = Trial::Second(ms(33));
+            d.judge_trial(s(at), true);
+            assert_eq!(
+                (d.trial, d.trial_after),
+                (Trial::Idle, s(after)),
+                "at {at} s"
+            );
+        }
+        // Both parts of a trial taken: the next failure waits 8 s again.
+        d.trial = Trial::Second(ms(33));
+        d.judge_trial(s(400), false);
+        d.trial = Trial::First(s(500));
+        d.judge_trial(s(500), true);
+        assert_eq!(d.trial_after, s(508));
+    }
+
+    #[test]
     fn no_trial_for_a_reader_behind_or_due_within_a_frame_or_two() {
-        // (pace ms, window: decision): behind by a part, no trial; a pace of at most
+        // (pace ms, window: decision): behind by a part, no trial; short by less than three
+        // quarters of one (the largest window's rounding), a trial; a pace of at most
         // TRIAL_PACE, none either (the part is due within that anyway).
         for (pace, window, trial) in [
             (400, 54_000, false),
+            (400, 56_400, false),
+            (400, 56_500, true),
             (51, 64_000, true),
             (50, 64_000, false),
         ] {
