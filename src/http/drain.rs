@@ -28,10 +28,10 @@
 //! A pause (a robot at work) makes every part sent meanwhile come early, and so the pace
 //! long; after it, a window that shows the reader caught up cannot say whether it is fast
 //! again. So a reader held back by its pace while its window shows it caught up is tried
-//! with two parts a frame apart: both found taken, its pace is at most the time between them
-//! (a reader of every frame is back at every frame at once); the second found unread (a slow
+//! with two parts a frame apart: both found taken, its pace starts again from nothing (a
+//! reader of every frame is back at every frame at once); the second found unread (a slow
 //! reader), the pace stays, and the next trial waits 8 s, twice that after each further
-//! failure, up to 64 s (see [`Trial`]).
+//! failure, up to 32 s (see [`Trial`]).
 //!
 //! A peer that reads nothing for `client-timeout` while it holds unread
 //! bytes or has bytes in flight is dropped, whatever the size of its buffers. One whose
@@ -135,7 +135,7 @@ const SKIP: u32 = 3;
 /// reader fast starts it again at this.
 const TRIAL_EVERY: Duration = Duration::from_secs(8);
 /// The longest wait between two trials.
-const TRIAL_MAX: Duration = Duration::from_secs(64);
+const TRIAL_MAX: Duration = Duration::from_secs(32);
 /// No trial while the pace is this short or shorter: the part is due within a frame anyway.
 const TRIAL_PACE: Duration = Duration::from_millis(50);
 
@@ -145,19 +145,21 @@ const TRIAL_PACE: Duration = Duration::from_millis(50);
 /// caught-up window does not tell a reader that has taken the part sent last from one that
 /// holds it (the slack, above), so only two parts in a row, the second a frame after the
 /// first, both found taken when acknowledged, show a reader faster than its pace: its pace is
-/// then at most the time between them. A slow reader shows the second still unread, and only
-/// the next trial, [`TRIAL_EVERY`] later or more, asks again.
+/// then set to nothing, so that it is sent every part, and the parts that come early teach
+/// it again (a reader of 15 parts a second may pass a trial). A slow reader shows the second
+/// still unread, and only the next trial, [`TRIAL_EVERY`] later or more, asks again. A trial's
+/// parts teach the pace nothing else: they went ahead of it on purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Trial {
     /// None under way.
     Idle,
-    /// The first part of a trial went at this time; its acknowledgement is not judged yet.
-    First(Duration),
+    /// The first part of a trial went; its acknowledgement is not judged yet.
+    First,
     /// The first part was found taken: the second may go (at the next look, if the reader
     /// is caught up then too).
-    FirstTaken(Duration),
-    /// The second part went, this long after the first.
-    Second(Duration),
+    FirstTaken,
+    /// The second part went.
+    Second,
 }
 
 /// The decision's memory for one client.
@@ -332,21 +334,18 @@ impl Drain {
         match (self.trial, early) {
             // A part sent ahead of the pace on purpose says nothing of the pace when it
             // comes early: no trial for a while.
-            (Trial::First(_) | Trial::Second(_), true) => {
+            (Trial::First | Trial::Second, true) => {
                 self.trial = Trial::Idle;
                 self.trial_after = now + self.trial_wait;
                 self.trial_wait = (self.trial_wait * 2).min(TRIAL_MAX);
             }
-            (Trial::First(at), false) => {
-                self.trial = Trial::FirstTaken(at);
-                self.judge_pace(false);
-            }
-            (Trial::Second(gap), false) => {
+            (Trial::First, false) => self.trial = Trial::FirstTaken,
+            (Trial::Second, false) => {
                 self.trial = Trial::Idle;
                 self.trial_wait = TRIAL_EVERY;
-                self.pace = self.pace.min(gap);
+                self.pace = Duration::ZERO;
             }
-            (Trial::Idle | Trial::FirstTaken(_), _) => {
+            (Trial::Idle | Trial::FirstTaken, _) => {
                 self.trial = Trial::Idle;
                 self.judge_pace(early);
             }
@@ -364,8 +363,8 @@ impl Drain {
             return None;
         }
         match self.trial {
-            Trial::Idle if now >= self.trial_after => Some(Trial::First(now)),
-            Trial::FirstTaken(first) => Some(Trial::Second(now.saturating_sub(first))),
+            Trial::Idle if now >= self.trial_after => Some(Trial::First),
+            Trial::FirstTaken => Some(Trial::Second),
             _ => None,
         }
     }
@@ -1165,13 +1164,13 @@ mod tests {
         // Caught up, not due (the pace, an eighth shorter for the part on time, is 350 ms):
         // the first part of a trial.
         assert_eq!(held_back(&mut d, 1_000, 64_000), Decision::Send);
-        assert_eq!((d.trial, d.pace), (Trial::First(ms(1_000)), ms(350)));
-        // It shows taken: the second, 33 ms after the first.
+        assert_eq!((d.trial, d.pace), (Trial::First, ms(350)));
+        // It shows taken: the second, the pace as it was.
         assert_eq!(held_back(&mut d, 1_033, 64_000), Decision::Send);
-        assert_eq!(d.trial, Trial::Second(ms(33)));
-        // Taken too: the pace is at most the time between them, and the trial over.
-        assert_eq!(held_back(&mut d, 1_066, 64_000), Decision::Wait(ms(33)));
-        assert_eq!((d.trial, d.pace), (Trial::Idle, ms(33)));
+        assert_eq!((d.trial, d.pace), (Trial::Second, ms(350)));
+        // Taken too: the pace starts again from nothing, and the next part is due at once.
+        assert_eq!(held_back(&mut d, 1_066, 64_000), Decision::Send);
+        assert_eq!((d.trial, d.pace), (Trial::Idle, Duration::ZERO));
     }
 
     #[test]
@@ -1205,24 +1204,17 @@ mod tests {
                 Decision::Send,
                 "early at {early_at}"
             );
-            assert_eq!(d.trial, Trial::First(ms(at + 8_000)));
+            assert_eq!(d.trial, Trial::First);
         }
     }
 
     #[test]
-    fn each_failed_trial_doubles_the_wait_for_the_next_up_to_64_s_and_a_fast_reader_resets_it() {
+    fn each_failed_trial_doubles_the_wait_for_the_next_up_to_32_s_and_a_fast_reader_resets_it() {
         let mut d = Drain::new(Duration::from_secs(10));
         let s = Duration::from_secs;
         // (failure at, no trial before)
-        for (at, after) in [
-            (10, 18),
-            (20, 36),
-            (40, 72),
-            (80, 144),
-            (150, 214),
-            (300, 364),
-        ] {
-            d.trial = Trial::Second(ms(33));
+        for (at, after) in [(10, 18), (20, 36), (40, 72), (80, 112), (150, 182)] {
+            d.trial = Trial::Second;
             d.judge_trial(s(at), true);
             assert_eq!(
                 (d.trial, d.trial_after),
@@ -1231,9 +1223,9 @@ mod tests {
             );
         }
         // Both parts of a trial taken: the next failure waits 8 s again.
-        d.trial = Trial::Second(ms(33));
+        d.trial = Trial::Second;
         d.judge_trial(s(400), false);
-        d.trial = Trial::First(s(500));
+        d.trial = Trial::First;
         d.judge_trial(s(500), true);
         assert_eq!(d.trial_after, s(508));
     }
@@ -1263,7 +1255,7 @@ mod tests {
         let mut d = Drain::new(Duration::from_secs(10));
         d.max_window = 64_000;
         d.pace = ms(400);
-        d.trial = Trial::FirstTaken(ms(500));
+        d.trial = Trial::FirstTaken;
         let s = sample(1_000, 0, 0, 10_000, 64_000, 400);
         assert_eq!(d.decide(s), Decision::Send);
         assert_eq!(d.trial, Trial::Idle);
