@@ -28,8 +28,9 @@
 //! A pause (a robot at work) makes every part sent meanwhile come early, and so the pace
 //! long; after it, a window that shows the reader caught up cannot say whether it is fast
 //! again. So a reader held back by its pace while its window shows it caught up is tried
-//! with two parts a frame apart: both found taken, its pace starts again from nothing (a
-//! reader of every frame is back at every frame at once); the second found unread (a slow
+//! with two parts a quarter of its pace apart: both found taken, its pace is at most the time
+//! between them, and the next trial may follow (a reader of every frame is back at every
+//! frame within a second); the second found unread (a slow
 //! reader), the pace stays, and the next trial waits 8 s, twice that after each further
 //! failure, up to 32 s (see [`Trial`]).
 //!
@@ -143,23 +144,26 @@ const TRIAL_PACE: Duration = Duration::from_millis(50);
 /// pace. A pause (a robot at work) teaches the pace that the reader is slow: every part sent
 /// while it pauses comes early. After it, the reader's window shows it caught up, but a
 /// caught-up window does not tell a reader that has taken the part sent last from one that
-/// holds it (the slack, above), so only two parts in a row, the second a frame after the
-/// first, both found taken when acknowledged, show a reader faster than its pace: its pace is
-/// then set to nothing, so that it is sent every part, and the parts that come early teach
-/// it again (a reader of 15 parts a second may pass a trial). A slow reader shows the second
-/// still unread, and only the next trial, [`TRIAL_EVERY`] later or more, asks again. A trial's
-/// parts teach the pace nothing else: they went ahead of it on purpose.
+/// holds it (the slack, above), so only two parts in a row, the second a quarter of the pace
+/// after the first, both found taken when acknowledged, show a reader faster than its pace:
+/// its pace is then at most the time between them, and the next trial may follow at once
+/// (a reader of every frame back from a 2 s pause is tried at 500, 125 and 31 ms: back at
+/// every frame within a second). A slow reader shows the second still unread, and only the
+/// next trial, [`TRIAL_EVERY`] later or more, asks again. A trial's parts teach the pace
+/// nothing else: they went ahead of it on purpose. (Two parts a frame apart, tried first,
+/// failed a reader of 10-15 parts a second for ever, left at 2-4 a second by the pace.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Trial {
     /// None under way.
     Idle,
-    /// The first part of a trial went; its acknowledgement is not judged yet.
-    First,
-    /// The first part was found taken: the second may go (at the next look, if the reader
-    /// is caught up then too).
-    FirstTaken,
-    /// The second part went.
-    Second,
+    /// The first part of a trial was decided on at this time; its acknowledgement is not
+    /// judged yet.
+    First(Duration),
+    /// The first part, decided on at this time, was found taken: the second may go a quarter
+    /// of the pace after it (if the reader is caught up then too).
+    FirstTaken(Duration),
+    /// The second part went, this long after the first.
+    Second(Duration),
 }
 
 /// The decision's memory for one client.
@@ -334,18 +338,18 @@ impl Drain {
         match (self.trial, early) {
             // A part sent ahead of the pace on purpose says nothing of the pace when it
             // comes early: no trial for a while.
-            (Trial::First | Trial::Second, true) => {
+            (Trial::First(_) | Trial::Second(_), true) => {
                 self.trial = Trial::Idle;
                 self.trial_after = now + self.trial_wait;
                 self.trial_wait = (self.trial_wait * 2).min(TRIAL_MAX);
             }
-            (Trial::First, false) => self.trial = Trial::FirstTaken,
-            (Trial::Second, false) => {
+            (Trial::First(at), false) => self.trial = Trial::FirstTaken(at),
+            (Trial::Second(gap), false) => {
                 self.trial = Trial::Idle;
                 self.trial_wait = TRIAL_EVERY;
-                self.pace = Duration::ZERO;
+                self.pace = self.pace.min(gap);
             }
-            (Trial::Idle | Trial::FirstTaken, _) => {
+            (Trial::Idle | Trial::FirstTaken(_), _) => {
                 self.trial = Trial::Idle;
                 self.judge_pace(early);
             }
@@ -363,8 +367,10 @@ impl Drain {
             return None;
         }
         match self.trial {
-            Trial::Idle if now >= self.trial_after => Some(Trial::First),
-            Trial::FirstTaken => Some(Trial::Second),
+            Trial::Idle if now >= self.trial_after => Some(Trial::First(now)),
+            Trial::FirstTaken(first) if now >= first + self.pace / 4 => {
+                Some(Trial::Second(now - first))
+            }
             _ => None,
         }
     }
@@ -1164,13 +1170,19 @@ mod tests {
         // Caught up, not due (the pace, an eighth shorter for the part on time, is 350 ms):
         // the first part of a trial.
         assert_eq!(held_back(&mut d, 1_000, 64_000), Decision::Send);
-        assert_eq!((d.trial, d.pace), (Trial::First, ms(350)));
-        // It shows taken: the second, the pace as it was.
-        assert_eq!(held_back(&mut d, 1_033, 64_000), Decision::Send);
-        assert_eq!((d.trial, d.pace), (Trial::Second, ms(350)));
-        // Taken too: the pace starts again from nothing, and the next part is due at once.
-        assert_eq!(held_back(&mut d, 1_066, 64_000), Decision::Send);
-        assert_eq!((d.trial, d.pace), (Trial::Idle, Duration::ZERO));
+        assert_eq!((d.trial, d.pace), (Trial::First(ms(1_000)), ms(350)));
+        // It shows taken: the second goes a quarter of the pace after the first (87.5 ms),
+        // the pace as it was.
+        assert_eq!(held_back(&mut d, 1_033, 64_000), Decision::Wait(POLL_MAX));
+        assert_eq!((d.trial, d.pace), (Trial::FirstTaken(ms(1_000)), ms(350)));
+        let look = |t| sample(t, 0, 0, 10_330, 64_000, t - 1_033);
+        assert!(matches!(d.decide(look(1_087)), Decision::Wait(_)));
+        assert_eq!(d.decide(look(1_088)), Decision::Send);
+        assert_eq!(d.trial, Trial::Second(ms(88)));
+        // Taken too: the pace is at most the time between them; still over TRIAL_PACE, so
+        // at once the first part of the next trial.
+        assert_eq!(held_back(&mut d, 1_100, 64_000), Decision::Send);
+        assert_eq!((d.trial, d.pace), (Trial::First(ms(1_100)), ms(88)));
     }
 
     #[test]
@@ -1181,12 +1193,14 @@ mod tests {
             d.max_window = 64_000;
             assert_eq!(held_back(&mut d, 1_000, 64_000), Decision::Send);
             if early_at == 1 {
-                assert_eq!(held_back(&mut d, 1_033, 64_000), Decision::Send);
+                assert_eq!(held_back(&mut d, 1_033, 64_000), Decision::Wait(POLL_MAX));
+                let look = sample(1_100, 0, 0, 10_330, 64_000, 67);
+                assert_eq!(d.decide(look), Decision::Send);
             }
             // The part before still unread when this one's acknowledgement comes: the pace
             // as it was, no trial for TRIAL_EVERY.
             let pace = d.pace;
-            let at = 1_033 + 33 * early_at;
+            let at = 1_033 + 100 * early_at;
             let d1 = held_back(&mut d, at, 56_000);
             assert!(matches!(d1, Decision::Wait(_)), "{d1:?}");
             assert_eq!(
@@ -1204,7 +1218,7 @@ mod tests {
                 Decision::Send,
                 "early at {early_at}"
             );
-            assert_eq!(d.trial, Trial::First);
+            assert_eq!(d.trial, Trial::First(ms(at + 8_000)));
         }
     }
 
@@ -1214,7 +1228,7 @@ mod tests {
         let s = Duration::from_secs;
         // (failure at, no trial before)
         for (at, after) in [(10, 18), (20, 36), (40, 72), (80, 112), (150, 182)] {
-            d.trial = Trial::Second;
+            d.trial = Trial::Second(ms(33));
             d.judge_trial(s(at), true);
             assert_eq!(
                 (d.trial, d.trial_after),
@@ -1223,9 +1237,9 @@ mod tests {
             );
         }
         // Both parts of a trial taken: the next failure waits 8 s again.
-        d.trial = Trial::Second;
+        d.trial = Trial::Second(ms(33));
         d.judge_trial(s(400), false);
-        d.trial = Trial::First;
+        d.trial = Trial::First(s(500));
         d.judge_trial(s(500), true);
         assert_eq!(d.trial_after, s(508));
     }
@@ -1255,7 +1269,7 @@ mod tests {
         let mut d = Drain::new(Duration::from_secs(10));
         d.max_window = 64_000;
         d.pace = ms(400);
-        d.trial = Trial::FirstTaken;
+        d.trial = Trial::FirstTaken(ms(500));
         let s = sample(1_000, 0, 0, 10_000, 64_000, 400);
         assert_eq!(d.decide(s), Decision::Send);
         assert_eq!(d.trial, Trial::Idle);
