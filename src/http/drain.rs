@@ -1163,7 +1163,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_held_back_by_its_pace_is_tried_with_two_parts_a_frame_apart() {
+    fn a_reader_held_back_by_its_pace_is_tried_with_two_parts_a_quarter_of_it_apart() {
         let mut d = Drain::new(Duration::from_secs(10));
         d.pace = ms(400);
         d.max_window = 64_000;
