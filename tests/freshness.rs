@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Picker, metric};
+use support::{Mjpeg, Picker, metric};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -109,14 +109,7 @@ fn a_viewer_on_loopback_still_gets_every_frame() {
     let mut m = p.mjpeg("");
     m.read_opening();
     m.next_part();
-    let captured = metric(&p, "picker_frames_captured_total");
-    let start = Instant::now();
-    let mut parts = 0;
-    while start.elapsed() < Duration::from_secs(5) {
-        m.next_part();
-        parts += 1;
-    }
-    let captured = metric(&p, "picker_frames_captured_total") - captured;
+    let (parts, captured) = parts_in(&p, &mut m, Duration::from_secs(5));
     eprintln!("loopback viewer: {parts} parts of {captured} frames captured in 5 s");
     // A reader that keeps up is sent every frame (the camera's 30 a second): allow some to
     // be lost to a loaded machine (88% seen with three builds running beside it), not the
@@ -144,14 +137,19 @@ fn parts_after_a_pause(before: Duration, pause: Duration) -> (u32, f64) {
     while resumed.elapsed() < Duration::from_millis(300) {
         m.next_part();
     }
-    let captured = metric(&p, "picker_frames_captured_total");
+    parts_in(&p, &mut m, Duration::from_secs(2))
+}
+
+/// The parts `m` takes over `span`, and the frames `p` captured meanwhile.
+fn parts_in(p: &Picker, m: &mut Mjpeg, span: Duration) -> (u32, f64) {
+    let captured = metric(p, "picker_frames_captured_total");
     let start = Instant::now();
     let mut parts = 0;
-    while start.elapsed() < Duration::from_secs(2) {
+    while start.elapsed() < span {
         m.next_part();
         parts += 1;
     }
-    (parts, metric(&p, "picker_frames_captured_total") - captured)
+    (parts, metric(p, "picker_frames_captured_total") - captured)
 }
 
 /// Every part sent while a reader pauses comes early, and so makes its pace (the time it
