@@ -193,7 +193,6 @@ class Camera(_http.Closing):
         self._runtime: Dict[str, Any] = {}
         self._unheard: "weakref.WeakKeyDictionary[threading.Thread, Set[str]]" = (
             weakref.WeakKeyDictionary())
-        self._depth = threading.local()  # this thread's public calls in progress
 
     def close(self) -> None:
         """Closes the connection (the next request opens a new one)."""
@@ -210,24 +209,27 @@ class Camera(_http.Closing):
         ``fresh=True`` waits for a frame captured after this call (:class:`NoFreshFrame` if none
         comes); by default the latest frame comes at once."""
         with self._call():
-            return self.capture(fresh=fresh, order=order).array
+            return self._capture(fresh, order).array
 
     def capture(self, fresh: bool = False, order: str = "rgb") -> Frame:
         """Like :meth:`still`, with the frame's sequence number, timestamp and size."""
+        with self._call():
+            return self._capture(fresh, order)
+
+    def _capture(self, fresh: bool, order: str) -> Frame:
         if order not in ("rgb", "bgr"):
             raise ValueError(f"order={order!r}: use 'rgb' or 'bgr'")
         np = _numpy()
-        with self._call():
-            # The body goes straight into the array's memory: no copy, no zero-filling first.
-            resp = self._still(order, fresh, into=lambda n: np.empty(n, dtype=np.uint8))
-            width, height, sequence, timestamp = self._frame_headers(resp)
-            if len(resp.body) != width * height * 3:
-                raise PickerError(
-                    f"{self.socket}: /still.{order} gave {len(resp.body)} bytes for "
-                    f"{width}x{height}x3: is this picker?"
-                )
-            return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width,
-                         height, **self._settings(resp))
+        # The body goes straight into the array's memory: no copy, no zero-filling first.
+        resp = self._still(order, fresh, into=lambda n: np.empty(n, dtype=np.uint8))
+        width, height, sequence, timestamp = self._frame_headers(resp)
+        if len(resp.body) != width * height * 3:
+            raise PickerError(
+                f"{self.socket}: /still.{order} gave {len(resp.body)} bytes for "
+                f"{width}x{height}x3: is this picker?"
+            )
+        return Frame(resp.body.reshape(height, width, 3), sequence, timestamp, width, height,
+                     **self._settings(resp))
 
     def jpeg(self, fresh: bool = False) -> bytes:
         """The newest frame as JPEG (picker's `stream.quality`), encoded once per frame for every
@@ -298,7 +300,10 @@ class Camera(_http.Closing):
         (``runtime``), what is in force per key (``in_force``) and the camera's limits
         (``camera``)."""
         with self._call():
-            return self._json("GET", "/controls")
+            return self._controls()
+
+    def _controls(self) -> Dict[str, Any]:
+        return self._json("GET", "/controls")
 
     def set_controls(self, values: Optional[Mapping[str, Any]] = None, /,
                      **kwargs: Any) -> Dict[str, Any]:
@@ -357,7 +362,7 @@ class Camera(_http.Closing):
         that takes (as a still waits)."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            state = self.controls()
+            state = self._controls()
             if not state.get("pending"):
                 return dict(state.get("in_force", {}))
             if deadline is not None and time.monotonic() > deadline:
@@ -388,7 +393,7 @@ class Camera(_http.Closing):
                 "frames": None,
                 "timestamp_ns": None,
                 "age_s": None,
-                "controls": self.controls().get("in_force", {}),
+                "controls": self._controls().get("in_force", {}),
             }
         if resp.status != 200:
             self._raise_for(resp, "/still.rgb")
@@ -401,7 +406,7 @@ class Camera(_http.Closing):
             "frames": {"sequence": sequence},
             "timestamp_ns": timestamp,
             "age_s": age,
-            "controls": self.controls().get("in_force", {}),
+            "controls": self._controls().get("in_force", {}),
         }
 
     # --- transport ---------------------------------------------------------------------------
@@ -513,17 +518,12 @@ class Camera(_http.Closing):
     @contextlib.contextmanager
     def _call(self) -> Iterator[_Call]:
         """Around each public method: when it did its work, this thread hears of a restart it
-        has not heard of yet (:meth:`_tell_restart`). The calls inside one (``still``'s
-        ``capture``) leave that to the outermost; a call that raised leaves it to the next."""
-        depth: int = getattr(self._depth, "n", 0)
-        self._depth.n = depth + 1
+        has not heard of yet (:meth:`_tell_restart`); a call that raised leaves it to the next.
+        Public methods call each other's private halves (``_capture``, ``_controls``,
+        ``_state``), so one call hears it once."""
         call = _Call()
-        try:
-            yield call
-        finally:
-            self._depth.n = depth
-        if depth == 0:
-            self._tell_restart(call.in_force)
+        yield call
+        self._tell_restart(call.in_force)
 
     def _tell_restart(self, in_force: Optional[Dict[str, Any]]) -> None:
         """Raises PickerRestarted if a restart took controls this thread has not heard of."""
