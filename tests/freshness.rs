@@ -121,9 +121,9 @@ fn a_viewer_on_loopback_still_gets_every_frame() {
 }
 
 /// A reader of every frame (a viewer, a robot taking each frame) that pauses for `pause`
-/// after `before` of reading: the parts it gets in the two seconds after it reads again,
-/// and the frames captured meanwhile.
-fn parts_after_a_pause(before: Duration, pause: Duration) -> (u32, f64) {
+/// after `before` of reading: the parts it gets in the two seconds that start `settle` after
+/// it reads again, and the frames captured meanwhile.
+fn parts_after_a_pause(before: Duration, pause: Duration, settle: Duration) -> (u32, f64) {
     let p = Picker::start(&[]);
     let mut m = p.mjpeg("");
     m.read_opening();
@@ -132,9 +132,10 @@ fn parts_after_a_pause(before: Duration, pause: Duration) -> (u32, f64) {
         m.next_part();
     }
     std::thread::sleep(pause);
-    // What it was sent while it paused, held in its buffers: taken at once.
+    // What it was sent while it paused, held in its buffers, is taken at once; then the
+    // drain may need `settle` to see the reader fast again.
     let resumed = Instant::now();
-    while resumed.elapsed() < Duration::from_millis(300) {
+    while resumed.elapsed() < settle {
         m.next_part();
     }
     parts_in(&p, &mut m, Duration::from_secs(2))
@@ -159,7 +160,13 @@ fn parts_in(p: &Picker, m: &mut Mjpeg, span: Duration) -> (u32, f64) {
 /// 4 s, had read as nothing for a reader of every frame, and the pause made its pace 2 s).
 #[test]
 fn a_reader_of_every_frame_gets_every_frame_again_after_a_short_pause() {
-    let (parts, captured) = parts_after_a_pause(Duration::from_secs(6), Duration::from_secs(1));
+    // Its reading rate over the last 4 s still says it is fast: every frame at once (300 ms
+    // for what it holds).
+    let (parts, captured) = parts_after_a_pause(
+        Duration::from_secs(6),
+        Duration::from_secs(1),
+        Duration::from_millis(300),
+    );
     eprintln!("after a 1 s pause: {parts} parts of {captured} frames in 2 s");
     assert!(
         f64::from(parts) >= 0.75 * captured && captured >= 40.0,
@@ -168,11 +175,21 @@ fn a_reader_of_every_frame_gets_every_frame_again_after_a_short_pause() {
 }
 
 /// The same after a pause longer than the 4 s over which its reading rate is measured:
-/// before, about one part every two seconds for at least 10 s after it.
+/// before, about one part every two seconds for at least 10 s after it. Here its rate does
+/// say it is slow, and only the drain's trials (two parts a quarter of the pace apart, three
+/// times: about 500, 125 and 31 ms) bring it back, 0.70-0.79 s after it reads again (6 runs
+/// on an idle machine). Counted from 300 ms, as above, that left 46-49 parts of 60 frames,
+/// and a CI run failed with 45 of 61; so the two seconds counted here start 1.5 s after it
+/// reads again (60-61 of 60-61 in the same runs). The old rule's part every two seconds
+/// still fails that by far.
 #[test]
 fn a_reader_of_every_frame_gets_every_frame_again_after_a_long_pause() {
-    let (parts, captured) = parts_after_a_pause(Duration::from_secs(3), Duration::from_secs(7));
-    eprintln!("after a 7 s pause: {parts} parts of {captured} frames in 2 s");
+    let (parts, captured) = parts_after_a_pause(
+        Duration::from_secs(3),
+        Duration::from_secs(7),
+        Duration::from_millis(1_500),
+    );
+    eprintln!("after a 7 s pause, from 1.5 s on: {parts} parts of {captured} frames in 2 s");
     assert!(
         f64::from(parts) >= 0.75 * captured && captured >= 40.0,
         "{parts} parts of {captured} frames"
