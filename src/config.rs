@@ -448,11 +448,7 @@ fn made_by(text: &str, offset: usize, name: &str) -> Option<MadeBy> {
         };
         // A key line, or a line of a multi-line array, whose text before `=` is no key this
         // name can start with (`"a=b",`).
-        let key = spaced_dots(key);
-        let key = match &table {
-            Some(t) => format!("{t}.{key}"),
-            None => key,
-        };
+        let key = in_table(table.as_deref(), &spaced_dots(key));
         if key == name {
             return Some(MadeBy::Value { line: i + 1, key });
         }
@@ -477,7 +473,12 @@ fn spaced_dots(name: &str) -> String {
 
 /// `key` with the table in force at `offset` before it (`stream.quality`), as a user writes it.
 fn qualified(text: &str, offset: usize, key: &str) -> String {
-    match table_at(text, offset) {
+    in_table(table_at(text, offset), key)
+}
+
+/// `key` under `table` (`stream.quality`), or alone at the top.
+fn in_table(table: Option<&str>, key: &str) -> String {
+    match table {
         Some(table) => format!("{table}.{key}"),
         None => key.to_string(),
     }
@@ -551,11 +552,16 @@ fn header_at(text: &str, offset: usize) -> Option<&str> {
 /// it there, and `str::trim` keeps it (it is no white space).
 const BOM: char = '\u{feff}';
 
+/// A line without the white space around it, nor the first line's byte order mark.
+fn bare(line: &str) -> &str {
+    line.trim_start_matches(BOM).trim()
+}
+
 /// The table name (without brackets) of a `[name]` header line, if the line is one: a
 /// comment after it allowed, as TOML allows it (`[stream]  # the MJPEG stream`), and the
 /// first line's byte order mark.
 fn header(line: &str) -> Option<&str> {
-    let line = line.trim_start_matches(BOM).trim();
+    let line = bare(line);
     let line = line.split_once('#').map(|(l, _)| l.trim()).unwrap_or(line);
     line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
 }
@@ -605,7 +611,7 @@ pub fn plain_types(message: &str) -> String {
 /// own message for one ("invalid type: sequence") does not say what to write instead.
 fn array_table(text: &str) -> Option<(usize, &str)> {
     text.lines().enumerate().find_map(|(i, l)| {
-        let l = l.trim_start_matches(BOM).trim().strip_prefix("[[")?;
+        let l = bare(l).strip_prefix("[[")?;
         let end = l.find("]]")?;
         Some((i + 1, &l[..end]))
     })

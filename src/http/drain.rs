@@ -30,9 +30,8 @@
 //! again. So a reader held back by its pace while its window shows it caught up is tried
 //! with two parts a quarter of its pace apart: both found taken, its pace is at most the time
 //! between them, and the next trial may follow (a reader of every frame is back at every
-//! frame within a second); the second found unread (a slow
-//! reader), the pace stays, and the next trial waits 8 s, twice that after each further
-//! failure, up to 32 s (see [`Trial`]).
+//! frame within a second); the second found unread (a slow reader), the pace stays, and the
+//! next trial waits 8 s, twice that after each further failure, up to 32 s (see [`Trial`]).
 //!
 //! A peer that reads nothing for `client-timeout` while it holds unread
 //! bytes or has bytes in flight is dropped, whatever the size of its buffers. One whose
