@@ -30,27 +30,24 @@ Prints a Markdown table, one row per client and pace.
 
 import argparse
 import asyncio
+import os
 import socket
-import struct
+import sys
 import threading
 import time
+
+# The sender's view of the window, as window_signal.py reads it (beside this script), and
+# the multipart splitter the freshness readers use (tests/fresh_reader.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
+from fresh_reader import Parts  # noqa: E402
+from window_signal import window  # noqa: E402
 
 PART = 10_600
 FRAME = 1 / 30
 UNDER_EVERY, UNDER_PARTS = 2.0, 5
 OVER_LIMIT = 20.0
-# Offsets in Linux's `struct tcp_info` (include/uapi/linux/tcp.h), stable since 5.4.
-SND_WND_AT, INFO_LEN = 228, 232
 EARLY = PART * 3 // 4
 BOUNDARY = "picker-frame"
-
-
-def window(sock):
-    """The window the peer advertised last (`tcpi_snd_wnd`)."""
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, INFO_LEN)
-    if len(info) < INFO_LEN:
-        raise SystemExit("this kernel's TCP_INFO has no tcpi_snd_wnd (before 5.4)")
-    return struct.unpack_from("I", info, SND_WND_AT)[0]
 
 
 def part(seq):
@@ -91,16 +88,11 @@ def aiohttp_reader(url, period, taken, stop):
 def requests_reader(url, period, taken, stop):
     import requests
 
-    buf = b""
+    parts = Parts()
     try:
         with requests.get(url, stream=True, timeout=OVER_LIMIT + 10) as r:
             for chunk in r.iter_content(chunk_size=1024):
-                buf += chunk
-                while True:
-                    end = buf.find(b"\r\n\r\n")
-                    if end < 0 or len(buf) < end + 4 + PART:
-                        break
-                    buf = buf[end + 4 + PART:]
+                for _ in parts.feed(chunk):
                     taken.append(time.monotonic())
                     if period:
                         time.sleep(period)
@@ -185,8 +177,12 @@ def run(client, rate):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", default="aiohttp:0,aiohttp:1,aiohttp:3,aiohttp:10,requests:0,requests:1,requests:3,requests:10",
-                    help="client:rate pairs (rate in parts/s, 0 = as fast as it can)")
+    ap.add_argument(
+        "--runs",
+        default="aiohttp:0,aiohttp:1,aiohttp:3,aiohttp:10,"
+        "requests:0,requests:1,requests:3,requests:10",
+        help="client:rate pairs (rate in parts/s, 0 = as fast as it can)",
+    )
     args = ap.parse_args()
     print(
         "| client | pace | under: parts taken | under: window below its largest by at most"
